@@ -1,0 +1,50 @@
+// The parts of the KVM API that Swift cannot reach on its own: the ioctl
+// request macros (_IOWR and friends) and the variadic ioctl(2), plus the
+// flexible-array structs (kvm_cpuid2, kvm_msrs). Everything else is used
+// from Swift directly through <linux/kvm.h>.
+#ifndef CKVM_H
+#define CKVM_H
+#include <linux/kvm.h>
+#include <stdint.h>
+
+int ckvm_ioctl(int fd, unsigned long request, void *arg);
+int ckvm_ioctl_int(int fd, unsigned long request, unsigned long arg);
+
+// Fills `entries` with KVM_GET_SUPPORTED_CPUID; returns the count or -errno.
+int ckvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid_entry2 *entries, int max);
+// KVM_SET_CPUID2 with `count` entries; 0 or -errno.
+int ckvm_set_cpuid(int vcpu_fd, const struct kvm_cpuid_entry2 *entries, int count);
+// One MSR at a time: enough for the few that detrec sets.
+int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value);
+int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value);
+
+static const unsigned long CKVM_GET_API_VERSION = KVM_GET_API_VERSION;
+static const unsigned long CKVM_CREATE_VM = KVM_CREATE_VM;
+static const unsigned long CKVM_CHECK_EXTENSION = KVM_CHECK_EXTENSION;
+static const unsigned long CKVM_GET_VCPU_MMAP_SIZE = KVM_GET_VCPU_MMAP_SIZE;
+static const unsigned long CKVM_CREATE_VCPU = KVM_CREATE_VCPU;
+static const unsigned long CKVM_SET_USER_MEMORY_REGION = KVM_SET_USER_MEMORY_REGION;
+static const unsigned long CKVM_RUN = KVM_RUN;
+static const unsigned long CKVM_GET_REGS = KVM_GET_REGS;
+static const unsigned long CKVM_SET_REGS = KVM_SET_REGS;
+static const unsigned long CKVM_GET_SREGS = KVM_GET_SREGS;
+static const unsigned long CKVM_SET_SREGS = KVM_SET_SREGS;
+static const unsigned long CKVM_GET_XCRS = KVM_GET_XCRS;
+static const unsigned long CKVM_SET_XCRS = KVM_SET_XCRS;
+static const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
+static const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
+static const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
+static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
+
+static const int CKVM_CAP_SYNC_REGS = KVM_CAP_SYNC_REGS;
+static const int CKVM_CAP_XCRS = KVM_CAP_XCRS;
+static const int CKVM_CAP_IMMEDIATE_EXIT = KVM_CAP_IMMEDIATE_EXIT;
+static const unsigned int CKVM_SYNC_X86_REGS = KVM_SYNC_X86_REGS;
+static const unsigned int CKVM_SYNC_X86_SREGS = KVM_SYNC_X86_SREGS;
+static const unsigned int CKVM_SYNC_X86_EVENTS = KVM_SYNC_X86_EVENTS;
+
+
+// perf_event_open(2) of retired branch instructions for this thread, user
+// mode only: returns an fd, or -errno (ENOENT where the host has no PMU).
+int ckvm_probe_branch_counter(void);
+#endif

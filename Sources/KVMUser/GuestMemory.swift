@@ -1,0 +1,224 @@
+/// A guest access that Linux would refuse: the guest sees EFAULT (from a
+/// syscall) or a fault (from an instruction).
+public struct GuestMemoryFault: Error, Equatable, Sendable, CustomStringConvertible {
+    public var address: UInt64
+    public init(address: UInt64) { self.address = address }
+    public var description: String { "bad guest address 0x\(String(address, radix: 16))" }
+}
+
+/// Who is touching guest memory: the guest's own rights (syscall buffers),
+/// or detrec itself (the loader writing read-only text, replay restoring
+/// recorded memory).
+public enum GuestAccess: Sendable {
+    case user
+    case kernel
+}
+
+/// The guest's virtual memory as the host sees it: pages mapped, protected
+/// and unmapped by the emulated kernel, and every read and write by guest
+/// virtual address bounds- and permission-checked.
+public final class GuestMemory {
+    public static let pageSize: UInt64 = 4096
+    /// The highest user address plus one (47-bit user space, as on Linux).
+    public static let userLimit: UInt64 = 0x0000_7fff_ffff_f000
+
+    let tables: PageTables
+    let data: PhysicalRegion
+    private var frames: PageAllocator
+    /// Set when a translation was removed or narrowed: the vCPU must drop
+    /// cached translations before it runs again.
+    public internal(set) var translationsChanged = false
+
+    init(tables: PageTables, data: PhysicalRegion) {
+        self.tables = tables
+        self.data = data
+        frames = PageAllocator(region: data)
+    }
+
+    // MARK: mapping
+
+    /// Maps fresh zeroed pages over [start, start + pages*4096), replacing
+    /// whatever was there.
+    public func map(_ start: UInt64, pages: Int, protection: PageProtection) throws(GuestMemoryFault) {
+        try checkRange(start, pages: pages)
+        for i in 0..<pages {
+            let va = start + UInt64(i) * 4096
+            guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
+            if slot.pointee & (PTE.present | PTE.ownsFrame) != 0 {
+                release(slot.pointee)
+                translationsChanged = true
+            }
+            guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
+            slot.pointee = PTE.leaf(frame: frame, protection: protection)
+        }
+    }
+
+    /// Removes pages; holes are skipped. Their frames go back to the host.
+    public func unmap(_ start: UInt64, pages: Int) {
+        guard pages > 0, start < GuestMemory.userLimit else { return }
+        let end = min(start + UInt64(pages) * 4096, GuestMemory.userLimit)
+        tables.forEachLeaf(from: start, to: end) { _, slot in
+            release(slot.pointee)
+            slot.pointee = 0
+            translationsChanged = true
+        }
+    }
+
+    /// Changes the protection of the mapped pages in the range.
+    public func protect(_ start: UInt64, pages: Int, protection: PageProtection) {
+        guard pages > 0, start < GuestMemory.userLimit else { return }
+        let end = min(start + UInt64(pages) * 4096, GuestMemory.userLimit)
+        tables.forEachLeaf(from: start, to: end) { _, slot in
+            let old = slot.pointee
+            let new = PTE.leaf(frame: old & PTE.addressMask, protection: protection)
+            if !PTE.protection(of: old).isSubset(of: protection) { translationsChanged = true }
+            slot.pointee = new
+        }
+    }
+
+    /// Moves the frames of [from, from+pages) to [to, to+pages) without
+    /// copying (mremap). The destination must be unmapped.
+    public func move(from: UInt64, to: UInt64, pages: Int) throws(GuestMemoryFault) {
+        try checkRange(to, pages: pages)
+        var moved: [(UInt64, UInt64)] = []
+        tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
+            moved.append((va - from, slot.pointee))
+            slot.pointee = 0
+        }
+        for (offset, entry) in moved {
+            guard let slot = tables.leaf(to + offset, create: true) else { throw GuestMemoryFault(address: to + offset) }
+            slot.pointee = entry
+        }
+        translationsChanged = true
+    }
+
+    /// The protection of the page holding `va`, nil when nothing is mapped there.
+    public func protection(at va: UInt64) -> PageProtection? {
+        let e = tables.entry(va & ~4095)
+        return e & (PTE.present | PTE.ownsFrame) != 0 ? PTE.protection(of: e) : nil
+    }
+
+    private func release(_ entry: UInt64) {
+        let frame = entry & PTE.addressMask
+        guard data.contains(frame) else { return }
+        data.discard(frame, bytes: 4096)
+        frames.release(frame)
+    }
+
+    private func checkRange(_ start: UInt64, pages: Int) throws(GuestMemoryFault) {
+        guard start & 4095 == 0, pages >= 0,
+              start < GuestMemory.userLimit,
+              UInt64(pages) <= (GuestMemory.userLimit - start) / 4096 else {
+            throw GuestMemoryFault(address: start)
+        }
+    }
+
+    // MARK: access
+
+    /// The host address of the byte at `va` and how many bytes of its page
+    /// follow, if the access is allowed.
+    private func hostSpan(_ va: UInt64, write: Bool, access: GuestAccess) -> (UnsafeMutableRawPointer, Int)? {
+        guard va < GuestMemory.userLimit else { return nil }
+        let e = tables.entry(va & ~4095)
+        guard e & PTE.ownsFrame != 0 else { return nil }
+        if access == .user {
+            guard e & PTE.present != 0, e & PTE.user != 0 else { return nil }
+            if write && e & PTE.writable == 0 { return nil }
+        }
+        let frame = e & PTE.addressMask
+        guard data.contains(frame) else { return nil }
+        let offset = Int(va & 4095)
+        return (data.pointer(frame) + offset, 4096 - offset)
+    }
+
+    /// Walks [va, va+count) page by page; throws at the first bad page.
+    private func forEachSpan(_ va: UInt64, count: Int, write: Bool, access: GuestAccess,
+                             _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) throws(GuestMemoryFault) {
+        guard count > 0 else { return }
+        let (end, overflow) = va.addingReportingOverflow(UInt64(count))
+        guard !overflow, end <= GuestMemory.userLimit else { throw GuestMemoryFault(address: va) }
+        var done = 0
+        while done < count {
+            let at = va + UInt64(done)
+            guard let (p, avail) = hostSpan(at, write: write, access: access) else {
+                throw GuestMemoryFault(address: at)
+            }
+            let n = min(avail, count - done)
+            body(p, done, n)
+            done += n
+        }
+    }
+
+    /// Checks that the whole range may be read (or written) without touching it.
+    public func check(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) throws(GuestMemoryFault) {
+        try forEachSpan(va, count: count, write: write, access: access) { _, _, _ in }
+    }
+
+    public func read(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) -> [UInt8] {
+        try check(va, count: count, write: false, access: access)
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { buf in _ = try? read(into: buf, from: va, access: access) }
+        return out
+    }
+
+    public func read(into buffer: UnsafeMutableRawBufferPointer, from va: UInt64, access: GuestAccess = .user) throws(GuestMemoryFault) {
+        guard let base = buffer.baseAddress else { return }
+        try forEachSpan(va, count: buffer.count, write: false, access: access) { p, off, n in
+            (base + off).copyMemory(from: p, byteCount: n)
+        }
+    }
+
+    public func write(_ va: UInt64, bytes: UnsafeRawBufferPointer, access: GuestAccess = .user) throws(GuestMemoryFault) {
+        guard let base = bytes.baseAddress else { return }
+        // Check first so that a failed write changes nothing.
+        try check(va, count: bytes.count, write: true, access: access)
+        try forEachSpan(va, count: bytes.count, write: true, access: access) { p, off, n in
+            p.copyMemory(from: base + off, byteCount: n)
+        }
+    }
+
+    public func write(_ va: UInt64, _ bytes: [UInt8], access: GuestAccess = .user) throws(GuestMemoryFault) {
+        try check(va, count: bytes.count, write: true, access: access)
+        bytes.withUnsafeBytes { b in _ = try? write(va, bytes: b, access: access) }
+    }
+
+    /// Zeroes a range (the tail of a file mapping's last page, bss).
+    public func zero(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) {
+        try check(va, count: count, write: true, access: access)
+        try forEachSpan(va, count: count, write: true, access: access) { p, _, n in
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        }
+    }
+
+    public func readValue<T: FixedWidthInteger>(_ va: UInt64, as: T.Type = T.self, access: GuestAccess = .user) throws(GuestMemoryFault) -> T {
+        try check(va, count: MemoryLayout<T>.size, write: false, access: access)
+        var v = T.zero
+        withUnsafeMutableBytes(of: &v) { b in _ = try? read(into: b, from: va, access: access) }
+        return T(littleEndian: v)
+    }
+
+    public func writeValue<T: FixedWidthInteger>(_ va: UInt64, _ value: T, access: GuestAccess = .user) throws(GuestMemoryFault) {
+        try check(va, count: MemoryLayout<T>.size, write: true, access: access)
+        var v = value.littleEndian
+        withUnsafeBytes(of: &v) { b in _ = try? write(va, bytes: b, access: access) }
+    }
+
+    /// A NUL-terminated string of at most `limit` bytes (without the NUL).
+    /// Reads page by page, so a string ending just before an unmapped page works.
+    public func readCString(_ va: UInt64, limit: Int = 4096) throws(GuestMemoryFault) -> [UInt8] {
+        var out: [UInt8] = []
+        var at = va
+        while out.count <= limit {
+            guard let (p, avail) = hostSpan(at, write: false, access: .user) else { throw GuestMemoryFault(address: at) }
+            let bytes = UnsafeRawBufferPointer(start: p, count: avail)
+            if let nul = bytes.firstIndex(of: 0) {
+                out.append(contentsOf: bytes[0..<nul])
+                guard out.count <= limit else { throw GuestMemoryFault(address: va) }
+                return out
+            }
+            out.append(contentsOf: bytes)
+            at += UInt64(avail)
+        }
+        throw GuestMemoryFault(address: va)
+    }
+}

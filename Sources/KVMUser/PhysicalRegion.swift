@@ -1,0 +1,55 @@
+import Glibc
+
+/// A range of guest-physical memory backed by an anonymous host mapping.
+/// The mapping is reserved with MAP_NORESERVE, so host memory is only used
+/// for the pages the guest (or detrec) actually touches.
+final class PhysicalRegion {
+    let slot: UInt32
+    let guestBase: UInt64
+    let size: UInt64
+    let host: UnsafeMutableRawPointer
+
+    init(slot: UInt32, guestBase: UInt64, size: UInt64) throws(KVMError) {
+        let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw .hostMemory(errno: errno) }
+        self.slot = slot
+        self.guestBase = guestBase
+        self.size = size
+        self.host = p
+    }
+
+    deinit { munmap(host, Int(size)) }
+
+    func contains(_ gpa: UInt64) -> Bool { gpa >= guestBase && gpa - guestBase < size }
+
+    /// Host address of a guest-physical address; the caller has checked `contains`.
+    func pointer(_ gpa: UInt64) -> UnsafeMutableRawPointer { host + Int(gpa - guestBase) }
+
+    /// Gives pages back to the host: they read as zero afterwards.
+    func discard(_ gpa: UInt64, bytes: UInt64) {
+        madvise(pointer(gpa), Int(bytes), MADV_DONTNEED)
+    }
+}
+
+/// Hands out 4 KiB guest-physical pages of one region. Freed pages are
+/// discarded on the host first, so every page handed out reads as zero.
+struct PageAllocator {
+    private(set) var next: UInt64
+    let end: UInt64
+    private var free: [UInt64] = []
+
+    init(region: PhysicalRegion) {
+        next = region.guestBase
+        end = region.guestBase + region.size
+    }
+
+    mutating func allocate() -> UInt64? {
+        if let page = free.popLast() { return page }
+        guard next < end else { return nil }
+        defer { next += 4096 }
+        return next
+    }
+
+    mutating func release(_ page: UInt64) { free.append(page) }
+}

@@ -1,0 +1,225 @@
+import CKVM
+import Glibc
+
+/// A user-mode x86-64 machine on KVM with no guest kernel: one vCPU at CPL3,
+/// page tables, GDT, IDT and TSS built by the host, and every SYSCALL and
+/// exception turned into an `Exit`. Nothing here knows about Linux.
+public final class UserMachine {
+    public let device: KVMDevice
+    public let capabilities: HostCapabilities
+    public let cpuid: CPUIDTable
+    public let memory: GuestMemory
+    private let vm: VirtualMachine
+    private let vcpu: VCPU
+    private let tables: PageTables
+
+    /// The user-mode registers. Read after `run` returns; changes are
+    /// written back on the next `run`.
+    public var registers = Registers()
+    public var fsBase: UInt64 {
+        get { sregs.fs.base }
+        set { sregs.fs.base = newValue; sregsDirty = true }
+    }
+    public var gsBase: UInt64 {
+        get { sregs.gs.base }
+        set { sregs.gs.base = newValue; sregsDirty = true }
+    }
+    private var sregs = kvm_sregs()
+    private var sregsDirty = false
+
+    /// Guest-physical memory reserved for the guest's pages (not committed).
+    public static let defaultMemorySize: UInt64 = 32 << 30
+
+    public init(device: KVMDevice, cpuid: CPUIDTable, memorySize: UInt64 = UserMachine.defaultMemorySize) throws(KVMError) {
+        self.device = device
+        capabilities = HostCapabilities.probe(device: device)
+        guard capabilities.syncRegs else { throw .unsupported("KVM_CAP_SYNC_REGS") }
+        guard capabilities.xcrs else { throw .unsupported("KVM_CAP_XCRS") }
+        self.cpuid = cpuid
+        vm = try VirtualMachine(device: device)
+        let tableRegion = try PhysicalRegion(slot: 0, guestBase: Layout.tablesPhysical, size: Layout.tablesSize)
+        let dataRegion = try PhysicalRegion(slot: 1, guestBase: Layout.dataPhysical, size: memorySize)
+        try vm.add(tableRegion)
+        try vm.add(dataRegion)
+        tables = try PageTables(region: tableRegion)
+        memory = GuestMemory(tables: tables, data: dataRegion)
+        vcpu = try VCPU(vm: vm, device: device)
+        try installSystemPages()
+        try configureVCPU()
+    }
+
+    /// GDT, IDT, TSS, the stubs and the exception stack. Guest code can read
+    /// them (PVM runs the stubs with user privilege); only the stack is writable.
+    private func installSystemPages() throws(KVMError) {
+        do {
+            try memory.map(Layout.systemBase, pages: Layout.systemPages, protection: .read)
+            let gdt = GlobalDescriptorTable.entries().flatMap { v in (0..<8).map { UInt8((v >> (8 * UInt64($0))) & 0xff) } }
+            try memory.write(Layout.gdt, gdt, access: .kernel)
+            try memory.write(Layout.idt, InterruptDescriptorTable.bytes(), access: .kernel)
+            try memory.write(Layout.tss, TaskState.bytes(rsp0: Layout.stackTop, openPorts: EntryStubs.ports), access: .kernel)
+            try memory.write(Layout.stubs, EntryStubs.code(), access: .kernel)
+            memory.protect(Layout.stubs, pages: 1, protection: .rx)
+            memory.protect(Layout.stackBottom, pages: Int((Layout.stackTop - Layout.stackBottom) / 4096), protection: .rw)
+        } catch {
+            throw .hostMemory(errno: ENOMEM)
+        }
+    }
+
+    private func configureVCPU() throws(KVMError) {
+        try vcpu.setCPUID(cpuid)
+        var s = kvm_sregs()
+        try vcpu.ioctl("KVM_GET_SREGS", CKVM_GET_SREGS, &s)
+        s.cs = Segment.userCode.kvm
+        s.ss = Segment.userData.kvm
+        s.ds = Segment.nullData().kvm
+        s.es = Segment.nullData().kvm
+        s.fs = Segment.nullData().kvm
+        s.gs = Segment.nullData().kvm
+        s.tr = Segment.tss.kvm
+        var ldt = kvm_segment()
+        ldt.unusable = 1
+        s.ldt = ldt
+        s.gdt.base = Layout.gdt
+        s.gdt.limit = UInt16(GlobalDescriptorTable.entries().count * 8 - 1)
+        s.idt.base = Layout.idt
+        s.idt.limit = 256 * 16 - 1
+        s.cr0 = 0x8005_0033          // PG AM WP NE ET MP PE, as Linux
+        s.cr3 = tables.root
+        s.cr4 = 0x20 | 0x200 | 0x400 | 0x10000 | 0x40000  // PAE OSFXSR OSXMMEXCPT FSGSBASE OSXSAVE
+        s.efer = 0x1 | 0x100 | 0x400 | 0x800             // SCE LME LMA NXE
+        try vcpu.ioctl("KVM_SET_SREGS", CKVM_SET_SREGS, &s)
+        sregs = s
+
+        try vcpu.setXCR0(cpuid.xcr0)
+        var fpu = kvm_fpu()
+        fpu.fcw = 0x37f
+        fpu.mxcsr = 0x1f80
+        try vcpu.ioctl("KVM_SET_FPU", CKVM_SET_FPU, &fpu)
+
+        // SYSCALL: kernel CS/SS from STAR[47:32], user from STAR[63:48] (+16/+8).
+        try vcpu.setMSR(0xc000_0081, UInt64(Layout.user32CS) << 48 | UInt64(Layout.kernelCS) << 32)
+        try vcpu.setMSR(0xc000_0082, EntryStubs.syscallEntry)                 // LSTAR
+        try vcpu.setMSR(0xc000_0083, EntryStubs.syscallEntry)                 // CSTAR (compat; unused)
+        try vcpu.setMSR(0xc000_0084, 0x47700)                                  // SFMASK: TF DF IF IOPL AC NT, as Linux
+
+        var r = registers.kvm
+        try vcpu.ioctl("KVM_SET_REGS", CKVM_SET_REGS, &r)
+        vcpu.run.pointee.kvm_valid_regs = UInt64(CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
+    }
+
+    /// Sets the user registers for the first instruction.
+    public func start(entry: UInt64, stack: UInt64) {
+        registers = Registers()
+        registers.rip = entry
+        registers.rsp = stack
+        registers.rflags = 0x202
+    }
+
+    /// Runs user code until the next SYSCALL, exception or host signal.
+    public func run() throws(KVMError) -> Exit {
+        if memory.translationsChanged {
+            try vm.invalidateTranslations(in: tables.region)
+            memory.translationsChanged = false
+        }
+        let run = vcpu.run
+        run.pointee.s.regs.regs = registers.kvm
+        var dirty = CKVM_SYNC_X86_REGS
+        if sregsDirty {
+            run.pointee.s.regs.sregs = sregs
+            dirty |= CKVM_SYNC_X86_SREGS
+        }
+        run.pointee.kvm_dirty_regs = UInt64(dirty)
+        UserMachine.activeRun = run
+        let r = ckvm_ioctl_int(vcpu.fd, CKVM_RUN, 0)
+        let err = errno
+        run.pointee.kvm_dirty_regs = 0
+        sregsDirty = false
+        registers = Registers(run.pointee.s.regs.regs)
+        sregs = run.pointee.s.regs.sregs
+        if r < 0 {
+            run.pointee.immediate_exit = 0
+            if err == EINTR || err == EAGAIN { return .interrupted }
+            throw .ioctl(name: "KVM_RUN", errno: err)
+        }
+        switch Int32(run.pointee.exit_reason) {
+        case KVM_EXIT_IO:
+            let io = run.pointee.io
+            guard io.direction == UInt8(KVM_EXIT_IO_OUT) else { break }
+            if io.port == Layout.syscallPort, registers.rip &- EntryStubs.syscallEntry <= 2 {
+                return enterFromSyscall()
+            }
+            if io.port >= Layout.exceptionPortBase, io.port <= Layout.exceptionPortBase + 32 {
+                let vector = Int(io.port - Layout.exceptionPortBase)
+                if registers.rip &- EntryStubs.exceptionStub(vector: vector) <= 2 {
+                    return try enterFromException(vector: vector)
+                }
+            }
+            // A guest `out` of its own to a port the TSS lets through: Linux
+            // would raise #GP.
+            return .exception(GuestException(vector: GuestException.generalProtection, errorCode: 0, address: 0, rip: registers.rip))
+        case KVM_EXIT_INTR:
+            return .interrupted
+        default:
+            break
+        }
+        throw .unexpectedExit("reason \(run.pointee.exit_reason) at rip 0x\(String(registers.rip, radix: 16))")
+    }
+
+    /// The signal handler's way to kick the vCPU out of KVM_RUN.
+    nonisolated(unsafe) static var activeRun: UnsafeMutablePointer<kvm_run>?
+
+    /// Call from a signal handler: makes the current or next KVM_RUN return
+    /// `.interrupted` promptly.
+    public static func requestInterrupt() {
+        activeRun?.pointee.immediate_exit = 1
+    }
+
+    /// SYSCALL left the user RIP in RCX and RFLAGS in R11; present the
+    /// state as the guest will see it after the syscall returns.
+    private func enterFromSyscall() -> Exit {
+        registers.rip = registers.rcx
+        registers.rflags = registers.r11
+        restoreUserSegments()
+        return .syscall
+    }
+
+    /// Reads the exception frame the CPU pushed on the TSS stack and puts
+    /// the user state back as it was at the faulting instruction.
+    private func enterFromException(vector: Int) throws(KVMError) -> Exit {
+        var at = registers.rsp
+        var errorCode: UInt64?
+        do {
+            if GuestException.hasErrorCode(vector) {
+                errorCode = try memory.readValue(at, as: UInt64.self, access: .kernel)
+                at += 8
+            }
+            let rip = try memory.readValue(at, as: UInt64.self, access: .kernel)
+            let cs = try memory.readValue(at + 8, as: UInt64.self, access: .kernel)
+            let rflags = try memory.readValue(at + 16, as: UInt64.self, access: .kernel)
+            let rsp = try memory.readValue(at + 24, as: UInt64.self, access: .kernel)
+            guard cs & 3 == 3 else {
+                throw KVMError.unexpectedExit("exception \(vector) in detrec's entry code at rip 0x\(String(rip, radix: 16))")
+            }
+            registers.rip = rip
+            registers.rflags = rflags
+            registers.rsp = rsp
+        } catch let e as KVMError {
+            throw e
+        } catch {
+            throw .unexpectedExit("exception \(vector) with an unreadable frame")
+        }
+        restoreUserSegments()
+        let address = vector == GuestException.pageFault ? sregs.cr2 : 0
+        return .exception(GuestException(vector: vector, errorCode: errorCode, address: address, rip: registers.rip))
+    }
+
+    /// On VMX the stubs run at CPL0 with the kernel selectors loaded; put
+    /// the user ones back. Under PVM they are still the user ones.
+    private func restoreUserSegments() {
+        if sregs.cs.selector != Layout.userCS || sregs.ss.selector != Layout.userDS {
+            sregs.cs = Segment.userCode.kvm
+            sregs.ss = Segment.userData.kvm
+            sregsDirty = true
+        }
+    }
+}

@@ -1,0 +1,94 @@
+import CKVM
+import Glibc
+
+/// A KVM VM: its fd and guest-physical memory slots.
+final class VirtualMachine {
+    let fd: Int32
+    private var regions: [PhysicalRegion] = []
+
+    init(device: KVMDevice) throws(KVMError) {
+        let fd = ckvm_ioctl_int(device.fd, CKVM_CREATE_VM, 0)
+        guard fd >= 0 else { throw .ioctl(name: "KVM_CREATE_VM", errno: errno) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    func add(_ region: PhysicalRegion) throws(KVMError) {
+        try setSlot(region, size: region.size)
+        regions.append(region)
+    }
+
+    private func setSlot(_ region: PhysicalRegion, size: UInt64) throws(KVMError) {
+        var m = kvm_userspace_memory_region(
+            slot: region.slot, flags: 0, guest_phys_addr: region.guestBase,
+            memory_size: size, userspace_addr: UInt64(UInt(bitPattern: region.host)))
+        guard ckvm_ioctl(fd, CKVM_SET_USER_MEMORY_REGION, &m) == 0 else {
+            throw .ioctl(name: "KVM_SET_USER_MEMORY_REGION", errno: errno)
+        }
+    }
+
+    /// Makes KVM drop every translation it cached from the page tables in
+    /// `region`, by removing its slot and adding it back.
+    ///
+    /// Why: detrec edits the guest's page tables from the host, behind KVM's
+    /// back. With shadow paging (PVM) KVM write-protects guest page tables
+    /// and only notices writes made by the guest, and with EPT the guest TLB
+    /// keeps stale entries. Deleting a slot zaps the shadow pages and flushes
+    /// the TLBs on both. Only needed when a translation was removed or
+    /// narrowed: new or widened ones are picked up on the next fault.
+    func invalidateTranslations(in region: PhysicalRegion) throws(KVMError) {
+        try setSlot(region, size: 0)
+        try setSlot(region, size: region.size)
+    }
+}
+
+/// One vCPU and its shared `kvm_run` page. Registers travel through the
+/// sync-regs area of that page, not through extra ioctls per exit.
+final class VCPU {
+    let fd: Int32
+    let run: UnsafeMutablePointer<kvm_run>
+    private let runSize: Int
+
+    init(vm: VirtualMachine, device: KVMDevice) throws(KVMError) {
+        let fd = ckvm_ioctl_int(vm.fd, CKVM_CREATE_VCPU, 0)
+        guard fd >= 0 else { throw .ioctl(name: "KVM_CREATE_VCPU", errno: errno) }
+        let size = try device.vcpuMmapSize()
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            close(fd)
+            throw .ioctl(name: "mmap of the vCPU", errno: errno)
+        }
+        self.fd = fd
+        runSize = size
+        run = p.assumingMemoryBound(to: kvm_run.self)
+    }
+
+    deinit {
+        munmap(run, runSize)
+        close(fd)
+    }
+
+    func ioctl(_ name: String, _ request: UInt, _ arg: UnsafeMutableRawPointer) throws(KVMError) {
+        guard ckvm_ioctl(fd, request, arg) >= 0 else { throw .ioctl(name: name, errno: errno) }
+    }
+
+    func setCPUID(_ table: CPUIDTable) throws(KVMError) {
+        let entries = table.leaves.map(\.kvm)
+        let r = entries.withUnsafeBufferPointer { ckvm_set_cpuid(fd, $0.baseAddress, Int32($0.count)) }
+        guard r == 0 else { throw .ioctl(name: "KVM_SET_CPUID2", errno: -r) }
+    }
+
+    func setMSR(_ index: UInt32, _ value: UInt64) throws(KVMError) {
+        let r = ckvm_set_msr(fd, index, value)
+        guard r == 0 else { throw .ioctl(name: "KVM_SET_MSRS(0x\(String(index, radix: 16)))", errno: -r) }
+    }
+
+    func setXCR0(_ value: UInt64) throws(KVMError) {
+        var x = kvm_xcrs()
+        x.nr_xcrs = 1
+        x.xcrs.0.xcr = 0
+        x.xcrs.0.value = value
+        try ioctl("KVM_SET_XCRS", CKVM_SET_XCRS, &x)
+    }
+}
