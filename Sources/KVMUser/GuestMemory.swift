@@ -27,7 +27,7 @@ public final class GuestMemory {
     private var frames: PageAllocator
     /// Set when a translation was removed or narrowed: the vCPU must drop
     /// cached translations before it runs again.
-    public internal(set) var translationsChanged = false
+    public var translationsChanged = false
 
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables

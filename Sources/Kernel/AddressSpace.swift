@@ -1,0 +1,143 @@
+import KVMUser
+
+/// One mapping of the guest's address space, as /proc/self/maps lists it.
+public struct Mapping: Equatable, Sendable {
+    public var start: UInt64
+    public var end: UInt64
+    public var protection: PageProtection
+    public var shared: Bool
+    /// A path, "[heap]", "[stack]", or "" for anonymous memory.
+    public var name: String
+    public var fileOffset: UInt64
+
+    public init(start: UInt64, end: UInt64, protection: PageProtection, shared: Bool = false, name: String = "", fileOffset: UInt64 = 0) {
+        self.start = start; self.end = end; self.protection = protection
+        self.shared = shared; self.name = name; self.fileOffset = fileOffset
+    }
+
+    public var pages: Int { Int((end - start) / 4096) }
+}
+
+/// The guest's mappings, kept sorted and non-overlapping, and where new
+/// ones go. Only bookkeeping: the page tables are changed by the caller
+/// through `GuestMemory`.
+public struct AddressSpace {
+    public private(set) var mappings: [Mapping] = []
+    /// Where top-down placement of new mappings starts (below the stack gap).
+    public var mmapBase: UInt64
+    /// The lowest address mmap hands out without MAP_FIXED (vm.mmap_min_addr).
+    public var mmapMin: UInt64 = 0x10000
+    public var brkStart: UInt64 = 0
+    public var brk: UInt64 = 0
+
+    public init(mmapBase: UInt64) {
+        self.mmapBase = mmapBase
+    }
+
+    public static func pageUp(_ v: UInt64) -> UInt64? {
+        let (r, o) = v.addingReportingOverflow(4095)
+        return o ? nil : r & ~4095
+    }
+
+    /// The mapping containing `address`.
+    public func mapping(containing address: UInt64) -> Mapping? {
+        mappings.first { $0.start <= address && address < $0.end }
+    }
+
+    public func isFree(_ start: UInt64, _ end: UInt64) -> Bool {
+        !mappings.contains { $0.start < end && start < $0.end }
+    }
+
+    /// Whether every byte of [start, end) is mapped.
+    public func isFullyMapped(_ start: UInt64, _ end: UInt64) -> Bool {
+        var at = start
+        for m in mappings where m.end > at && m.start < end {
+            if m.start > at { return false }
+            at = m.end
+            if at >= end { return true }
+        }
+        return at >= end
+    }
+
+    /// The highest free range of `length` bytes below `mmapBase` (Linux's
+    /// top-down allocator), or at `hint` when that range is free.
+    public func findFree(length: UInt64, hint: UInt64 = 0) -> UInt64? {
+        if hint != 0, let h = AddressSpace.pageUp(hint), h >= mmapMin,
+           h + length <= mmapBase, isFree(h, h + length) {
+            return h
+        }
+        var top = mmapBase
+        for m in mappings.reversed() where m.start < top {
+            if m.end <= top, top - m.end >= length { return top - length }
+            top = min(top, m.start)
+        }
+        return top >= mmapMin + length ? top - length : nil
+    }
+
+    /// Adds a mapping, replacing whatever overlapped it.
+    public mutating func insert(_ m: Mapping) {
+        remove(m.start, m.end)
+        let i = mappings.firstIndex { $0.start >= m.end } ?? mappings.count
+        mappings.insert(m, at: i)
+    }
+
+    /// Removes [start, end), splitting mappings that straddle its edges.
+    public mutating func remove(_ start: UInt64, _ end: UInt64) {
+        var out: [Mapping] = []
+        for m in mappings {
+            if m.end <= start || m.start >= end { out.append(m); continue }
+            if m.start < start {
+                var left = m
+                left.end = start
+                out.append(left)
+            }
+            if m.end > end {
+                var right = m
+                right.fileOffset += end - m.start
+                right.start = end
+                out.append(right)
+            }
+        }
+        mappings = out
+    }
+
+    /// Changes the protection of [start, end), splitting at its edges.
+    public mutating func protect(_ start: UInt64, _ end: UInt64, _ protection: PageProtection) {
+        var out: [Mapping] = []
+        for m in mappings {
+            if m.end <= start || m.start >= end { out.append(m); continue }
+            if m.start < start {
+                var left = m
+                left.end = start
+                out.append(left)
+            }
+            var mid = m
+            mid.fileOffset += max(start, m.start) - m.start
+            mid.start = max(start, m.start)
+            mid.end = min(end, m.end)
+            mid.protection = protection
+            out.append(mid)
+            if m.end > end {
+                var right = m
+                right.fileOffset += end - m.start
+                right.start = end
+                out.append(right)
+            }
+        }
+        mappings = out
+    }
+
+    /// Moves the bookkeeping of [from, from+length) to `to` (mremap).
+    public mutating func move(from: UInt64, length: UInt64, to: UInt64) {
+        let moved = mappings.filter { $0.start < from + length && from < $0.end }.map { m -> Mapping in
+            var n = m
+            let s = max(m.start, from), e = min(m.end, from + length)
+            n.fileOffset += s - m.start
+            n.start = s - from + to
+            n.end = e - from + to
+            return n
+        }
+        remove(from, from + length)
+        for m in moved { insert(m) }
+    }
+}

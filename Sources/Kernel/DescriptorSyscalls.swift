@@ -1,0 +1,186 @@
+import Glibc
+
+/// Calls that create, copy and close descriptors, and the ones that look
+/// at several at once (poll) or at a device (ioctl). The guest's table is
+/// kept by detrec (lowest free number, close-on-exec per descriptor); the
+/// host descriptor behind each is detrec's own and never seen by the guest.
+enum DescriptorSyscalls {
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.open) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
+        t.add(SYS.openat) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
+        t.add(SYS.creat) { c in try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1)) }
+        t.add(SYS.close, close)
+        t.add(SYS.dup, dup)
+        t.add(SYS.dup2) { c in try dup3(c, flags: 0, sameIsError: false) }
+        t.add(SYS.dup3) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
+        t.add(SYS.fcntl, fcntl)
+        t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
+        t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
+        t.add(SYS.poll) { c in try poll(c, timeout: c.int(2)) }
+        t.add(SYS.ppoll, ppoll)
+        t.add(SYS.ioctl, ioctl)
+    }
+
+    static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> Int64 {
+        let directory = try dir.flatMap { i throws(Errno) in try c.directory(i) }
+        let name = try c.cString(path, limit: 4096)
+        guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
+        var opened: Int32 = -1
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            let dirFD = directory.map { $0.hostFD ?? -1 } ?? -100
+            let h = (name + [0]).withUnsafeBytes { p in
+                hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+            }
+            guard h >= 0 else { return h }
+            opened = Int32(h)
+            return Int64(fd)
+        }
+        guard r >= 0 else { return r }
+        let file = OpenFile(hostFD: opened >= 0 ? opened : nil, path: String(decoding: name, as: UTF8.self))
+        c.process.files.install(file, at: fd, closeOnExec: flags & O_CLOEXEC != 0)
+        return Int64(fd)
+    }
+
+    static func close(_ c: SyscallCall) throws -> Int64 {
+        guard c.process.files.remove(c.int(0)) != nil else { throw Errno.badf }
+        return 0
+    }
+
+    static func dup(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        return Int64(try c.process.files.install(file, closeOnExec: false))
+    }
+
+    static func dup3(_ c: SyscallCall, flags: Int32, sameIsError: Bool) throws -> Int64 {
+        guard flags & ~O_CLOEXEC == 0 else { throw Errno.inval }
+        let file = try c.file(0)
+        let old = c.int(0), new = c.int(1)
+        if old == new {
+            if sameIsError { throw Errno.inval }
+            return Int64(new)
+        }
+        guard new >= 0, new < c.process.files.limit else { throw Errno.badf }
+        c.process.files.remove(new)
+        c.process.files.install(file, at: new, closeOnExec: flags & O_CLOEXEC != 0)
+        return Int64(new)
+    }
+
+    static let F_DUPFD: Int32 = 0, F_GETFD: Int32 = 1, F_SETFD: Int32 = 2, F_GETFL: Int32 = 3, F_SETFL: Int32 = 4
+    static let F_DUPFD_CLOEXEC: Int32 = 1030
+
+    static func fcntl(_ c: SyscallCall) throws -> Int64 {
+        let fd = c.int(0)
+        let file = try c.file(0)
+        switch c.int(1) {
+        case F_DUPFD, F_DUPFD_CLOEXEC:
+            let start = c.int(2)
+            guard start >= 0 else { throw Errno.inval }
+            return Int64(try c.process.files.install(file, closeOnExec: c.int(1) == F_DUPFD_CLOEXEC, from: start))
+        case F_GETFD:
+            return c.process.files.closeOnExec(fd) ? 1 : 0
+        case F_SETFD:
+            c.process.files.setCloseOnExec(fd, c.arg(2) & 1 != 0)
+            return 0
+        case F_GETFL, F_SETFL, 8, 9, 1031, 1032, 1033, 1034, 11, 10:
+            // GETFL/SETFL, GETOWN/SETOWN, pipe size, seals, GETSIG/SETSIG: plain numbers.
+            return try performPassthrough(c, [.fd, .value, .value])
+        case 5, 6, 7, 36, 37, 38:
+            // GETLK/SETLK/SETLKW and the OFD variants: a struct flock in and out.
+            return try performPassthrough(c, [.fd, .value, .inOut(32)])
+        default:
+            throw Errno.inval
+        }
+    }
+
+    static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
+        guard flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000) == 0 else { throw Errno.inval }
+        try c.checkWritable(c.arg(0), count: 8)
+        guard let readFD = c.process.files.lowestFree() else { throw Errno.mfile }
+        var probe = c.process.files
+        probe.install(OpenFile(hostFD: nil, path: ""), at: readFD, closeOnExec: false)
+        guard let writeFD = probe.lowestFree() else { throw Errno.mfile }
+        var hostFDs: [Int32] = [-1, -1]
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            let rc = hostFDs.withUnsafeMutableBufferPointer { hostSyscall(SYS.pipe2, Int(bitPattern: $0.baseAddress), Int(flags | O_CLOEXEC)) }
+            return rc < 0 ? rc : 0
+        }
+        guard r == 0 else { return r }
+        let recorded = hostFDs[0] >= 0
+        let cloexec = flags & O_CLOEXEC != 0
+        c.process.files.install(OpenFile(hostFD: recorded ? hostFDs[0] : nil, path: "pipe:"), at: readFD, closeOnExec: cloexec)
+        c.process.files.install(OpenFile(hostFD: recorded ? hostFDs[1] : nil, path: "pipe:"), at: writeFD, closeOnExec: cloexec)
+        try c.write(c.arg(0), Bytes.i32(readFD) + Bytes.i32(writeFD))
+        return 0
+    }
+
+    static func ppoll(_ c: SyscallCall) throws -> Int64 {
+        var timeout: Int32 = -1
+        if c.arg(2) != 0 {
+            let ts = try c.read(c.arg(2), count: 16)
+            let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
+            guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
+            timeout = Int32(clamping: sec * 1000 + (nsec + 999_999) / 1_000_000)
+        }
+        return try poll(c, timeout: timeout)
+    }
+
+    static func poll(_ c: SyscallCall, timeout: Int32) throws -> Int64 {
+        let count = Int(c.arg(1))
+        guard c.arg(1) <= UInt64(c.process.files.limit) else { throw Errno.inval }
+        let raw = try c.read(c.arg(0), count: count * 8)
+        try c.checkWritable(c.arg(0), count: count * 8)
+        var entries: [(fd: Int32, events: Int16, file: OpenFile?)] = []
+        for k in 0..<count {
+            let fd = Int32(bitPattern: Bytes.u32(raw, at: k * 8))
+            let events = Int16(truncatingIfNeeded: Bytes.u32(raw, at: k * 8 + 4) & 0xffff)
+            entries.append((fd, events, fd >= 0 ? c.process.files[fd] : nil))
+        }
+        let address = c.arg(0)
+        return try c.host { effects throws(Errno) -> Int64 in
+            var host = entries.map { e -> pollfd in
+                // A closed descriptor polls as POLLNVAL; a negative one is ignored.
+                pollfd(fd: e.fd < 0 ? -1 : (e.file?.hostFD ?? Int32.max), events: e.events, revents: 0)
+            }
+            let invalid = entries.indices.filter { entries[$0].fd >= 0 && entries[$0].file == nil }
+            for i in invalid { host[i].fd = -1 }
+            let n = invalid.isEmpty ? Glibc.poll(&host, nfds_t(count), timeout) : Glibc.poll(&host, nfds_t(count), 0)
+            guard n >= 0 else { return -Int64(errno) }
+            for i in invalid { host[i].revents = Int16(POLLNVAL) }
+            var out = raw
+            var ready = 0
+            for i in 0..<count {
+                let rev = UInt16(bitPattern: host[i].revents)
+                out[i * 8 + 6] = UInt8(rev & 0xff)
+                out[i * 8 + 7] = UInt8(rev >> 8)
+                if rev != 0 { ready += 1 }
+            }
+            try effects.write(address, out)
+            return Int64(ready)
+        }
+    }
+
+    /// The terminal and socket ioctls glibc and common tools use, with the
+    /// size of what they read or write. Others get ENOTTY, reported once.
+    static func ioctl(_ c: SyscallCall) throws -> Int64 {
+        let fd = c.int(0)
+        _ = try c.file(0)
+        let request = UInt32(truncatingIfNeeded: c.arg(1))
+        switch request {
+        case 0x5401, 0x540F, 0x5413, 0x541B, 0x5429:   // TCGETS TIOCGPGRP TIOCGWINSZ FIONREAD TIOCGSID
+            let size = request == 0x5401 ? 36 : (request == 0x5413 ? 8 : 4)
+            return try performPassthrough(c, [.fd, .value, .out(size)])
+        case 0x5402, 0x5403, 0x5404, 0x5410, 0x5414, 0x5421:  // TCSETS* TIOCSPGRP TIOCSWINSZ FIONBIO
+            let size = (0x5402...0x5404).contains(request) ? 36 : (request == 0x5414 ? 8 : 4)
+            return try performPassthrough(c, [.fd, .value, .input(size)])
+        case 0x5451:   // FIOCLEX
+            c.process.files.setCloseOnExec(fd, true)
+            return 0
+        case 0x5450:   // FIONCLEX
+            c.process.files.setCloseOnExec(fd, false)
+            return 0
+        default:
+            c.process.report("ioctl request 0x\(String(request, radix: 16)) on fd \(fd) is not supported; returning ENOTTY", key: 0x1_0000_0000 | UInt64(request), rip: c.rip)
+            throw Errno.notty
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Glibc
+
+/// Reads, writes and the path-based file calls. Most are performed on the
+/// host as they are (see `passthrough`); reads and writes add the iovec
+/// handling and the replay echo of stdout/stderr.
+enum FileSyscalls {
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.read, passthrough(.fd, .outFilled(sizeArg: 2), .value))
+        t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
+        t.add(SYS.write, write)
+        t.add(SYS.pwrite64, passthrough(.fd, .inputSized(sizeArg: 2), .value, .value))
+        t.add(SYS.readv, { c in try readv(c, positioned: false) })
+        t.add(SYS.preadv, { c in try readv(c, positioned: true) })
+        t.add(SYS.writev, { c in try writev(c, positioned: false) })
+        t.add(SYS.pwritev, { c in try writev(c, positioned: true) })
+        t.add(SYS.lseek, passthrough(.fd, .value, .value))
+        t.add(SYS.getdents64, passthrough(.fd, .outFilled(sizeArg: 2), .value))
+        t.add(SYS.fstat, passthrough(.fd, .out(144)))
+        t.add(SYS.stat, passthrough(.path, .out(144)))
+        t.add(SYS.lstat, passthrough(.path, .out(144)))
+        t.add(SYS.newfstatat, passthrough(.dirfd, .path, .out(144), .value))
+        t.add(SYS.statx, passthrough(.dirfd, .path, .value, .value, .out(256)))
+        t.add(SYS.statfs, passthrough(.path, .out(120)))
+        t.add(SYS.fstatfs, passthrough(.fd, .out(120)))
+        t.add(SYS.access, passthrough(.path, .value))
+        t.add(SYS.faccessat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.faccessat2, passthrough(.dirfd, .path, .value, .value))
+        t.add(SYS.readlink, passthrough(.path, .outFilled(sizeArg: 2), .value))
+        t.add(SYS.readlinkat, passthrough(.dirfd, .path, .outFilled(sizeArg: 3), .value))
+        t.add(SYS.getcwd, passthrough(.outFilled(sizeArg: 1), .value))
+        t.add(SYS.chdir, passthrough(.path))
+        t.add(SYS.fchdir, passthrough(.fd))
+        t.add(SYS.mkdir, passthrough(.path, .value))
+        t.add(SYS.mkdirat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.rmdir, passthrough(.path))
+        t.add(SYS.unlink, passthrough(.path))
+        t.add(SYS.unlinkat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.rename, passthrough(.path, .path))
+        t.add(SYS.renameat, passthrough(.dirfd, .path, .dirfd, .path))
+        t.add(SYS.renameat2, passthrough(.dirfd, .path, .dirfd, .path, .value))
+        t.add(SYS.symlink, passthrough(.path, .path))
+        t.add(SYS.symlinkat, passthrough(.path, .dirfd, .path))
+        t.add(SYS.link, passthrough(.path, .path))
+        t.add(SYS.linkat, passthrough(.dirfd, .path, .dirfd, .path, .value))
+        t.add(SYS.chmod, passthrough(.path, .value))
+        t.add(SYS.fchmod, passthrough(.fd, .value))
+        t.add(SYS.fchmodat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.chown, passthrough(.path, .value, .value))
+        t.add(SYS.lchown, passthrough(.path, .value, .value))
+        t.add(SYS.fchown, passthrough(.fd, .value, .value))
+        t.add(SYS.fchownat, passthrough(.dirfd, .path, .value, .value, .value))
+        t.add(SYS.truncate, passthrough(.path, .value))
+        t.add(SYS.ftruncate, passthrough(.fd, .value))
+        t.add(SYS.fsync, passthrough(.fd))
+        t.add(SYS.fdatasync, passthrough(.fd))
+        t.add(SYS.fadvise64, passthrough(.fd, .value, .value, .value))
+        t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
+        t.add(SYS.flock, passthrough(.fd, .value))
+        t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
+        t.add(SYS.umask, passthrough(.value))
+    }
+
+    /// write(2): performed on the host; replay re-emits what went to the
+    /// inherited stdout/stderr.
+    static func write(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let count = min(try c.size(2), maxTransfer)
+        let bytes = try c.read(c.arg(1), count: count)
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            guard let fd = file.hostFD else { throw .badf }
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, count) }
+            return n < 0 ? -Int64(errno) : Int64(n)
+        }
+        echo(c, file, bytes, r)
+        return r
+    }
+
+    static func echo(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], _ r: Int64) {
+        if r > 0, c.world.isReplaying, let fd = file.echo {
+            c.world.echo(Array(bytes.prefix(Int(r))), to: fd)
+        }
+    }
+
+    /// The (base, length) pairs of an iovec array, checked.
+    static func iovecs(_ c: SyscallCall, _ i: Int, count: Int) throws(Errno) -> [(UInt64, Int)] {
+        guard count >= 0, count <= 1024 else { throw .inval }
+        let raw = try c.read(c.arg(i), count: count * 16)
+        var out: [(UInt64, Int)] = []
+        var total = 0
+        for k in 0..<count {
+            let base = Bytes.u64(raw, at: k * 16)
+            let len = Bytes.u64(raw, at: k * 16 + 8)
+            guard len <= UInt64(Int.max), total <= Int.max - Int(len) else { throw .inval }
+            total += Int(len)
+            out.append((base, Int(len)))
+        }
+        return out
+    }
+
+    static func readv(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
+        let file = try c.file(0)
+        var vectors = try iovecs(c, 1, count: Int(c.int(2)))
+        var budget = maxTransfer
+        vectors = vectors.map { v in defer { budget -= min(budget, v.1) }; return (v.0, min(v.1, budget)) }
+        for (base, len) in vectors { try c.checkWritable(base, count: len) }
+        let total = vectors.reduce(0) { $0 + $1.1 }
+        let offset = c.long(3)
+        return try c.host { effects throws(Errno) -> Int64 in
+            guard let fd = file.hostFD else { throw .badf }
+            var buffer = [UInt8](repeating: 0, count: total)
+            let n = buffer.withUnsafeMutableBytes { b in
+                positioned ? pread(fd, b.baseAddress, total, Int(offset)) : Glibc.read(fd, b.baseAddress, total)
+            }
+            guard n >= 0 else { return -Int64(errno) }
+            var at = 0
+            for (base, len) in vectors where at < n {
+                let take = min(len, n - at)
+                try effects.write(base, buffer[at..<at + take])
+                at += take
+            }
+            return Int64(n)
+        }
+    }
+
+    static func writev(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
+        let file = try c.file(0)
+        var bytes: [UInt8] = []
+        for (base, len) in try iovecs(c, 1, count: Int(c.int(2))) {
+            let take = min(len, maxTransfer - bytes.count)
+            bytes += try c.read(base, count: take)
+        }
+        let offset = c.long(3)
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            guard let fd = file.hostFD else { throw .badf }
+            let n = bytes.withUnsafeBytes { b in
+                positioned ? pwrite(fd, b.baseAddress, b.count, Int(offset)) : Glibc.write(fd, b.baseAddress, b.count)
+            }
+            return n < 0 ? -Int64(errno) : Int64(n)
+        }
+        echo(c, file, bytes, r)
+        return r
+    }
+}

@@ -1,0 +1,156 @@
+import KVMUser
+
+/// A write into guest memory made by the host part of a syscall: what a
+/// recording logs and a replay puts back.
+public enum GuestWrite: Equatable, Sendable {
+    case bytes(address: UInt64, data: [UInt8])
+    /// `length` bytes of a file's content from `offset` (file-backed mmap);
+    /// the world stores the content once, by its hash.
+    case file(address: UInt64, length: UInt64, content: FileContent, offset: UInt64)
+}
+
+/// A file's whole content and its SHA-256, as stored in a trace.
+public struct FileContent: Equatable, Sendable {
+    public var sha256: String
+    public var bytes: [UInt8]
+    public init(sha256: String, bytes: [UInt8]) {
+        self.sha256 = sha256
+        self.bytes = bytes
+    }
+}
+
+/// How the process ended, as a shell would see it.
+public enum Termination: Equatable, Sendable {
+    case exited(Int32)
+    case killed(signal: Int32)
+
+    /// The status `detrec` itself exits with: the code, or 128+N.
+    public var shellStatus: Int32 {
+        switch self {
+        case .exited(let code): return code & 0xff
+        case .killed(let signal): return 128 + signal
+        }
+    }
+}
+
+/// A syscall as the guest made it: what replay checks against the recording.
+public struct SyscallEntry: Equatable, Sendable {
+    public var number: UInt64
+    public var args: [UInt64]
+    public var rip: UInt64
+    public init(number: UInt64, args: [UInt64], rip: UInt64) {
+        self.number = number; self.args = args; self.rip = rip
+    }
+}
+
+/// A signal that ends the process (a fault with no handler, or a signal
+/// that reached detrec from outside while recording).
+public struct FatalSignal: Equatable, Sendable {
+    public var signal: Int32
+    public var code: Int32
+    public var rip: UInt64
+    public var address: UInt64
+    public init(signal: Int32, code: Int32, rip: UInt64, address: UInt64) {
+        self.signal = signal; self.code = code; self.rip = rip; self.address = address
+    }
+}
+
+/// Why a run stopped before the guest ended: a divergence from the
+/// recording, the end of an interrupted trace, or a broken trace.
+public struct RunStopped: Error, CustomStringConvertible {
+    public var message: String
+    /// The status detrec exits with.
+    public var status: Int32
+    public init(_ message: String, status: Int32 = 1) {
+        self.message = message
+        self.status = status
+    }
+    public var description: String { message }
+}
+
+/// A host signal (Ctrl-C while recording) cut a host call short: the guest
+/// dies of that signal at this syscall.
+public struct InterruptedByHostSignal: Error {
+    public let signal: Int32
+    public init(signal: Int32) { self.signal = signal }
+}
+
+/// The seam between the emulated kernel and the outside world, the one
+/// place where recording and replaying differ (as swift-system keeps raw
+/// syscalls behind one function). Recording performs host work and logs it;
+/// replay takes every outcome from the trace and checks that the guest asks
+/// for the same things in the same order.
+public protocol HostWorld: AnyObject {
+    var isReplaying: Bool { get }
+
+    /// The 16 bytes of AT_RANDOM.
+    func startupRandom() throws -> [UInt8]
+
+    /// A syscall is about to be handled. Replay checks it against the next
+    /// recorded event; it returns a termination when the recording ended
+    /// here instead (the process was killed before making this call).
+    func enterSyscall(_ entry: SyscallEntry) throws -> Termination?
+
+    /// The host part of the current syscall: recording runs `body` and logs
+    /// the guest memory it wrote; replay applies the recorded writes and
+    /// returns the recorded result without running `body`.
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64
+
+    /// The syscall returns `result` to the guest. Replay checks it matches.
+    func exitSyscall(_ entry: SyscallEntry, result: Int64) throws
+
+    /// exit_group: the last event.
+    func processExit(status: Int32) throws
+
+    /// The process dies of a signal. Replay checks the recording died the same way.
+    func fatalSignal(_ signal: FatalSignal) throws
+
+    /// A host signal (SIGINT, SIGTERM, ...) that arrived while the guest ran,
+    /// to be delivered to it. Replay never has one.
+    func takeHostSignal() -> Int32?
+
+    /// What the guest wrote to an inherited stdout/stderr: replay re-emits it.
+    func echo(_ bytes: [UInt8], to fd: Int32)
+}
+
+/// What the host part of a syscall does to guest memory while recording:
+/// every write goes through here, so that it is both made and logged.
+public struct HostEffects {
+    public let memory: GuestMemory
+    public private(set) var writes: [GuestWrite] = []
+    /// Reads and hashes a whole host file for a file-backed mapping (the
+    /// recording world caches it and stores it in the trace).
+    let fileContent: (Int32) throws(Errno) -> FileContent
+
+    public init(memory: GuestMemory, fileContent: @escaping (Int32) throws(Errno) -> FileContent) {
+        self.memory = memory
+        self.fileContent = fileContent
+    }
+
+    /// Writes a syscall's output into a guest buffer with the guest's rights.
+    public mutating func write(_ address: UInt64, _ bytes: [UInt8]) throws(Errno) {
+        guard !bytes.isEmpty else { return }
+        do { try memory.write(address, bytes) } catch { throw .fault }
+        writes.append(.bytes(address: address, data: bytes))
+    }
+
+    public mutating func write(_ address: UInt64, _ bytes: ArraySlice<UInt8>) throws(Errno) {
+        try write(address, Array(bytes))
+    }
+
+    /// Fills a new file-backed mapping from a host file (ignoring the
+    /// page protection: the mapping may be read-only to the guest).
+    public mutating func fill(_ address: UInt64, fromHostFD fd: Int32, offset: UInt64, length: UInt64) throws(Errno) {
+        let content = try fileContent(fd)
+        let size = UInt64(content.bytes.count)
+        guard offset < size, length > 0 else { return }
+        let n = min(length, size - offset)
+        let slice = content.bytes[Int(offset)..<Int(offset + n)]
+        do {
+            try slice.withUnsafeBytes { b in
+                try memory.write(address, bytes: b, access: .kernel)
+            }
+        } catch { throw .fault }
+        writes.append(.file(address: address, length: n, content: content, offset: offset))
+    }
+}

@@ -1,0 +1,28 @@
+import Glibc
+import KVMUser
+
+/// Builds a process ready for its first instruction: the same steps in
+/// record and replay, so both start from identical guest state.
+public enum Launch {
+    /// The standard descriptors the guest inherits: which of 0, 1, 2 are open.
+    public static func openStandardDescriptors() -> [Int32] {
+        (0...2).filter { fcntl($0, F_GETFD) >= 0 }
+    }
+
+    public static func process(machine: UserMachine, executable: [UInt8], info: StartupInfo,
+                               stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
+        let process = Process(machine: machine, executablePath: info.execPath)
+        for fd in stdio where (0...2).contains(fd) {
+            // While recording, each guest descriptor owns a duplicate, so the
+            // guest closing its stdout never closes detrec's.
+            let host: Int32? = recording ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : nil
+            if recording && (host ?? -1) < 0 { continue }
+            let name = ["stdin", "stdout", "stderr"][Int(fd)]
+            process.files.install(OpenFile(hostFD: host, path: "/dev/\(name)", echo: fd == 0 ? nil : fd),
+                                  at: fd, closeOnExec: false)
+        }
+        let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }
+        try ProgramLoader.start(executable, info: info, process: process, hwcap: UInt64(leaf1?.edx ?? 0))
+        return process
+    }
+}

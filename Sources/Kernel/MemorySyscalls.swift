@@ -1,0 +1,186 @@
+import KVMUser
+
+/// The address space calls. They only change the guest (page tables and
+/// the mapping list), so they run the same way in record and replay; only
+/// the contents of a file mapping come from the host (or the trace).
+enum MemorySyscalls {
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.brk, brk)
+        t.add(SYS.mmap, mmap)
+        t.add(SYS.munmap, munmap)
+        t.add(SYS.mprotect, mprotect)
+        t.add(SYS.mremap, mremap)
+        t.add(SYS.madvise, madvise)
+    }
+
+    static func protection(_ prot: Int32) throws(Errno) -> PageProtection {
+        guard prot & ~0x7 == 0 else { throw .inval }
+        var p: PageProtection = []
+        if prot & 1 != 0 { p.insert(.read) }
+        if prot & 2 != 0 { p.insert(.write) }
+        // x86 cannot map write-only or execute-only: both imply read, as on Linux.
+        if prot & 4 != 0 { p.formUnion([.execute, .read]) }
+        if p.contains(.write) { p.insert(.read) }
+        return p
+    }
+
+    static func brk(_ c: SyscallCall) throws -> Int64 {
+        let p = c.process
+        let want = c.arg(0)
+        guard want >= p.space.brkStart, let newEnd = AddressSpace.pageUp(want), newEnd <= p.space.mmapBase else {
+            return Int64(p.space.brk)
+        }
+        let oldEnd = AddressSpace.pageUp(p.space.brk) ?? p.space.brk
+        if newEnd > oldEnd {
+            guard p.space.isFree(oldEnd, newEnd) else { return Int64(p.space.brk) }
+            do { try p.memory.map(oldEnd, pages: Int((newEnd - oldEnd) / 4096), protection: .rw) } catch {
+                return Int64(p.space.brk)
+            }
+        } else if newEnd < oldEnd {
+            p.memory.unmap(newEnd, pages: Int((oldEnd - newEnd) / 4096))
+        }
+        p.space.remove(p.space.brkStart, max(oldEnd, newEnd))
+        if newEnd > p.space.brkStart {
+            p.space.insert(Mapping(start: p.space.brkStart, end: newEnd, protection: .rw, name: "[heap]"))
+        }
+        p.space.brk = want
+        return Int64(want)
+    }
+
+    static let MAP_SHARED: Int32 = 0x1, MAP_PRIVATE: Int32 = 0x2, MAP_SHARED_VALIDATE: Int32 = 0x3
+    static let MAP_FIXED: Int32 = 0x10, MAP_ANONYMOUS: Int32 = 0x20, MAP_FIXED_NOREPLACE: Int32 = 0x100000
+
+    static func mmap(_ c: SyscallCall) throws -> Int64 {
+        let hint = c.arg(0), flags = c.int(3), offset = c.arg(5)
+        let prot = try protection(c.int(2))
+        guard c.arg(1) > 0, offset & 4095 == 0 else { throw Errno.inval }
+        guard let length = AddressSpace.pageUp(c.arg(1)), length < GuestMemory.userLimit else { throw Errno.nomem }
+        let kind = flags & 0x3
+        guard kind != 0 else { throw Errno.inval }
+        let anonymous = flags & MAP_ANONYMOUS != 0
+        var file: OpenFile?
+        if !anonymous {
+            file = try c.file(4)
+            if kind != MAP_PRIVATE && prot.contains(.write) {
+                c.process.report("mmap of a file with MAP_SHARED and PROT_WRITE is not supported yet; returning ENODEV", key: 0x2_0000_0001, rip: c.rip)
+                throw Errno.nodev
+            }
+        }
+        let p = c.process
+        let start: UInt64
+        if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
+            guard hint & 4095 == 0 else { throw Errno.inval }
+            guard hint < GuestMemory.userLimit, length <= GuestMemory.userLimit - hint,
+                  !(hint < Layout.systemEnd && hint + length > Layout.systemBase) else { throw Errno.nomem }
+            if flags & MAP_FIXED == 0, !p.space.isFree(hint, hint + length) { throw Errno.exist }
+            start = hint
+            p.unmap(start, start + length)
+        } else {
+            guard let free = p.space.findFree(length: length, hint: hint) else { throw Errno.nomem }
+            start = free
+        }
+        try p.map(Mapping(start: start, end: start + length, protection: prot, shared: kind != MAP_PRIVATE,
+                          name: file?.path ?? "", fileOffset: anonymous ? 0 : offset))
+        guard let file else { return Int64(start) }
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let fd = file.hostFD else { throw .badf }
+            try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
+            return Int64(start)
+        }
+        if r < 0 { p.unmap(start, start + length) }
+        return r
+    }
+
+    static func munmap(_ c: SyscallCall) throws -> Int64 {
+        let start = c.arg(0)
+        guard start & 4095 == 0, c.arg(1) > 0, let length = AddressSpace.pageUp(c.arg(1)),
+              start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
+        guard !(start < Layout.systemEnd && start + length > Layout.systemBase) else { throw Errno.inval }
+        c.process.unmap(start, start + length)
+        return 0
+    }
+
+    static func mprotect(_ c: SyscallCall) throws -> Int64 {
+        let start = c.arg(0)
+        let prot = try protection(c.int(2) & ~0x0300_0000)   // PROT_GROWSDOWN/UP: ignored
+        guard start & 4095 == 0, let length = AddressSpace.pageUp(c.arg(1)),
+              start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
+        guard length > 0 else { return 0 }
+        let p = c.process
+        guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
+        p.memory.protect(start, pages: Int(length / 4096), protection: prot)
+        p.space.protect(start, start + length, prot)
+        return 0
+    }
+
+    static func mremap(_ c: SyscallCall) throws -> Int64 {
+        let old = c.arg(0), flags = c.int(3), target = c.arg(4)
+        let MAYMOVE: Int32 = 1, FIXED: Int32 = 2
+        guard old & 4095 == 0, flags & ~0x7 == 0, c.arg(2) > 0 else { throw Errno.inval }
+        guard flags & FIXED == 0 || flags & MAYMOVE != 0 else { throw Errno.inval }
+        guard let oldSize = AddressSpace.pageUp(c.arg(1)), let newSize = AddressSpace.pageUp(c.arg(2)),
+              newSize < GuestMemory.userLimit else { throw Errno.inval }
+        let p = c.process
+        guard let m = p.space.mapping(containing: old), old + oldSize <= m.end || oldSize == 0 else { throw Errno.fault }
+        guard oldSize > 0 else { throw Errno.inval }   // duplicating shared mappings: not supported
+        if flags & FIXED == 0 && newSize <= oldSize {
+            p.unmap(old + newSize, old + oldSize)
+            return Int64(old)
+        }
+        if flags & FIXED == 0, old + newSize <= p.space.mmapBase, p.space.isFree(old + oldSize, old + newSize) {
+            try grow(p, m, at: old + oldSize, to: old + newSize)
+            return Int64(old)
+        }
+        guard flags & MAYMOVE != 0 else { throw Errno.nomem }
+        let dest: UInt64
+        if flags & FIXED != 0 {
+            guard target & 4095 == 0, target < GuestMemory.userLimit, newSize <= GuestMemory.userLimit - target,
+                  target + newSize <= old || old + oldSize <= target else { throw Errno.inval }
+            p.unmap(target, target + newSize)
+            dest = target
+        } else {
+            guard let free = p.space.findFree(length: newSize) else { throw Errno.nomem }
+            dest = free
+        }
+        let keep = min(oldSize, newSize)
+        do { try p.memory.move(from: old, to: dest, pages: Int(keep / 4096)) } catch { throw Errno.nomem }
+        p.space.move(from: old, length: keep, to: dest)
+        p.unmap(old, old + oldSize)
+        if newSize > keep, let moved = p.space.mapping(containing: dest) {
+            try grow(p, moved, at: dest + keep, to: dest + newSize)
+        }
+        return Int64(dest)
+    }
+
+    private static func grow(_ p: Process, _ m: Mapping, at start: UInt64, to end: UInt64) throws(Errno) {
+        var extra = m
+        extra.fileOffset += start - m.start
+        extra.start = start
+        extra.end = end
+        try p.map(extra)
+    }
+
+    static func madvise(_ c: SyscallCall) throws -> Int64 {
+        let start = c.arg(0), advice = c.int(2)
+        guard start & 4095 == 0, let length = AddressSpace.pageUp(c.arg(1)),
+              start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
+        let p = c.process
+        guard length > 0 else { return 0 }
+        guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
+        switch advice {
+        case 4:   // MADV_DONTNEED: private pages read back as zero
+            for m in p.space.mappings where m.end > start && m.start < start + length {
+                let s = max(m.start, start), e = min(m.end, start + length)
+                do { try p.memory.map(s, pages: Int((e - s) / 4096), protection: m.protection) } catch { throw Errno.nomem }
+            }
+            return 0
+        case 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23:
+            // Hints (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, FREE, fork/merge/
+            // hugepage/dump controls, COLD, PAGEOUT, ...): contents unchanged,
+            // which is a correct implementation of each.
+            return 0
+        default:
+            throw Errno.inval
+        }
+    }
+}

@@ -1,0 +1,145 @@
+import CHost
+import Glibc
+
+/// How one argument of a syscall that detrec performs on the host as it is
+/// is carried across: guest descriptors become host descriptors, guest
+/// pointers become host buffers copied in or out.
+public enum PassArg {
+    /// A plain number, passed unchanged.
+    case value
+    /// A guest file descriptor.
+    case fd
+    /// A directory descriptor, or AT_FDCWD.
+    case dirfd
+    /// A NUL-terminated path.
+    case path
+    /// A path or NULL.
+    case pathOrNull
+    /// A struct of this size the kernel fills in on success.
+    case out(Int)
+    /// The same, or NULL.
+    case outOrNull(Int)
+    /// A buffer whose size is argument `sizeArg`; the result says how many bytes were filled.
+    case outFilled(sizeArg: Int)
+    /// A struct of this size the kernel reads.
+    case input(Int)
+    /// The same, or NULL.
+    case inputOrNull(Int)
+    /// A buffer whose size is argument `sizeArg`, read by the kernel.
+    case inputSized(sizeArg: Int)
+    /// A struct the kernel reads and writes back (fcntl's struct flock).
+    case inOut(Int)
+    /// nanosleep's remaining time: written back only when interrupted.
+    case remainder(Int)
+}
+
+/// The largest buffer detrec moves in one host call: larger reads and
+/// writes are short, which Linux allows.
+let maxTransfer = 64 << 20
+
+/// A handler that performs the syscall on the host with its arguments
+/// carried across as `spec` says, and copies its outputs back into the guest.
+public func passthrough(_ spec: PassArg...) -> SyscallHandler {
+    return { c in try performPassthrough(c, spec) }
+}
+
+func performPassthrough(_ c: SyscallCall, _ spec: [PassArg]) throws -> Int64 {
+    // Decode and check everything the guest passed before touching the host,
+    // identically in record and replay.
+    enum Carried {
+        case value(UInt64)
+        case file(OpenFile?)
+        case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
+    }
+    enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
+    var carried: [Carried] = []
+    for (i, kind) in spec.enumerated() {
+        switch kind {
+        case .value:
+            carried.append(.value(c.arg(i)))
+        case .fd:
+            carried.append(.file(try c.file(i)))
+        case .dirfd:
+            carried.append(.file(try c.directory(i)))
+        case .path:
+            carried.append(.buffer(try c.cString(i, limit: 4096) + [0], guest: c.arg(i), copyOut: .none))
+        case .pathOrNull:
+            if c.arg(i) == 0 { carried.append(.value(0)) } else {
+                carried.append(.buffer(try c.cString(i, limit: 4096) + [0], guest: c.arg(i), copyOut: .none))
+            }
+        case .out(let n), .outOrNull(let n):
+            if c.arg(i) == 0, case .outOrNull = kind { carried.append(.value(0)); continue }
+            try c.checkWritable(c.arg(i), count: n)
+            carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .fixed(n)))
+        case .outFilled(let sizeArg):
+            let n = min(try c.size(sizeArg), maxTransfer)
+            try c.checkWritable(c.arg(i), count: n)
+            carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .filled))
+        case .input(let n), .inputOrNull(let n):
+            if c.arg(i) == 0, case .inputOrNull = kind { carried.append(.value(0)); continue }
+            carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .none))
+        case .inOut(let n):
+            try c.checkWritable(c.arg(i), count: n)
+            carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .fixed(n)))
+        case .remainder(let n):
+            if c.arg(i) == 0 { carried.append(.value(0)); continue }
+            try c.checkWritable(c.arg(i), count: n)
+            carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .onInterrupt(n)))
+        case .inputSized(let sizeArg):
+            let n = min(try c.size(sizeArg), maxTransfer)
+            carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .none))
+        }
+    }
+    let number = c.number
+    return try c.host { (effects: inout HostEffects) throws(Errno) -> Int64 in
+        var buffers = carried
+        var raw = [Int](repeating: 0, count: 6)
+        var bufferIndex: [Int] = []
+        for (i, item) in buffers.enumerated() {
+            switch item {
+            case .value(let v): raw[i] = Int(bitPattern: UInt(v))
+            case .file(let f):
+                if let f { guard let fd = f.hostFD else { throw .badf }; raw[i] = Int(fd) } else { raw[i] = -100 }
+            case .buffer: bufferIndex.append(i)
+            }
+        }
+        let r = HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
+            chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
+        }
+        guard r >= 0 || r == -Int(EINTR) else { return Int64(r) }
+        for i in bufferIndex {
+            guard case .buffer(let bytes, let guest, let copyOut) = buffers[i] else { continue }
+            switch copyOut {
+            case .none: break
+            case .fixed(let n): if r >= 0 { try effects.write(guest, bytes[0..<n]) }
+            case .onInterrupt(let n): if r == -Int(EINTR) { try effects.write(guest, bytes[0..<n]) }
+            case .filled: if r > 0 { try effects.write(guest, bytes[0..<min(r, bytes.count)]) }
+            }
+        }
+        return Int64(r)
+    }
+
+    enum HostCall {
+        /// Pins each carried buffer and passes its address in its argument slot.
+        static func withBuffers(_ items: inout [Carried], _ indices: [Int], _ raw: [Int], _ body: ([Int]) -> Int) -> Int {
+            func pin(_ k: Int, _ raw: [Int]) -> Int {
+                if k == indices.count { return body(raw) }
+                let i = indices[k]
+                guard case .buffer(var bytes, let guest, let copyOut) = items[i] else { return pin(k + 1, raw) }
+                let r = bytes.withUnsafeMutableBytes { p -> Int in
+                    var raw = raw
+                    raw[i] = Int(bitPattern: p.baseAddress)
+                    return pin(k + 1, raw)
+                }
+                items[i] = .buffer(bytes, guest: guest, copyOut: copyOut)
+                return r
+            }
+            return pin(0, raw)
+        }
+    }
+}
+
+/// A raw host syscall, for handlers that build their own arguments.
+public func hostSyscall(_ number: UInt64, _ a: Int = 0, _ b: Int = 0, _ c: Int = 0, _ d: Int = 0, _ e: Int = 0, _ f: Int = 0) -> Int64 {
+    Int64(chost_syscall(Int(number), a, b, c, d, e, f))
+}

@@ -1,0 +1,66 @@
+import Glibc
+import KVMUser
+
+/// The emulated Linux process: its machine, mappings, descriptors and the
+/// little per-process state the kernel keeps. One thread for now.
+public final class Process {
+    public let machine: UserMachine
+    public var memory: GuestMemory { machine.memory }
+    public var space: AddressSpace
+    public var files = FileTable()
+    /// The path the program was started with (AT_EXECFN, /proc/self/exe).
+    public var executablePath: String
+    /// The thread id the guest sees for its one thread; it equals the pid.
+    public var tid: Int32 = 0
+    public var clearChildTID: UInt64 = 0
+    public var robustList: (head: UInt64, length: UInt64) = (0, 0)
+    public var signals = SignalState()
+    /// Resource limits the guest set (prlimit64), by resource number.
+    public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
+    /// Syscalls already reported as unimplemented, reported once each.
+    public var reportedUnimplemented: Set<UInt64> = []
+
+    /// Linux's layout without address randomization.
+    public static let stackTop: UInt64 = Layout.systemBase - 0x1000
+    public static let stackSize: UInt64 = 8 << 20
+    public static let mmapBase: UInt64 = stackTop - (128 << 20)
+    public static let pieBase: UInt64 = 0x5555_5555_4000
+
+    public init(machine: UserMachine, executablePath: String) {
+        self.machine = machine
+        self.executablePath = executablePath
+        space = AddressSpace(mmapBase: Process.mmapBase)
+    }
+
+    /// Maps fresh pages and records the mapping.
+    public func map(_ m: Mapping) throws(Errno) {
+        do { try memory.map(m.start, pages: m.pages, protection: m.protection) } catch { throw .nomem }
+        space.insert(m)
+    }
+
+    public func unmap(_ start: UInt64, _ end: UInt64) {
+        memory.unmap(start, pages: Int((end - start) / 4096))
+        space.remove(start, end)
+    }
+}
+
+/// Signal dispositions and the mask, as the guest set them. Delivery comes
+/// later; for now they are kept so that rt_sigaction and rt_sigprocmask
+/// answer as Linux would.
+public struct SignalState {
+    /// The kernel's struct sigaction (handler, flags, restorer, mask): 32 bytes.
+    public var actions: [Int32: [UInt8]] = [:]
+    public var mask: UInt64 = 0
+    public var altStack: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] // SS_DISABLE
+}
+
+extension Process {
+    /// Says something once per `key` on stderr (an unsupported request, an
+    /// unimplemented syscall), naming the guest RIP.
+    public func report(_ message: String, key: UInt64, rip: UInt64) {
+        guard !reportedUnimplemented.contains(key) else { return }
+        reportedUnimplemented.insert(key)
+        var line = "detrec: \(message) (guest rip 0x\(String(rip, radix: 16)))\n"
+        line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+}

@@ -1,0 +1,93 @@
+import KVMUser
+
+/// The run loop that record and replay share: run the vCPU, hand each
+/// SYSCALL to its handler, turn faults into signals, and tell the world
+/// about each step. What differs between the modes is all in the world.
+public final class ProcessRunner {
+    public let process: Process
+    let world: HostWorld
+    let table: SyscallTable
+    /// Unimplemented syscalls stop the run instead of returning ENOSYS.
+    public var strict = false
+    /// Faults retried because the host had just widened the page: a stale
+    /// translation, not the guest's fault.
+    private var spuriousFaults = 0
+
+    public init(process: Process, world: HostWorld, table: SyscallTable = .linux) {
+        self.process = process
+        self.world = world
+        self.table = table
+    }
+
+    public func run() throws -> Termination {
+        let machine = process.machine
+        while true {
+            switch try machine.run() {
+            case .syscall:
+                if let end = try handleSyscall() { return end }
+            case .exception(let e):
+                if isSpurious(e) { continue }
+                return try die(Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil))
+            case .interrupted:
+                if let signal = world.takeHostSignal() {
+                    return try die(FatalSignal(signal: signal, code: Signals.SI_USER, rip: machine.registers.rip, address: 0))
+                }
+            }
+        }
+    }
+
+    private func die(_ f: FatalSignal) throws -> Termination {
+        try world.fatalSignal(f)
+        return .killed(signal: f.signal)
+    }
+
+    /// A page fault on a page that now allows the access: the TLB or KVM's
+    /// shadow held an older translation. Drop translations and retry, a few
+    /// times at most.
+    private func isSpurious(_ e: GuestException) -> Bool {
+        guard e.vector == GuestException.pageFault, let code = e.errorCode, spuriousFaults < 4,
+              let p = process.memory.protection(at: e.address) else { spuriousFaults = 0; return false }
+        let write = code & 2 != 0, fetch = code & 16 != 0
+        let allowed = p.contains(.read) && (!write || p.contains(.write)) && (!fetch || p.contains(.execute))
+        guard allowed else { spuriousFaults = 0; return false }
+        spuriousFaults += 1
+        process.memory.translationsChanged = true
+        return true
+    }
+
+    /// Handles the syscall in the registers; a termination when it ended the process.
+    private func handleSyscall() throws -> Termination? {
+        spuriousFaults = 0
+        let machine = process.machine
+        let regs = machine.registers
+        let number = regs.rax
+        let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip)
+        if let end = try world.enterSyscall(entry) { return end }
+        if number == SYS.exit_group || number == SYS.exit {
+            let status = Int32(truncatingIfNeeded: entry.args[0]) & 0xff
+            try world.processExit(status: status)
+            return .exited(status)
+        }
+        let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
+        let result: Int64
+        if let handler = table[number] {
+            do {
+                result = try handler(call)
+            } catch let e as Errno {
+                result = e.result
+            } catch let e as InterruptedByHostSignal {
+                return try die(FatalSignal(signal: e.signal, code: Signals.SI_USER, rip: entry.rip, address: 0))
+            }
+        } else {
+            let name = SyscallNames.name(number)
+            if strict {
+                throw RunStopped("unimplemented syscall \(name) (\(number)) at guest rip 0x\(String(entry.rip, radix: 16)) (--strict)")
+            }
+            process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
+            result = Errno.nosys.result
+        }
+        try world.exitSyscall(entry, result: result)
+        machine.registers.rax = UInt64(bitPattern: result)
+        return nil
+    }
+}

@@ -1,0 +1,151 @@
+import KVMUser
+
+/// What the initial stack and auxiliary vector carry besides the ELF itself.
+public struct StartupInfo: Sendable, Equatable {
+    public var argv: [String]
+    public var envp: [String]
+    /// AT_EXECFN: the path as given to exec.
+    public var execPath: String
+    public var atRandom: [UInt8]
+    public var uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32
+
+    public init(argv: [String], envp: [String], execPath: String, atRandom: [UInt8],
+                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32) {
+        self.argv = argv; self.envp = envp; self.execPath = execPath; self.atRandom = atRandom
+        self.uid = uid; self.euid = euid; self.gid = gid; self.egid = egid
+    }
+}
+
+/// Loads an ELF program into a process the way Linux's binfmt_elf does:
+/// segments mapped with their file pages, bss zeroed, the stack built with
+/// argv, envp and the auxiliary vector, and the first instruction set.
+public enum ProgramLoader {
+    public enum Failure: Error, CustomStringConvertible {
+        case elf(ELFImage.LoadError)
+        case noMemory(String)
+        case needsInterpreter(String)
+
+        public var description: String {
+            switch self {
+            case .elf(let e): return e.description
+            case .noMemory(let what): return "cannot map \(what)"
+            case .needsInterpreter(let path):
+                return "the program is dynamically linked (interpreter \(path)); this build of detrec records static programs only"
+            }
+        }
+    }
+
+    /// Where a loaded image ended up.
+    public struct Loaded: Equatable {
+        public var bias: UInt64
+        public var entry: UInt64
+        public var phdr: UInt64
+        public var phnum: Int
+        public var end: UInt64
+    }
+
+    public static func load(_ image: ELFImage, bytes: [UInt8], into process: Process, name: String, bias fixedBias: UInt64? = nil) throws(Failure) -> Loaded {
+        guard let span = image.span else { throw .elf(.malformed("no loadable segment")) }
+        let bias: UInt64 = image.type == ELFImage.ET_DYN ? (fixedBias ?? Process.pieBase) &- span.low : 0
+        // The union of the protections of the segments sharing each page.
+        var pageProtection: [UInt64: PageProtection] = [:]
+        for s in image.loadSegments where s.memsz > 0 {
+            var p: PageProtection = []
+            if s.flags & 4 != 0 { p.insert(.read) }
+            if s.flags & 2 != 0 { p.insert(.write) }
+            if s.flags & 1 != 0 { p.insert(.execute) }
+            let start = (s.vaddr + bias) & ~4095
+            guard let end = AddressSpace.pageUp(s.vaddr + bias + s.memsz) else { throw .elf(.malformed("segment end")) }
+            var page = start
+            while page < end {
+                pageProtection[page, default: []].formUnion(p)
+                page += 4096
+            }
+        }
+        let memory = process.memory
+        for page in pageProtection.keys.sorted() {
+            guard memory.protection(at: page) == nil else { continue }
+            do { try memory.map(page, pages: 1, protection: .rw) } catch { throw .noMemory("\(name) at 0x\(String(page, radix: 16))") }
+        }
+        for s in image.loadSegments where s.memsz > 0 {
+            // The file's pages are mapped whole, so bytes around the segment
+            // in its first and last page show, as with Linux's mmap of the file.
+            let fileStart = s.offset & ~4095
+            let fileEnd = min(UInt64(bytes.count), AddressSpace.pageUp(s.offset + s.filesz) ?? UInt64(bytes.count))
+            let at = (s.vaddr + bias) & ~4095
+            if s.filesz > 0, fileEnd > fileStart {
+                do {
+                    try bytes[Int(fileStart)..<Int(fileEnd)].withUnsafeBytes { b in
+                        try memory.write(at, bytes: b, access: .kernel)
+                    }
+                } catch { throw .noMemory("\(name) segment") }
+            }
+            // bss: zero from the end of the file data to the end of its page.
+            if s.memsz > s.filesz {
+                let zeroFrom = s.vaddr + bias + s.filesz
+                let zeroTo = min(AddressSpace.pageUp(zeroFrom) ?? zeroFrom, s.vaddr + bias + s.memsz)
+                if zeroTo > zeroFrom {
+                    do { try memory.zero(zeroFrom, count: Int(zeroTo - zeroFrom), access: .kernel) } catch { throw .noMemory("bss") }
+                }
+            }
+        }
+        // Final protections, and the bookkeeping for /proc/self/maps.
+        for (page, p) in pageProtection {
+            memory.protect(page, pages: 1, protection: p)
+        }
+        for s in image.loadSegments where s.memsz > 0 {
+            let start = (s.vaddr + bias) & ~4095
+            let end = AddressSpace.pageUp(s.vaddr + bias + s.memsz) ?? start
+            let inFile = s.vaddr + bias + s.filesz
+            let fileEnd = min(end, AddressSpace.pageUp(inFile) ?? end)
+            let p = pageProtection[start] ?? .read
+            if fileEnd > start {
+                process.space.insert(Mapping(start: start, end: fileEnd, protection: p, name: name, fileOffset: s.offset & ~4095))
+            }
+            if end > fileEnd {
+                process.space.insert(Mapping(start: fileEnd, end: end, protection: p))
+            }
+        }
+        let phdrSegment = image.segments.first { $0.type == ELFImage.PT_PHDR }
+        let firstLoad = image.loadSegments.first { $0.offset == 0 }
+        let phdr = phdrSegment.map { $0.vaddr + bias } ?? ((firstLoad?.vaddr ?? span.low) + bias + image.phoff)
+        return Loaded(bias: bias, entry: image.entry + bias, phdr: phdr, phnum: image.segments.count,
+                      end: AddressSpace.pageUp(span.high + bias) ?? span.high + bias)
+    }
+
+    /// Loads a static program (ET_EXEC or static-PIE) and prepares the
+    /// first instruction.
+    public static func start(_ bytes: [UInt8], info: StartupInfo, process: Process, hwcap: UInt64) throws(Failure) {
+        let image: ELFImage
+        do { image = try ELFImage(bytes) } catch { throw .elf(error) }
+        if let interp = image.interpreter { throw .needsInterpreter(interp) }
+        let loaded = try load(image, bytes: bytes, into: process, name: process.executablePath)
+        process.space.brkStart = loaded.end
+        process.space.brk = loaded.end
+
+        let stackBottom = Process.stackTop - Process.stackSize
+        do {
+            try process.map(Mapping(start: stackBottom, end: Process.stackTop, protection: .rw, name: "[stack]"))
+        } catch { throw .noMemory("the stack") }
+        let auxv: [(UInt64, UInt64)] = [
+            (16, hwcap),                     // AT_HWCAP
+            (6, 4096),                       // AT_PAGESZ
+            (17, 100),                       // AT_CLKTCK
+            (3, loaded.phdr),                // AT_PHDR
+            (4, 56),                         // AT_PHENT
+            (5, UInt64(loaded.phnum)),       // AT_PHNUM
+            (7, 0),                          // AT_BASE
+            (8, 0),                          // AT_FLAGS
+            (9, loaded.entry),               // AT_ENTRY
+            (11, UInt64(info.uid)), (12, UInt64(info.euid)),
+            (13, UInt64(info.gid)), (14, UInt64(info.egid)),
+            (23, 0),                         // AT_SECURE
+            (26, 2),                         // AT_HWCAP2: FSGSBASE
+        ]
+        let sp: UInt64
+        do {
+            sp = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
+        } catch { throw .noMemory("the initial stack") }
+        process.machine.start(entry: loaded.entry, stack: sp)
+    }
+}

@@ -1,0 +1,38 @@
+import KVMUser
+
+/// Signal numbers, names, and how CPU exceptions become signals.
+public enum Signals {
+    public static let SIGHUP: Int32 = 1, SIGINT: Int32 = 2, SIGQUIT: Int32 = 3, SIGILL: Int32 = 4
+    public static let SIGTRAP: Int32 = 5, SIGABRT: Int32 = 6, SIGBUS: Int32 = 7, SIGFPE: Int32 = 8
+    public static let SIGKILL: Int32 = 9, SIGSEGV: Int32 = 11, SIGPIPE: Int32 = 13, SIGTERM: Int32 = 15
+
+    public static func name(_ signal: Int32) -> String {
+        let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP",
+                                      6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1",
+                                      11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM"]
+        return names[signal] ?? "signal \(signal)"
+    }
+
+    // si_code values (asm-generic/siginfo.h).
+    public static let SEGV_MAPERR: Int32 = 1, SEGV_ACCERR: Int32 = 2
+    public static let ILL_ILLOPN: Int32 = 2, FPE_INTDIV: Int32 = 1, FPE_FLTINV: Int32 = 7
+    public static let BUS_ADRALN: Int32 = 1, TRAP_BRKPT: Int32 = 1, TRAP_TRACE: Int32 = 2
+    public static let SI_KERNEL: Int32 = 0x80, SI_USER: Int32 = 0
+
+    /// The signal Linux sends for an exception in user mode (arch/x86/kernel/traps.c).
+    public static func forException(_ e: GuestException, mapped: Bool) -> FatalSignal {
+        let (signal, code, address): (Int32, Int32, UInt64)
+        switch e.vector {
+        case GuestException.divideError: (signal, code, address) = (SIGFPE, FPE_INTDIV, e.rip)
+        case GuestException.debug: (signal, code, address) = (SIGTRAP, TRAP_TRACE, e.rip)
+        case GuestException.breakpoint: (signal, code, address) = (SIGTRAP, SI_KERNEL, 0)
+        case GuestException.invalidOpcode: (signal, code, address) = (SIGILL, ILL_ILLOPN, e.rip)
+        case GuestException.pageFault:
+            (signal, code, address) = (SIGSEGV, mapped ? SEGV_ACCERR : SEGV_MAPERR, e.address)
+        case GuestException.alignmentCheck: (signal, code, address) = (SIGBUS, BUS_ADRALN, 0)
+        case GuestException.x87, GuestException.simd: (signal, code, address) = (SIGFPE, FPE_FLTINV, e.rip)
+        default: (signal, code, address) = (SIGSEGV, SI_KERNEL, 0)   // #GP, #SS, #NP, ...
+        }
+        return FatalSignal(signal: signal, code: code, rip: e.rip, address: address)
+    }
+}

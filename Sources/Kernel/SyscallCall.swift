@@ -1,0 +1,116 @@
+import KVMUser
+
+/// One syscall being handled: its decoded arguments and the process it
+/// acts on. Decoding guest arguments has its home here: every handler reads
+/// registers, strings and buffers through these checked accessors.
+public struct SyscallCall {
+    public let number: UInt64
+    public let args: [UInt64]
+    public let rip: UInt64
+    public let process: Process
+    let world: HostWorld
+
+    public init(number: UInt64, args: [UInt64], rip: UInt64, process: Process, world: HostWorld) {
+        self.number = number
+        self.args = args
+        self.rip = rip
+        self.process = process
+        self.world = world
+    }
+
+    public var memory: GuestMemory { process.memory }
+    public var entry: SyscallEntry { SyscallEntry(number: number, args: args, rip: rip) }
+
+    public func arg(_ i: Int) -> UInt64 { args[i] }
+
+    /// An `int` argument: the kernel looks at the low 32 bits only.
+    public func int(_ i: Int) -> Int32 { Int32(truncatingIfNeeded: args[i]) }
+
+    /// A `long` / `off_t` argument.
+    public func long(_ i: Int) -> Int64 { Int64(bitPattern: args[i]) }
+
+    /// A size argument, refused (EINVAL) when it is negative as a signed value.
+    public func size(_ i: Int) throws(Errno) -> Int {
+        guard let n = Int(exactly: args[i]), n >= 0 else { throw .inval }
+        return n
+    }
+
+    /// The open file behind a descriptor argument.
+    public func file(_ i: Int) throws(Errno) -> OpenFile {
+        guard let f = process.files[int(i)] else { throw .badf }
+        return f
+    }
+
+    /// A directory descriptor argument: nil for AT_FDCWD.
+    public func directory(_ i: Int) throws(Errno) -> OpenFile? {
+        let fd = int(i)
+        if fd == -100 { return nil }
+        guard let f = process.files[fd] else { throw .badf }
+        return f
+    }
+
+    /// A NUL-terminated path (EFAULT on a bad pointer, ENAMETOOLONG past PATH_MAX).
+    public func path(_ i: Int) throws(Errno) -> String {
+        let bytes = try cString(i, limit: 4096)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    public func cString(_ i: Int, limit: Int) throws(Errno) -> [UInt8] {
+        do {
+            return try memory.readCString(args[i], limit: limit)
+        } catch {
+            // A string that runs past the limit is ENAMETOOLONG if it is readable.
+            if (try? memory.check(args[i], count: limit, write: false)) != nil { throw .nametoolong }
+            throw .fault
+        }
+    }
+
+    /// `count` bytes of guest memory at `address`.
+    public func read(_ address: UInt64, count: Int) throws(Errno) -> [UInt8] {
+        do { return try memory.read(address, count: count) } catch { throw .fault }
+    }
+
+    public func readValue<T: FixedWidthInteger>(_ address: UInt64, as type: T.Type = T.self) throws(Errno) -> T {
+        do { return try memory.readValue(address, as: type) } catch { throw .fault }
+    }
+
+    /// Fails with EFAULT unless the guest may write the whole range.
+    public func checkWritable(_ address: UInt64, count: Int) throws(Errno) {
+        do { try memory.check(address, count: count, write: true) } catch { throw .fault }
+    }
+
+    /// Writes guest memory for a result the kernel computes itself (the same
+    /// in record and replay, so it is not logged).
+    public func write(_ address: UInt64, _ bytes: [UInt8]) throws(Errno) {
+        do { try memory.write(address, bytes) } catch { throw .fault }
+    }
+
+    public func writeValue<T: FixedWidthInteger>(_ address: UInt64, _ value: T) throws(Errno) {
+        do { try memory.writeValue(address, value) } catch { throw .fault }
+    }
+
+    /// The host part of this syscall (see `HostWorld.host`). `body` must
+    /// return exactly what the syscall returns to the guest: replay hands
+    /// the recorded result back in its place.
+    public func host(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        try world.host(memory: memory, body)
+    }
+}
+
+/// Little-endian packing for the kernel structs detrec builds itself.
+public enum Bytes {
+    public static func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    public static func u32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+    public static func i32(_ v: Int32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
+
+    public static func u64(_ b: [UInt8], at i: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for k in 0..<8 where i + k < b.count { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
+        return v
+    }
+    public static func u32(_ b: [UInt8], at i: Int) -> UInt32 {
+        var v: UInt32 = 0
+        for k in 0..<4 where i + k < b.count { v |= UInt32(b[i + k]) << (8 * UInt32(k)) }
+        return v
+    }
+}

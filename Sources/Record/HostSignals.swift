@@ -1,0 +1,34 @@
+import Glibc
+import KVMUser
+
+/// Signals that reach detrec while it records (Ctrl-C, kill, a closed
+/// terminal) are the guest's: they end it as they would end the program,
+/// and the trace records where. The handler only sets a flag and kicks the
+/// vCPU out of KVM_RUN; the run loop does the rest.
+enum HostSignals {
+    nonisolated(unsafe) static var pending: Int32 = 0
+
+    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
+    static func install() {
+        for s in forwarded {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signal in
+                HostSignals.pending = signal
+                UserMachine.requestInterrupt()
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0   // no SA_RESTART: a blocked host read returns EINTR
+            sigaction(s, &action, nil)
+        }
+        // A write to a closed pipe must return EPIPE to the guest, not kill detrec.
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    static func take() -> Int32? {
+        let s = pending
+        guard s != 0 else { return nil }
+        pending = 0
+        return s
+    }
+}

@@ -1,0 +1,141 @@
+import Glibc
+import Kernel
+import KVMUser
+import Trace
+
+/// `detrec record`: runs a program on the vCPU and writes its trace.
+public struct Recorder {
+    public struct Options {
+        public var program: String
+        public var arguments: [String]
+        public var traceDirectory: String
+        public var strict = false
+        public var detrecVersion: String
+
+        public init(program: String, arguments: [String], traceDirectory: String, detrecVersion: String) {
+            self.program = program
+            self.arguments = arguments
+            self.traceDirectory = traceDirectory
+            self.detrecVersion = detrecVersion
+        }
+    }
+
+    public struct Outcome {
+        public var termination: Termination
+        public var traceDirectory: String
+        public var traceBytes: UInt64
+        public var events: Int
+    }
+
+    public init() {}
+
+    public func record(_ options: Options) throws -> Outcome {
+        let path = try Recorder.resolve(options.program)
+        let executable = try Recorder.readFile(path)
+        let device = try KVMDevice()
+        let cpuid = try CPUIDTable.forRecording(device: device)
+        let machine = try UserMachine(device: device, cpuid: cpuid)
+        let stdio = Launch.openStandardDescriptors()
+        let envp = Recorder.environment()
+        let header = TraceHeader(
+            detrecVersion: options.detrecVersion,
+            argv: [options.program] + options.arguments,
+            envp: envp,
+            cwd: Recorder.currentDirectory(),
+            executable: StoredFile(path: path, sha256: SHA256.hex(executable), size: UInt64(executable.count)),
+            cpuid: cpuid.leaves.map { CPUIDEntry(function: $0.function, index: $0.index, flags: $0.flags,
+                                                 eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx) },
+            xcr0: cpuid.xcr0,
+            host: machine.capabilities.summary,
+            recordedAt: TraceHeader.currentTimestamp(),
+            extra: [
+                "stdio": stdio.map(String.init).joined(separator: ","),
+                "uid": String(getuid()), "euid": String(geteuid()),
+                "gid": String(getgid()), "egid": String(getegid()),
+            ])
+        let writer = try TraceWriter(directory: options.traceDirectory, header: header)
+        try writer.storeFile(executable)
+        let world = RecordingWorld(writer: writer)
+        HostSignals.install()
+
+        let info = StartupInfo(argv: header.argv, envp: envp, execPath: path, atRandom: try world.startupRandom(),
+                               uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid())
+        let termination: Termination
+        do {
+            let process = try Launch.process(machine: machine, executable: executable, info: info, stdio: stdio, recording: true)
+            let runner = ProcessRunner(process: process, world: world)
+            runner.strict = options.strict
+            termination = try runner.run()
+        } catch {
+            // Keep what was recorded: the trace replays up to here.
+            try? writer.flush()
+            throw error
+        }
+        return Outcome(termination: termination, traceDirectory: writer.directory,
+                       traceBytes: Recorder.directorySize(writer.directory), events: writer.eventCount)
+    }
+
+    /// The program as exec would find it: a path with a slash as it is,
+    /// otherwise the first executable match on PATH.
+    static func resolve(_ program: String) throws -> String {
+        if program.contains("/") {
+            guard access(program, F_OK) == 0 else { throw RunStopped("\(program): no such file", status: 127) }
+            guard access(program, X_OK) == 0 else { throw RunStopped("\(program): permission denied", status: 126) }
+            return program
+        }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/local/bin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(program)"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        throw RunStopped("\(program): command not found", status: 127)
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RunStopped("cannot open \(path): \(String(cString: strerror(errno)))", status: 126) }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { throw RunStopped("cannot read \(path): \(String(cString: strerror(errno)))", status: 126) }
+            if n == 0 { break }
+            out += buffer[0..<n]
+        }
+        return out
+    }
+
+    static func environment() -> [String] {
+        var out: [String] = []
+        var p = environ
+        while let entry = p.pointee {
+            out.append(String(cString: entry))
+            p += 1
+        }
+        return out
+    }
+
+    static func currentDirectory() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        return getcwd(&buf, buf.count) != nil ? String(cString: buf) : "/"
+    }
+
+    static func directorySize(_ dir: String) -> UInt64 {
+        var total: UInt64 = 0
+        func walk(_ d: String) {
+            guard let handle = opendir(d) else { return }
+            defer { closedir(handle) }
+            while let e = readdir(handle) {
+                let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name == "." || name == ".." { continue }
+                var st = stat()
+                let full = d + "/" + name
+                guard lstat(full, &st) == 0 else { continue }
+                if st.st_mode & S_IFMT == S_IFDIR { walk(full) } else { total += UInt64(st.st_size) }
+            }
+        }
+        walk(dir)
+        return total
+    }
+}

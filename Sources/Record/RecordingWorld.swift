@@ -1,0 +1,137 @@
+import Glibc
+import Kernel
+import KVMUser
+import Trace
+
+/// Recording: every host interaction is performed for real and logged to
+/// the trace, with the guest memory it wrote.
+final class RecordingWorld: HostWorld {
+    let writer: TraceWriter
+    let tid: Int32
+    var isReplaying: Bool { false }
+    private var writes: [GuestWrite] = []
+    private var storedHashes: Set<String> = []
+    private var contentCache: [String: FileContent] = [:]
+    private var lastFlush = RecordingWorld.now()
+
+    /// Syscalls that can wait on the outside world: the trace is flushed
+    /// before them, so a recording killed while the guest waits loses nothing.
+    static let mayBlock: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.poll, SYS.ppoll, SYS.select,
+                                        SYS.pselect6, SYS.nanosleep, SYS.clock_nanosleep, SYS.wait4,
+                                        SYS.pause, SYS.futex, SYS.accept, SYS.accept4, SYS.recvfrom,
+                                        SYS.recvmsg, SYS.connect, SYS.epoll_wait, SYS.epoll_pwait, SYS.write]
+
+    init(writer: TraceWriter) {
+        self.writer = writer
+        tid = Glibc.getpid()
+    }
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    private func append(_ event: Event) throws {
+        do { try writer.append(event) } catch { throw RunStopped("cannot write the trace: \(error)") }
+    }
+
+    private func flush() throws {
+        do { try writer.flush() } catch { throw RunStopped("cannot write the trace: \(error)") }
+        lastFlush = RecordingWorld.now()
+    }
+
+    func startupRandom() throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let n = bytes.withUnsafeMutableBytes { hostSyscall(SYS.getrandom, Int(bitPattern: $0.baseAddress), 16) }
+        guard n == 16 else { throw RunStopped("getrandom failed on the host") }
+        try append(.processStart(tid: tid, atRandom: bytes))
+        return bytes
+    }
+
+    private var current: SyscallEntry?
+
+    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
+        writes = []
+        current = entry
+        // A signal that arrived while the previous syscall ran on the host.
+        if let signal = takeHostSignal() {
+            try fatalSignal(FatalSignal(signal: signal, code: Signals.SI_USER, rip: entry.rip, address: 0))
+            return .killed(signal: signal)
+        }
+        return nil
+    }
+
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        if let n = current?.number, RecordingWorld.mayBlock.contains(n) { try flush() }
+        var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.content(of: fd) })
+        let result: Int64
+        do { result = try body(&effects) } catch { result = error.result }
+        writes = effects.writes
+        if result == Errno.intr.result, let signal = HostSignals.take() {
+            throw InterruptedByHostSignal(signal: signal)
+        }
+        return result
+    }
+
+    func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
+        var logged: [MemoryWrite] = []
+        for w in writes {
+            switch w {
+            case .bytes(let address, let data):
+                logged.append(.bytes(address: address, data: data))
+            case .file(let address, let length, let content, let offset):
+                if !storedHashes.contains(content.sha256) {
+                    do { _ = try writer.storeFile(content.bytes) } catch { throw RunStopped("cannot store a mapped file: \(error)") }
+                    storedHashes.insert(content.sha256)
+                }
+                logged.append(.stored(address: address, length: length, sha256: content.sha256, offset: offset))
+            }
+        }
+        writes = []
+        try append(.syscall(SyscallRecord(tid: tid, ticks: 0, rip: entry.rip, number: UInt32(truncatingIfNeeded: entry.number),
+                                          args: entry.args, result: result, writes: logged)))
+        if RecordingWorld.now() - lastFlush > 0.5 { try flush() }
+    }
+
+    func processExit(status: Int32) throws {
+        try append(.exit(tid: tid, status: status))
+        try finish()
+    }
+
+    func fatalSignal(_ f: FatalSignal) throws {
+        try append(.fatalSignal(tid: tid, signal: f.signal, code: f.code, rip: f.rip, address: f.address))
+        try finish()
+    }
+
+    func finish() throws {
+        do { try writer.finish() } catch { throw RunStopped("cannot finish the trace: \(error)") }
+    }
+
+    func takeHostSignal() -> Int32? { HostSignals.take() }
+
+    func echo(_ bytes: [UInt8], to fd: Int32) {}
+
+    /// A whole host file for a file-backed mapping, hashed once per
+    /// identity (device, inode, size, modification time).
+    private func content(of fd: Int32) throws(Errno) -> FileContent {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw Errno(errno) }
+        guard st.st_mode & S_IFMT == S_IFREG else { throw .nodev }
+        let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        if let cached = contentCache[key] { return cached }
+        let size = Int(st.st_size)
+        var bytes = [UInt8](repeating: 0, count: size)
+        var done = 0
+        while done < size {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, done) }
+            if n < 0 { throw Errno(errno) }
+            if n == 0 { break }
+            done += n
+        }
+        if done < size { bytes.removeLast(size - done) }
+        let content = FileContent(sha256: SHA256.hex(bytes), bytes: bytes)
+        contentCache[key] = content
+        return content
+    }
+}

@@ -1,0 +1,38 @@
+import Glibc
+import Kernel
+import KVMUser
+import Trace
+
+/// `detrec replay`: re-executes a recorded program on the vCPU, feeding it
+/// the trace instead of the host.
+public struct Replayer {
+    public init() {}
+
+    public struct Outcome {
+        public var termination: Termination
+        public var events: Int
+    }
+
+    public func replay(traceDirectory: String) throws -> Outcome {
+        let reader = try TraceReader(directory: traceDirectory)
+        let header = reader.header
+        let executable = try reader.storedFile(sha256: header.executable.sha256)
+        let device = try KVMDevice()
+        let table = CPUIDTable(leaves: header.cpuid.map {
+            CPUIDLeaf(function: $0.function, index: $0.index, flags: $0.flags, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
+        }, xcr0: header.xcr0)
+        if let problem = try table.incompatibility(with: device) {
+            throw KVMError.cpuidIncompatible(problem)
+        }
+        let machine = try UserMachine(device: device, cpuid: table)
+        let world = ReplayingWorld(reader: reader)
+        func id(_ key: String) -> UInt32 { header.extra[key].flatMap { UInt32($0) } ?? 0 }
+        let stdio = (header.extra["stdio"] ?? "0,1,2").split(separator: ",").compactMap { Int32($0) }
+        let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.executable.path,
+                               atRandom: try world.startupRandom(),
+                               uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"))
+        let process = try Launch.process(machine: machine, executable: executable, info: info, stdio: stdio, recording: false)
+        let termination = try ProcessRunner(process: process, world: world).run()
+        return Outcome(termination: termination, events: reader.nextEventIndex)
+    }
+}

@@ -1,0 +1,162 @@
+import Glibc
+import Kernel
+import KVMUser
+import Trace
+
+/// Replay: nothing touches the host. Every outcome comes from the trace,
+/// and every step the guest takes is checked against it: a different
+/// syscall, different arguments, a different result or running past the
+/// end of the trace stops the replay with the event number and guest RIP.
+final class ReplayingWorld: HostWorld {
+    let reader: TraceReader
+    var isReplaying: Bool { true }
+    private var peeked: Event?
+    private var current: SyscallRecord?
+    private var storedCache: [String: [UInt8]] = [:]
+    /// Index of the event `peeked` holds (or the next one to read).
+    private var index: Int { reader.nextEventIndex - (peeked == nil ? 0 : 1) }
+
+    init(reader: TraceReader) {
+        self.reader = reader
+    }
+
+    private func peek() throws -> Event? {
+        if let e = peeked { return e }
+        do { peeked = try reader.next() } catch { throw RunStopped("the trace is damaged: \(error)") }
+        return peeked
+    }
+
+    private func consume() { peeked = nil }
+
+    private func describe(_ entry: SyscallEntry) -> String {
+        let args = entry.args.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
+        return "\(SyscallNames.name(entry.number))(\(args)) at rip 0x\(String(entry.rip, radix: 16))"
+    }
+
+    private func describe(_ event: Event) -> String {
+        switch event {
+        case .syscall(let s):
+            return describe(SyscallEntry(number: UInt64(s.number), args: s.args, rip: s.rip))
+        case .exit(_, let status): return "exit_group(\(status))"
+        case .fatalSignal(_, let signal, _, let rip, let address):
+            return "death by \(Signals.name(signal)) at rip 0x\(String(rip, radix: 16)) address 0x\(String(address, radix: 16))"
+        case .processStart: return "a process start"
+        }
+    }
+
+    private func diverged(_ what: String) -> RunStopped {
+        RunStopped("replay diverged at event \(index): \(what)")
+    }
+
+    /// The recording has no more events where the replay wants one.
+    private func ranOut(_ what: String) -> RunStopped {
+        switch reader.ending {
+        case .truncated(let after, _)?:
+            return RunStopped("the trace ends after event \(after - 1): the recording was interrupted there; replay stopped at \(what)")
+        default:
+            return RunStopped("replay ran past the end of the trace (event \(index)) at \(what)")
+        }
+    }
+
+    func startupRandom() throws -> [UInt8] {
+        guard let e = try peek() else { throw ranOut("the start") }
+        guard case .processStart(_, let random) = e, random.count == 16 else {
+            throw diverged("the recording does not start with a process start but with \(describe(e))")
+        }
+        consume()
+        return random
+    }
+
+    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
+        guard let e = try peek() else { throw ranOut(describe(entry)) }
+        switch e {
+        case .syscall(let s):
+            guard UInt64(s.number) == entry.number, s.args == entry.args, s.rip == entry.rip else {
+                throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
+            }
+            current = s
+            return nil
+        case .exit(_, let status):
+            guard entry.number == SYS.exit_group || entry.number == SYS.exit,
+                  Int32(truncatingIfNeeded: entry.args[0]) & 0xff == status else {
+                throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
+            }
+            return nil
+        case .fatalSignal(_, let signal, let code, _, _) where code == Signals.SI_USER:
+            // The recording was killed from outside before this syscall ran.
+            consume()
+            return .killed(signal: signal)
+        default:
+            throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
+        }
+    }
+
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        guard let s = current else { throw diverged("a host call outside a recorded syscall") }
+        for w in s.writes {
+            switch w {
+            case .bytes(let address, let data):
+                do { try memory.write(address, data, access: .kernel) } catch {
+                    throw diverged("the recorded write of \(data.count) bytes at 0x\(String(address, radix: 16)) does not fit the replayed memory")
+                }
+            case .stored(let address, let length, let sha, let offset):
+                let content = try stored(sha)
+                guard offset <= UInt64(content.count), length <= UInt64(content.count) - offset else {
+                    throw RunStopped("the trace is damaged: a mapped range lies outside its stored file \(sha)")
+                }
+                do {
+                    try content[Int(offset)..<Int(offset + length)].withUnsafeBytes {
+                        try memory.write(address, bytes: $0, access: .kernel)
+                    }
+                } catch {
+                    throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
+                }
+            }
+        }
+        return s.result
+    }
+
+    private func stored(_ sha: String) throws -> [UInt8] {
+        if let c = storedCache[sha] { return c }
+        do {
+            let c = try reader.storedFile(sha256: sha)
+            storedCache[sha] = c
+            return c
+        } catch {
+            throw RunStopped("the trace is damaged: \(error)")
+        }
+    }
+
+    func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
+        guard let s = current else { throw diverged("\(describe(entry)) finished without a recorded event") }
+        guard s.result == result else {
+            throw diverged("\(describe(entry)) returned \(result) in replay, \(s.result) in the recording")
+        }
+        current = nil
+        consume()
+    }
+
+    func processExit(status: Int32) throws {
+        consume()
+    }
+
+    func fatalSignal(_ f: FatalSignal) throws {
+        let what = "death by \(Signals.name(f.signal)) at rip 0x\(String(f.rip, radix: 16))"
+        guard let e = try peek() else { throw ranOut(what) }
+        guard case .fatalSignal(_, let signal, _, let rip, _) = e, signal == f.signal, rip == f.rip else {
+            throw diverged("the program met \(what); the recording has \(describe(e))")
+        }
+        consume()
+    }
+
+    func takeHostSignal() -> Int32? { nil }
+
+    func echo(_ bytes: [UInt8], to fd: Int32) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            done += n
+        }
+    }
+}

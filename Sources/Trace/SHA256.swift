@@ -1,0 +1,160 @@
+/// SHA-256 (FIPS 180-4) in pure Swift, used to name stored files by content.
+/// Not constant-time; it only needs to be correct and reasonably fast.
+public enum SHA256 {
+    /// Lowercase hex digest of `bytes` (64 characters).
+    public static func hex(_ bytes: [UInt8]) -> String {
+        bytes.withUnsafeBytes { hex($0) }
+    }
+
+    public static func hex(_ bytes: UnsafeRawBufferPointer) -> String {
+        hexString(digest(bytes))
+    }
+
+    /// The raw 32-byte digest.
+    public static func digest(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var h = Hasher()
+        h.update(bytes)
+        return h.finalize()
+    }
+
+    /// Incremental hashing, for contents that arrive in pieces.
+    public struct Hasher: Sendable {
+        private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
+            0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a,
+            0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19)
+        private var pending: [UInt8] = []   // < 64 bytes not yet compressed
+        private var length: UInt64 = 0      // total bytes hashed
+
+        public init() {}
+
+        public mutating func update(_ bytes: [UInt8]) {
+            bytes.withUnsafeBytes { update($0) }
+        }
+
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+            guard var p = bytes.baseAddress, bytes.count > 0 else { return }
+            var n = bytes.count
+            length &+= UInt64(n)
+            if !pending.isEmpty {
+                let take = min(64 - pending.count, n)
+                pending.append(contentsOf: UnsafeRawBufferPointer(start: p, count: take))
+                p += take
+                n -= take
+                if pending.count == 64 {
+                    let block = pending
+                    block.withUnsafeBytes { if let base = $0.baseAddress { compress(base) } }
+                    pending.removeAll(keepingCapacity: true)
+                }
+            }
+            // Whole blocks straight from the caller's memory: no copying in the hot path.
+            while n >= 64 {
+                compress(p)
+                p += 64
+                n -= 64
+            }
+            if n > 0 { pending.append(contentsOf: UnsafeRawBufferPointer(start: p, count: n)) }
+        }
+
+        /// The digest; the hasher should not be used afterwards.
+        public mutating func finalize() -> [UInt8] {
+            let bitLength = length &* 8
+            var tail = pending
+            tail.append(0x80)
+            while tail.count % 64 != 56 { tail.append(0) }
+            withUnsafeBytes(of: bitLength.bigEndian) { tail.append(contentsOf: $0) }
+            tail.withUnsafeBytes { buf in
+                guard let base = buf.baseAddress else { return }
+                var off = 0
+                while off < buf.count {  // tail is 64 or 128 bytes
+                    compress(base + off)
+                    off += 64
+                }
+            }
+            pending = []
+            var out = [UInt8]()
+            out.reserveCapacity(32)
+            for word in [state.0, state.1, state.2, state.3, state.4, state.5, state.6, state.7] {
+                withUnsafeBytes(of: word.bigEndian) { out.append(contentsOf: $0) }
+            }
+            return out
+        }
+
+        private mutating func compress(_ block: UnsafeRawPointer) {
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+                for i in 0..<16 {
+                    w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
+                }
+                for i in 16..<64 {
+                    let x = w[i - 15], y = w[i - 2]
+                    let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3)
+                    let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y >> 10)
+                    w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+                }
+                var (a, b, c, d, e, f, g, h) = state
+                roundConstants.withUnsafeBufferPointer { k in
+                    for i in 0..<64 {
+                        let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+                        let ch = (e & f) ^ (~e & g)
+                        let t1 = h &+ s1 &+ ch &+ k[i] &+ w[i]
+                        let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+                        let maj = (a & b) ^ (a & c) ^ (b & c)
+                        let t2 = s0 &+ maj
+                        h = g; g = f; f = e; e = d &+ t1
+                        d = c; c = b; b = a; a = t1 &+ t2
+                    }
+                }
+                state = (state.0 &+ a, state.1 &+ b, state.2 &+ c, state.3 &+ d,
+                         state.4 &+ e, state.5 &+ f, state.6 &+ g, state.7 &+ h)
+            }
+        }
+    }
+
+    /// True for exactly 64 lowercase hex digits: the only names stored files may have.
+    /// (Also keeps "../" and friends out of paths built from trace data.)
+    public static func isValidHex(_ s: String) -> Bool {
+        var n = 0
+        for u in s.utf8 {
+            guard (u >= 0x30 && u <= 0x39) || (u >= 0x61 && u <= 0x66) else { return false }
+            n += 1
+        }
+        return n == 64
+    }
+
+    static func hexString(_ bytes: [UInt8]) -> String {
+        let digits: [UInt8] = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Inverse of hexString for valid 64-digit names; nil otherwise.
+    static func rawDigest(fromHex s: String) -> [UInt8]? {
+        guard isValidHex(s) else { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(32)
+        var hi: UInt8 = 0
+        for (i, u) in s.utf8.enumerated() {
+            let v: UInt8 = u <= 0x39 ? u - 0x30 : u - 0x61 + 10
+            if i % 2 == 0 { hi = v } else { out.append(hi << 4 | v) }
+        }
+        return out
+    }
+}
+
+@inline(__always)
+private func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+
+private let roundConstants: [UInt32] = [
+    0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5, 0x3956_c25b, 0x59f1_11f1, 0x923f_82a4, 0xab1c_5ed5,
+    0xd807_aa98, 0x1283_5b01, 0x2431_85be, 0x550c_7dc3, 0x72be_5d74, 0x80de_b1fe, 0x9bdc_06a7, 0xc19b_f174,
+    0xe49b_69c1, 0xefbe_4786, 0x0fc1_9dc6, 0x240c_a1cc, 0x2de9_2c6f, 0x4a74_84aa, 0x5cb0_a9dc, 0x76f9_88da,
+    0x983e_5152, 0xa831_c66d, 0xb003_27c8, 0xbf59_7fc7, 0xc6e0_0bf3, 0xd5a7_9147, 0x06ca_6351, 0x1429_2967,
+    0x27b7_0a85, 0x2e1b_2138, 0x4d2c_6dfc, 0x5338_0d13, 0x650a_7354, 0x766a_0abb, 0x81c2_c92e, 0x9272_2c85,
+    0xa2bf_e8a1, 0xa81a_664b, 0xc24b_8b70, 0xc76c_51a3, 0xd192_e819, 0xd699_0624, 0xf40e_3585, 0x106a_a070,
+    0x19a4_c116, 0x1e37_6c08, 0x2748_774c, 0x34b0_bcb5, 0x391c_0cb3, 0x4ed8_aa4a, 0x5b9c_ca4f, 0x682e_6ff3,
+    0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
+]

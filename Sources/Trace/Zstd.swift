@@ -1,0 +1,68 @@
+import CZstd
+
+/// Thin wrapper over libzstd's one-shot API: each block payload is one zstd frame.
+/// Contexts are reused across blocks (creating one per call costs an allocation of
+/// hundreds of KiB of tables).
+enum Zstd {
+    /// Level 1: the recorder is latency-sensitive and memory writes compress well anyway.
+    static let level: Int32 = 1
+
+    struct Failure: Error { var message: String }
+
+    /// Largest compressed size zstd can produce for `n` input bytes.
+    static func compressBound(_ n: Int) -> Int { ZSTD_compressBound(n) }
+
+    static func errorName(_ code: Int) -> String {
+        guard let name = ZSTD_getErrorName(code) else { return "zstd error \(code)" }
+        return String(cString: name)
+    }
+
+    final class Compressor {
+        private let cctx: OpaquePointer?
+
+        init() { cctx = ZSTD_createCCtx() }
+        deinit { ZSTD_freeCCtx(cctx) }
+
+        /// Compresses `src` as one frame appended to `out`; returns the compressed size.
+        func compress(_ src: UnsafeRawBufferPointer, appendingTo out: inout [UInt8]) throws(Failure) -> Int {
+            let bound = ZSTD_compressBound(src.count)
+            guard ZSTD_isError(bound) == 0 else { throw Failure(message: errorName(bound)) }
+            let start = out.count
+            out.append(contentsOf: repeatElement(0, count: bound))
+            let written = out.withUnsafeMutableBytes { dst in
+                let d = dst.baseAddress.map { $0 + start }
+                return cctx.map { ZSTD_compressCCtx($0, d, bound, src.baseAddress, src.count, Zstd.level) }
+                    ?? ZSTD_compress(d, bound, src.baseAddress, src.count, Zstd.level)
+            }
+            guard ZSTD_isError(written) == 0 else {
+                out.removeSubrange(start...)
+                throw Failure(message: errorName(written))
+            }
+            out.removeLast(bound - written)
+            return written
+        }
+    }
+
+    final class Decompressor {
+        private let dctx: OpaquePointer?
+
+        init() { dctx = ZSTD_createDCtx() }
+        deinit { ZSTD_freeDCtx(dctx) }
+
+        /// Decompresses one frame that must expand to exactly `expectedSize` bytes. The output
+        /// can never grow past `expectedSize`, which the caller has already capped.
+        func decompress(_ src: UnsafeRawBufferPointer, expectedSize: Int) throws(Failure) -> [UInt8] {
+            var result = 0
+            let out = [UInt8](unsafeUninitializedCapacity: expectedSize) { buf, initialized in
+                result = dctx.map { ZSTD_decompressDCtx($0, buf.baseAddress, expectedSize, src.baseAddress, src.count) }
+                    ?? ZSTD_decompress(buf.baseAddress, expectedSize, src.baseAddress, src.count)
+                initialized = (ZSTD_isError(result) == 0 && result == expectedSize) ? result : 0
+            }
+            if ZSTD_isError(result) != 0 { throw Failure(message: errorName(result)) }
+            if result != expectedSize {
+                throw Failure(message: "decompressed to \(result) bytes, header says \(expectedSize)")
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import Glibc
+import KVMUser
+
+struct DoctorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "doctor",
+        abstract: "Report what this host's KVM can do for detrec.")
+
+    func run() throws {
+        let device: KVMDevice
+        do { device = try KVMDevice() } catch { fail("\(error)") }
+        let caps = HostCapabilities.probe(device: device)
+        print("KVM backend: \(caps.backend.rawValue)")
+        print("sync regs: \(caps.syncRegs ? "yes" : "NO (required)")")
+        print("XCRs: \(caps.xcrs ? "yes" : "NO (required)")")
+        print("PMU branch counter: \(caps.hasBranchCounter ? "yes" : "no")")
+        do {
+            let table = try CPUIDTable.forRecording(device: device)
+            print("guest XCR0: 0x\(String(table.xcr0, radix: 16)), \(table.leaves.count) CPUID leaves (RDRAND and RDSEED hidden)")
+        } catch { print("CPUID: \(error)") }
+        for note in caps.notes { print("note: \(note)") }
+    }
+}

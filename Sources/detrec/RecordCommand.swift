@@ -1,0 +1,54 @@
+import ArgumentParser
+import Glibc
+import Kernel
+import Record
+
+struct RecordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Run a program and record its execution.",
+        discussion: "Exits with the program's status (128+N when it dies of signal N).")
+
+    @Option(name: .short, help: "The trace directory (default: $DETREC_TRACE_DIR or ~/.local/share/detrec, prog-N).")
+    var output: String?
+
+    @Flag(name: .short, help: "Do not print the trace's location and size at the end.")
+    var quiet = false
+
+    @Flag(help: "Stop at the first unimplemented syscall instead of returning ENOSYS to the program.")
+    var strict = false
+
+    @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
+    var command: [String] = []
+
+    func run() throws {
+        var argv = command
+        if argv.first == "--" { argv.removeFirst() }
+        guard let program = argv.first else { fail("record: no program given (detrec record [-o DIR] -- PROG ARGS...)", status: 2) }
+        let directory: String
+        do {
+            directory = try output.map(TraceLocation.absolute) ?? TraceLocation.next(for: program)
+        } catch { fail("\(error)") }
+        var options = Recorder.Options(program: program, arguments: Array(argv.dropFirst()),
+                                       traceDirectory: directory, detrecVersion: Detrec.version)
+        options.strict = strict
+        do {
+            let outcome = try Recorder().record(options)
+            if output == nil { TraceLocation.pointLatest(at: directory) }
+            if case .killed(let signal) = outcome.termination {
+                let line = "detrec: the program was killed by \(Signals.name(signal))\n"
+                _ = line.withCString { write(2, $0, strlen($0)) }
+            }
+            if !quiet {
+                let size = Double(outcome.traceBytes) / 1_048_576
+                let line = "detrec: trace \(outcome.traceDirectory) (\(outcome.events) events, \(String(Double(Int(size * 10)) / 10)) MiB)\n"
+                _ = line.withCString { write(2, $0, strlen($0)) }
+            }
+            Glibc.exit(outcome.termination.shellStatus)
+        } catch let stop as RunStopped {
+            fail(stop.message, status: stop.status)
+        } catch {
+            fail("record: \(error)")
+        }
+    }
+}
