@@ -13,11 +13,12 @@ let package = Package(
     targets: [
         // The only C: the ioctl entry point and kernel structs Swift cannot express.
         .target(name: "CKVM"),
+        .target(name: "CHost"),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
         .target(name: "KVMUser", dependencies: ["CKVM"]),
         .target(name: "Trace", dependencies: ["CZstd"]),
-        .target(name: "Kernel", dependencies: ["KVMUser", "CElf"]),
+        .target(name: "Kernel", dependencies: ["KVMUser", "CElf", "CHost"]),
         .target(name: "Record", dependencies: ["Kernel", "Trace", "KVMUser"]),
         .target(name: "Replay", dependencies: ["Kernel", "Trace", "KVMUser"]),
         .executableTarget(name: "detrec", dependencies: [
@@ -27,7 +28,7 @@ let package = Package(
         .testTarget(name: "KVMUserTests", dependencies: ["KVMUser"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "KVMUser"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Trace", "Kernel"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Trace", "Kernel", "detrec"]),
     ],
     swiftLanguageModes: [.v5]
 )

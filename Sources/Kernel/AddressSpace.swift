@@ -79,6 +79,23 @@ public struct AddressSpace {
         remove(m.start, m.end)
         let i = mappings.firstIndex { $0.start >= m.end } ?? mappings.count
         mappings.insert(m, at: i)
+        coalesce()
+    }
+
+    /// Joins neighbours that Linux would show as one mapping (same rights,
+    /// same backing, contiguous file offsets).
+    private mutating func coalesce() {
+        var out: [Mapping] = []
+        for m in mappings {
+            if var last = out.last, last.end == m.start, last.protection == m.protection, last.shared == m.shared,
+               last.name == m.name, m.name == "" || m.name.hasPrefix("[") || last.fileOffset + (last.end - last.start) == m.fileOffset {
+                last.end = m.end
+                out[out.count - 1] = last
+            } else {
+                out.append(m)
+            }
+        }
+        mappings = out
     }
 
     /// Removes [start, end), splitting mappings that straddle its edges.
@@ -125,6 +142,7 @@ public struct AddressSpace {
             }
         }
         mappings = out
+        coalesce()
     }
 
     /// Moves the bookkeeping of [from, from+length) to `to` (mremap).

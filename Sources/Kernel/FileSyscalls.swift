@@ -25,8 +25,8 @@ enum FileSyscalls {
         t.add(SYS.access, passthrough(.path, .value))
         t.add(SYS.faccessat, passthrough(.dirfd, .path, .value))
         t.add(SYS.faccessat2, passthrough(.dirfd, .path, .value, .value))
-        t.add(SYS.readlink, passthrough(.path, .outFilled(sizeArg: 2), .value))
-        t.add(SYS.readlinkat, passthrough(.dirfd, .path, .outFilled(sizeArg: 3), .value))
+        t.add(SYS.readlink) { c in try readlink(c, path: 0, buffer: 1, size: 2) ?? performPassthrough(c, [.path, .outFilled(sizeArg: 2), .value]) }
+        t.add(SYS.readlinkat) { c in try readlink(c, path: 1, buffer: 2, size: 3) ?? performPassthrough(c, [.dirfd, .path, .outFilled(sizeArg: 3), .value]) }
         t.add(SYS.getcwd, passthrough(.outFilled(sizeArg: 1), .value))
         t.add(SYS.chdir, passthrough(.path))
         t.add(SYS.fchdir, passthrough(.fd))
@@ -58,6 +58,17 @@ enum FileSyscalls {
         t.add(SYS.flock, passthrough(.fd, .value))
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
         t.add(SYS.umask, passthrough(.value))
+    }
+
+    /// The links /proc answers for the guest itself rather than for detrec;
+    /// nil for any other path.
+    static func readlink(_ c: SyscallCall, path: Int, buffer: Int, size: Int) throws -> Int64? {
+        let name = try c.path(path)
+        guard name == "/proc/self/exe" || name == "/proc/thread-self/exe" else { return nil }
+        let target = Array(c.process.executablePath.utf8)
+        let n = min(target.count, try c.size(size))
+        try c.write(c.arg(buffer), Array(target.prefix(n)))
+        return Int64(n)
     }
 
     /// write(2): performed on the host; replay re-emits what went to the

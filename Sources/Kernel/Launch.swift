@@ -11,7 +11,7 @@ public enum Launch {
 
     public static func process(machine: UserMachine, executable: [UInt8], info: StartupInfo,
                                stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
-        let process = Process(machine: machine, executablePath: info.execPath)
+        let process = Process(machine: machine, executablePath: info.exePath)
         for fd in stdio where (0...2).contains(fd) {
             // While recording, each guest descriptor owns a duplicate, so the
             // guest closing its stdout never closes detrec's.

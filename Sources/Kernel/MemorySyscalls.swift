@@ -121,8 +121,10 @@ enum MemorySyscalls {
         guard let oldSize = AddressSpace.pageUp(c.arg(1)), let newSize = AddressSpace.pageUp(c.arg(2)),
               newSize < GuestMemory.userLimit else { throw Errno.inval }
         let p = c.process
-        guard let m = p.space.mapping(containing: old), old + oldSize <= m.end || oldSize == 0 else { throw Errno.fault }
         guard oldSize > 0 else { throw Errno.inval }   // duplicating shared mappings: not supported
+        guard old < GuestMemory.userLimit, oldSize <= GuestMemory.userLimit - old,
+              p.space.isFullyMapped(old, old + oldSize),
+              let m = p.space.mapping(containing: old + oldSize - 1) else { throw Errno.fault }
         if flags & FIXED == 0 && newSize <= oldSize {
             p.unmap(old + newSize, old + oldSize)
             return Int64(old)

@@ -19,6 +19,8 @@ public final class Process {
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
     /// Syscalls already reported as unimplemented, reported once each.
     public var reportedUnimplemented: Set<UInt64> = []
+    /// A signal that ends the process once the current syscall returns.
+    public var pendingFatal: FatalSignal?
 
     /// Linux's layout without address randomization.
     public static let stackTop: UInt64 = Layout.systemBase - 0x1000

@@ -88,6 +88,10 @@ public final class ProcessRunner {
         }
         try world.exitSyscall(entry, result: result)
         machine.registers.rax = UInt64(bitPattern: result)
+        if let fatal = process.pendingFatal {
+            process.pendingFatal = nil
+            return try die(fatal)
+        }
         return nil
     }
 }

@@ -6,12 +6,14 @@ public struct StartupInfo: Sendable, Equatable {
     public var envp: [String]
     /// AT_EXECFN: the path as given to exec.
     public var execPath: String
+    /// The executable's absolute path (/proc/self/exe).
+    public var exePath: String
     public var atRandom: [UInt8]
     public var uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32
 
-    public init(argv: [String], envp: [String], execPath: String, atRandom: [UInt8],
+    public init(argv: [String], envp: [String], execPath: String, exePath: String, atRandom: [UInt8],
                 uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32) {
-        self.argv = argv; self.envp = envp; self.execPath = execPath; self.atRandom = atRandom
+        self.argv = argv; self.envp = envp; self.execPath = execPath; self.exePath = exePath; self.atRandom = atRandom
         self.uid = uid; self.euid = euid; self.gid = gid; self.egid = egid
     }
 }

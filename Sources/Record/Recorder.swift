@@ -30,7 +30,8 @@ public struct Recorder {
     public init() {}
 
     public func record(_ options: Options) throws -> Outcome {
-        let path = try Recorder.resolve(options.program)
+        let execfn = try Recorder.resolve(options.program)
+        let path = Recorder.realPath(execfn)
         let executable = try Recorder.readFile(path)
         let device = try KVMDevice()
         let cpuid = try CPUIDTable.forRecording(device: device)
@@ -49,6 +50,7 @@ public struct Recorder {
             host: machine.capabilities.summary,
             recordedAt: TraceHeader.currentTimestamp(),
             extra: [
+                "execfn": execfn,
                 "stdio": stdio.map(String.init).joined(separator: ","),
                 "uid": String(getuid()), "euid": String(geteuid()),
                 "gid": String(getgid()), "egid": String(getegid()),
@@ -58,7 +60,7 @@ public struct Recorder {
         let world = RecordingWorld(writer: writer)
         HostSignals.install()
 
-        let info = StartupInfo(argv: header.argv, envp: envp, execPath: path, atRandom: try world.startupRandom(),
+        let info = StartupInfo(argv: header.argv, envp: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
                                uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid())
         let termination: Termination
         do {
@@ -89,6 +91,12 @@ public struct Recorder {
             if access(candidate, X_OK) == 0 { return candidate }
         }
         throw RunStopped("\(program): command not found", status: 127)
+    }
+
+    static func realPath(_ path: String) -> String {
+        guard let p = realpath(path, nil) else { return path }
+        defer { free(p) }
+        return String(cString: p)
     }
 
     static func readFile(_ path: String) throws -> [UInt8] {

@@ -28,7 +28,8 @@ public struct Replayer {
         let world = ReplayingWorld(reader: reader)
         func id(_ key: String) -> UInt32 { header.extra[key].flatMap { UInt32($0) } ?? 0 }
         let stdio = (header.extra["stdio"] ?? "0,1,2").split(separator: ",").compactMap { Int32($0) }
-        let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.executable.path,
+        let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.extra["execfn"] ?? header.executable.path,
+                               exePath: header.executable.path,
                                atRandom: try world.startupRandom(),
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"))
         let process = try Launch.process(machine: machine, executable: executable, info: info, stdio: stdio, recording: false)

@@ -1,0 +1,18 @@
+/// Syscalls whose effect detrec cannot provide yet and that a program
+/// cannot do without: returning ENOSYS would leave it waiting forever for a
+/// signal that never comes (alarm then spin) or silently wrong. These stop
+/// the run with a message naming the syscall and the guest RIP.
+enum Unsupported {
+    static let needsSignalDelivery: [UInt64] = [
+        SYS.alarm, SYS.setitimer, SYS.timer_create, SYS.pause, SYS.rt_sigsuspend, SYS.rt_sigtimedwait,
+        SYS.signalfd, SYS.signalfd4, SYS.timerfd_create,
+    ]
+
+    static func register(_ t: inout SyscallTable) {
+        for n in needsSignalDelivery {
+            t.add(n) { c in
+                throw RunStopped("\(SyscallNames.name(c.number)) needs asynchronous signal delivery, which detrec does not support yet (guest rip 0x\(String(c.rip, radix: 16)))")
+            }
+        }
+    }
+}
