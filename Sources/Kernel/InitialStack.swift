@@ -4,7 +4,7 @@ import KVMUser
 /// create_elf_tables does: strings at the top, then AT_RANDOM's bytes, then
 /// (16-byte aligned) argc, argv[], NULL, envp[], NULL and the auxiliary vector.
 public enum InitialStack {
-    public static func build(memory: GuestMemory, top: UInt64, info: StartupInfo, auxv: [(UInt64, UInt64)]) throws(GuestMemoryFault) -> UInt64 {
+    public static func build(memory: GuestMemory, top: UInt64, info: StartupInfo, auxv: [(UInt64, UInt64)]) throws(GuestMemoryFault) -> (sp: UInt64, auxv: [UInt8]) {
         var sp = top - 8
         func push(_ bytes: [UInt8]) throws(GuestMemoryFault) -> UInt64 {
             sp -= UInt64(bytes.count)
@@ -33,6 +33,6 @@ public enum InitialStack {
         bytes.reserveCapacity(words.count * 8)
         for w in words { bytes += Bytes.u64(w) }
         try memory.write(sp, bytes, access: .kernel)
-        return sp
+        return (sp, vector.flatMap { Bytes.u64($0.0) + Bytes.u64($0.1) })
     }
 }

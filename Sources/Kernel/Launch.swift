@@ -9,7 +9,8 @@ public enum Launch {
         (0...2).filter { fcntl($0, F_GETFD) >= 0 }
     }
 
-    public static func process(machine: UserMachine, executable: [UInt8], info: StartupInfo,
+    public static func process(machine: UserMachine, executable: [UInt8], interpreter: (path: String, bytes: [UInt8])?,
+                               info: StartupInfo,
                                stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
         let process = Process(machine: machine, executablePath: info.exePath)
         for fd in stdio where (0...2).contains(fd) {
@@ -22,7 +23,7 @@ public enum Launch {
                                   at: fd, closeOnExec: false)
         }
         let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }
-        try ProgramLoader.start(executable, info: info, process: process, hwcap: UInt64(leaf1?.edx ?? 0))
+        try ProgramLoader.start(executable, interpreter: interpreter, info: info, process: process, hwcap: UInt64(leaf1?.edx ?? 0))
         return process
     }
 }

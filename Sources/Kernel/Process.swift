@@ -19,6 +19,10 @@ public final class Process {
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
     /// Syscalls already reported as unimplemented, reported once each.
     public var reportedUnimplemented: Set<UInt64> = []
+    /// The auxiliary vector as built (for /proc/self/auxv), argv and envp.
+    public var auxv: [UInt8] = []
+    public var argv: [String] = []
+    public var envp: [String] = []
     /// A signal that ends the process once the current syscall returns.
     public var pendingFatal: FatalSignal?
 

@@ -32,7 +32,7 @@ public enum ProgramLoader {
             case .elf(let e): return e.description
             case .noMemory(let what): return "cannot map \(what)"
             case .needsInterpreter(let path):
-                return "the program is dynamically linked (interpreter \(path)); this build of detrec records static programs only"
+                return "the program's interpreter \(path) is not available"
             }
         }
     }
@@ -82,10 +82,12 @@ public enum ProgramLoader {
                     }
                 } catch { throw .noMemory("\(name) segment") }
             }
-            // bss: zero from the end of the file data to the end of its page.
+            // bss: zero from the end of the file data to the end of its page,
+            // past memsz too, as Linux's padzero does: ld.so's early malloc
+            // hands out the rest of that page and relies on it being zero.
             if s.memsz > s.filesz {
                 let zeroFrom = s.vaddr + bias + s.filesz
-                let zeroTo = min(AddressSpace.pageUp(zeroFrom) ?? zeroFrom, s.vaddr + bias + s.memsz)
+                let zeroTo = AddressSpace.pageUp(zeroFrom) ?? zeroFrom
                 if zeroTo > zeroFrom {
                     do { try memory.zero(zeroFrom, count: Int(zeroTo - zeroFrom), access: .kernel) } catch { throw .noMemory("bss") }
                 }
@@ -117,13 +119,32 @@ public enum ProgramLoader {
 
     /// Loads a static program (ET_EXEC or static-PIE) and prepares the
     /// first instruction.
-    public static func start(_ bytes: [UInt8], info: StartupInfo, process: Process, hwcap: UInt64) throws(Failure) {
+    /// Loads a program, and its interpreter (ld.so) when it names one, as
+    /// binfmt_elf does: the program at its addresses (PIE at 0x555555554000),
+    /// the interpreter where mmap would put it, and the first instruction at
+    /// the interpreter's entry.
+    public static func start(_ bytes: [UInt8], interpreter: (path: String, bytes: [UInt8])?, info: StartupInfo,
+                             process: Process, hwcap: UInt64) throws(Failure) {
         let image: ELFImage
         do { image = try ELFImage(bytes) } catch { throw .elf(error) }
-        if let interp = image.interpreter { throw .needsInterpreter(interp) }
         let loaded = try load(image, bytes: bytes, into: process, name: process.executablePath)
         process.space.brkStart = loaded.end
         process.space.brk = loaded.end
+        var entry = loaded.entry
+        var base: UInt64 = 0
+        if let wanted = image.interpreter {
+            guard let interpreter, interpreter.path == wanted else { throw .needsInterpreter(wanted) }
+            let interpImage: ELFImage
+            do { interpImage = try ELFImage(interpreter.bytes) } catch { throw .elf(error) }
+            guard interpImage.type == ELFImage.ET_DYN, interpImage.interpreter == nil,
+                  let span = interpImage.span, let size = AddressSpace.pageUp(span.high - span.low),
+                  let at = process.space.findFree(length: size) else {
+                throw .elf(.malformed("the interpreter \(wanted) cannot be loaded"))
+            }
+            let interpLoaded = try load(interpImage, bytes: interpreter.bytes, into: process, name: interpreter.path, bias: at)
+            entry = interpLoaded.entry
+            base = interpLoaded.bias &+ span.low
+        }
 
         let stackBottom = Process.stackTop - Process.stackSize
         do {
@@ -136,7 +157,7 @@ public enum ProgramLoader {
             (3, loaded.phdr),                // AT_PHDR
             (4, 56),                         // AT_PHENT
             (5, UInt64(loaded.phnum)),       // AT_PHNUM
-            (7, 0),                          // AT_BASE
+            (7, base),                       // AT_BASE: the interpreter
             (8, 0),                          // AT_FLAGS
             (9, loaded.entry),               // AT_ENTRY
             (11, UInt64(info.uid)), (12, UInt64(info.euid)),
@@ -146,8 +167,10 @@ public enum ProgramLoader {
         ]
         let sp: UInt64
         do {
-            sp = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
+            (sp, process.auxv) = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
         } catch { throw .noMemory("the initial stack") }
-        process.machine.start(entry: loaded.entry, stack: sp)
+        process.argv = info.argv
+        process.envp = info.envp
+        process.machine.start(entry: entry, stack: sp)
     }
 }

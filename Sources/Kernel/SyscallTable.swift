@@ -25,6 +25,7 @@ public struct SyscallTable {
         TimeSyscalls.register(&t)
         ProcessSyscalls.register(&t)
         SignalSyscalls.register(&t)
+        FutexSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

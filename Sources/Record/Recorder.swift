@@ -33,6 +33,12 @@ public struct Recorder {
         let execfn = try Recorder.resolve(options.program)
         let path = Recorder.realPath(execfn)
         let executable = try Recorder.readFile(path)
+        // A dynamic program's interpreter is stored too: replay must not
+        // depend on the host's ld.so.
+        var interpreter: (path: String, bytes: [UInt8])?
+        if let image = try? ELFImage(executable), let interp = image.interpreter {
+            interpreter = (interp, try Recorder.readFile(interp))
+        }
         let device = try KVMDevice()
         let cpuid = try CPUIDTable.forRecording(device: device)
         let machine = try UserMachine(device: device, cpuid: cpuid)
@@ -51,12 +57,15 @@ public struct Recorder {
             recordedAt: TraceHeader.currentTimestamp(),
             extra: [
                 "execfn": execfn,
+                "interpreter": interpreter?.path ?? "",
+                "interpreterSHA256": interpreter.map { SHA256.hex($0.bytes) } ?? "",
                 "stdio": stdio.map(String.init).joined(separator: ","),
                 "uid": String(getuid()), "euid": String(geteuid()),
                 "gid": String(getgid()), "egid": String(getegid()),
             ])
         let writer = try TraceWriter(directory: options.traceDirectory, header: header)
         try writer.storeFile(executable)
+        if let interpreter { try writer.storeFile(interpreter.bytes) }
         let world = RecordingWorld(writer: writer)
         HostSignals.install()
 
@@ -64,7 +73,7 @@ public struct Recorder {
                                uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid())
         let termination: Termination
         do {
-            let process = try Launch.process(machine: machine, executable: executable, info: info, stdio: stdio, recording: true)
+            let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true)
             let runner = ProcessRunner(process: process, world: world)
             runner.strict = options.strict
             termination = try runner.run()

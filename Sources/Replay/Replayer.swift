@@ -17,6 +17,10 @@ public struct Replayer {
         let reader = try TraceReader(directory: traceDirectory)
         let header = reader.header
         let executable = try reader.storedFile(sha256: header.executable.sha256)
+        var interpreter: (path: String, bytes: [UInt8])?
+        if let path = header.extra["interpreter"], !path.isEmpty, let sha = header.extra["interpreterSHA256"] {
+            interpreter = (path, try reader.storedFile(sha256: sha))
+        }
         let device = try KVMDevice()
         let table = CPUIDTable(leaves: header.cpuid.map {
             CPUIDLeaf(function: $0.function, index: $0.index, flags: $0.flags, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
@@ -32,7 +36,7 @@ public struct Replayer {
                                exePath: header.executable.path,
                                atRandom: try world.startupRandom(),
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"))
-        let process = try Launch.process(machine: machine, executable: executable, info: info, stdio: stdio, recording: false)
+        let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false)
         let termination = try ProcessRunner(process: process, world: world).run()
         return Outcome(termination: termination, events: reader.nextEventIndex)
     }
