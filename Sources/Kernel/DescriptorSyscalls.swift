@@ -26,7 +26,25 @@ enum DescriptorSyscalls {
         let name = try c.cString(path, limit: 4096)
         guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
         var opened: Int32 = -1
+        var listing: [(Int32, String)]?
+        let process = c.process
         let r = try c.host { _ throws(Errno) -> Int64 in
+            let text = String(decoding: name, as: UTF8.self)
+            if directory == nil, let node = ProcFS.node(text, pid: getpid()) {
+                if let bytes = ProcFS.contents(node, process: process, pid: getpid()) {
+                    guard let memfd = ProcFS.memfd(bytes) else { throw .nomem }
+                    opened = memfd
+                    return Int64(fd)
+                }
+                if node == .fdDirectory {
+                    // Listed from the guest's table by getdents64.
+                    let h = Glibc.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    guard h >= 0 else { throw Errno(errno) }
+                    opened = h
+                    listing = (Array(process.files.entries.keys) + [fd]).sorted().map { ($0, String($0)) }
+                    return Int64(fd)
+                }
+            }
             let dirFD = directory.map { $0.hostFD ?? -1 } ?? -100
             let h = (name + [0]).withUnsafeBytes { p in
                 hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
@@ -37,6 +55,7 @@ enum DescriptorSyscalls {
         }
         guard r >= 0 else { return r }
         let file = OpenFile(hostFD: opened >= 0 ? opened : nil, path: String(decoding: name, as: UTF8.self))
+        file.listing = listing
         c.process.files.install(file, at: fd, closeOnExec: flags & O_CLOEXEC != 0)
         return Int64(fd)
     }

@@ -14,7 +14,7 @@ enum FileSyscalls {
         t.add(SYS.writev, { c in try writev(c, positioned: false) })
         t.add(SYS.pwritev, { c in try writev(c, positioned: true) })
         t.add(SYS.lseek, passthrough(.fd, .value, .value))
-        t.add(SYS.getdents64, passthrough(.fd, .outFilled(sizeArg: 2), .value))
+        t.add(SYS.getdents64, getdents64)
         t.add(SYS.fstat, passthrough(.fd, .out(144)))
         t.add(SYS.stat, passthrough(.path, .out(144)))
         t.add(SYS.lstat, passthrough(.path, .out(144)))
@@ -60,15 +60,59 @@ enum FileSyscalls {
         t.add(SYS.umask, passthrough(.value))
     }
 
-    /// The links /proc answers for the guest itself rather than for detrec;
-    /// nil for any other path.
+    /// readlink of the /proc links that must describe the guest (exe,
+    /// fd/N); nil for any other path, which the host answers.
     static func readlink(_ c: SyscallCall, path: Int, buffer: Int, size: Int) throws -> Int64? {
         let name = try c.path(path)
-        guard name == "/proc/self/exe" || name == "/proc/thread-self/exe" else { return nil }
-        let target = Array(c.process.executablePath.utf8)
-        let n = min(target.count, try c.size(size))
-        try c.write(c.arg(buffer), Array(target.prefix(n)))
-        return Int64(n)
+        guard name.hasPrefix("/proc/") else { return nil }
+        let count = min(try c.size(size), 4096)
+        try c.checkWritable(c.arg(buffer), count: count)
+        let process = c.process
+        let address = c.arg(buffer)
+        var handled = true
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let node = ProcFS.node(name, pid: getpid()), node != .cwd else { handled = false; return 0 }
+            guard let target = ProcFS.link(node, process: process) else { throw .noent }
+            let bytes = Array(target.utf8.prefix(count))
+            try effects.write(address, bytes)
+            return Int64(bytes.count)
+        }
+        // Not a guest link: recording asks the host in a second host call,
+        // whose outcome is what the trace holds (replay never gets here:
+        // it does not run the closure, so `handled` stays true).
+        return handled ? r : nil
+    }
+
+    /// getdents64: the host's listing, or detrec's own for /proc/self/fd.
+    static func getdents64(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let count = min(try c.size(2), maxTransfer)
+        try c.checkWritable(c.arg(1), count: count)
+        let address = c.arg(1)
+        return try c.host { effects throws(Errno) -> Int64 in
+            if file.listing == nil, let fd = file.hostFD {
+                var buffer = [UInt8](repeating: 0, count: count)
+                let n = buffer.withUnsafeMutableBytes { hostSyscall(SYS.getdents64, Int(fd), Int(bitPattern: $0.baseAddress), count) }
+                if n > 0 { try effects.write(address, buffer[0..<Int(n)]) }
+                return n
+            }
+            let entries = [(Int32(-1), "."), (Int32(-2), "..")] + (file.listing ?? [])
+            var out: [UInt8] = []
+            while file.listingCursor < entries.count {
+                let (n, name) = entries[file.listingCursor]
+                let nameBytes = Array(name.utf8) + [0]
+                let length = (19 + nameBytes.count + 7) & ~7
+                guard out.count + length <= count else { break }
+                var record = Bytes.u64(UInt64(bitPattern: Int64(n + 1000))) + Bytes.u64(UInt64(file.listingCursor + 1))
+                record += [UInt8(length & 0xff), UInt8(length >> 8), n < 0 ? 4 : 10] + nameBytes
+                record += [UInt8](repeating: 0, count: length - record.count)
+                out += record
+                file.listingCursor += 1
+            }
+            if out.isEmpty && file.listingCursor < entries.count { throw .inval }
+            try effects.write(address, out)
+            return Int64(out.count)
+        }
     }
 
     /// write(2): performed on the host; replay re-emits what went to the

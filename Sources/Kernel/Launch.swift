@@ -9,6 +9,13 @@ public enum Launch {
         (0...2).filter { fcntl($0, F_GETFD) >= 0 }
     }
 
+    /// What detrec's own descriptor refers to (a tty, a pipe, a file), as /proc shows it.
+    static func hostLink(_ fd: Int32) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = Glibc.readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/dev/null"
+    }
+
     public static func process(machine: UserMachine, executable: [UInt8], interpreter: (path: String, bytes: [UInt8])?,
                                info: StartupInfo,
                                stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
@@ -18,8 +25,7 @@ public enum Launch {
             // guest closing its stdout never closes detrec's.
             let host: Int32? = recording ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : nil
             if recording && (host ?? -1) < 0 { continue }
-            let name = ["stdin", "stdout", "stderr"][Int(fd)]
-            process.files.install(OpenFile(hostFD: host, path: "/dev/\(name)", echo: fd == 0 ? nil : fd),
+            process.files.install(OpenFile(hostFD: host, path: recording ? hostLink(fd) : "", echo: fd == 0 ? nil : fd),
                                   at: fd, closeOnExec: false)
         }
         let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }

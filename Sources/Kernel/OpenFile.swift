@@ -12,6 +12,10 @@ public final class OpenFile {
     /// Descriptors inherited from detrec's stdout/stderr: replay writes what
     /// the guest wrote to them to its own stdout/stderr.
     public let echo: Int32?
+    /// A directory detrec lists itself (/proc/self/fd): names and the next
+    /// entry getdents64 returns. Recording only.
+    public var listing: [(Int32, String)]?
+    public var listingCursor = 0
 
     public init(hostFD: Int32?, path: String, echo: Int32? = nil) {
         self.hostFD = hostFD
