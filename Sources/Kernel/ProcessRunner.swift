@@ -19,20 +19,47 @@ public final class ProcessRunner {
         self.table = table
     }
 
-    public func run() throws -> Termination {
+    /// When set, a debugger drives the run: #BP and #DB stop `proceed`
+    /// and go to it instead of becoming SIGTRAP for the guest.
+    public var debugTraps = false
+
+    /// Why `proceed` returned.
+    public enum Stop: Equatable {
+        case exited(Termination)
+        /// A breakpoint (#BP: RIP is past the int3) or single-step trap (#DB),
+        /// with `debugTraps` set.
+        case trap(GuestException)
+        /// The host asked the vCPU to stop (`UserMachine.requestInterrupt`)
+        /// and no host signal was pending for the guest.
+        case interrupted
+    }
+
+    /// Runs the guest until it ends, or until a debugger trap or a host
+    /// interruption when a debugger drives it.
+    public func proceed() throws -> Stop {
         let machine = process.machine
         while true {
             switch try machine.run() {
             case .syscall:
-                if let end = try handleSyscall() { return end }
+                if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
                 if isSpurious(e) { continue }
-                return try die(Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil))
+                if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
+                    return .trap(e)
+                }
+                return .exited(try die(Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)))
             case .interrupted:
                 if let signal = world.takeHostSignal() {
-                    return try die(FatalSignal(signal: signal, code: Signals.SI_USER, rip: machine.registers.rip, address: 0))
+                    return .exited(try die(FatalSignal(signal: signal, code: Signals.SI_USER, rip: machine.registers.rip, address: 0)))
                 }
+                if debugTraps { return .interrupted }
             }
+        }
+    }
+
+    public func run() throws -> Termination {
+        while true {
+            if case .exited(let t) = try proceed() { return t }
         }
     }
 
