@@ -107,6 +107,33 @@ public final class UserMachine {
         vcpu.run.pointee.kvm_valid_regs = UInt64(CKVM_SYNC_X86_REGS | CKVM_SYNC_X86_SREGS)
     }
 
+    /// The FPU/SSE/AVX state in XSAVE layout (the first 4096 bytes of
+    /// `struct kvm_xsave`), for signal frames.
+    public func extendedState() throws(KVMError) -> [UInt8] {
+        var x = kvm_xsave()
+        try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
+        return withUnsafeBytes(of: &x.region) { Array($0) }
+    }
+
+    public func setExtendedState(_ bytes: [UInt8]) throws(KVMError) {
+        var x = kvm_xsave()
+        try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
+        withUnsafeMutableBytes(of: &x.region) { region in
+            let n = min(region.count, bytes.count)
+            bytes.withUnsafeBytes { region.baseAddress?.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        }
+        try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &x)
+    }
+
+    /// The size of the XSAVE area for the guest's XCR0 (what a signal frame holds).
+    public var extendedStateSize: Int {
+        var size = 576
+        for leaf in cpuid.leaves where leaf.function == 0xd && leaf.index >= 2 && leaf.index < 64 {
+            if (cpuid.xcr0 >> UInt64(leaf.index)) & 1 != 0 { size = max(size, Int(leaf.ebx) + Int(leaf.eax)) }
+        }
+        return min(size, 4096)
+    }
+
     /// Sets the user registers for the first instruction.
     public func start(entry: UInt64, stack: UInt64) {
         registers = Registers()

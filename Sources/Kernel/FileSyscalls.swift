@@ -25,8 +25,8 @@ enum FileSyscalls {
         t.add(SYS.access, passthrough(.path, .value))
         t.add(SYS.faccessat, passthrough(.dirfd, .path, .value))
         t.add(SYS.faccessat2, passthrough(.dirfd, .path, .value, .value))
-        t.add(SYS.readlink) { c in try readlink(c, path: 0, buffer: 1, size: 2) ?? performPassthrough(c, [.path, .outFilled(sizeArg: 2), .value]) }
-        t.add(SYS.readlinkat) { c in try readlink(c, path: 1, buffer: 2, size: 3) ?? performPassthrough(c, [.dirfd, .path, .outFilled(sizeArg: 3), .value]) }
+        t.add(SYS.readlink) { c in try readlink(c, directory: nil, path: 0, buffer: 1, size: 2) }
+        t.add(SYS.readlinkat) { c in try readlink(c, directory: try c.directory(0), path: 1, buffer: 2, size: 3) }
         t.add(SYS.getcwd, passthrough(.outFilled(sizeArg: 1), .value))
         t.add(SYS.chdir, passthrough(.path))
         t.add(SYS.fchdir, passthrough(.fd))
@@ -60,27 +60,33 @@ enum FileSyscalls {
         t.add(SYS.umask, passthrough(.value))
     }
 
-    /// readlink of the /proc links that must describe the guest (exe,
-    /// fd/N); nil for any other path, which the host answers.
-    static func readlink(_ c: SyscallCall, path: Int, buffer: Int, size: Int) throws -> Int64? {
-        let name = try c.path(path)
-        guard name.hasPrefix("/proc/") else { return nil }
-        let count = min(try c.size(size), 4096)
+    /// readlink: the host answers, except for the /proc links that must
+    /// describe the guest (exe, fd/N).
+    static func readlink(_ c: SyscallCall, directory: OpenFile?, path: Int, buffer: Int, size: Int) throws -> Int64 {
+        let name = try c.cString(path, limit: 4096)
+        let count = min(try c.size(size), maxTransfer)
+        guard Int64(bitPattern: c.arg(size)) > 0 else { throw Errno.inval }
         try c.checkWritable(c.arg(buffer), count: count)
         let process = c.process
         let address = c.arg(buffer)
-        var handled = true
-        let r = try c.host { effects throws(Errno) -> Int64 in
-            guard let node = ProcFS.node(name, pid: getpid()), node != .cwd else { handled = false; return 0 }
-            guard let target = ProcFS.link(node, process: process) else { throw .noent }
-            let bytes = Array(target.utf8.prefix(count))
-            try effects.write(address, bytes)
-            return Int64(bytes.count)
+        return try c.host { effects throws(Errno) -> Int64 in
+            let text = String(decoding: name, as: UTF8.self)
+            if directory == nil, let node = ProcFS.node(text, pid: getpid()), node != .cwd {
+                guard let target = ProcFS.link(node, process: process) else { throw .noent }
+                let bytes = Array(target.utf8.prefix(count))
+                try effects.write(address, bytes)
+                return Int64(bytes.count)
+            }
+            var out = [UInt8](repeating: 0, count: count)
+            let dirFD = directory.map { Int($0.hostFD ?? -1) } ?? -100
+            let n = (name + [0]).withUnsafeBytes { p in
+                out.withUnsafeMutableBytes { o in
+                    hostSyscall(SYS.readlinkat, dirFD, Int(bitPattern: p.baseAddress), Int(bitPattern: o.baseAddress), count)
+                }
+            }
+            if n > 0 { try effects.write(address, out[0..<Int(n)]) }
+            return n
         }
-        // Not a guest link: recording asks the host in a second host call,
-        // whose outcome is what the trace holds (replay never gets here:
-        // it does not run the closure, so `handled` stays true).
-        return handled ? r : nil
     }
 
     /// getdents64: the host's listing, or detrec's own for /proc/self/fd.

@@ -10,8 +10,10 @@ public final class Process {
     public var files = FileTable()
     /// The path the program was started with (AT_EXECFN, /proc/self/exe).
     public var executablePath: String
-    /// The thread id the guest sees for its one thread; it equals the pid.
-    public var tid: Int32 = 0
+    /// The process id the guest sees (the recorder's own, from the trace on
+    /// replay); its one thread's id equals it.
+    public var pid: Int32 = 0
+    public var uid: UInt32 = 0
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var signals = SignalState()
@@ -21,10 +23,11 @@ public final class Process {
     public var reportedUnimplemented: Set<UInt64> = []
     /// The auxiliary vector as built (for /proc/self/auxv), argv and envp.
     public var auxv: [UInt8] = []
+    /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
+    /// it ends the process once the syscall returns.
+    public var pendingFault: FatalSignal?
     public var argv: [String] = []
     public var envp: [String] = []
-    /// A signal that ends the process once the current syscall returns.
-    public var pendingFatal: FatalSignal?
 
     /// Linux's layout without address randomization.
     public static let stackTop: UInt64 = Layout.systemBase - 0x1000
@@ -50,13 +53,21 @@ public final class Process {
     }
 }
 
-/// Signal dispositions and the mask, as the guest set them. Delivery comes
-/// later; for now they are kept so that rt_sigaction and rt_sigprocmask
-/// answer as Linux would.
+/// Signal dispositions, the mask and the pending set, as the guest sees them.
 public struct SignalState {
     /// The kernel's struct sigaction (handler, flags, restorer, mask): 32 bytes.
     public var actions: [Int32: [UInt8]] = [:]
     public var mask: UInt64 = 0
+    /// Signals generated but not delivered (standard signals do not queue),
+    /// with the siginfo each will be delivered with.
+    public var pending: UInt64 = 0
+    public var pendingInfo: [Int32: [UInt8]] = [:]
+
+    public func action(_ signal: Int32) -> SignalAction {
+        SignalAction(actions[signal] ?? [UInt8](repeating: 0, count: 32))
+    }
+
+    public static func bit(_ signal: Int32) -> UInt64 { UInt64(1) << UInt64(signal - 1) }
     public var altStack: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] // SS_DISABLE
 }
 

@@ -47,10 +47,13 @@ public final class ProcessRunner {
                 if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
                     return .trap(e)
                 }
-                return .exited(try die(Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)))
+                let signal = Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)
+                if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e) {
+                    return .exited(try die(fatal))
+                }
             case .interrupted:
                 if let signal = world.takeHostSignal() {
-                    return .exited(try die(FatalSignal(signal: signal, code: Signals.SI_USER, rip: machine.registers.rip, address: 0)))
+                    return .exited(try die(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
                 }
                 if debugTraps { return .interrupted }
             }
@@ -103,7 +106,7 @@ public final class ProcessRunner {
             } catch let e as Errno {
                 result = e.result
             } catch let e as InterruptedByHostSignal {
-                return try die(FatalSignal(signal: e.signal, code: Signals.SI_USER, rip: entry.rip, address: 0))
+                return try die(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
             }
         } else {
             let name = SyscallNames.name(number)
@@ -115,10 +118,11 @@ public final class ProcessRunner {
         }
         try world.exitSyscall(entry, result: result)
         machine.registers.rax = UInt64(bitPattern: result)
-        if let fatal = process.pendingFatal {
-            process.pendingFatal = nil
+        if let fatal = process.pendingFault {
+            process.pendingFault = nil
             return try die(fatal)
         }
+        if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
         return nil
     }
 }

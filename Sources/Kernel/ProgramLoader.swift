@@ -10,9 +10,12 @@ public struct StartupInfo: Sendable, Equatable {
     public var exePath: String
     public var atRandom: [UInt8]
     public var uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32
+    /// The process id the guest has (the recorder's own).
+    public var pid: Int32 = 0
 
     public init(argv: [String], envp: [String], execPath: String, exePath: String, atRandom: [UInt8],
-                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32) {
+                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32, pid: Int32 = 0) {
+        self.pid = pid
         self.argv = argv; self.envp = envp; self.execPath = execPath; self.exePath = exePath; self.atRandom = atRandom
         self.uid = uid; self.euid = euid; self.gid = gid; self.egid = egid
     }
@@ -169,6 +172,8 @@ public enum ProgramLoader {
         do {
             (sp, process.auxv) = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
         } catch { throw .noMemory("the initial stack") }
+        process.pid = info.pid
+        process.uid = info.uid
         process.argv = info.argv
         process.envp = info.envp
         process.machine.start(entry: entry, stack: sp)

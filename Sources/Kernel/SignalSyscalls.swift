@@ -8,27 +8,32 @@ enum SignalSyscalls {
         t.add(SYS.kill) { c in try sendToSelf(c, target: c.int(0), signal: c.int(1), code: Signals.SI_USER) }
         t.add(SYS.tkill) { c in try sendToSelf(c, target: c.int(0), signal: c.int(1), code: -6) }
         t.add(SYS.tgkill) { c in try sendToSelf(c, target: c.int(1), signal: c.int(2), code: -6) }
+        t.add(SYS.rt_sigreturn) { c in
+            do { return try SignalDelivery.sigreturn(c.process) } catch let e as SignalFrameUnreadable {
+                c.process.pendingFault = FatalSignal(signal: Signals.SIGSEGV, code: Signals.SI_KERNEL, rip: e.rip, address: 0)
+                return 0
+            }
+        }
+        t.add(SYS.rt_sigpending) { c in
+            guard c.arg(1) == 8 else { throw Errno.inval }
+            try c.writeValue(c.arg(0), c.process.signals.pending)
+            return 0
+        }
     }
 
-    /// kill/tkill/tgkill aimed at the process itself (abort(), raise()).
-    /// A signal whose disposition is the default ends the process as Linux
-    /// would; an ignored one is dropped. Running a handler needs signal
-    /// delivery, which is not built yet: the run stops with a clear message.
+    /// kill/tkill/tgkill aimed at the process itself (abort(), raise()):
+    /// the signal becomes pending and is delivered on the way back to user
+    /// code, if the mask lets it through.
     static func sendToSelf(_ c: SyscallCall, target: Int32, signal: Int32, code: Int32) throws -> Int64 {
         guard signal >= 0, signal <= 64 else { throw Errno.inval }
-        let own = try c.host { _ in hostSyscall(SYS.getpid) }
-        guard target == 0 || target == -1 || Int64(target) == own else {
+        let own = c.process.pid
+        guard target == 0 || target == -1 || target == own else {
             c.process.report("signals to other processes are not supported yet; returning EPERM", key: 0x3_0000_0000, rip: c.rip)
             throw Errno.perm
         }
         guard signal != 0 else { return 0 }
-        let action = c.process.signals.actions[signal].map { Bytes.u64($0, at: 0) } ?? 0
-        let ignoredByDefault: Set<Int32> = [17, 23, 28]   // SIGCHLD, SIGURG, SIGWINCH
-        if action == 1 || (action == 0 && ignoredByDefault.contains(signal)) { return 0 }   // SIG_IGN
-        if action != 0 && signal != SIGKILL {
-            throw RunStopped("the program sent itself \(Signals.name(signal)) with a handler installed; signal handlers are not supported yet (guest rip 0x\(String(c.rip, radix: 16)))")
-        }
-        c.process.pendingFatal = FatalSignal(signal: signal, code: code, rip: c.rip, address: 0)
+        SignalDelivery.generate(c.process, signal: signal,
+                                info: SignalDelivery.siginfo(signal: signal, code: code, pid: own, uid: c.process.uid))
         return 0
     }
 

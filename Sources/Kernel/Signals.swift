@@ -17,7 +17,11 @@ public enum Signals {
     public static let SEGV_MAPERR: Int32 = 1, SEGV_ACCERR: Int32 = 2
     public static let ILL_ILLOPN: Int32 = 2, FPE_INTDIV: Int32 = 1, FPE_FLTINV: Int32 = 7
     public static let BUS_ADRALN: Int32 = 1, TRAP_BRKPT: Int32 = 1, TRAP_TRACE: Int32 = 2
-    public static let SI_KERNEL: Int32 = 0x80, SI_USER: Int32 = 0
+    public static let SI_KERNEL: Int32 = 0x80, SI_USER: Int32 = 0, SI_TKILL: Int32 = -6
+    /// The si_code detrec logs for a signal that reached the recorder from
+    /// outside (Ctrl-C, kill of detrec): the guest died of it there, and a
+    /// replay ends at the same syscall. Not a Linux value.
+    public static let fromOutside: Int32 = 0x4000
 
     /// The signal Linux sends for an exception in user mode (arch/x86/kernel/traps.c).
     public static func forException(_ e: GuestException, mapped: Bool) -> FatalSignal {

@@ -60,6 +60,7 @@ public struct Recorder {
                 "interpreter": interpreter?.path ?? "",
                 "interpreterSHA256": interpreter.map { SHA256.hex($0.bytes) } ?? "",
                 "stdio": stdio.map(String.init).joined(separator: ","),
+                "pid": String(getpid()),
                 "uid": String(getuid()), "euid": String(geteuid()),
                 "gid": String(getgid()), "egid": String(getegid()),
             ])
@@ -70,7 +71,7 @@ public struct Recorder {
         HostSignals.install()
 
         let info = StartupInfo(argv: header.argv, envp: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
-                               uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid())
+                               uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid())
         let termination: Termination
         do {
             let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true)

@@ -50,19 +50,24 @@ final class RecordingWorld: HostWorld {
     }
 
     private var current: SyscallEntry?
+    private var hostCalled = false
 
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
         writes = []
         current = entry
+        hostCalled = false
         // A signal that arrived while the previous syscall ran on the host.
         if let signal = takeHostSignal() {
-            try fatalSignal(FatalSignal(signal: signal, code: Signals.SI_USER, rip: entry.rip, address: 0))
+            try fatalSignal(FatalSignal(signal: signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
             return .killed(signal: signal)
         }
         return nil
     }
 
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        // One host interaction per syscall: replay hands back one result.
+        if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
+        hostCalled = true
         if let n = current?.number, RecordingWorld.mayBlock.contains(n) { try flush() }
         var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.content(of: fd) })
         let result: Int64

@@ -35,7 +35,8 @@ public struct Replayer {
         let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.extra["execfn"] ?? header.executable.path,
                                exePath: header.executable.path,
                                atRandom: try world.startupRandom(),
-                               uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"))
+                               uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),
+                               pid: Int32(bitPattern: id("pid")))
         let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false)
         let termination = try ProcessRunner(process: process, world: world).run()
         return Outcome(termination: termination, events: reader.nextEventIndex)

@@ -12,6 +12,7 @@ final class ReplayingWorld: HostWorld {
     var isReplaying: Bool { true }
     private var peeked: Event?
     private var current: SyscallRecord?
+    private var hostCalled = false
     private var storedCache: [String: [UInt8]] = [:]
     /// Index of the event `peeked` holds (or the next one to read).
     private var index: Int { reader.nextEventIndex - (peeked == nil ? 0 : 1) }
@@ -75,6 +76,7 @@ final class ReplayingWorld: HostWorld {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             current = s
+            hostCalled = false
             return nil
         case .exit(_, let status):
             guard entry.number == SYS.exit_group || entry.number == SYS.exit,
@@ -82,7 +84,7 @@ final class ReplayingWorld: HostWorld {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             return nil
-        case .fatalSignal(_, let signal, let code, _, _) where code == Signals.SI_USER:
+        case .fatalSignal(_, let signal, let code, _, _) where code == Signals.fromOutside:
             // The recording was killed from outside before this syscall ran.
             consume()
             return .killed(signal: signal)
@@ -92,7 +94,8 @@ final class ReplayingWorld: HostWorld {
     }
 
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
-        guard let s = current else { throw diverged("a host call outside a recorded syscall") }
+        guard let s = current, !hostCalled else { throw diverged("a host call outside a recorded syscall, or a second one in the same syscall") }
+        hostCalled = true
         for w in s.writes {
             switch w {
             case .bytes(let address, let data):
