@@ -48,6 +48,7 @@ public final class GuestMemory {
                 release(slot.pointee)
                 translationsChanged = true
             }
+            dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
             guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
             slot.pointee = PTE.leaf(frame: frame, protection: protection)
         }
@@ -62,6 +63,7 @@ public final class GuestMemory {
             slot.pointee = 0
             translationsChanged = true
         }
+        dropPatches(start, count: Int(end - start))  // breakpoint overlay: the pages are gone
     }
 
     /// Changes the protection of the mapped pages in the range.
@@ -90,6 +92,7 @@ public final class GuestMemory {
             slot.pointee = entry
         }
         translationsChanged = true
+        movePatches(from: from, to: to, count: pages * 4096)  // breakpoint overlay: the bytes moved
     }
 
     /// The protection of the page holding `va`, nil when nothing is mapped there.
@@ -166,6 +169,7 @@ public final class GuestMemory {
         try forEachSpan(va, count: buffer.count, write: false, access: access) { p, off, n in
             (base + off).copyMemory(from: p, byteCount: n)
         }
+        if !patches.isEmpty { showOriginals(UnsafeMutableRawBufferPointer(start: base, count: buffer.count), at: va) }
     }
 
     public func write(_ va: UInt64, bytes: UnsafeRawBufferPointer, access: GuestAccess = .user) throws(GuestMemoryFault) {
@@ -175,6 +179,7 @@ public final class GuestMemory {
         try forEachSpan(va, count: bytes.count, write: true, access: access) { p, off, n in
             p.copyMemory(from: base + off, byteCount: n)
         }
+        if !patches.isEmpty { keepPatches(va, count: bytes.count) }
     }
 
     public func write(_ va: UInt64, _ bytes: [UInt8], access: GuestAccess = .user) throws(GuestMemoryFault) {
@@ -188,6 +193,7 @@ public final class GuestMemory {
         try forEachSpan(va, count: count, write: true, access: access) { p, _, n in
             p.initializeMemory(as: UInt8.self, repeating: 0, count: n)
         }
+        if !patches.isEmpty { keepPatches(va, count: count) }
     }
 
     public func readValue<T: FixedWidthInteger>(_ va: UInt64, as: T.Type = T.self, access: GuestAccess = .user) throws(GuestMemoryFault) -> T {
@@ -210,7 +216,8 @@ public final class GuestMemory {
         var at = va
         while out.count <= limit {
             guard let (p, avail) = hostSpan(at, write: false, access: .user) else { throw GuestMemoryFault(address: at) }
-            let bytes = UnsafeRawBufferPointer(start: p, count: avail)
+            var bytes = Array(UnsafeRawBufferPointer(start: p, count: avail))
+            if !patches.isEmpty { bytes.withUnsafeMutableBytes { showOriginals($0, at: at) } }
             if let nul = bytes.firstIndex(of: 0) {
                 out.append(contentsOf: bytes[0..<nul])
                 guard out.count <= limit else { throw GuestMemoryFault(address: va) }
@@ -220,5 +227,64 @@ public final class GuestMemory {
             at += UInt64(avail)
         }
         throw GuestMemoryFault(address: va)
+    }
+
+    // MARK: breakpoint overlay (added for the gdb stub, Sources/Replay/GDB)
+    //
+    // A debugger's int3 (0xCC) patched into guest memory must be invisible
+    // to everything but the CPU: gdb reading code, a syscall handler reading
+    // a guest buffer and replay's checks all see the original byte, and a
+    // write over a patched byte (replay restoring recorded memory, the
+    // guest's own writes through a syscall) updates the saved original and
+    // keeps the 0xCC. Mapping or unmapping a page drops its patches; mremap
+    // moves them. Costs nothing while no breakpoint is inserted.
+
+    /// Patched addresses and the original byte at each.
+    public private(set) var patches: [UInt64: UInt8] = [:]
+
+    /// Writes an int3 (0xCC) at `va`, ignoring page protection, and
+    /// remembers what was there. Inserting twice keeps the first original.
+    public func insertPatch(_ va: UInt64) throws(GuestMemoryFault) {
+        guard let (p, _) = hostSpan(va, write: true, access: .kernel) else { throw GuestMemoryFault(address: va) }
+        if patches[va] == nil { patches[va] = p.load(as: UInt8.self) }
+        p.storeBytes(of: 0xCC as UInt8, as: UInt8.self)
+    }
+
+    /// Puts the original byte back at `va`; nothing when it is not patched.
+    public func removePatch(_ va: UInt64) {
+        guard let original = patches.removeValue(forKey: va) else { return }
+        if let (p, _) = hostSpan(va, write: true, access: .kernel) { p.storeBytes(of: original, as: UInt8.self) }
+    }
+
+    /// Replaces patched bytes in a buffer just read from [va, va+count) by their originals.
+    private func showOriginals(_ buffer: UnsafeMutableRawBufferPointer, at va: UInt64) {
+        for (address, original) in patches where address >= va && address - va < UInt64(buffer.count) {
+            buffer[Int(address - va)] = original
+        }
+    }
+
+    /// After a write over [va, va+count): the written bytes become the
+    /// originals and the patches go back in.
+    private func keepPatches(_ va: UInt64, count: Int) {
+        for (address, _) in patches where address >= va && address - va < UInt64(count) {
+            guard let (p, _) = hostSpan(address, write: true, access: .kernel) else { continue }
+            patches[address] = p.load(as: UInt8.self)
+            p.storeBytes(of: 0xCC, as: UInt8.self)
+        }
+    }
+
+    private func dropPatches(_ va: UInt64, count: Int) {
+        guard !patches.isEmpty else { return }
+        for address in patches.keys where address >= va && address - va < UInt64(count) {
+            patches.removeValue(forKey: address)
+        }
+    }
+
+    private func movePatches(from: UInt64, to: UInt64, count: Int) {
+        guard !patches.isEmpty else { return }
+        for (address, original) in patches where address >= from && address - from < UInt64(count) {
+            patches.removeValue(forKey: address)
+            patches[to + (address - from)] = original
+        }
     }
 }

@@ -38,8 +38,9 @@ public struct SyscallEntry: Equatable, Sendable {
     public var number: UInt64
     public var args: [UInt64]
     public var rip: UInt64
-    public init(number: UInt64, args: [UInt64], rip: UInt64) {
-        self.number = number; self.args = args; self.rip = rip
+    public var tid: Int32
+    public init(number: UInt64, args: [UInt64], rip: UInt64, tid: Int32 = 0) {
+        self.number = number; self.args = args; self.rip = rip; self.tid = tid
     }
 }
 
@@ -98,6 +99,18 @@ public protocol HostWorld: AnyObject {
 
     /// The syscall returns `result` to the guest. Replay checks it matches.
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws
+
+    /// Which thread runs next. Recording asks the scheduler (`choose`) and
+    /// the choice shows in the trace as the next event's thread; replay
+    /// takes the thread of the next recorded event.
+    func pickThread(_ choose: () throws -> Int32) throws -> Int32
+
+    /// The thread whose events the world is logging or checking.
+    var currentThread: Int32 { get set }
+
+    /// The current thread parks in this syscall (a futex wait): recording
+    /// logs it, replay checks the recording parked here too.
+    func blocked(_ entry: SyscallEntry) throws
 
     /// exit_group: the last event.
     func processExit(status: Int32) throws

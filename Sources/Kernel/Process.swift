@@ -14,8 +14,13 @@ public final class Process {
     /// replay); its one thread's id equals it.
     public var pid: Int32 = 0
     public var uid: UInt32 = 0
-    public var clearChildTID: UInt64 = 0
-    public var robustList: (head: UInt64, length: UInt64) = (0, 0)
+    /// The threads, in creation order; `current` is the one on the vCPU.
+    public var threads: [GuestThread]
+    public var current: GuestThread
+    /// Threads parked in futex waits, in the order they started waiting.
+    public var futexOrder: [GuestThread] = []
+    /// Threads created so far (their tids follow the pid).
+    public var threadsCreated: Int32 = 0
     public var signals = SignalState()
     /// Resource limits the guest set (prlimit64), by resource number.
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
@@ -39,6 +44,8 @@ public final class Process {
         self.machine = machine
         self.executablePath = executablePath
         space = AddressSpace(mmapBase: Process.mmapBase)
+        current = GuestThread(tid: 0)
+        threads = [current]
     }
 
     /// Maps fresh pages and records the mapping.

@@ -91,12 +91,20 @@ public final class ProcessRunner {
         let machine = process.machine
         let regs = machine.registers
         let number = regs.rax
-        let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip)
+        let thread = process.current
+        let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
+        world.currentThread = thread.tid
         if let end = try world.enterSyscall(entry) { return end }
-        if number == SYS.exit_group || number == SYS.exit {
+        let lastThread = process.threads.count == 1
+        if number == SYS.exit_group || (number == SYS.exit && lastThread) {
             let status = Int32(truncatingIfNeeded: entry.args[0]) & 0xff
             try world.processExit(status: status)
             return .exited(status)
+        }
+        if number == SYS.exit {
+            try world.exitSyscall(entry, result: 0)
+            try exitThread(thread)
+            return try reschedule(.exited)
         }
         let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
         let result: Int64
@@ -107,6 +115,13 @@ public final class ProcessRunner {
                 result = e.result
             } catch let e as InterruptedByHostSignal {
                 return try die(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
+            } catch let b as MustBlock {
+                try world.blocked(entry)
+                thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline)
+                process.futexOrder.append(thread)
+                return try reschedule(.blocked)
+            } catch is Yield {
+                result = 0
             }
         } else {
             let name = SyscallNames.name(number)
@@ -116,13 +131,52 @@ public final class ProcessRunner {
             process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
             result = Errno.nosys.result
         }
+        return try finish(entry, result: result, yielded: number == SYS.sched_yield)
+    }
+
+    /// Completes a syscall: logs it, returns the result, delivers signals,
+    /// and lets the scheduler switch threads.
+    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool = false) throws -> Termination? {
         try world.exitSyscall(entry, result: result)
-        machine.registers.rax = UInt64(bitPattern: result)
+        process.machine.registers.rax = UInt64(bitPattern: result)
+        process.current.syscallsInSlice += 1
         if let fatal = process.pendingFault {
             process.pendingFault = nil
             return try die(fatal)
         }
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
-        return nil
+        guard process.threads.count > 1 else { return nil }
+        return try reschedule(yielded ? .yielded : .syscallDone)
+    }
+
+    /// Lets the scheduler (or, on replay, the trace) pick the next thread,
+    /// and completes the syscall it is parked in, if any.
+    private func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
+        let process = self.process
+        let tid = try world.pickThread { try Scheduler.choose(process, reason: reason) }
+        guard let next = process.thread(tid) else {
+            throw RunStopped("replay diverged: the recording runs thread \(tid), which does not exist here")
+        }
+        if next !== process.current { next.syscallsInSlice = 0 }
+        try process.switchTo(next)
+        world.currentThread = tid
+        guard let b = next.blocked else { return nil }
+        // Resume the parked syscall with what woke it (replay: the recorded result).
+        if let end = try world.enterSyscall(b.entry) { return end }
+        next.blocked = nil
+        process.futexOrder.removeAll { $0 === next }
+        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }
+        return try finish(b.entry, result: result)
+    }
+
+    /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what
+    /// pthread_join waits on), and it leaves the process.
+    private func exitThread(_ thread: GuestThread) throws {
+        if thread.clearChildTID != 0 {
+            try? process.memory.writeValue(thread.clearChildTID, UInt32(0))
+            _ = process.wake(thread.clearChildTID, count: 1)
+        }
+        process.threads.removeAll { $0 === thread }
+        process.futexOrder.removeAll { $0 === thread }
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 /// on replay; per-process state such as FS base lives in the emulator.
 enum ProcessSyscalls {
     static func register(_ t: inout SyscallTable) {
-        for n in [SYS.getpid, SYS.getppid, SYS.gettid, SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
+        for n in [SYS.getpid, SYS.getppid, SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
                   SYS.getpgrp, SYS.setsid] {
             t.add(n, passthrough())
         }
@@ -18,36 +18,12 @@ enum ProcessSyscalls {
         t.add(SYS.sysinfo, passthrough(.out(112)))
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
         t.add(SYS.sched_getaffinity, passthrough(.value, .value, .outFilled(sizeArg: 1)))
-        t.add(SYS.sched_yield) { _ in 0 }
-        t.add(SYS.set_tid_address, setTIDAddress)
-        t.add(SYS.set_robust_list, setRobustList)
-        t.add(SYS.get_robust_list, getRobustList)
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
         t.add(SYS.rseq) { _ in throw Errno.nosys }
         t.add(SYS.prlimit64) { c in try prlimit(c, pid: c.int(0), resource: c.int(1), new: c.arg(2), old: c.arg(3)) }
         t.add(SYS.getrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: 0, old: c.arg(1)) }
         t.add(SYS.setrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: c.arg(1), old: 0) }
-    }
-
-    /// The caller's tid; CHILD_CLEARTID bookkeeping for thread exit.
-    static func setTIDAddress(_ c: SyscallCall) throws -> Int64 {
-        c.process.clearChildTID = c.arg(0)
-        return try c.host { _ in hostSyscall(SYS.gettid) }
-    }
-
-    static func setRobustList(_ c: SyscallCall) throws -> Int64 {
-        guard c.arg(1) == 24 else { throw Errno.inval }
-        c.process.robustList = (c.arg(0), c.arg(1))
-        return 0
-    }
-
-    static func getRobustList(_ c: SyscallCall) throws -> Int64 {
-        try c.checkWritable(c.arg(1), count: 8)
-        try c.checkWritable(c.arg(2), count: 8)
-        try c.writeValue(c.arg(1), c.process.robustList.head)
-        try c.writeValue(c.arg(2), c.process.robustList.length)
-        return 0
     }
 
     static let ARCH_SET_GS: Int32 = 0x1001, ARCH_SET_FS: Int32 = 0x1002

@@ -173,6 +173,8 @@ public enum ProgramLoader {
             (sp, process.auxv) = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
         } catch { throw .noMemory("the initial stack") }
         process.pid = info.pid
+        process.threads = [GuestThread(tid: info.pid)]
+        process.current = process.threads[0]
         process.uid = info.uid
         process.argv = info.argv
         process.envp = info.envp

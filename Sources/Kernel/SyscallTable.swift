@@ -26,6 +26,7 @@ public struct SyscallTable {
         ProcessSyscalls.register(&t)
         SignalSyscalls.register(&t)
         FutexSyscalls.register(&t)
+        ThreadSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

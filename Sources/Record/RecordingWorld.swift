@@ -7,7 +7,7 @@ import Trace
 /// the trace, with the guest memory it wrote.
 final class RecordingWorld: HostWorld {
     let writer: TraceWriter
-    let tid: Int32
+    var currentThread: Int32
     var isReplaying: Bool { false }
     private var writes: [GuestWrite] = []
     private var storedHashes: Set<String> = []
@@ -23,7 +23,7 @@ final class RecordingWorld: HostWorld {
 
     init(writer: TraceWriter) {
         self.writer = writer
-        tid = Glibc.getpid()
+        currentThread = Glibc.getpid()
     }
 
     static func now() -> Double {
@@ -45,7 +45,7 @@ final class RecordingWorld: HostWorld {
         var bytes = [UInt8](repeating: 0, count: 16)
         let n = bytes.withUnsafeMutableBytes { hostSyscall(SYS.getrandom, Int(bitPattern: $0.baseAddress), 16) }
         guard n == 16 else { throw RunStopped("getrandom failed on the host") }
-        try append(.processStart(tid: tid, atRandom: bytes))
+        try append(.processStart(tid: currentThread, atRandom: bytes))
         return bytes
     }
 
@@ -94,18 +94,18 @@ final class RecordingWorld: HostWorld {
             }
         }
         writes = []
-        try append(.syscall(SyscallRecord(tid: tid, ticks: 0, rip: entry.rip, number: UInt32(truncatingIfNeeded: entry.number),
+        try append(.syscall(SyscallRecord(tid: entry.tid, ticks: 0, rip: entry.rip, number: UInt32(truncatingIfNeeded: entry.number),
                                           args: entry.args, result: result, writes: logged)))
         if RecordingWorld.now() - lastFlush > 0.5 { try flush() }
     }
 
     func processExit(status: Int32) throws {
-        try append(.exit(tid: tid, status: status))
+        try append(.exit(tid: currentThread, status: status))
         try finish()
     }
 
     func fatalSignal(_ f: FatalSignal) throws {
-        try append(.fatalSignal(tid: tid, signal: f.signal, code: f.code, rip: f.rip, address: f.address))
+        try append(.fatalSignal(tid: currentThread, signal: f.signal, code: f.code, rip: f.rip, address: f.address))
         try finish()
     }
 
@@ -114,6 +114,13 @@ final class RecordingWorld: HostWorld {
     }
 
     func takeHostSignal() -> Int32? { HostSignals.take() }
+
+    func pickThread(_ choose: () throws -> Int32) throws -> Int32 { try choose() }
+
+    func blocked(_ entry: SyscallEntry) throws {
+        try append(.blocked(tid: entry.tid, number: UInt32(truncatingIfNeeded: entry.number), rip: entry.rip))
+        try flush()
+    }
 
     func echo(_ bytes: [UInt8], to fd: Int32) {}
 

@@ -14,6 +14,22 @@ public struct Replayer {
     }
 
     public func replay(traceDirectory: String) throws -> Outcome {
+        let prepared = try prepare(traceDirectory: traceDirectory)
+        let termination = try ProcessRunner(process: prepared.process, world: prepared.world).run()
+        return Outcome(termination: termination, events: prepared.reader.nextEventIndex)
+    }
+
+    /// A replay set up and stopped before its first instruction. (Added for
+    /// the gdb stub, `GDB/`, which drives the run itself.)
+    struct Prepared {
+        let reader: TraceReader
+        let world: ReplayingWorld
+        let process: Process
+    }
+
+    /// Everything `replay` does before running: read the trace, build the
+    /// machine and the process exactly as recorded.
+    func prepare(traceDirectory: String) throws -> Prepared {
         let reader = try TraceReader(directory: traceDirectory)
         let header = reader.header
         let executable = try reader.storedFile(sha256: header.executable.sha256)
@@ -38,7 +54,6 @@ public struct Replayer {
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),
                                pid: Int32(bitPattern: id("pid")))
         let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false)
-        let termination = try ProcessRunner(process: process, world: world).run()
-        return Outcome(termination: termination, events: reader.nextEventIndex)
+        return Prepared(reader: reader, world: world, process: process)
     }
 }

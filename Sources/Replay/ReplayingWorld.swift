@@ -16,6 +16,8 @@ final class ReplayingWorld: HostWorld {
     private var storedCache: [String: [UInt8]] = [:]
     /// Index of the event `peeked` holds (or the next one to read).
     private var index: Int { reader.nextEventIndex - (peeked == nil ? 0 : 1) }
+    /// The index of the next event to replay (the gdb stub's `monitor when`).
+    var eventIndex: Int { index }
 
     init(reader: TraceReader) {
         self.reader = reader
@@ -31,17 +33,19 @@ final class ReplayingWorld: HostWorld {
 
     private func describe(_ entry: SyscallEntry) -> String {
         let args = entry.args.map { "0x" + String($0, radix: 16) }.joined(separator: ", ")
-        return "\(SyscallNames.name(entry.number))(\(args)) at rip 0x\(String(entry.rip, radix: 16))"
+        return "\(SyscallNames.name(entry.number))(\(args)) at rip 0x\(String(entry.rip, radix: 16)) in thread \(entry.tid)"
     }
 
     private func describe(_ event: Event) -> String {
         switch event {
         case .syscall(let s):
-            return describe(SyscallEntry(number: UInt64(s.number), args: s.args, rip: s.rip))
+            return describe(SyscallEntry(number: UInt64(s.number), args: s.args, rip: s.rip, tid: s.tid))
         case .exit(_, let status): return "exit_group(\(status))"
         case .fatalSignal(_, let signal, _, let rip, let address):
             return "death by \(Signals.name(signal)) at rip 0x\(String(rip, radix: 16)) address 0x\(String(address, radix: 16))"
         case .processStart: return "a process start"
+        case .blocked(let tid, let number, let rip):
+            return "thread \(tid) waiting in \(SyscallNames.name(UInt64(number))) at rip 0x\(String(rip, radix: 16))"
         }
     }
 
@@ -72,7 +76,7 @@ final class ReplayingWorld: HostWorld {
         guard let e = try peek() else { throw ranOut(describe(entry)) }
         switch e {
         case .syscall(let s):
-            guard UInt64(s.number) == entry.number, s.args == entry.args, s.rip == entry.rip else {
+            guard UInt64(s.number) == entry.number, s.args == entry.args, s.rip == entry.rip, s.tid == entry.tid else {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             current = s
@@ -83,6 +87,12 @@ final class ReplayingWorld: HostWorld {
                   Int32(truncatingIfNeeded: entry.args[0]) & 0xff == status else {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
+            return nil
+        case .blocked(let tid, let number, let rip):
+            guard tid == entry.tid, UInt64(number) == entry.number, rip == entry.rip else {
+                throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
+            }
+            expectBlock = true
             return nil
         case .fatalSignal(_, let signal, let code, _, _) where code == Signals.fromOutside:
             // The recording was killed from outside before this syscall ran.
@@ -131,6 +141,7 @@ final class ReplayingWorld: HostWorld {
     }
 
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
+        guard !expectBlock else { throw diverged("\(describe(entry)) completed in replay; in the recording it waited") }
         guard let s = current else { throw diverged("\(describe(entry)) finished without a recorded event") }
         guard s.result == result else {
             throw diverged("\(describe(entry)) returned \(result) in replay, \(s.result) in the recording")
@@ -153,6 +164,34 @@ final class ReplayingWorld: HostWorld {
     }
 
     func takeHostSignal() -> Int32? { nil }
+
+    var currentThread: Int32 = 0
+
+    private func tid(of event: Event) -> Int32? {
+        switch event {
+        case .syscall(let s): return s.tid
+        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _): return tid
+        case .processStart: return nil
+        }
+    }
+
+    func pickThread(_ choose: () throws -> Int32) throws -> Int32 {
+        guard let e = try peek() else { throw ranOut("a thread switch") }
+        guard let t = tid(of: e) else { throw diverged("a thread switch where the recording has \(describe(e))") }
+        return t
+    }
+
+    /// Set when the recording parked the current syscall.
+    private var expectBlock = false
+
+    func blocked(_ entry: SyscallEntry) throws {
+        guard expectBlock else {
+            throw diverged("\(describe(entry)) waits here in replay; in the recording it did not")
+        }
+        expectBlock = false
+        current = nil
+        consume()
+    }
 
     func echo(_ bytes: [UInt8], to fd: Int32) {
         var done = 0

@@ -57,6 +57,9 @@ public enum Event: Equatable, Sendable {
     case exit(tid: Int32, status: Int32)
     /// The process was killed by a signal (a fault or an external one).
     case fatalSignal(tid: Int32, signal: Int32, code: Int32, rip: UInt64, address: UInt64)
+    /// The thread parked in syscall `number` (entered at `rip`): the events
+    /// that follow belong to other threads until it resumes (format 2).
+    case blocked(tid: Int32, number: UInt32, rip: UInt64)
 
     public var tid: Int32 {
         switch self {
@@ -64,6 +67,7 @@ public enum Event: Equatable, Sendable {
         case let .syscall(r): return r.tid
         case let .exit(tid, _): return tid
         case let .fatalSignal(tid, _, _, _, _): return tid
+        case let .blocked(tid, _, _): return tid
         }
     }
 
@@ -74,6 +78,7 @@ public enum Event: Equatable, Sendable {
         case .syscall: return "syscall"
         case .exit: return "exit"
         case .fatalSignal: return "fatalSignal"
+        case .blocked: return "blocked"
         }
     }
 }

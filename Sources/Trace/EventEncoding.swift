@@ -7,6 +7,7 @@ enum EventEncoding {
         case syscall = 2
         case exit = 3
         case fatalSignal = 4
+        case blocked = 5
     }
 
     /// One-byte tag that starts every memory write.
@@ -98,6 +99,12 @@ enum EventEncoding {
             put(code, &out)
             put(rip, &out)
             put(address, &out)
+
+        case let .blocked(tid, number, rip):
+            out.append(Kind.blocked.rawValue)
+            put(tid, &out)
+            put(number, &out)
+            put(rip, &out)
         }
     }
 
@@ -202,6 +209,12 @@ enum EventEncoding {
             let rip = try c.u64()
             let address = try c.u64()
             return .fatalSignal(tid: tid, signal: signal, code: code, rip: rip, address: address)
+
+        case .blocked:
+            let tid = try c.i32()
+            let number = try c.u32()
+            let rip = try c.u64()
+            return .blocked(tid: tid, number: number, rip: rip)
         }
     }
 

@@ -31,6 +31,8 @@ public struct EventFormatter {
             return "\(head) status=\(status)"
         case let .fatalSignal(_, signal, code, rip, address):
             return "\(head) signal=\(signal) code=\(code) rip=\(hex(rip)) address=\(hex(address))"
+        case let .blocked(_, number, rip):
+            return "\(head) in \(syscallName(number))(\(number)) rip=\(hex(rip))"
         }
     }
 
@@ -75,6 +77,10 @@ public struct EventFormatter {
             f.append("\"code\":\(code)")
             f.append("\"rip\":\"\(hex(rip))\"")
             f.append("\"address\":\"\(hex(address))\"")
+        case let .blocked(_, number, rip):
+            f.append("\"number\":\(number)")
+            f.append("\"name\":\"\(syscallName(number))\"")
+            f.append("\"rip\":\"\(hex(rip))\"")
         }
         return "{" + f.joined(separator: ",") + "}"
     }

@@ -1,0 +1,93 @@
+import KVMUser
+
+/// A syscall a thread is parked in (a futex wait): it completes when the
+/// scheduler resumes the thread.
+public struct BlockedSyscall {
+    public var entry: SyscallEntry
+    /// The futex word waited on, and the FUTEX_WAIT_BITSET mask.
+    public var futex: UInt64
+    public var bitset: UInt32
+    /// When the wait times out, in host CLOCK_MONOTONIC seconds (recording only).
+    public var deadline: Double?
+    /// Set when another thread woke it: what the syscall returns.
+    public var result: Int64?
+}
+
+/// A guest thread. One vCPU runs one thread at a time; the others keep
+/// their registers, FS/GS base, XSAVE state and signal mask here.
+public final class GuestThread {
+    public let tid: Int32
+    public var registers = Registers()
+    public var fsBase: UInt64 = 0
+    public var gsBase: UInt64 = 0
+    var extendedState: [UInt8]?
+    public var signalMask: UInt64 = 0
+    public var altStack: [UInt8] = SignalState().altStack
+    public var clearChildTID: UInt64 = 0
+    public var robustList: (head: UInt64, length: UInt64) = (0, 0)
+    public var blocked: BlockedSyscall?
+    /// Syscalls completed since this thread was last switched to.
+    var syscallsInSlice = 0
+
+    public init(tid: Int32) { self.tid = tid }
+
+    /// Can run now: not parked, or parked and already woken.
+    var isRunnable: Bool { blocked == nil || blocked?.result != nil }
+}
+
+/// Thrown by a handler whose syscall must wait for another thread.
+public struct MustBlock: Error {
+    public var futex: UInt64
+    public var bitset: UInt32
+    public var deadline: Double?
+}
+
+extension Process {
+    public func thread(_ tid: Int32) -> GuestThread? { threads.first { $0.tid == tid } }
+
+    /// Puts `thread` on the vCPU, saving the state of the one there.
+    public func switchTo(_ thread: GuestThread) throws {
+        guard thread !== current else { return }
+        if threads.contains(where: { $0 === current }) {
+            current.registers = machine.registers
+            current.fsBase = machine.fsBase
+            current.gsBase = machine.gsBase
+            current.extendedState = try machine.extendedState()
+            current.signalMask = signals.mask
+            current.altStack = signals.altStack
+        }
+        machine.registers = thread.registers
+        machine.fsBase = thread.fsBase
+        machine.gsBase = thread.gsBase
+        if let state = thread.extendedState { try machine.setExtendedState(state) }
+        thread.extendedState = nil
+        signals.mask = thread.signalMask
+        signals.altStack = thread.altStack
+        current = thread
+    }
+
+    /// Wakes up to `count` threads waiting on `futex` whose bitset matches.
+    public func wake(_ futex: UInt64, count: Int, bitset: UInt32 = 0xffff_ffff) -> Int {
+        var woken = 0
+        for t in futexOrder where woken < count {
+            guard var b = t.blocked, b.result == nil, b.futex == futex, b.bitset & bitset != 0 else { continue }
+            b.result = 0
+            t.blocked = b
+            woken += 1
+        }
+        futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
+        return woken
+    }
+
+    /// Moves up to `count` waiters from one futex word to another (REQUEUE).
+    public func requeue(from: UInt64, to: UInt64, count: Int) -> Int {
+        var moved = 0
+        for t in futexOrder where moved < count {
+            guard var b = t.blocked, b.result == nil, b.futex == from else { continue }
+            b.futex = to
+            t.blocked = b
+            moved += 1
+        }
+        return moved
+    }
+}

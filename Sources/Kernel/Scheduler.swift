@@ -1,0 +1,46 @@
+import Glibc
+
+/// Which thread runs next while recording. Threads switch only where the
+/// running one makes a syscall: when it blocks, exits, yields, or has made
+/// `slice` syscalls in a row. The choice is logged implicitly (each event
+/// carries its thread), so replay follows the trace, not this policy.
+public enum Scheduler {
+    public enum Reason { case syscallDone, blocked, exited, yielded }
+
+    public static var slice = 64
+
+    public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
+        let threads = process.threads
+        let current = process.current
+        if reason == .syscallDone, current.isRunnable, current.syscallsInSlice < slice,
+           threads.contains(where: { $0 === current }) {
+            return current.tid
+        }
+        // Round-robin from the thread after the current one; the current one last.
+        let start = (threads.firstIndex { $0 === current } ?? -1) + 1
+        for k in 0..<threads.count {
+            let t = threads[(start + k) % threads.count]
+            if t.isRunnable && !(t === current && reason == .blocked) { return t.tid }
+        }
+        // Everyone waits: the earliest timeout ends first, after a real sleep.
+        let waiting = threads.filter { $0.blocked?.deadline != nil }
+        if let next = waiting.min(by: { ($0.blocked?.deadline ?? 0) < ($1.blocked?.deadline ?? 0) }),
+           let deadline = next.blocked?.deadline {
+            let now = monotonicNow()
+            if deadline > now {
+                var ts = timespec(tv_sec: Int(deadline - now), tv_nsec: Int((deadline - now).truncatingRemainder(dividingBy: 1) * 1e9))
+                nanosleep(&ts, nil)
+            }
+            next.blocked?.result = -Int64(ETIMEDOUT)
+            return next.tid
+        }
+        let waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) on futex 0x\(String($0.futex, radix: 16))" } }
+        throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
+    }
+
+    public static func monotonicNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
