@@ -1,5 +1,11 @@
 import CKVM
 import Glibc
+import Synchronization
+
+/// How many times the vCPU has entered and left guest mode, and whether it
+/// is in guest mode now: what a watchdog on another thread looks at.
+public let guestEntries = Atomic<UInt64>(0)
+public let inGuest = Atomic<Bool>(false)
 
 /// A user-mode x86-64 machine on KVM with no guest kernel: one vCPU at CPL3,
 /// page tables, GDT, IDT and TSS built by the host, and every SYSCALL and
@@ -157,8 +163,11 @@ public final class UserMachine {
         }
         run.pointee.kvm_dirty_regs = UInt64(dirty)
         UserMachine.activeRun = run
+        inGuest.store(true, ordering: .sequentiallyConsistent)
         let r = ckvm_ioctl_int(vcpu.fd, CKVM_RUN, 0)
         let err = errno
+        inGuest.store(false, ordering: .sequentiallyConsistent)
+        guestEntries.add(1, ordering: .relaxed)
         run.pointee.kvm_dirty_regs = 0
         sregsDirty = false
         registers = Registers(run.pointee.s.regs.regs)

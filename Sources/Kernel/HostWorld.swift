@@ -122,6 +122,20 @@ public protocol HostWorld: AnyObject {
     /// to be delivered to it. Replay never has one.
     func takeHostSignal() -> Int32?
 
+    /// The current thread has run a long time without leaving the vCPU
+    /// (recording's watchdog); replay never reports it.
+    func takeStall() -> Bool
+
+    /// Signals from timers, made pending after a syscall: recording asks
+    /// `due` (the host clock against the guest's timers) and logs them;
+    /// replay takes them from the trace.
+    func timerSignals(_ due: () -> [Int32]) throws -> [Int32]
+
+    /// The guest slept this long on purpose (nanosleep): replay waits as
+    /// long too, unless asked to skip sleeps, so a replay keeps the
+    /// program's pacing. Recording has already slept.
+    func pace(seconds: Double)
+
     /// What the guest wrote to an inherited stdout/stderr: replay re-emits it.
     func echo(_ bytes: [UInt8], to fd: Int32)
 }

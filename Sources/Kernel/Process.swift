@@ -17,6 +17,29 @@ public final class Process {
     /// The threads, in creation order; `current` is the one on the vCPU.
     public var threads: [GuestThread]
     public var current: GuestThread
+    /// ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF: next expiry (host
+    /// CLOCK_MONOTONIC seconds) and interval. Recording only.
+    public var timers: [(deadline: Double, interval: Double)?] = [nil, nil, nil]
+    static let timerSignal: [Int32] = [14, 26, 27]   // SIGALRM, SIGVTALRM, SIGPROF
+
+    /// The signals of the timers that have expired; rearms periodic ones.
+    public func dueTimerSignals() -> [Int32] {
+        let now = Scheduler.monotonicNow()
+        var due: [Int32] = []
+        for i in timers.indices {
+            guard let t = timers[i], t.deadline <= now else { continue }
+            due.append(Process.timerSignal[i])
+            if t.interval > 0 {
+                var next = t.deadline + t.interval
+                if next <= now { next = now + t.interval }   // overruns collapse into one signal
+                timers[i] = (next, t.interval)
+            } else {
+                timers[i] = nil
+            }
+        }
+        return due
+    }
+
     /// Threads parked in futex waits, in the order they started waiting.
     public var futexOrder: [GuestThread] = []
     /// Threads created so far (their tids follow the pid).

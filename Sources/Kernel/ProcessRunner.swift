@@ -55,6 +55,15 @@ public final class ProcessRunner {
                 if let signal = world.takeHostSignal() {
                     return .exited(try die(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
                 }
+                if world.takeStall() {
+                    if process.timers.contains(where: { $0.map { $0.deadline <= Scheduler.monotonicNow() } ?? false }) {
+                        throw RunStopped("a timer's signal is due while thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))); delivering it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
+                    }
+                    let waiting = process.threads.filter { $0 !== process.current && $0.isRunnable }
+                    if !waiting.isEmpty {
+                        throw RunStopped("thread \(process.current.tid) has computed without a syscall for seconds while \(waiting.count) other thread(s) wait to run (guest rip 0x\(String(machine.registers.rip, radix: 16))); preempting it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
+                    }
+                }
                 if debugTraps { return .interrupted }
             }
         }
@@ -143,6 +152,10 @@ public final class ProcessRunner {
         if let fatal = process.pendingFault {
             process.pendingFault = nil
             return try die(fatal)
+        }
+        let process = self.process
+        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
+            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
         }
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
         guard process.threads.count > 1 else { return nil }

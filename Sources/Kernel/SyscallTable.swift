@@ -27,6 +27,7 @@ public struct SyscallTable {
         SignalSyscalls.register(&t)
         FutexSyscalls.register(&t)
         ThreadSyscalls.register(&t)
+        TimerSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

@@ -6,8 +6,6 @@ enum TimeSyscalls {
         t.add(SYS.clock_getres, passthrough(.value, .outOrNull(16)))
         t.add(SYS.gettimeofday, passthrough(.outOrNull(16), .outOrNull(8)))
         t.add(SYS.time, passthrough(.outOrNull(8)))
-        t.add(SYS.nanosleep, passthrough(.input(16), .remainder(16)))
-        t.add(SYS.clock_nanosleep, passthrough(.value, .value, .input(16), .remainder(16)))
         t.add(SYS.times, passthrough(.outOrNull(32)))
         t.add(SYS.getrusage, passthrough(.value, .out(144)))
     }

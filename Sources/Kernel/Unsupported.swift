@@ -4,7 +4,7 @@
 /// the run with a message naming the syscall and the guest RIP.
 enum Unsupported {
     static let needsSignalDelivery: [UInt64] = [
-        SYS.alarm, SYS.setitimer, SYS.timer_create, SYS.pause, SYS.rt_sigsuspend, SYS.rt_sigtimedwait,
+        SYS.timer_create, SYS.rt_sigsuspend, SYS.rt_sigtimedwait,
         SYS.signalfd, SYS.signalfd4, SYS.timerfd_create,
     ]
 

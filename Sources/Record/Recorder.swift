@@ -69,6 +69,7 @@ public struct Recorder {
         if let interpreter { try writer.storeFile(interpreter.bytes) }
         let world = RecordingWorld(writer: writer)
         HostSignals.install()
+        Watchdog.start(interval: 2)
 
         let info = StartupInfo(argv: header.argv, envp: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
                                uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid())

@@ -115,6 +115,14 @@ final class RecordingWorld: HostWorld {
 
     func takeHostSignal() -> Int32? { HostSignals.take() }
 
+    func takeStall() -> Bool { Watchdog.takeStall() }
+
+    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
+        let signals = due()
+        for s in signals { try append(.signal(tid: currentThread, signal: s, code: Signals.SI_KERNEL)) }
+        return signals
+    }
+
     func pickThread(_ choose: () throws -> Int32) throws -> Int32 { try choose() }
 
     func blocked(_ entry: SyscallEntry) throws {
@@ -123,6 +131,8 @@ final class RecordingWorld: HostWorld {
     }
 
     func echo(_ bytes: [UInt8], to fd: Int32) {}
+
+    func pace(seconds: Double) {}
 
     /// A whole host file for a file-backed mapping, hashed once per
     /// identity (device, inode, size, modification time).

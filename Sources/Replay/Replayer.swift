@@ -13,8 +13,9 @@ public struct Replayer {
         public var events: Int
     }
 
-    public func replay(traceDirectory: String) throws -> Outcome {
+    public func replay(traceDirectory: String, skipSleeps: Bool = false) throws -> Outcome {
         let prepared = try prepare(traceDirectory: traceDirectory)
+        prepared.world.skipSleeps = skipSleeps
         let termination = try ProcessRunner(process: prepared.process, world: prepared.world).run()
         return Outcome(termination: termination, events: prepared.reader.nextEventIndex)
     }

@@ -44,6 +44,8 @@ final class ReplayingWorld: HostWorld {
         case .fatalSignal(_, let signal, _, let rip, let address):
             return "death by \(Signals.name(signal)) at rip 0x\(String(rip, radix: 16)) address 0x\(String(address, radix: 16))"
         case .processStart: return "a process start"
+        case .signal(let tid, let signal, _):
+            return "\(Signals.name(signal)) from a timer for thread \(tid)"
         case .blocked(let tid, let number, let rip):
             return "thread \(tid) waiting in \(SyscallNames.name(UInt64(number))) at rip 0x\(String(rip, radix: 16))"
         }
@@ -165,12 +167,32 @@ final class ReplayingWorld: HostWorld {
 
     func takeHostSignal() -> Int32? { nil }
 
+    /// Set by `detrec replay --skip-sleeps`.
+    var skipSleeps = false
+
+    func pace(seconds: Double) {
+        guard !skipSleeps, seconds > 0 else { return }
+        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+        nanosleep(&ts, nil)
+    }
+
+    func takeStall() -> Bool { false }
+
+    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
+        var out: [Int32] = []
+        while let e = try peek(), case .signal(_, let signal, _) = e {
+            out.append(signal)
+            consume()
+        }
+        return out
+    }
+
     var currentThread: Int32 = 0
 
     private func tid(of event: Event) -> Int32? {
         switch event {
         case .syscall(let s): return s.tid
-        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _): return tid
+        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _), .signal(let tid, _, _): return tid
         case .processStart: return nil
         }
     }

@@ -8,6 +8,7 @@ enum EventEncoding {
         case exit = 3
         case fatalSignal = 4
         case blocked = 5
+        case signal = 6
     }
 
     /// One-byte tag that starts every memory write.
@@ -105,6 +106,12 @@ enum EventEncoding {
             put(tid, &out)
             put(number, &out)
             put(rip, &out)
+
+        case let .signal(tid, signal, code):
+            out.append(Kind.signal.rawValue)
+            put(tid, &out)
+            put(signal, &out)
+            put(code, &out)
         }
     }
 
@@ -215,6 +222,11 @@ enum EventEncoding {
             let number = try c.u32()
             let rip = try c.u64()
             return .blocked(tid: tid, number: number, rip: rip)
+
+        case .signal:
+            let tid = try c.i32()
+            let signal = try c.i32()
+            return .signal(tid: tid, signal: signal, code: try c.i32())
         }
     }
 

@@ -33,6 +33,8 @@ public struct EventFormatter {
             return "\(head) signal=\(signal) code=\(code) rip=\(hex(rip)) address=\(hex(address))"
         case let .blocked(_, number, rip):
             return "\(head) in \(syscallName(number))(\(number)) rip=\(hex(rip))"
+        case let .signal(_, signal, code):
+            return "\(head) signal=\(signal) code=\(code)"
         }
     }
 
@@ -81,6 +83,9 @@ public struct EventFormatter {
             f.append("\"number\":\(number)")
             f.append("\"name\":\"\(syscallName(number))\"")
             f.append("\"rip\":\"\(hex(rip))\"")
+        case let .signal(_, signal, code):
+            f.append("\"signal\":\(signal)")
+            f.append("\"code\":\(code)")
         }
         return "{" + f.joined(separator: ",") + "}"
     }

@@ -1,0 +1,154 @@
+import Glibc
+
+/// Interval timers and alarm(2). The timers live in the emulated process
+/// and run on the host clock while recording; when one expires, the signal
+/// is made pending after the syscall that noticed it and logged, so replay
+/// generates it at the same point (`HostWorld.timerSignals`). A sleep that
+/// a timer cuts short returns EINTR with the time left, as on Linux.
+/// ITIMER_VIRTUAL and ITIMER_PROF are approximated with wall-clock time.
+enum TimerSyscalls {
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.setitimer, setitimer)
+        t.add(SYS.getitimer, getitimer)
+        t.add(SYS.alarm, alarm)
+        t.add(SYS.nanosleep) { c in try sleep(c, clock: CLOCK_MONOTONIC, flags: 0, request: 0, remainder: 1) }
+        t.add(SYS.clock_nanosleep) { c in try sleep(c, clock: c.int(0), flags: c.int(1), request: 2, remainder: 3) }
+        t.add(SYS.pause, pause)
+    }
+
+    static func now() -> Double { Scheduler.monotonicNow() }
+
+    static func timeval(_ seconds: Double) -> [UInt8] {
+        let s = max(0, seconds)
+        let whole = s.rounded(.down)
+        return Bytes.u64(UInt64(whole)) + Bytes.u64(UInt64(((s - whole) * 1e6).rounded(.down)))
+    }
+
+    static func parseTimeval(_ b: [UInt8], at i: Int) throws(Errno) -> Double {
+        let sec = Int64(bitPattern: Bytes.u64(b, at: i)), usec = Int64(bitPattern: Bytes.u64(b, at: i + 8))
+        guard sec >= 0, usec >= 0, usec < 1_000_000 else { throw .inval }
+        return Double(sec) + Double(usec) / 1e6
+    }
+
+    /// The current value of timer `which` as struct itimerval (interval, value).
+    static func current(_ p: Process, _ which: Int) -> [UInt8] {
+        guard let t = p.timers[which] else { return [UInt8](repeating: 0, count: 32) }
+        return timeval(t.interval) + timeval(t.deadline - now())
+    }
+
+    static func setitimer(_ c: SyscallCall) throws -> Int64 {
+        let which = Int(c.int(0))
+        guard (0...2).contains(which) else { throw Errno.inval }
+        var interval = 0.0, value = 0.0
+        if c.arg(1) != 0 {
+            let raw = try c.read(c.arg(1), count: 32)
+            interval = try parseTimeval(raw, at: 0)
+            value = try parseTimeval(raw, at: 16)
+        }
+        if c.arg(2) != 0 { try c.checkWritable(c.arg(2), count: 32) }
+        let p = c.process, old = c.arg(2)
+        return try c.host { effects throws(Errno) -> Int64 in
+            if old != 0 { try effects.write(old, current(p, which)) }
+            p.timers[which] = value > 0 ? (now() + value, interval) : nil
+            return 0
+        }
+    }
+
+    static func getitimer(_ c: SyscallCall) throws -> Int64 {
+        let which = Int(c.int(0))
+        guard (0...2).contains(which) else { throw Errno.inval }
+        try c.checkWritable(c.arg(1), count: 32)
+        let p = c.process, out = c.arg(1)
+        return try c.host { effects throws(Errno) -> Int64 in
+            try effects.write(out, current(p, which))
+            return 0
+        }
+    }
+
+    static func alarm(_ c: SyscallCall) throws -> Int64 {
+        let seconds = Double(UInt32(truncatingIfNeeded: c.arg(0)))
+        let p = c.process
+        return try c.host { _ in
+            var old: Int64 = 0
+            if let t = p.timers[0] {
+                let left = max(0, t.deadline - now())
+                old = Int64(left.rounded(.down)) + (left - left.rounded(.down) >= 0.5 ? 1 : 0)
+                if old == 0 { old = 1 }
+            }
+            p.timers[0] = seconds > 0 ? (now() + seconds, 0) : nil
+            return old
+        }
+    }
+
+    /// Whether a timer's signal would interrupt a sleep: not blocked, not ignored.
+    static func interrupts(_ p: Process, _ which: Int) -> Bool {
+        let signal = Process.timerSignal[which]
+        let a = p.signals.action(signal)
+        return p.signals.mask & SignalState.bit(signal) == 0 && a.handler != SignalAction.SIG_IGN
+    }
+
+    static func sleep(_ c: SyscallCall, clock: Int32, flags: Int32, request: Int, remainder: Int) throws -> Int64 {
+        let raw = try c.read(c.arg(request), count: 16)
+        let sec = Int64(bitPattern: Bytes.u64(raw, at: 0)), nsec = Int64(bitPattern: Bytes.u64(raw, at: 8))
+        guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
+        guard [CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI].contains(clock) else { throw Errno.inval }
+        let absolute = flags & TIMER_ABSTIME != 0
+        let rem = c.arg(remainder)
+        if rem != 0 && !absolute { try c.checkWritable(rem, count: 16) }
+        let p = c.process
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            var target = timespec(tv_sec: Int(sec), tv_nsec: Int(nsec))
+            if !absolute {
+                var t = timespec()
+                clock_gettime(clock, &t)
+                let total = (t.tv_nsec + target.tv_nsec)
+                target = timespec(tv_sec: t.tv_sec + target.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000)
+            }
+            // Sleep to the target, or to the first timer that would interrupt.
+            var clockNow = timespec()
+            clock_gettime(clock, &clockNow)
+            let span = Double(target.tv_sec - clockNow.tv_sec) + Double(target.tv_nsec - clockNow.tv_nsec) / 1e9
+            let wake = p.timers.indices.compactMap { i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }.min()
+            if let wake, wake - now() < span {
+                let nap = max(0, wake - now())
+                var ts = Glibc.timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
+                nanosleep(&ts, nil)
+                if rem != 0 && !absolute {
+                    let left = max(0, span - nap)
+                    try effects.write(rem, Bytes.u64(UInt64(left)) + Bytes.u64(UInt64((left - left.rounded(.down)) * 1e9)))
+                }
+                return Errno.intr.result
+            }
+            var unused = timespec()
+            let r = clock_nanosleep(clock, TIMER_ABSTIME, &target, &unused)
+            return r == 0 ? 0 : -Int64(r)
+        }
+        if !absolute {
+            var slept = Double(sec) + Double(nsec) / 1e9
+            if r == Errno.intr.result, rem != 0, let left = try? c.read(rem, count: 16) {
+                slept -= Double(Bytes.u64(left, at: 0)) + Double(Bytes.u64(left, at: 8)) / 1e9
+            }
+            if r == 0 || r == Errno.intr.result { c.world.pace(seconds: slept) }
+        }
+        return r
+    }
+
+    static func pause(_ c: SyscallCall) throws -> Int64 {
+        let p = c.process
+        var forever = false
+        let r = try c.host { _ in
+            guard let wake = p.timers.indices.compactMap({ i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }).min() else {
+                forever = true
+                return Errno.intr.result
+            }
+            let nap = max(0, wake - now())
+            var ts = Glibc.timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
+            nanosleep(&ts, nil)
+            return Errno.intr.result
+        }
+        if forever {
+            throw RunStopped("pause() with no timer armed waits for a signal from outside, which detrec cannot deliver yet (guest rip 0x\(String(c.rip, radix: 16)))")
+        }
+        return r
+    }
+}
