@@ -5,7 +5,10 @@ import Glibc
 /// handling and the replay echo of stdout/stderr.
 enum FileSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.read, passthrough(.fd, .outFilled(sizeArg: 2), .value))
+        t.add(SYS.read) { c in
+            try c.waitUntilReady(try c.file(0), events: Int16(POLLIN))
+            return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value])
+        }
         t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
         t.add(SYS.write, write)
         t.add(SYS.pwrite64, passthrough(.fd, .inputSized(sizeArg: 2), .value, .value))

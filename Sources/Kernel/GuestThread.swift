@@ -1,3 +1,4 @@
+import Glibc
 import KVMUser
 
 /// A syscall a thread is parked in (a futex wait): it completes when the
@@ -11,6 +12,10 @@ public struct BlockedSyscall {
     public var deadline: Double?
     /// Set when another thread woke it: what the syscall returns.
     public var result: Int64?
+    /// A wait for a host descriptor to become ready (recording): the
+    /// syscall runs again from the start once it is.
+    public var hostFD: Int32?
+    public var events: Int16 = 0
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -31,8 +36,19 @@ public final class GuestThread {
 
     public init(tid: Int32) { self.tid = tid }
 
-    /// Can run now: not parked, or parked and already woken.
-    var isRunnable: Bool { blocked == nil || blocked?.result != nil }
+    /// Can run now: not parked, or parked and already woken, or waiting
+    /// for a host descriptor that is ready.
+    var isRunnable: Bool {
+        guard let b = blocked else { return true }
+        if b.result != nil { return true }
+        if let fd = b.hostFD { return GuestThread.ready(fd, b.events, timeout: 0) }
+        return false
+    }
+
+    static func ready(_ fd: Int32, _ events: Int16, timeout: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        return poll(&p, 1, timeout) > 0
+    }
 }
 
 /// Thrown by a handler whose syscall must wait for another thread.
@@ -40,6 +56,18 @@ public struct MustBlock: Error {
     public var futex: UInt64
     public var bitset: UInt32
     public var deadline: Double?
+    public var hostFD: Int32?
+    public var events: Int16 = 0
+
+    public init(futex: UInt64, bitset: UInt32, deadline: Double?) {
+        self.futex = futex; self.bitset = bitset; self.deadline = deadline
+    }
+
+    /// Wait until a host descriptor is ready, then run the syscall again.
+    public init(hostFD: Int32?, events: Int16) {
+        futex = 0; bitset = 0; deadline = nil
+        self.hostFD = hostFD; self.events = events
+    }
 }
 
 extension Process {

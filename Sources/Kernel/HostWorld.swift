@@ -108,6 +108,11 @@ public protocol HostWorld: AnyObject {
     /// The thread whose events the world is logging or checking.
     var currentThread: Int32 { get set }
 
+    /// Whether this syscall must park its thread until a host descriptor is
+    /// ready: recording asks `check` (the host's poll), replay answers from
+    /// the trace (a `blocked` event here).
+    func shouldBlock(_ check: () -> Bool) -> Bool
+
     /// The current thread parks in this syscall (a futex wait): recording
     /// logs it, replay checks the recording parked here too.
     func blocked(_ entry: SyscallEntry) throws

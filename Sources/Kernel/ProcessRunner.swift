@@ -126,8 +126,9 @@ public final class ProcessRunner {
                 return try die(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
             } catch let b as MustBlock {
                 try world.blocked(entry)
-                thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline)
-                process.futexOrder.append(thread)
+                thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
+                                                hostFD: b.hostFD, events: b.events)
+                if b.futex != 0 { process.futexOrder.append(thread) }
                 return try reschedule(.blocked)
             } catch is Yield {
                 result = 0
@@ -174,6 +175,14 @@ public final class ProcessRunner {
         try process.switchTo(next)
         world.currentThread = tid
         guard let b = next.blocked else { return nil }
+        if b.futex == 0 {
+            // A descriptor wait: the syscall starts over, now that it can proceed.
+            next.blocked = nil
+            var regs = process.machine.registers
+            regs.rax = b.entry.number
+            process.machine.registers = regs
+            return try handleSyscall()
+        }
         // Resume the parked syscall with what woke it (replay: the recorded result).
         if let end = try world.enterSyscall(b.entry) { return end }
         next.blocked = nil

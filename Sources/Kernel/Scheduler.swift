@@ -22,8 +22,18 @@ public enum Scheduler {
             let t = threads[(start + k) % threads.count]
             if t.isRunnable && !(t === current && reason == .blocked) { return t.tid }
         }
-        // Everyone waits: the earliest timeout ends first, after a real sleep.
+        // Everyone waits: for a descriptor (the host's poll blocks until one
+        // is ready or the earliest futex timeout), or for a timeout.
+        let fdWaiters = threads.filter { $0.blocked?.hostFD != nil }
         let waiting = threads.filter { $0.blocked?.deadline != nil }
+        if !fdWaiters.isEmpty {
+            var set = fdWaiters.map { pollfd(fd: $0.blocked?.hostFD ?? -1, events: $0.blocked?.events ?? 0, revents: 0) }
+            let earliest = waiting.compactMap { $0.blocked?.deadline }.min()
+            let timeout: Int32 = earliest.map { Int32(clamping: Int(max(0, ($0 - monotonicNow()) * 1000) + 1)) } ?? -1
+            if poll(&set, nfds_t(set.count), timeout) > 0, let i = set.firstIndex(where: { $0.revents != 0 }) {
+                return fdWaiters[i].tid
+            }
+        }
         if let next = waiting.min(by: { ($0.blocked?.deadline ?? 0) < ($1.blocked?.deadline ?? 0) }),
            let deadline = next.blocked?.deadline {
             let now = monotonicNow()

@@ -89,6 +89,19 @@ public struct SyscallCall {
         do { try memory.writeValue(address, value) } catch { throw .fault }
     }
 
+    /// Parks the thread instead of blocking detrec in a host call, when
+    /// other threads could run meanwhile and `file` is not ready for
+    /// `events` (POLLIN 1, POLLOUT 4). Threads then make progress while one
+    /// waits for a socket or pipe, and replay parks it at the same call.
+    public func waitUntilReady(_ file: OpenFile, events: Int16) throws {
+        let others = process.threads.contains { $0 !== process.current }
+        guard others else { return }
+        let fd = file.hostFD
+        if world.shouldBlock({ fd.map { !GuestThread.ready($0, events, timeout: 0) } ?? false }) {
+            throw MustBlock(hostFD: fd, events: events)
+        }
+    }
+
     /// The host part of this syscall (see `HostWorld.host`). `body` must
     /// return exactly what the syscall returns to the guest: replay hands
     /// the recorded result back in its place.

@@ -28,6 +28,7 @@ public struct SyscallTable {
         FutexSyscalls.register(&t)
         ThreadSyscalls.register(&t)
         TimerSyscalls.register(&t)
+        SocketSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

@@ -117,6 +117,8 @@ final class RecordingWorld: HostWorld {
 
     func takeStall() -> Bool { Watchdog.takeStall() }
 
+    func shouldBlock(_ check: () -> Bool) -> Bool { check() }
+
     func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
         let signals = due()
         for s in signals { try append(.signal(tid: currentThread, signal: s, code: Signals.SI_KERNEL)) }

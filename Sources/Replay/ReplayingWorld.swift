@@ -178,6 +178,8 @@ final class ReplayingWorld: HostWorld {
 
     func takeStall() -> Bool { false }
 
+    func shouldBlock(_ check: () -> Bool) -> Bool { expectBlock }
+
     func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
         var out: [Int32] = []
         while let e = try peek(), case .signal(_, let signal, _) = e {

@@ -1,0 +1,183 @@
+import Glibc
+
+/// Sockets: performed on the host while recording (loopback TCP, Unix
+/// sockets, UDP), with new descriptors numbered by the guest's table and
+/// calls that would wait parking their thread so the others can run.
+enum SocketSyscalls {
+    // Linux's values; Glibc imports some as enums or Int.
+    static let SOCK_CLOEXEC: Int32 = 0o2000000, SOCK_NONBLOCK: Int32 = 0o4000
+    static let MSG_NOSIGNAL: Int32 = 0x4000, MSG_DONTWAIT: Int32 = 0x40
+
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.socket, socket)
+        t.add(SYS.socketpair, socketpair)
+        t.add(SYS.bind, passthrough(.fd, .inputSized(sizeArg: 2), .value))
+        t.add(SYS.connect, passthrough(.fd, .inputSized(sizeArg: 2), .value))
+        t.add(SYS.listen, passthrough(.fd, .value))
+        t.add(SYS.shutdown, passthrough(.fd, .value))
+        t.add(SYS.accept) { c in try accept(c, flags: 0) }
+        t.add(SYS.accept4) { c in try accept(c, flags: c.int(3)) }
+        t.add(SYS.getsockname) { c in try addressOut(c, number: SYS.getsockname) }
+        t.add(SYS.getpeername) { c in try addressOut(c, number: SYS.getpeername) }
+        t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
+        t.add(SYS.getsockopt, getsockopt)
+        t.add(SYS.sendto, sendto)
+        t.add(SYS.recvfrom, recvfrom)
+    }
+
+    /// A new host descriptor becomes the guest's lowest free one.
+    static func install(_ c: SyscallCall, _ fd: Int32, hostFD: Int32, cloexec: Bool, name: String) {
+        c.process.files.install(OpenFile(hostFD: hostFD >= 0 ? hostFD : nil, path: name), at: fd, closeOnExec: cloexec)
+    }
+
+    static func socket(_ c: SyscallCall) throws -> Int64 {
+        guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
+        let type = c.int(1)
+        var opened: Int32 = -1
+        let r = try c.host { _ in
+            let h = hostSyscall(SYS.socket, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)))
+            guard h >= 0 else { return h }
+            opened = Int32(h)
+            return Int64(fd)
+        }
+        guard r >= 0 else { return r }
+        install(c, fd, hostFD: opened, cloexec: type & SOCK_CLOEXEC != 0, name: "socket:")
+        return Int64(fd)
+    }
+
+    static func socketpair(_ c: SyscallCall) throws -> Int64 {
+        try c.checkWritable(c.arg(3), count: 8)
+        guard let first = c.process.files.lowestFree() else { throw Errno.mfile }
+        var probe = c.process.files
+        probe.install(OpenFile(hostFD: nil, path: ""), at: first, closeOnExec: false)
+        guard let second = probe.lowestFree() else { throw Errno.mfile }
+        let type = c.int(1)
+        var pair: [Int32] = [-1, -1]
+        let r = try c.host { _ in
+            let h = pair.withUnsafeMutableBufferPointer {
+                hostSyscall(SYS.socketpair, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)), Int(bitPattern: $0.baseAddress))
+            }
+            return h < 0 ? h : 0
+        }
+        guard r == 0 else { return r }
+        let cloexec = type & SOCK_CLOEXEC != 0
+        install(c, first, hostFD: pair[0], cloexec: cloexec, name: "socket:")
+        install(c, second, hostFD: pair[1], cloexec: cloexec, name: "socket:")
+        try c.write(c.arg(3), Bytes.i32(first) + Bytes.i32(second))
+        return 0
+    }
+
+    /// An address the kernel writes back, with its in/out length word.
+    static func addressSlot(_ c: SyscallCall, address: Int, length: Int) throws(Errno) -> Int? {
+        guard c.arg(address) != 0 else { return nil }
+        let n: UInt32 = try c.readValue(c.arg(length))
+        guard Int32(bitPattern: n) >= 0 else { throw .inval }
+        try c.checkWritable(c.arg(length), count: 4)
+        try c.checkWritable(c.arg(address), count: Int(min(n, 4096)))
+        return Int(min(n, 4096))
+    }
+
+    /// Runs a host call that fills a sockaddr and its length, copying both back.
+    static func withAddress(_ c: SyscallCall, _ effects: inout HostEffects, address: Int, length: Int, capacity: Int?,
+                            _ call: (Int, Int) -> Int64) throws(Errno) -> Int64 {
+        var buffer = [UInt8](repeating: 0, count: capacity ?? 0)
+        var len = UInt32(capacity ?? 0)
+        let r = buffer.withUnsafeMutableBytes { b in
+            withUnsafeMutablePointer(to: &len) { l in
+                capacity == nil ? call(0, 0) : call(Int(bitPattern: b.baseAddress), Int(bitPattern: l))
+            }
+        }
+        if r >= 0, let capacity {
+            try effects.write(c.arg(address), Array(buffer.prefix(min(Int(len), capacity))))
+            try effects.write(c.arg(length), Bytes.u32(len))
+        }
+        return r
+    }
+
+    static func accept(_ c: SyscallCall, flags: Int32) throws -> Int64 {
+        let file = try c.file(0)
+        guard flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK) == 0 else { throw Errno.inval }
+        let capacity = try addressSlot(c, address: 1, length: 2)
+        try c.waitUntilReady(file, events: Int16(POLLIN))
+        guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
+        var opened: Int32 = -1
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            let n = try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
+                hostSyscall(SYS.accept4, Int(h), a, l, Int(flags | SOCK_CLOEXEC))
+            }
+            guard n >= 0 else { return n }
+            opened = Int32(n)
+            return Int64(fd)
+        }
+        guard r >= 0 else { return r }
+        install(c, fd, hostFD: opened, cloexec: flags & SOCK_CLOEXEC != 0, name: "socket:")
+        return Int64(fd)
+    }
+
+    static func addressOut(_ c: SyscallCall, number: UInt64) throws -> Int64 {
+        let file = try c.file(0)
+        guard let capacity = try addressSlot(c, address: 1, length: 2) else { throw Errno.fault }
+        return try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
+                hostSyscall(number, Int(h), a, l)
+            }
+        }
+    }
+
+    static func getsockopt(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        guard let capacity = try addressSlot(c, address: 3, length: 4) else { throw Errno.fault }
+        return try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            return try withAddress(c, &effects, address: 3, length: 4, capacity: capacity) { a, l in
+                hostSyscall(SYS.getsockopt, Int(h), Int(c.int(1)), Int(c.int(2)), a, l)
+            }
+        }
+    }
+
+    static func sendto(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let count = min(try c.size(2), maxTransfer)
+        let bytes = try c.read(c.arg(1), count: count)
+        var address: [UInt8] = []
+        if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
+        let flags = c.int(3)
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            return bytes.withUnsafeBytes { b in
+                address.withUnsafeBytes { a in
+                    hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), count, Int(flags | MSG_NOSIGNAL),
+                                Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
+                }
+            }
+        }
+        FileSyscalls.echo(c, file, bytes, r)
+        return r
+    }
+
+    static func recvfrom(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let count = min(try c.size(2), maxTransfer)
+        try c.checkWritable(c.arg(1), count: count)
+        let capacity = try addressSlot(c, address: 4, length: 5)
+        let flags = c.int(3)
+        if flags & MSG_DONTWAIT == 0 { try c.waitUntilReady(file, events: Int16(POLLIN)) }
+        let buffer = c.arg(1)
+        return try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            var data = [UInt8](repeating: 0, count: count)
+            let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
+                Result { () throws(Errno) -> Int64 in
+                    try withAddress(c, &effects, address: 4, length: 5, capacity: capacity) { a, l in
+                        hostSyscall(SYS.recvfrom, Int(h), Int(bitPattern: d.baseAddress), count, Int(flags), a, l)
+                    }
+                }
+            }
+            let n = try outcome.get()
+            if n > 0 { try effects.write(buffer, data[0..<Int(n)]) }
+            return n
+        }
+    }
+}
