@@ -135,13 +135,18 @@ enum FileSyscalls {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, count) }
             return n < 0 ? -Int64(errno) : Int64(n)
         }
-        echo(c, file, bytes, r)
+        try echo(c, file, bytes, r)
         return r
     }
 
-    static func echo(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], _ r: Int64) {
-        if r > 0, c.world.isReplaying, let fd = file.echo {
-            c.world.echo(Array(bytes.prefix(Int(r))), to: fd)
+    /// After a write: the data is checked against the recording, and
+    /// what went to the inherited stdout/stderr is re-emitted on replay.
+    static func echo(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], _ r: Int64) throws {
+        guard r > 0 else { return }
+        let written = bytes.prefix(Int(r))
+        try c.world.checkData(written)
+        if c.world.isReplaying, let fd = file.echo {
+            c.world.echo(Array(written), to: fd)
         }
     }
 
@@ -201,7 +206,7 @@ enum FileSyscalls {
             }
             return n < 0 ? -Int64(errno) : Int64(n)
         }
-        echo(c, file, bytes, r)
+        try echo(c, file, bytes, r)
         return r
     }
 }

@@ -141,6 +141,10 @@ public protocol HostWorld: AnyObject {
     /// program's pacing. Recording has already slept.
     func pace(seconds: Double)
 
+    /// The data the guest handed to the current syscall (a write): recording
+    /// logs its checksum, replay checks the replayed program wrote the same.
+    func checkData(_ bytes: ArraySlice<UInt8>) throws
+
     /// What the guest wrote to an inherited stdout/stderr: replay re-emits it.
     func echo(_ bytes: [UInt8], to fd: Int32)
 }

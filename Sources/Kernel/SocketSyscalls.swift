@@ -153,7 +153,7 @@ enum SocketSyscalls {
                 }
             }
         }
-        FileSyscalls.echo(c, file, bytes, r)
+        try FileSyscalls.echo(c, file, bytes, r)
         return r
     }
 

@@ -54,6 +54,7 @@ final class RecordingWorld: HostWorld {
 
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
         writes = []
+        pendingCheck = nil
         current = entry
         hostCalled = false
         // A signal that arrived while the previous syscall ran on the host.
@@ -96,6 +97,10 @@ final class RecordingWorld: HostWorld {
         writes = []
         try append(.syscall(SyscallRecord(tid: entry.tid, ticks: 0, rip: entry.rip, number: UInt32(truncatingIfNeeded: entry.number),
                                           args: entry.args, result: result, writes: logged)))
+        if let (length, crc) = pendingCheck {
+            pendingCheck = nil
+            try append(.dataCheck(tid: entry.tid, length: length, crc32c: crc))
+        }
         if RecordingWorld.now() - lastFlush > 0.5 { try flush() }
     }
 
@@ -133,6 +138,12 @@ final class RecordingWorld: HostWorld {
     }
 
     func echo(_ bytes: [UInt8], to fd: Int32) {}
+
+    private var pendingCheck: (UInt64, UInt32)?
+
+    func checkData(_ bytes: ArraySlice<UInt8>) throws {
+        pendingCheck = (UInt64(bytes.count), bytes.withUnsafeBytes { CRC32C.checksum($0) })
+    }
 
     func pace(seconds: Double) {}
 

@@ -44,6 +44,8 @@ final class ReplayingWorld: HostWorld {
         case .fatalSignal(_, let signal, _, let rip, let address):
             return "death by \(Signals.name(signal)) at rip 0x\(String(rip, radix: 16)) address 0x\(String(address, radix: 16))"
         case .processStart: return "a process start"
+        case .dataCheck(let tid, let length, _):
+            return "a check of \(length) bytes written by thread \(tid)"
         case .signal(let tid, let signal, _):
             return "\(Signals.name(signal)) from a timer for thread \(tid)"
         case .blocked(let tid, let number, let rip):
@@ -150,6 +152,19 @@ final class ReplayingWorld: HostWorld {
         }
         current = nil
         consume()
+        let computed = computedCheck
+        computedCheck = nil
+        if let next = try peek(), case .dataCheck(_, let length, let crc) = next {
+            consume()
+            guard let computed, computed.0 == length, computed.1 == crc else {
+                pendingEcho = nil
+                throw RunStopped("replay diverged at event \(index - 1): \(describe(entry)) wrote different data than the recording (\(computed?.0 ?? 0) bytes, CRC-32C 0x\(String(computed?.1 ?? 0, radix: 16)); recorded \(length) bytes, 0x\(String(crc, radix: 16))). Something the program read was not recorded: under PVM that can be rdtsc or rdrand, which cannot be trapped")
+            }
+        }
+        if let (bytes, fd) = pendingEcho {
+            pendingEcho = nil
+            emit(bytes, to: fd)
+        }
     }
 
     func processExit(status: Int32) throws {
@@ -169,6 +184,12 @@ final class ReplayingWorld: HostWorld {
 
     /// Set by `detrec replay --skip-sleeps`.
     var skipSleeps = false
+
+    private var computedCheck: (UInt64, UInt32)?
+
+    func checkData(_ bytes: ArraySlice<UInt8>) throws {
+        computedCheck = (UInt64(bytes.count), bytes.withUnsafeBytes { CRC32C.checksum($0) })
+    }
 
     func pace(seconds: Double) {
         guard !skipSleeps, seconds > 0 else { return }
@@ -194,7 +215,8 @@ final class ReplayingWorld: HostWorld {
     private func tid(of event: Event) -> Int32? {
         switch event {
         case .syscall(let s): return s.tid
-        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _), .signal(let tid, _, _): return tid
+        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _), .signal(let tid, _, _),
+             .dataCheck(let tid, _, _): return tid
         case .processStart: return nil
         }
     }
@@ -217,7 +239,15 @@ final class ReplayingWorld: HostWorld {
         consume()
     }
 
+    /// Output waits until the syscall's data check passed: a divergent
+    /// replay must not print what the recording did not.
+    private var pendingEcho: ([UInt8], Int32)?
+
     func echo(_ bytes: [UInt8], to fd: Int32) {
+        pendingEcho = (bytes, fd)
+    }
+
+    private func emit(_ bytes: [UInt8], to fd: Int32) {
         var done = 0
         while done < bytes.count {
             let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

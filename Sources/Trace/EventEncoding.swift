@@ -9,6 +9,7 @@ enum EventEncoding {
         case fatalSignal = 4
         case blocked = 5
         case signal = 6
+        case dataCheck = 7
     }
 
     /// One-byte tag that starts every memory write.
@@ -112,6 +113,12 @@ enum EventEncoding {
             put(tid, &out)
             put(signal, &out)
             put(code, &out)
+
+        case let .dataCheck(tid, length, crc):
+            out.append(Kind.dataCheck.rawValue)
+            put(tid, &out)
+            put(length, &out)
+            put(crc, &out)
         }
     }
 
@@ -227,6 +234,11 @@ enum EventEncoding {
             let tid = try c.i32()
             let signal = try c.i32()
             return .signal(tid: tid, signal: signal, code: try c.i32())
+
+        case .dataCheck:
+            let tid = try c.i32()
+            let length = try c.u64()
+            return .dataCheck(tid: tid, length: length, crc32c: try c.u32())
         }
     }
 

@@ -35,6 +35,8 @@ public struct EventFormatter {
             return "\(head) in \(syscallName(number))(\(number)) rip=\(hex(rip))"
         case let .signal(_, signal, code):
             return "\(head) signal=\(signal) code=\(code)"
+        case let .dataCheck(_, length, crc):
+            return "\(head) length=\(length) crc32c=\(hex(UInt64(crc)))"
         }
     }
 
@@ -86,6 +88,9 @@ public struct EventFormatter {
         case let .signal(_, signal, code):
             f.append("\"signal\":\(signal)")
             f.append("\"code\":\(code)")
+        case let .dataCheck(_, length, crc):
+            f.append("\"length\":\(length)")
+            f.append("\"crc32c\":\"\(hex(UInt64(crc)))\"")
         }
         return "{" + f.joined(separator: ",") + "}"
     }
