@@ -251,9 +251,13 @@ public final class GuestMemory {
     }
 
     /// Puts the original byte back at `va`; nothing when it is not patched.
+    /// A byte the guest itself overwrote since (the CPU does not go through
+    /// this class) is left as the guest wrote it.
     public func removePatch(_ va: UInt64) {
         guard let original = patches.removeValue(forKey: va) else { return }
-        if let (p, _) = hostSpan(va, write: true, access: .kernel) { p.storeBytes(of: original, as: UInt8.self) }
+        if let (p, _) = hostSpan(va, write: true, access: .kernel), p.load(as: UInt8.self) == 0xCC {
+            p.storeBytes(of: original, as: UInt8.self)
+        }
     }
 
     /// Replaces patched bytes in a buffer just read from [va, va+count) by their originals.

@@ -7,15 +7,52 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Re-execute a recorded program exactly, from its trace.",
-        discussion: "Re-emits the program's stdout and stderr and exits with the recorded status; never touches the host's files.")
+        discussion: """
+            Re-emits the program's stdout and stderr and exits with the recorded status; never touches the host's files.
+            With --gdb or --gdb-listen the replay starts stopped at the program's first instruction and a debugger \
+            drives it (see docs/gdb.md); arguments after -- go to gdb.
+            """)
 
     @Argument(help: "The trace directory (default: the latest recording).")
     var trace: String?
 
+    @Flag(help: "Do not wait where the program slept (nanosleep): replay as fast as it can.")
+    var skipSleeps = false
+
+    @Flag(help: "Start gdb connected to the replay.")
+    var gdb = false
+
+    @Option(name: .customLong("gdb-listen"), help: ArgumentHelp("Wait for gdb on HOST:PORT (or :PORT).", valueName: "host:port"))
+    var gdbListen: String?
+
+    @Argument(parsing: .postTerminator, help: "Arguments for gdb (with --gdb).")
+    var gdbArguments: [String] = []
+
     func run() throws {
         let directory = trace ?? TraceLocation.latest
+        if gdb || gdbListen != nil {
+            var options = GDBOptions()
+            options.launchGDB = gdb
+            options.gdbArguments = gdbArguments
+            options.skipSleeps = skipSleeps
+            if let listen = gdbListen {
+                guard let (host, port) = GDBOptions.parseListen(listen) else {
+                    fail("replay: --gdb-listen wants HOST:PORT, not '\(listen)'", status: 2)
+                }
+                options.host = host
+                options.port = port
+            }
+            do {
+                Glibc.exit(try GDBStub.run(traceDirectory: directory, options: options))
+            } catch let stop as RunStopped {
+                fail(stop.message, status: stop.status)
+            } catch {
+                fail("replay: \(error)")
+            }
+        }
+        if !gdbArguments.isEmpty { fail("replay: arguments after -- are for gdb (use --gdb)", status: 2) }
         do {
-            let outcome = try Replayer().replay(traceDirectory: directory)
+            let outcome = try Replayer().replay(traceDirectory: directory, skipSleeps: skipSleeps)
             Glibc.exit(outcome.termination.shellStatus)
         } catch let stop as RunStopped {
             fail(stop.message, status: stop.status)

@@ -17,6 +17,10 @@ enum StopReason: Equatable {
     case interrupt
     /// The program's own int3 or #DB, not a debugger's: SIGTRAP.
     case guestTrap
+    /// The program is about to die of this signal (a fault with no handler,
+    /// or a signal the recording got from outside); registers show where.
+    /// Resuming lets it die.
+    case signal(Int32)
     case exited(Termination)
 }
 
@@ -31,11 +35,15 @@ struct ReplayPosition: Equatable, CustomStringConvertible {
     var hits = 0
     var steps = 0
     /// False when the breakpoint was inserted after the replay had already
-    /// run past `event`: earlier executions of it were not counted.
+    /// run past `event` (earlier executions of it were not counted), or
+    /// when gdb interrupted a continue at an arbitrary instruction.
     var exact = true
+    /// Stopped by gdb's interrupt: the instructions run since `event` are not known.
+    var interrupted = false
 
     var description: String {
         var s = "event \(event)"
+        if interrupted { return s + ", then an interrupt (instructions since the event not counted)" }
         if let b = breakpoint { s += ", hit \(hits) of 0x\(String(b, radix: 16))" + (exact ? "" : " (at least)") }
         if steps > 0 { s += ", +\(steps) instruction\(steps == 1 ? "" : "s")" }
         return s
@@ -76,9 +84,25 @@ final class DebugWorld: HostWorld {
         get { inner.currentThread }
         set { inner.currentThread = newValue }
     }
-    func belongsElsewhere(_ entry: SyscallEntry) throws -> Bool { try inner.belongsElsewhere(entry) }
+    func blocked(_ entry: SyscallEntry) throws { try inner.blocked(entry) }
+    func takeStall() -> Bool { inner.takeStall() }
+    func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
+    func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
+    func pace(seconds: Double) { inner.pace(seconds: seconds) }
+    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] { try inner.timerSignals(due) }
     func processExit(status: Int32) throws { try inner.processExit(status: status) }
-    func fatalSignal(_ signal: FatalSignal) throws { try inner.fatalSignal(signal) }
+
+    /// A death the debugger has not seen yet: stop before it, as gdb stops
+    /// on a signal before the kernel kills the program.
+    var pendingDeath: FatalSignal?
+    struct DeathAhead: Error {}
+
+    func fatalSignal(_ signal: FatalSignal) throws {
+        // The runner returns right after this call, so finishing it later
+        // (`ReplaySession.die`) is the same as finishing it now.
+        pendingDeath = signal
+        throw DeathAhead()
+    }
     func takeHostSignal() -> Int32? { inner.takeHostSignal() }
     func echo(_ bytes: [UInt8], to fd: Int32) { inner.echo(bytes, to: fd) }
 }
@@ -110,6 +134,8 @@ final class ReplaySession {
     var machine: UserMachine { process.machine }
     var memory: GuestMemory { process.memory }
     var eventIndex: Int { world.inner.eventIndex }
+    /// The thread on the vCPU (the recorded thread ids), else the recorded first one.
+    var currentTID: Int32 { process.current.tid > 0 ? process.current.tid : tid }
     var termination: Termination? {
         if case .exited(let t) = lastStop { return t }
         return nil
@@ -149,12 +175,26 @@ final class ReplaySession {
         return stop
     }
 
+    /// `runner.proceed()`, with a coming death turned into a stop before it.
+    private func proceed() throws -> ProcessRunner.Stop? {
+        do {
+            return try runner.proceed()
+        } catch is DebugWorld.DeathAhead {
+            return nil
+        }
+    }
+
     private func run(step: Bool) throws -> StopReason {
+        if let death = world.pendingDeath {
+            world.pendingDeath = nil
+            try world.inner.fatalSignal(death)
+            return .exited(.killed(signal: death.signal))
+        }
         if let trap = pendingTrap {
             // The recording took this trap with no debugger: the program died of it.
             pendingTrap = nil
             let signal = Signals.forException(trap, mapped: true)
-            try world.fatalSignal(signal)
+            try world.inner.fatalSignal(signal)
             return .exited(.killed(signal: signal.signal))
         }
         watchpoints.snapshot()
@@ -167,23 +207,36 @@ final class ReplaySession {
         // Step off a breakpoint at RIP: its int3 comes out for that one instruction.
         if breakpoints.contains(machine.registers.rip) {
             if let r = try stepOne() { return r }
+            if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
         }
         while true {
             let before = eventIndex
-            let s = try runner.proceed()
+            let stop = try proceed()
             moved(from: before)
             ranSinceEvent = true
+            guard let s = stop else { return .signal(world.pendingDeath!.signal) }
             switch s {
             case .exited(let t):
                 return .exited(t)
             case .trap(let e) where e.vector == GuestException.breakpoint && breakpoints.contains(e.rip &- 1):
                 machine.registers.rip = e.rip &- 1
                 return hit(e.rip &- 1)
+            case .trap(let e) where e.vector == GuestException.debug:
+                // A #DB while continuing: TF that leaked from a single step
+                // (a signal frame saved it, say). A program that sets TF
+                // itself would have died of it, which the trace would say.
+                machine.registers.rflags &= ~ReplaySession.trapFlag
             case .trap(let e):
                 pendingTrap = e
                 return .guestTrap
             case .interrupted:
-                if interruptRequested() { return .interrupt }
+                if interruptRequested() {
+                    position.breakpoint = nil
+                    position.steps = 0
+                    position.exact = false
+                    position.interrupted = true
+                    return .interrupt
+                }
             }
         }
     }
@@ -192,7 +245,7 @@ final class ReplaySession {
     private func stepUntilStop() throws -> StopReason {
         var count = 0
         while true {
-            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
+            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
             if let r = try stepOne() { return r }
             if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
             count += 1
@@ -200,8 +253,9 @@ final class ReplaySession {
         }
     }
 
-    private func hit(_ address: UInt64) -> StopReason {
-        hitCounts[address, default: 0] += 1
+    /// A stop at a breakpoint; `counted` when the step that arrived there counted it already.
+    private func hit(_ address: UInt64, counted: Bool = false) -> StopReason {
+        if !counted { hitCounts[address, default: 0] += 1 }
         position.breakpoint = address
         position.hits = hitCounts[address]!
         position.steps = 0
@@ -210,12 +264,14 @@ final class ReplaySession {
     }
 
     /// Resets the position when the replay went past an event.
-    private func moved(from before: Int) {
-        guard eventIndex != before else { return }
+    @discardableResult
+    private func moved(from before: Int) -> Bool {
+        guard eventIndex != before else { return false }
         position = ReplayPosition(event: eventIndex)
         hitCounts = [:]
         ranSinceEvent = false
         countedSinceEvent = breakpoints.addresses
+        return true
     }
 
     /// Runs exactly one instruction; nil when it completed normally, else
@@ -227,26 +283,34 @@ final class ReplaySession {
         let rip = machine.registers.rip
         let lifted = breakpoints.lift(rip)
         defer { if lifted { breakpoints.restore(rip) } }
-        let isSyscall = (try? memory.read(rip, count: 2, access: .kernel)) == [0x0f, 0x05]
+        let code = (try? memory.read(rip, count: 2, access: .kernel)) ?? []
+        let isSyscall = code == [0x0f, 0x05]
+        // pushf (with an operand-size or REX prefix at most) would push our TF.
+        let pushf = code.first == 0x9c || (code.count == 2 && (code[0] == 0x66 || code[0] & 0xf0 == 0x40) && code[1] == 0x9c)
         while true {
             let before = eventIndex
             world.syscallCompleted = false
             if isSyscall { world.stopAfterSyscall = true } else { machine.registers.rflags |= ReplaySession.trapFlag }
-            let s: ProcessRunner.Stop
+            let stop: ProcessRunner.Stop?
             do {
-                s = try runner.proceed()
+                stop = try proceed()
             } catch {
                 world.stopAfterSyscall = false
                 throw error
             }
             world.stopAfterSyscall = false
             machine.registers.rflags &= ~ReplaySession.trapFlag
-            moved(from: before)
+            let newEvent = moved(from: before)
+            guard let s = stop else {
+                ranSinceEvent = true
+                return .signal(world.pendingDeath!.signal)
+            }
             switch s {
             case .exited(let t):
                 return .exited(t)
             case .trap(let e) where e.vector == GuestException.debug && !isSyscall:
-                completedStep()
+                if pushf { hideTrapFlag(wide: code.first != 0x66) }
+                completedStep(newEvent: newEvent)
                 return nil
             case .trap(let e):
                 ranSinceEvent = true
@@ -256,15 +320,30 @@ final class ReplaySession {
                 // Either the syscall completed, or KVM_RUN returned before
                 // running anything (an interrupt request left over): go again.
                 if world.syscallCompleted {
-                    completedStep()
+                    completedStep(newEvent: newEvent)
                     return nil
                 }
             }
         }
     }
 
-    private func completedStep() {
+    /// Takes TF out of the flags a single-stepped pushf left on the stack.
+    private func hideTrapFlag(wide: Bool) {
+        let rsp = machine.registers.rsp
+        if wide, let v = try? memory.readValue(rsp, as: UInt64.self, access: .kernel) {
+            try? memory.writeValue(rsp, v & ~ReplaySession.trapFlag, access: .kernel)
+        } else if !wide, let v = try? memory.readValue(rsp, as: UInt16.self, access: .kernel) {
+            try? memory.writeValue(rsp, v & ~UInt16(ReplaySession.trapFlag), access: .kernel)
+        }
+    }
+
+    /// One instruction ran. Right after a syscall the position is the new
+    /// event itself; otherwise one more step from the last position. An
+    /// arrival at a breakpoint's address counts as one of its executions.
+    private func completedStep(newEvent: Bool) {
         ranSinceEvent = true
-        position.steps += 1
+        if !newEvent { position.steps += 1 }
+        let rip = machine.registers.rip
+        if breakpoints.contains(rip) { hitCounts[rip, default: 0] += 1 }
     }
 }
