@@ -16,6 +16,17 @@ public struct Mapping: Equatable, Sendable {
     }
 
     public var pages: Int { Int((end - start) / 4096) }
+
+    /// Backed by a file: only then does the offset move when it is split.
+    public var isFileBacked: Bool { !name.isEmpty && !name.hasPrefix("[") }
+
+    /// The part of this mapping from `at` on (the offset follows for files).
+    func tail(from at: UInt64) -> Mapping {
+        var m = self
+        if isFileBacked { m.fileOffset += at - start }
+        m.start = at
+        return m
+    }
 }
 
 /// The guest's mappings, kept sorted and non-overlapping, and where new
@@ -63,7 +74,7 @@ public struct AddressSpace {
     /// top-down allocator), or at `hint` when that range is free.
     public func findFree(length: UInt64, hint: UInt64 = 0) -> UInt64? {
         if hint != 0, let h = AddressSpace.pageUp(hint), h >= mmapMin,
-           h + length <= mmapBase, isFree(h, h + length) {
+           h < mmapBase, length <= mmapBase - h, isFree(h, h + length) {
             return h
         }
         var top = mmapBase
@@ -109,10 +120,7 @@ public struct AddressSpace {
                 out.append(left)
             }
             if m.end > end {
-                var right = m
-                right.fileOffset += end - m.start
-                right.start = end
-                out.append(right)
+                out.append(m.tail(from: end))
             }
         }
         mappings = out
@@ -128,17 +136,12 @@ public struct AddressSpace {
                 left.end = start
                 out.append(left)
             }
-            var mid = m
-            mid.fileOffset += max(start, m.start) - m.start
-            mid.start = max(start, m.start)
+            var mid = m.tail(from: max(start, m.start))
             mid.end = min(end, m.end)
             mid.protection = protection
             out.append(mid)
             if m.end > end {
-                var right = m
-                right.fileOffset += end - m.start
-                right.start = end
-                out.append(right)
+                out.append(m.tail(from: end))
             }
         }
         mappings = out
@@ -148,9 +151,8 @@ public struct AddressSpace {
     /// Moves the bookkeeping of [from, from+length) to `to` (mremap).
     public mutating func move(from: UInt64, length: UInt64, to: UInt64) {
         let moved = mappings.filter { $0.start < from + length && from < $0.end }.map { m -> Mapping in
-            var n = m
             let s = max(m.start, from), e = min(m.end, from + length)
-            n.fileOffset += s - m.start
+            var n = m.tail(from: s)
             n.start = s - from + to
             n.end = e - from + to
             return n

@@ -23,7 +23,7 @@ enum DescriptorSyscalls {
 
     static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> Int64 {
         let directory = try dir.flatMap { i throws(Errno) in try c.directory(i) }
-        let name = try c.cString(path, limit: 4096)
+        let name = try c.cString(path, limit: SyscallCall.pathMax)
         guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
         var opened: Int32 = -1
         var listing: [(Int32, String)]?
@@ -138,14 +138,17 @@ enum DescriptorSyscalls {
             let ts = try c.read(c.arg(2), count: 16)
             let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
             guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
-            timeout = Int32(clamping: sec * 1000 + (nsec + 999_999) / 1_000_000)
+            let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
+            timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
         }
         return try poll(c, timeout: timeout)
     }
 
     static func poll(_ c: SyscallCall, timeout: Int32) throws -> Int64 {
-        let count = Int(c.arg(1))
-        guard c.arg(1) <= UInt64(c.process.files.limit) else { throw Errno.inval }
+        // The kernel takes nfds as an unsigned int.
+        let nfds = UInt32(truncatingIfNeeded: c.arg(1))
+        guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
+        let count = Int(nfds)
         let raw = try c.read(c.arg(0), count: count * 8)
         try c.checkWritable(c.arg(0), count: count * 8)
         var entries: [(fd: Int32, events: Int16, file: OpenFile?)] = []

@@ -66,7 +66,7 @@ enum FileSyscalls {
     /// readlink: the host answers, except for the /proc links that must
     /// describe the guest (exe, fd/N).
     static func readlink(_ c: SyscallCall, directory: OpenFile?, path: Int, buffer: Int, size: Int) throws -> Int64 {
-        let name = try c.cString(path, limit: 4096)
+        let name = try c.cString(path, limit: SyscallCall.pathMax)
         let count = min(try c.size(size), maxTransfer)
         guard Int64(bitPattern: c.arg(size)) > 0 else { throw Errno.inval }
         try c.checkWritable(c.arg(buffer), count: count)

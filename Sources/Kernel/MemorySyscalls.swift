@@ -122,9 +122,9 @@ enum MemorySyscalls {
               newSize < GuestMemory.userLimit else { throw Errno.inval }
         let p = c.process
         guard oldSize > 0 else { throw Errno.inval }   // duplicating shared mappings: not supported
+        // The old range must lie within one mapping, as Linux requires.
         guard old < GuestMemory.userLimit, oldSize <= GuestMemory.userLimit - old,
-              p.space.isFullyMapped(old, old + oldSize),
-              let m = p.space.mapping(containing: old + oldSize - 1) else { throw Errno.fault }
+              let m = p.space.mapping(containing: old), old + oldSize <= m.end else { throw Errno.fault }
         if flags & FIXED == 0 && newSize <= oldSize {
             p.unmap(old + newSize, old + oldSize)
             return Int64(old)

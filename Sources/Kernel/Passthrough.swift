@@ -62,10 +62,10 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg]) throws -> Int64 {
         case .dirfd:
             carried.append(.file(try c.directory(i)))
         case .path:
-            carried.append(.buffer(try c.cString(i, limit: 4096) + [0], guest: c.arg(i), copyOut: .none))
+            carried.append(.buffer(try c.cString(i, limit: SyscallCall.pathMax) + [0], guest: c.arg(i), copyOut: .none))
         case .pathOrNull:
             if c.arg(i) == 0 { carried.append(.value(0)) } else {
-                carried.append(.buffer(try c.cString(i, limit: 4096) + [0], guest: c.arg(i), copyOut: .none))
+                carried.append(.buffer(try c.cString(i, limit: SyscallCall.pathMax) + [0], guest: c.arg(i), copyOut: .none))
             }
         case .out(let n), .outOrNull(let n):
             if c.arg(i) == 0, case .outOrNull = kind { carried.append(.value(0)); continue }

@@ -49,9 +49,12 @@ public struct SyscallCall {
         return f
     }
 
+    /// Longest path the kernel takes: PATH_MAX (4096) counts the NUL.
+    public static let pathMax = 4095
+
     /// A NUL-terminated path (EFAULT on a bad pointer, ENAMETOOLONG past PATH_MAX).
     public func path(_ i: Int) throws(Errno) -> String {
-        let bytes = try cString(i, limit: 4096)
+        let bytes = try cString(i, limit: SyscallCall.pathMax)
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -23,6 +23,13 @@ enum Watchdog {
         sigemptyset(&action.sa_mask)
         action.sa_flags = Int32(SA_RESTART)
         sigaction(SIGVTALRM, &action, nil)
+        // The helper thread must never take a signal meant for the guest
+        // (Ctrl-C must interrupt the vCPU thread's host call): it starts
+        // with every signal blocked.
+        var all = sigset_t(), previous = sigset_t()
+        sigfillset(&all)
+        pthread_sigmask(SIG_SETMASK, &all, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
         var thread = pthread_t()
         pthread_create(&thread, nil, { _ in
             var seen = guestEntries.load(ordering: .relaxed)
