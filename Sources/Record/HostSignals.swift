@@ -21,6 +21,12 @@ enum HostSignals {
             action.sa_flags = 0   // no SA_RESTART: a blocked host read returns EINTR
             sigaction(s, &action, nil)
         }
+        // A parent may have started detrec with them blocked (the mask
+        // survives exec): they must reach it.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for s in forwarded { sigaddset(&set, s) }
+        sigprocmask(SIG_UNBLOCK, &set, nil)
         // A write to a closed pipe must return EPIPE to the guest, not kill detrec.
         signal(SIGPIPE, SIG_IGN)
     }

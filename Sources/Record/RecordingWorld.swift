@@ -21,6 +21,8 @@ final class RecordingWorld: HostWorld {
                                         SYS.pause, SYS.futex, SYS.accept, SYS.accept4, SYS.recvfrom,
                                         SYS.recvmsg, SYS.connect, SYS.epoll_wait, SYS.epoll_pwait, SYS.write]
 
+    static let producesOutput: Set<UInt64> = [SYS.write, SYS.writev, SYS.pwrite64, SYS.pwritev, SYS.sendto, SYS.sendmsg]
+
     init(writer: TraceWriter) {
         self.writer = writer
         currentThread = Glibc.getpid()
@@ -101,7 +103,9 @@ final class RecordingWorld: HostWorld {
             pendingCheck = nil
             try append(.dataCheck(tid: entry.tid, length: length, crc32c: crc))
         }
-        if RecordingWorld.now() - lastFlush > 0.5 { try flush() }
+        // What the user has seen the program print is in the trace at once,
+        // so a recorder killed right after still replays it.
+        if RecordingWorld.producesOutput.contains(entry.number) || RecordingWorld.now() - lastFlush > 0.5 { try flush() }
     }
 
     func processExit(status: Int32) throws {

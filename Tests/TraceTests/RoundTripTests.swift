@@ -167,7 +167,7 @@ import Testing
     @Test func refusesForeignFormatVersion() throws {
         let tmp = TempDir(); defer { tmp.cleanup() }
         var h = sampleHeader()
-        h.formatVersion = 2
+        h.formatVersion = traceFormatVersion + 1
         #expect(throws: TraceError.self) { try TraceWriter(directory: tmp.sub("t"), header: h) }
     }
 

@@ -1,0 +1,380 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Traces that do not match their program, damaged traces, interrupted
+/// recordings and bad command lines: detrec says what is wrong, exits
+/// non-zero (and below 128: it never crashes), and replays what it can.
+@Suite struct TraceRobustnessTests {
+    static let programA = #"""
+    #include <stdio.h>
+    #include <string.h>
+    #include <unistd.h>
+    int main(int argc, char **argv) {
+        printf("program A\n");
+        fflush(stdout);
+        for (int i = 1; i < argc; i++) write(1, argv[i], strlen(argv[i]));
+        write(1, "\n", 1);
+        return 0;
+    }
+    """#
+
+    static let programB = #"""
+    #include <stdio.h>
+    #include <stdlib.h>
+    int main(void) {
+        char *p = malloc(100000);
+        printf("program B, something else entirely %p\n", (void *)p);
+        return 2;
+    }
+    """#
+
+    func expectCleanFailure(_ r: RunResult, mentioning words: [String], _ comment: String = "",
+                            sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(!r.timedOut, "hung: \(comment)", sourceLocation: sourceLocation)
+        #expect(r.status != 0, "succeeded: \(comment) \(r)", sourceLocation: sourceLocation)
+        #expect(r.status < 128, "crashed (status \(r.status)): \(comment) \(r.stderr.prefix(600))", sourceLocation: sourceLocation)
+        #expect(!r.stderr.contains("runtime failure") && !r.stderr.contains("Fatal error"), "crashed: \(comment) \(r.stderr.prefix(600))", sourceLocation: sourceLocation)
+        let lower = r.stderr.lowercased()
+        #expect(words.contains { lower.contains($0.lowercased()) }, "stderr mentions none of \(words): \(comment) \(r.stderr.prefix(600))", sourceLocation: sourceLocation)
+    }
+
+    // MARK: - Divergence
+
+    @Test func replayingAnotherProgramsEventsDiverges() throws {
+        let s = Scratch(); defer { s.remove() }
+        let a = try recordAndReplay(try compile(Self.programA), ["x"], replays: 1, traceName: "a", in: s)
+        let b = try recordAndReplay(try compile(Self.programB), replays: 1, traceName: "b", in: s)
+        #expect(a.record.status == 0 && b.record.status == 2)
+        try FileManager.default.removeItem(atPath: a.trace + "/events")
+        try FileManager.default.copyItem(atPath: b.trace + "/events", toPath: a.trace + "/events")
+        let r = try detrec(["replay", a.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["diverged"], "A's program with B's events")
+        #expect(r.stderr.range(of: #"event \d+"#, options: .regularExpression) != nil, "no event number: \(r.stderr)")
+        #expect(r.stderr.contains("rip 0x"), "no RIP: \(r.stderr)")
+    }
+
+    @Test func replayingWithAnotherExecutableDiverges() throws {
+        let s = Scratch(); defer { s.remove() }
+        let a = try recordAndReplay(try compile(Self.programA), ["x"], replays: 1, traceName: "a", in: s)
+        let programB = try compile(Self.programB)
+        // Store B in A's trace and point the header at it.
+        let bBytes = readBytes(programB)
+        let sha = try sha256Hex(programB)
+        try writeBytes(a.trace + "/files/" + sha, bBytes)
+        try editHeader(a.trace) { h in
+            var exe = h["executable"] as? [String: Any] ?? [:]
+            exe["sha256"] = sha
+            exe["size"] = bBytes.count
+            h["executable"] = exe
+        }
+        let r = try detrec(["replay", a.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["diverged"], "A's events with B's executable")
+    }
+
+    @Test func replayingWithOtherArgumentsDiverges() throws {
+        let s = Scratch(); defer { s.remove() }
+        let a = try recordAndReplay(try compile(Self.programA), ["recorded-argument"], replays: 1, in: s)
+        try editHeader(a.trace) { h in
+            var argv = h["argv"] as? [String] ?? []
+            // The same length, so that the stack layout is unchanged up to the write.
+            argv[argv.count - 1] = "RECORDED-ARGUMENT"
+            h["argv"] = argv
+        }
+        let r = try detrec(["replay", a.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["diverged"], "argv changed in header.json")
+        #expect(r.stderr.contains("write"), "the divergence is at the write of argv[1]: \(r.stderr)")
+        #expect(r.stdout == "program A\n", "replay printed past the divergence: \(r.stdout)")
+    }
+
+    @Test func tamperedSyscallResultDiverges() throws {
+        // The same program recorded with another argument: its events do not
+        // fit this trace's header (argv), and replay notices.
+        let s = Scratch(); defer { s.remove() }
+        let program = try compile(Self.programA)
+        let one = try recordAndReplay(program, ["aaaa"], replays: 1, traceName: "one", in: s)
+        let two = try recordAndReplay(program, ["bbbbbbbb"], replays: 1, traceName: "two", in: s)
+        try FileManager.default.removeItem(atPath: one.trace + "/events")
+        try FileManager.default.copyItem(atPath: two.trace + "/events", toPath: one.trace + "/events")
+        let r = try detrec(["replay", one.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["diverged"], "events of a run with another argument")
+    }
+
+    // MARK: - Damaged traces
+
+    func recordedTrace(_ s: Scratch) throws -> Recording {
+        try recordAndReplay(try compile(StaticProgramTests.nondeterminism), replays: 1, in: s)
+    }
+
+    @Test func flippedByteInEventsIsReportedAsDamage() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        let events = readBytes(r.trace + "/events")
+        #expect(events.count > 100)
+        // The middle of the file and the first block's header. (A flip in
+        // the end marker is only seen by a reader that gets that far.)
+        for offset in [events.count / 2, 20] {
+            var damaged = events
+            damaged[offset] ^= 0x5a
+            try writeBytes(r.trace + "/events", damaged)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["corrupt", "damaged", "checksum"], "replay, byte \(offset) of \(events.count) flipped")
+            let dump = try detrec(["dump", r.trace], in: s.path)
+            expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, byte \(offset) flipped")
+        }
+        var endMarker = events
+        endMarker[events.count - 3] ^= 0x5a
+        try writeBytes(r.trace + "/events", endMarker)
+        let dump = try detrec(["dump", r.trace], in: s.path)
+        expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, end marker damaged")
+    }
+
+    @Test func truncatedOrInvalidHeaderIsReported() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        let header = readBytes(r.trace + "/header.json")
+        let cases: [(String, [UInt8])] = [
+            ("truncated", Array(header.prefix(header.count / 2))),
+            ("empty", []),
+            ("not JSON", Array("\u{0}\u{1}garbage".utf8)),
+            ("wrong shape", Array(#"{"formatVersion": 1, "argv": 7}"#.utf8)),
+        ]
+        for (what, bytes) in cases {
+            try writeBytes(r.trace + "/header.json", bytes)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["header", "corrupt", "version"], "header \(what)")
+            let dump = try detrec(["dump", r.trace], in: s.path)
+            expectCleanFailure(dump, mentioning: ["header", "corrupt", "version"], "dump, header \(what)")
+        }
+        // Version 0 does not exist.
+        try writeBytes(r.trace + "/header.json", header)
+        try editHeader(r.trace) { $0["formatVersion"] = 0 }
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(replay, mentioning: ["header", "corrupt", "version"], "header formatVersion 0")
+    }
+
+    @Test func newerFormatVersionIsRefused() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        try editHeader(r.trace) { $0["formatVersion"] = 999 }
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(replay, mentioning: ["newer", "version"], "formatVersion 999")
+        #expect(replay.stderr.contains("999"), "\(replay.stderr)")
+    }
+
+    @Test func missingStoredExecutableIsReported() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        let files = try FileManager.default.contentsOfDirectory(atPath: r.trace + "/files")
+        #expect(!files.isEmpty)
+        for f in files { try FileManager.default.removeItem(atPath: r.trace + "/files/" + f) }
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(replay, mentioning: ["files", "stored", "missing", "no such"], "stored executable deleted")
+    }
+
+    @Test func damagedStoredExecutableIsReported() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        let files = try FileManager.default.contentsOfDirectory(atPath: r.trace + "/files")
+        for f in files {
+            var bytes = readBytes(r.trace + "/files/" + f)
+            bytes[bytes.count / 2] ^= 1
+            try writeBytes(r.trace + "/files/" + f, bytes)
+        }
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(replay, mentioning: ["sha", "mismatch", "damaged", "corrupt"], "stored executable altered")
+    }
+
+    @Test func eventsCutShortReplayUpToTheCut() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordAndReplay(try compile(StaticProgramTests.nondeterminism), replays: 1, in: s)
+        let events = readBytes(r.trace + "/events")
+        // Empty events file, then a file cut inside its first block.
+        for keep in [0, 30, events.count / 2] {
+            try writeBytes(r.trace + "/events", Array(events.prefix(keep)))
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["ends", "interrupted", "truncated", "end of the trace"], "events cut to \(keep) bytes")
+            #expect(r.record.stdout.hasPrefix(replay.stdout), "replay printed what was not recorded: \(replay.stdout)")
+            let dump = try detrec(["dump", r.trace], in: s.path)
+            #expect(dump.status == 0, "dump of a cut trace: \(dump)")
+        }
+    }
+
+    @Test func eventsFileMissing() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordedTrace(s)
+        try FileManager.default.removeItem(atPath: r.trace + "/events")
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(replay, mentioning: ["events", "trace"], "no events file")
+    }
+
+    // MARK: - Command lines
+
+    @Test func recordingAMissingProgramFails() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try detrec(["record", "-o", s.file("trace"), "--", "/nonexistent"], in: s.path)
+        #expect(r.status == 127, "\(r)")
+        #expect(r.stderr.contains("/nonexistent"), "\(r.stderr)")
+        #expect(r.stderr.lowercased().contains("no such file") || r.stderr.lowercased().contains("not found"))
+        #expect(access(s.file("trace/events"), F_OK) != 0, "a trace was written for a program that does not exist")
+        let byName = try detrec(["record", "-o", s.file("trace2"), "--", "no-such-command-detrec-test"], in: s.path)
+        #expect(byName.status == 127, "\(byName)")
+        #expect(byName.stderr.contains("no-such-command-detrec-test"))
+    }
+
+    @Test func recordingSomethingThatIsNotAStaticELFFails() throws {
+        let s = Scratch(); defer { s.remove() }
+        let script = s.file("script.sh")
+        try "#!/bin/sh\necho hi\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+        let r = try detrec(["record", "-q", "-o", s.file("t1"), "--", script], in: s.path)
+        expectCleanFailure(r, mentioning: ["ELF", "script", "exec"], "a shell script")
+        let notExecutable = s.file("data")
+        try "data".write(toFile: notExecutable, atomically: true, encoding: .utf8)
+        let r2 = try detrec(["record", "-q", "-o", s.file("t2"), "--", notExecutable], in: s.path)
+        #expect(r2.status == 126, "\(r2)")
+        #expect(r2.stderr.contains("permission denied"), "\(r2.stderr)")
+        let r3 = try detrec(["record", "-q", "-o", s.file("t3"), "--", s.path], in: s.path)
+        expectCleanFailure(r3, mentioning: ["directory", "ELF", "permission", "read"], "a directory")
+    }
+
+    @Test func recordRefusesANonEmptyTraceDirectory() throws {
+        let s = Scratch(); defer { s.remove() }
+        let program = try compile(StaticProgramTests.hello)
+        let first = try detrec(["record", "-q", "-o", s.file("trace"), "--", program], in: s.path)
+        #expect(first.status == 0)
+        let header = readBytes(s.file("trace/header.json"))
+        let second = try detrec(["record", "-q", "-o", s.file("trace"), "--", program], in: s.path)
+        expectCleanFailure(second, mentioning: ["exists", "not empty", "empty"], "recording over a trace")
+        #expect(readBytes(s.file("trace/header.json")) == header, "the old trace was overwritten")
+    }
+
+    @Test func replayOfAMissingDirectoryFails() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try detrec(["replay", "/nonexistent-dir"], in: s.path)
+        expectCleanFailure(r, mentioning: ["/nonexistent-dir"], "replay of a missing directory")
+        let d = try detrec(["dump", "/nonexistent-dir"], in: s.path)
+        expectCleanFailure(d, mentioning: ["/nonexistent-dir"], "dump of a missing directory")
+        // An empty directory is not a trace either.
+        let empty = try detrec(["replay", s.path], in: s.path)
+        expectCleanFailure(empty, mentioning: ["trace", "header"], "replay of an empty directory")
+    }
+
+    @Test func noProgramGiven() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try detrec(["record", "-o", s.file("trace")], in: s.path)
+        expectCleanFailure(r, mentioning: ["no program"], "record without a program")
+    }
+
+    // MARK: - Interrupted recordings
+
+    static let waitsForInput = #"""
+    #include <stdio.h>
+    #include <unistd.h>
+    int main(void) {
+        printf("waiting for input\n");
+        fflush(stdout);
+        char b[64];
+        ssize_t n = read(0, b, sizeof b);
+        printf("got %zd\n", n);
+        return 0;
+    }
+    """#
+
+    /// Starts recording `waitsForInput` with a stdin pipe the test keeps
+    /// open, and waits until the guest printed its line and blocks reading.
+    func startBlockedRecording(_ s: Scratch, trace: String) throws -> (Child, Int32) {
+        var fds: [Int32] = [0, 0]
+        #expect(cloexecPipe(&fds))
+        let child = try spawn([E2E.detrec, "record", "-q", "-o", trace, "--", try compile(Self.waitsForInput)],
+                              stdin: .fd(fds[0]), environment: E2E.baseEnvironment, in: s.path)
+        close(fds[0])
+        let printed = child.waitUntil { child.stdoutSoFar == "waiting for input\n" }
+        #expect(printed, "the guest never printed its line: \(child.stdoutSoFar)")
+        // Blocked in the host read of the pipe: everything before it is flushed.
+        child.waitUntil(timeout: 3) { child.wchan.contains("pipe") }
+        return (child, fds[1])
+    }
+
+    @Test func recorderKilledWithSIGKILLLeavesAReplayableTrace() throws {
+        let s = Scratch(); defer { s.remove() }
+        let trace = s.file("trace")
+        let (child, writeEnd) = try startBlockedRecording(s, trace: trace)
+        defer { close(writeEnd) }
+        child.signal(SIGKILL)
+        let record = child.wait()
+        #expect(record.status == 128 + SIGKILL)
+
+        let replay = try detrec(["replay", trace], in: s.path)
+        #expect(replay.stdout == "waiting for input\n", "\(replay)")
+        #expect(replay.status == 1, "\(replay)")
+        let lower = replay.stderr.lowercased()
+        #expect(lower.contains("interrupted") || lower.contains("trace ends"), "\(replay.stderr)")
+        #expect(replay.stderr.contains("read"), "the message names where replay stopped: \(replay.stderr)")
+
+        let dump = try detrec(["dump", trace], in: s.path)
+        #expect(dump.status == 0, "\(dump)")
+        #expect(dump.stdout.contains("write"))
+        #expect(dump.stderr.lowercased().contains("interrupted"), "\(dump.stderr)")
+        let json = try dumpJSON(trace, in: s)
+        #expect(json.syscalls(named: "write").contains { $0.args.first == "0x1" && $0.int("result") == 18 })
+        let last = json.events.last?.string("kind")
+        #expect(last != "exit" && last != "fatalSignal", "a killed recorder wrote a final event: \(last ?? "none")")
+    }
+
+    @Test func recorderInterruptedWithSIGINTEndsTheGuest() throws {
+        let s = Scratch(); defer { s.remove() }
+        let trace = s.file("trace")
+        let (child, writeEnd) = try startBlockedRecording(s, trace: trace)
+        defer { close(writeEnd) }
+        child.signal(SIGINT)
+        let record = child.wait(timeout: 15)
+        #expect(!record.timedOut, "SIGINT did not end the recording")
+        #expect(record.status == 130, "\(record)")
+        #expect(record.stdout == "waiting for input\n")
+        #expect(record.stderr.contains("SIGINT"), "\(record.stderr)")
+
+        for _ in 0..<2 {
+            let replay = try detrec(["replay", trace], in: s.path)
+            #expect(replay.stdout == "waiting for input\n", "\(replay)")
+            #expect(replay.status == 130, "\(replay)")
+        }
+        let d = try dumpJSON(trace, in: s)
+        #expect(d.events.last?.string("kind") == "fatalSignal")
+        #expect(d.events.last?.int("signal") == Int(SIGINT))
+    }
+
+    @Test func recorderInterruptedWithSIGTERMEndsTheGuest() throws {
+        let s = Scratch(); defer { s.remove() }
+        let trace = s.file("trace")
+        let (child, writeEnd) = try startBlockedRecording(s, trace: trace)
+        defer { close(writeEnd) }
+        child.signal(SIGTERM)
+        let record = child.wait(timeout: 15)
+        #expect(record.status == 128 + SIGTERM, "\(record)")
+        let replay = try detrec(["replay", trace], in: s.path)
+        #expect(replay.stdout == "waiting for input\n")
+        #expect(replay.status == 128 + SIGTERM, "\(replay)")
+    }
+}
+
+// MARK: - Helpers
+
+/// Rewrites a trace's header.json through `edit`.
+func editHeader(_ trace: String, _ edit: (inout [String: Any]) -> Void) throws {
+    let path = trace + "/header.json"
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    guard var header = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw SpawnError(description: "header.json is not an object")
+    }
+    edit(&header)
+    let out = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .prettyPrinted])
+    try out.write(to: URL(fileURLWithPath: path))
+}
+
+/// The SHA-256 of a file, by sha256sum.
+func sha256Hex(_ path: String) throws -> String {
+    let s = Scratch("sha"); defer { s.remove() }
+    let r = try run(["/usr/bin/sha256sum", path], in: s.path)
+    return String(r.stdout.prefix(64))
+}
