@@ -42,6 +42,8 @@ public final class Process {
 
     /// Threads parked in futex waits, in the order they started waiting.
     public var futexOrder: [GuestThread] = []
+    /// Set by `detrec record --chaos`: randomized scheduling (recording only).
+    public var chaos: Scheduler.Chaos?
     /// Threads created so far (their tids follow the pid).
     public var threadsCreated: Int32 = 0
     public var signals = SignalState()

@@ -12,9 +12,20 @@ public enum Scheduler {
     public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
         let threads = process.threads
         let current = process.current
-        if reason == .syscallDone, current.isRunnable, current.syscallsInSlice < slice,
+        let limit = process.chaos?.slice ?? slice
+        if reason == .syscallDone, current.isRunnable, current.syscallsInSlice < limit,
            threads.contains(where: { $0 === current }) {
             return current.tid
+        }
+        if var chaos = process.chaos {
+            // Chaos mode: a random runnable thread, and a random slice for it.
+            let candidates = threads.filter { $0.isRunnable && !($0 === current && reason == .blocked) }
+            if !candidates.isEmpty {
+                let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
+                chaos.slice = 1 + Int(chaos.next() % 16)
+                process.chaos = chaos
+                return pick.tid
+            }
         }
         // Round-robin from the thread after the current one; the current one last.
         let start = (threads.firstIndex { $0 === current } ?? -1) + 1
@@ -46,6 +57,21 @@ public enum Scheduler {
         }
         let waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) on futex 0x\(String($0.futex, radix: 16))" } }
         throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
+    }
+
+    /// Chaos mode's source of choices (SplitMix64): reproducible from its
+    /// seed, which the trace stores, though replay never needs it.
+    public struct Chaos {
+        public var state: UInt64
+        public var slice = 1
+        public init(seed: UInt64) { state = seed }
+        public mutating func next() -> UInt64 {
+            state &+= 0x9e37_79b9_7f4a_7c15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
+            z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
+            return z ^ (z >> 31)
+        }
     }
 
     public static func monotonicNow() -> Double {

@@ -10,6 +10,8 @@ public struct Recorder {
         public var arguments: [String]
         public var traceDirectory: String
         public var strict = false
+        /// Randomized scheduling from this seed (`--chaos`).
+        public var chaosSeed: UInt64?
         public var detrecVersion: String
 
         public init(program: String, arguments: [String], traceDirectory: String, detrecVersion: String) {
@@ -57,6 +59,7 @@ public struct Recorder {
             recordedAt: TraceHeader.currentTimestamp(),
             extra: [
                 "execfn": execfn,
+                "chaosSeed": options.chaosSeed.map { String($0) } ?? "",
                 "interpreter": interpreter?.path ?? "",
                 "interpreterSHA256": interpreter.map { SHA256.hex($0.bytes) } ?? "",
                 "stdio": stdio.map(String.init).joined(separator: ","),
@@ -76,6 +79,7 @@ public struct Recorder {
         let termination: Termination
         do {
             let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true)
+            if let seed = options.chaosSeed { process.chaos = Scheduler.Chaos(seed: seed) }
             let runner = ProcessRunner(process: process, world: world)
             runner.strict = options.strict
             termination = try runner.run()

@@ -18,6 +18,12 @@ struct RecordCommand: ParsableCommand {
     @Flag(help: "Stop at the first unimplemented syscall instead of returning ENOSYS to the program.")
     var strict = false
 
+    @Flag(help: "Randomize thread scheduling (random thread choices and time slices) to make rare interleavings show up.")
+    var chaos = false
+
+    @Option(help: "The seed for --chaos (default: random, printed); stored in the trace.")
+    var seed: UInt64?
+
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String] = []
 
@@ -32,6 +38,15 @@ struct RecordCommand: ParsableCommand {
         var options = Recorder.Options(program: program, arguments: Array(argv.dropFirst()),
                                        traceDirectory: directory, detrecVersion: Detrec.version)
         options.strict = strict
+        if seed != nil && !chaos { fail("record: --seed goes with --chaos", status: 2) }
+        if chaos {
+            let chosen = seed ?? UInt64.random(in: 0...UInt64.max)
+            options.chaosSeed = chosen
+            if seed == nil {
+                let line = "detrec: chaos seed \(chosen)\n"
+                _ = line.withCString { write(2, $0, strlen($0)) }
+            }
+        }
         do {
             let outcome = try Recorder().record(options)
             if output == nil { TraceLocation.pointLatest(at: directory) }
