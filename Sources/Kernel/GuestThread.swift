@@ -16,6 +16,8 @@ public struct BlockedSyscall {
     /// syscall runs again from the start once it is.
     public var hostFD: Int32?
     public var events: Int16 = 0
+    /// A wait4 for a child of this process to end (runs again when one has).
+    public weak var waitsForChildOf: Process?
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -42,6 +44,9 @@ public final class GuestThread {
         guard let b = blocked else { return true }
         if b.result != nil { return true }
         if let fd = b.hostFD { return GuestThread.ready(fd, b.events, timeout: 0) }
+        if let p = b.waitsForChildOf {
+            return p.family.processes.contains { $0.parent === p && $0.zombieStatus != nil }
+        }
         return false
     }
 
@@ -63,10 +68,18 @@ public struct MustBlock: Error {
         self.futex = futex; self.bitset = bitset; self.deadline = deadline
     }
 
+    public var waitsForChildOf: Process?
+
     /// Wait until a host descriptor is ready, then run the syscall again.
     public init(hostFD: Int32?, events: Int16) {
         futex = 0; bitset = 0; deadline = nil
         self.hostFD = hostFD; self.events = events
+    }
+
+    /// Wait until a child of `process` has ended, then run the syscall again.
+    public init(childOf process: Process) {
+        futex = 0; bitset = 0; deadline = nil
+        waitsForChildOf = process
     }
 }
 

@@ -4,7 +4,7 @@ import KVMUser
 /// The emulated Linux process: its machine, mappings, descriptors and the
 /// little per-process state the kernel keeps. One thread for now.
 public final class Process {
-    public let machine: UserMachine
+    public var machine: UserMachine
     public var memory: GuestMemory { machine.memory }
     public var space: AddressSpace
     public var files = FileTable()
@@ -42,6 +42,11 @@ public final class Process {
 
     /// Threads parked in futex waits, in the order they started waiting.
     public var futexOrder: [GuestThread] = []
+    /// Every process of the recording (fork makes more), sharing one id space.
+    public var family: ProcessFamily!
+    public weak var parent: Process?
+    /// Set when the process has ended and waits to be reaped: its wait status.
+    public var zombieStatus: Int32?
     /// Set by `detrec record --chaos`: randomized scheduling (recording only).
     public var chaos: Scheduler.Chaos?
     /// Threads created so far (their tids follow the pid).
@@ -71,6 +76,7 @@ public final class Process {
         space = AddressSpace(mmapBase: Process.mmapBase)
         current = GuestThread(tid: 0)
         threads = [current]
+        family = ProcessFamily(root: self)
     }
 
     /// Maps fresh pages and records the mapping.
@@ -101,6 +107,36 @@ public struct SignalState {
 
     public static func bit(_ signal: Int32) -> UInt64 { UInt64(1) << UInt64(signal - 1) }
     public var altStack: [UInt8] = [0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0] // SS_DISABLE
+}
+
+/// The processes of one recording. Pids and tids come from one counter
+/// after the first process's pid, so they are the same in record and replay.
+public final class ProcessFamily {
+    public var processes: [Process]
+    private var created: Int32 = 0
+
+    init(root: Process) { processes = [root] }
+
+    public var root: Process? { processes.first }
+
+    public func allocateID() -> Int32 {
+        created += 1
+        return (root?.pid ?? 0) &+ created
+    }
+
+    /// Every thread of every live process, in creation order of the processes.
+    public var threads: [GuestThread] { processes.filter { $0.zombieStatus == nil }.flatMap(\.threads) }
+
+    public func find(_ tid: Int32) -> (Process, GuestThread)? {
+        for p in processes where p.zombieStatus == nil {
+            if let t = p.thread(tid) { return (p, t) }
+        }
+        return nil
+    }
+
+    public func owner(of thread: GuestThread) -> Process? {
+        processes.first { p in p.threads.contains { $0 === thread } }
+    }
 }
 
 extension Process {

@@ -4,7 +4,10 @@ import KVMUser
 /// SYSCALL to its handler, turn faults into signals, and tell the world
 /// about each step. What differs between the modes is all in the world.
 public final class ProcessRunner {
-    public let process: Process
+    /// The first process; the recording ends when it does.
+    public let root: Process
+    /// The process on the vCPU now (fork makes more).
+    public private(set) var process: Process
     let world: HostWorld
     let table: SyscallTable
     /// Unimplemented syscalls stop the run instead of returning ENOSYS.
@@ -15,6 +18,7 @@ public final class ProcessRunner {
 
     public init(process: Process, world: HostWorld, table: SyscallTable = .linux) {
         self.process = process
+        root = process
         self.world = world
         self.table = table
     }
@@ -37,8 +41,8 @@ public final class ProcessRunner {
     /// Runs the guest until it ends, or until a debugger trap or a host
     /// interruption when a debugger drives it.
     public func proceed() throws -> Stop {
-        let machine = process.machine
         while true {
+            let machine = process.machine
             switch try machine.run() {
             case .syscall:
                 if let end = try handleSyscall() { return .exited(end) }
@@ -59,7 +63,7 @@ public final class ProcessRunner {
                     if process.timers.contains(where: { $0.map { $0.deadline <= Scheduler.monotonicNow() } ?? false }) {
                         throw RunStopped("a timer's signal is due while thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))); delivering it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
                     }
-                    let waiting = process.threads.filter { $0 !== process.current && $0.isRunnable }
+                    let waiting = process.family.threads.filter { $0 !== process.current && $0.isRunnable }
                     if !waiting.isEmpty {
                         throw RunStopped("thread \(process.current.tid) has computed without a syscall for seconds while \(waiting.count) other thread(s) wait to run (guest rip 0x\(String(machine.registers.rip, radix: 16))); preempting it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
                     }
@@ -107,8 +111,14 @@ public final class ProcessRunner {
         let lastThread = process.threads.count == 1
         if number == SYS.exit_group || (number == SYS.exit && lastThread) {
             let status = Int32(truncatingIfNeeded: entry.args[0]) & 0xff
-            try world.processExit(status: status)
-            return .exited(status)
+            guard process !== root else {
+                try world.processExit(status: status)
+                return .exited(status)
+            }
+            // A child process ends: it waits as a zombie for its parent's wait4.
+            try world.exitSyscall(entry, result: 0)
+            endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
+            return try reschedule(.exited)
         }
         if number == SYS.exit {
             try world.exitSyscall(entry, result: 0)
@@ -127,7 +137,7 @@ public final class ProcessRunner {
             } catch let b as MustBlock {
                 try world.blocked(entry)
                 thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
-                                                hostFD: b.hostFD, events: b.events)
+                                                hostFD: b.hostFD, events: b.events, waitsForChildOf: b.waitsForChildOf)
                 if b.futex != 0 { process.futexOrder.append(thread) }
                 return try reschedule(.blocked)
             } catch is Yield {
@@ -159,20 +169,24 @@ public final class ProcessRunner {
             SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
         }
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
-        guard process.threads.count > 1 else { return nil }
+        guard process.family.threads.count > 1 else { return nil }
         return try reschedule(yielded ? .yielded : .syscallDone)
     }
 
     /// Lets the scheduler (or, on replay, the trace) pick the next thread,
     /// and completes the syscall it is parked in, if any.
     private func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
-        let process = self.process
-        let tid = try world.pickThread { try Scheduler.choose(process, reason: reason) }
-        guard let next = process.thread(tid) else {
+        let running = self.process
+        let tid = try world.pickThread { try Scheduler.choose(running, reason: reason) }
+        guard let (owner, next) = running.family.find(tid) else {
             throw RunStopped("replay diverged: the recording runs thread \(tid), which does not exist here")
         }
-        if next !== process.current { next.syscallsInSlice = 0 }
-        try process.switchTo(next)
+        if next !== owner.current || owner !== running { next.syscallsInSlice = 0 }
+        // Each process has its own vCPU: switching processes only changes
+        // which one runs; switching threads swaps state on that vCPU.
+        process = owner
+        try owner.switchTo(next)
+        let process = owner
         world.currentThread = tid
         guard let b = next.blocked else { return nil }
         if b.futex == 0 {
@@ -189,6 +203,19 @@ public final class ProcessRunner {
         process.futexOrder.removeAll { $0 === next }
         let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }
         return try finish(b.entry, result: result)
+    }
+
+    /// A child process ends: its descriptors close (a pipe's reader sees
+    /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
+    private func endProcess(_ p: Process, status: Int32) {
+        p.zombieStatus = status
+        p.threads = []
+        p.futexOrder = []
+        p.files = FileTable()
+        for other in p.family.processes where other.parent === p { other.parent = nil }
+        if let parent = p.parent {
+            SignalDelivery.generate(parent, signal: 17, info: SignalDelivery.siginfo(signal: 17, code: 1, pid: p.pid))
+        }
     }
 
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what

@@ -5,7 +5,14 @@ import Glibc
 /// on replay; per-process state such as FS base lives in the emulator.
 enum ProcessSyscalls {
     static func register(_ t: inout SyscallTable) {
-        for n in [SYS.getpid, SYS.getppid, SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
+        t.add(SYS.getpid) { c in Int64(c.process.pid) }
+        t.add(SYS.getppid) { c in
+            if let parent = c.process.parent { return Int64(parent.pid) }
+            return try c.host { _ in hostSyscall(SYS.getppid) }
+        }
+        t.add(SYS.fork) { c in try fork(c, flags: 17, stack: 0, parentTID: 0, childTID: 0, tls: 0) }
+        t.add(SYS.wait4, wait4)
+        for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
                   SYS.getpgrp, SYS.setsid] {
             t.add(n, passthrough())
         }

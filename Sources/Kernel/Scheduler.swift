@@ -10,7 +10,7 @@ public enum Scheduler {
     public static var slice = 64
 
     public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
-        let threads = process.threads
+        let threads = process.family.threads
         let current = process.current
         let limit = process.chaos?.slice ?? slice
         if reason == .syscallDone, current.isRunnable, current.syscallsInSlice < limit,

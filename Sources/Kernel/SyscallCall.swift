@@ -97,7 +97,7 @@ public struct SyscallCall {
     /// `events` (POLLIN 1, POLLOUT 4). Threads then make progress while one
     /// waits for a socket or pipe, and replay parks it at the same call.
     public func waitUntilReady(_ file: OpenFile, events: Int16) throws {
-        let others = process.threads.contains { $0 !== process.current }
+        let others = process.family.threads.contains { $0 !== process.current }
         guard others else { return }
         let fd = file.hostFD
         if world.shouldBlock({ fd.map { !GuestThread.ready($0, events, timeout: 0) } ?? false }) {

@@ -48,14 +48,16 @@ enum ThreadSyscalls {
 
     static func clone(_ c: SyscallCall, flags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> Int64 {
         let thread = CLONE_VM | CLONE_SIGHAND | CLONE_THREAD
+        if flags & (CLONE_VM | CLONE_THREAD) == 0 {
+            return try ProcessSyscalls.fork(c, flags: flags, stack: stack, parentTID: parentTID, childTID: childTID, tls: tls)
+        }
         guard flags & thread == thread else {
-            c.process.report("clone without CLONE_THREAD (a new process: fork, posix_spawn) is not supported yet; returning ENOSYS",
+            c.process.report("clone with flags 0x\(String(flags, radix: 16)) (vfork or a partly shared process) is not supported yet; returning ENOSYS",
                              key: 0x6_0000_0000, rip: c.rip)
             throw Errno.nosys
         }
         let p = c.process
-        p.threadsCreated += 1
-        let child = GuestThread(tid: p.pid &+ p.threadsCreated)
+        let child = GuestThread(tid: p.family.allocateID())
         var regs = p.machine.registers
         regs.rax = 0
         if stack != 0 { regs.rsp = stack }
