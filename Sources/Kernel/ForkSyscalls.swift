@@ -17,6 +17,7 @@ extension ProcessSyscalls {
         child.parent = parent
         child.pid = parent.family.allocateID()
         child.uid = parent.uid
+        child.credentials = parent.credentials
         child.space = parent.space
         child.files = parent.files
         child.signals = parent.signals

@@ -136,6 +136,16 @@ public protocol HostWorld: AnyObject {
     /// replay takes them from the trace.
     func timerSignals(_ due: () -> [Int32]) throws -> [Int32]
 
+    /// A file the emulated kernel itself loads from the host (execve's
+    /// program, interpreter or script interpreter): recording reads it,
+    /// stores it in the trace and names it in the current event; replay
+    /// takes the next one named there. A failed read throws its Errno.
+    func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent
+
+    /// Random bytes the kernel itself needs (a new AT_RANDOM), carried in
+    /// the current event.
+    func randomBytes(_ count: Int) throws -> [UInt8]
+
     /// The guest slept this long on purpose (nanosleep): replay waits as
     /// long too, unless asked to skip sleeps, so a replay keeps the
     /// program's pacing. Recording has already slept.

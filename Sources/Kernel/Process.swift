@@ -14,6 +14,8 @@ public final class Process {
     /// replay); its one thread's id equals it.
     public var pid: Int32 = 0
     public var uid: UInt32 = 0
+    /// uid, euid, gid, egid, as the auxiliary vector gives them.
+    public var credentials: [UInt32] = [0, 0, 0, 0]
     /// The threads, in creation order; `current` is the one on the vCPU.
     public var threads: [GuestThread]
     public var current: GuestThread

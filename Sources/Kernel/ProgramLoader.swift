@@ -176,6 +176,7 @@ public enum ProgramLoader {
         process.threads = [GuestThread(tid: info.pid)]
         process.current = process.threads[0]
         process.uid = info.uid
+        process.credentials = [info.uid, info.euid, info.gid, info.egid]
         process.argv = info.argv
         process.envp = info.envp
         process.machine.start(entry: entry, stack: sp)

@@ -29,6 +29,7 @@ public struct SyscallTable {
         ThreadSyscalls.register(&t)
         TimerSyscalls.register(&t)
         SocketSyscalls.register(&t)
+        ExecSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

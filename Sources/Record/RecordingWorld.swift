@@ -151,6 +151,23 @@ final class RecordingWorld: HostWorld {
 
     func pace(seconds: Double) {}
 
+    // Files and random bytes for the kernel ride on the current syscall
+    // event as writes at address 0 (see docs/trace-format.md, execve).
+    func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent {
+        let raw = try read()
+        let content = FileContent(sha256: SHA256.hex(raw.bytes), bytes: raw.bytes)
+        writes.append(.file(address: 0, length: 0, content: content, offset: 0))
+        return content
+    }
+
+    func randomBytes(_ count: Int) throws -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { hostSyscall(SYS.getrandom, Int(bitPattern: $0.baseAddress), count) }
+        guard n == count else { throw RunStopped("getrandom failed on the host") }
+        writes.append(.bytes(address: 0, data: bytes))
+        return bytes
+    }
+
     /// A whole host file for a file-backed mapping, hashed once per
     /// identity (device, inode, size, modification time).
     private func content(of fd: Int32) throws(Errno) -> FileContent {

@@ -85,6 +85,7 @@ final class ReplayingWorld: HostWorld {
             }
             current = s
             hostCalled = false
+            carriersTaken = 0
             return nil
         case .exit(_, let status):
             guard entry.number == SYS.exit_group || entry.number == SYS.exit,
@@ -184,6 +185,32 @@ final class ReplayingWorld: HostWorld {
 
     /// Set by `detrec replay --skip-sleeps`.
     var skipSleeps = false
+
+    /// How many of the current event's kernel files were taken (execve).
+    private var carriersTaken = 0
+
+    func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent {
+        guard let s = current else { throw diverged("a file load outside a recorded syscall") }
+        let shas = s.writes.compactMap { w -> String? in
+            if case .stored(0, 0, let sha, 0) = w { return sha }
+            return nil
+        }
+        guard carriersTaken < shas.count else {
+            if s.result < 0 { throw Errno(Int32(-s.result)) }
+            throw diverged("the program loads more files here than the recording did")
+        }
+        let sha = shas[carriersTaken]
+        carriersTaken += 1
+        return FileContent(sha256: sha, bytes: try stored(sha))
+    }
+
+    func randomBytes(_ count: Int) throws -> [UInt8] {
+        guard let s = current else { throw diverged("random bytes outside a recorded syscall") }
+        for w in s.writes {
+            if case .bytes(0, let data) = w, data.count == count { return data }
+        }
+        throw diverged("the recording has no random bytes for this syscall")
+    }
 
     private var computedCheck: (UInt64, UInt32)?
 

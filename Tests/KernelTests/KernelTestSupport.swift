@@ -64,6 +64,8 @@ final class StubWorld: HostWorld {
     func takeStall() -> Bool { false }
     func timerSignals(_ due: () -> [Int32]) throws -> [Int32] { [] }
     func pace(seconds: Double) {}
+    func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { throw Errno.noent }
+    func randomBytes(_ count: Int) throws -> [UInt8] { Array(repeating: 0xcd, count: count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws {}
     func echo(_ bytes: [UInt8], to fd: Int32) { echoed.append((fd, bytes)) }
 }

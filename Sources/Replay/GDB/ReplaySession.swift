@@ -86,6 +86,8 @@ final class DebugWorld: HostWorld {
     }
     func blocked(_ entry: SyscallEntry) throws { try inner.blocked(entry) }
     func takeStall() -> Bool { inner.takeStall() }
+    func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { try inner.loadFile(read) }
+    func randomBytes(_ count: Int) throws -> [UInt8] { try inner.randomBytes(count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
