@@ -4,7 +4,7 @@ import KVMUser
 /// execve: the process gets a new machine and a new program, loaded as
 /// binfmt_elf (and binfmt_script for `#!`) would. The files come from the
 /// host while recording and from the trace on replay (`HostWorld.loadFile`).
-enum ExecSyscalls {
+public enum ExecSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.execve) { c in try execve(c, dir: nil, path: 0, argv: 1, envp: 2, flags: 0) }
         t.add(SYS.execveat) { c in try execve(c, dir: try c.directory(0), path: 1, argv: 2, envp: 3, flags: c.int(4)) }
@@ -61,15 +61,11 @@ enum ExecSyscalls {
         var program = try load(name, dir)
         // binfmt_script: "#!interpreter [arg]" runs the interpreter on the script.
         var depth = 0
-        while program.bytes.starts(with: [0x23, 0x21]) {
+        while let (interp, arg) = scriptInterpreter(program.bytes) {
             depth += 1
             guard depth <= 4 else { throw Errno(ELOOP) }
-            let line = String(decoding: program.bytes.dropFirst(2).prefix { $0 != 0x0a }.prefix(255), as: UTF8.self)
-            let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
-            guard let interp = parts.first else { throw Errno(ENOEXEC) }
-            let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
-            let rest = String(line.drop(while: blank).dropFirst(interp.count).drop(while: blank).reversed().drop(while: blank).reversed())
-            argv = [interp] + (rest.isEmpty ? [] : [rest]) + [programPath] + argv.dropFirst()
+            guard !interp.isEmpty else { throw Errno(ENOEXEC) }
+            argv = [interp] + (arg.map { [$0] } ?? []) + [programPath] + argv.dropFirst()
             programPath = interp
             program = try load(interp, nil)
         }
@@ -108,6 +104,18 @@ enum ExecSyscalls {
         p.signals.mask = mask
         p.current.signalMask = mask
         return 0
+    }
+
+    /// The interpreter (and its one optional argument) of a `#!` script, as
+    /// binfmt_script reads the first line; nil for anything else.
+    public static func scriptInterpreter(_ bytes: [UInt8]) -> (String, String?)? {
+        guard bytes.starts(with: [0x23, 0x21]) else { return nil }
+        let line = String(decoding: bytes.dropFirst(2).prefix { $0 != 0x0a }.prefix(255), as: UTF8.self)
+        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" || $0 == "\r" }
+        let trimmed = String(line.drop(while: blank).reversed().drop(while: blank).reversed())
+        guard let end = trimmed.firstIndex(where: blank) else { return (trimmed, nil) }
+        let arg = String(trimmed[end...].drop(while: blank))
+        return (String(trimmed[..<end]), arg.isEmpty ? nil : arg)
     }
 
     /// The guest's working directory as the recording saw it (only for naming

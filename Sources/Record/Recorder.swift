@@ -32,9 +32,18 @@ public struct Recorder {
     public init() {}
 
     public func record(_ options: Options) throws -> Outcome {
-        let execfn = try Recorder.resolve(options.program)
+        var execfn = try Recorder.resolve(options.program)
+        var argv = [options.program] + options.arguments
+        var executable = try Recorder.readFile(execfn)
+        // A #! script runs its interpreter, as execve would.
+        var depth = 0
+        while let (interp, arg) = ExecSyscalls.scriptInterpreter(executable), depth < 4 {
+            depth += 1
+            argv = [interp] + (arg.map { [$0] } ?? []) + [execfn] + argv.dropFirst()
+            execfn = interp
+            executable = try Recorder.readFile(interp)
+        }
         let path = Recorder.realPath(execfn)
-        let executable = try Recorder.readFile(path)
         // A dynamic program's interpreter is stored too: replay must not
         // depend on the host's ld.so.
         var interpreter: (path: String, bytes: [UInt8])?
@@ -48,7 +57,7 @@ public struct Recorder {
         let envp = Recorder.environment()
         let header = TraceHeader(
             detrecVersion: options.detrecVersion,
-            argv: [options.program] + options.arguments,
+            argv: argv,
             envp: envp,
             cwd: Recorder.currentDirectory(),
             executable: StoredFile(path: path, sha256: SHA256.hex(executable), size: UInt64(executable.count)),
