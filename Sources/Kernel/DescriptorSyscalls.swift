@@ -113,23 +113,10 @@ enum DescriptorSyscalls {
 
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
         guard flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000) == 0 else { throw Errno.inval }
-        try c.checkWritable(c.arg(0), count: 8)
-        guard let readFD = c.process.files.lowestFree() else { throw Errno.mfile }
-        var probe = c.process.files
-        probe.install(OpenFile(hostFD: nil, path: ""), at: readFD, closeOnExec: false)
-        guard let writeFD = probe.lowestFree() else { throw Errno.mfile }
-        var hostFDs: [Int32] = [-1, -1]
-        let r = try c.host { _ throws(Errno) -> Int64 in
-            let rc = hostFDs.withUnsafeMutableBufferPointer { hostSyscall(SYS.pipe2, Int(bitPattern: $0.baseAddress), Int(flags | O_CLOEXEC)) }
+        return try c.newDescriptorPair(name: "pipe:", closeOnExec: flags & O_CLOEXEC != 0, at: 0) { pair in
+            let rc = hostSyscall(SYS.pipe2, Int(bitPattern: pair), Int(flags | O_CLOEXEC))
             return rc < 0 ? rc : 0
         }
-        guard r == 0 else { return r }
-        let recorded = hostFDs[0] >= 0
-        let cloexec = flags & O_CLOEXEC != 0
-        c.process.files.install(OpenFile(hostFD: recorded ? hostFDs[0] : nil, path: "pipe:"), at: readFD, closeOnExec: cloexec)
-        c.process.files.install(OpenFile(hostFD: recorded ? hostFDs[1] : nil, path: "pipe:"), at: writeFD, closeOnExec: cloexec)
-        try c.write(c.arg(0), Bytes.i32(readFD) + Bytes.i32(writeFD))
-        return 0
     }
 
     static func ppoll(_ c: SyscallCall) throws -> Int64 {

@@ -25,46 +25,19 @@ enum SocketSyscalls {
         t.add(SYS.recvfrom, recvfrom)
     }
 
-    /// A new host descriptor becomes the guest's lowest free one.
-    static func install(_ c: SyscallCall, _ fd: Int32, hostFD: Int32, cloexec: Bool, name: String) {
-        c.process.files.install(OpenFile(hostFD: hostFD >= 0 ? hostFD : nil, path: name), at: fd, closeOnExec: cloexec)
-    }
-
     static func socket(_ c: SyscallCall) throws -> Int64 {
-        guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
         let type = c.int(1)
-        var opened: Int32 = -1
-        let r = try c.host { _ in
-            let h = hostSyscall(SYS.socket, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)))
-            guard h >= 0 else { return h }
-            opened = Int32(h)
-            return Int64(fd)
+        return try c.newDescriptor(name: "socket:", closeOnExec: type & SOCK_CLOEXEC != 0) { _ in
+            hostSyscall(SYS.socket, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)))
         }
-        guard r >= 0 else { return r }
-        install(c, fd, hostFD: opened, cloexec: type & SOCK_CLOEXEC != 0, name: "socket:")
-        return Int64(fd)
     }
 
     static func socketpair(_ c: SyscallCall) throws -> Int64 {
-        try c.checkWritable(c.arg(3), count: 8)
-        guard let first = c.process.files.lowestFree() else { throw Errno.mfile }
-        var probe = c.process.files
-        probe.install(OpenFile(hostFD: nil, path: ""), at: first, closeOnExec: false)
-        guard let second = probe.lowestFree() else { throw Errno.mfile }
         let type = c.int(1)
-        var pair: [Int32] = [-1, -1]
-        let r = try c.host { _ in
-            let h = pair.withUnsafeMutableBufferPointer {
-                hostSyscall(SYS.socketpair, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)), Int(bitPattern: $0.baseAddress))
-            }
-            return h < 0 ? h : 0
+        return try c.newDescriptorPair(name: "socket:", closeOnExec: type & SOCK_CLOEXEC != 0, at: 3) { pair in
+            let rc = hostSyscall(SYS.socketpair, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)), Int(bitPattern: pair))
+            return rc < 0 ? rc : 0
         }
-        guard r == 0 else { return r }
-        let cloexec = type & SOCK_CLOEXEC != 0
-        install(c, first, hostFD: pair[0], cloexec: cloexec, name: "socket:")
-        install(c, second, hostFD: pair[1], cloexec: cloexec, name: "socket:")
-        try c.write(c.arg(3), Bytes.i32(first) + Bytes.i32(second))
-        return 0
     }
 
     /// An address the kernel writes back, with its in/out length word.
@@ -99,20 +72,12 @@ enum SocketSyscalls {
         guard flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK) == 0 else { throw Errno.inval }
         let capacity = try addressSlot(c, address: 1, length: 2)
         try c.waitUntilReady(file, events: Int16(POLLIN))
-        guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
-        var opened: Int32 = -1
-        let r = try c.host { effects throws(Errno) -> Int64 in
+        return try c.newDescriptor(name: "socket:", closeOnExec: flags & SOCK_CLOEXEC != 0) { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
-            let n = try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
+            return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
                 hostSyscall(SYS.accept4, Int(h), a, l, Int(flags | SOCK_CLOEXEC))
             }
-            guard n >= 0 else { return n }
-            opened = Int32(n)
-            return Int64(fd)
         }
-        guard r >= 0 else { return r }
-        install(c, fd, hostFD: opened, cloexec: flags & SOCK_CLOEXEC != 0, name: "socket:")
-        return Int64(fd)
     }
 
     static func addressOut(_ c: SyscallCall, number: UInt64) throws -> Int64 {

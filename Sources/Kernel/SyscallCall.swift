@@ -105,6 +105,44 @@ public struct SyscallCall {
         }
     }
 
+    /// A syscall that makes one descriptor from a host call (socket,
+    /// accept): `body` returns the new host descriptor or -errno; the guest
+    /// gets the lowest free number, the same in record and replay.
+    public func newDescriptor(name: String, closeOnExec: Bool,
+                              _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        guard let fd = process.files.lowestFree() else { throw Errno.mfile }
+        var opened: Int32 = -1
+        let r = try host { effects throws(Errno) -> Int64 in
+            let h = try body(&effects)
+            guard h >= 0 else { return h }
+            opened = Int32(h)
+            return Int64(fd)
+        }
+        guard r >= 0 else { return r }
+        process.files.install(OpenFile(hostFD: opened >= 0 ? opened : nil, path: name), at: fd, closeOnExec: closeOnExec)
+        return Int64(fd)
+    }
+
+    /// A syscall that makes a pair of descriptors (pipe, socketpair) and
+    /// writes their numbers to the guest at `arg(pairArg)`: `body` fills the
+    /// two host descriptors and returns 0 or -errno.
+    public func newDescriptorPair(name: String, closeOnExec: Bool, at pairArg: Int,
+                                  _ body: (UnsafeMutablePointer<Int32>) -> Int64) throws -> Int64 {
+        try checkWritable(arg(pairArg), count: 8)
+        guard let first = process.files.lowestFree() else { throw Errno.mfile }
+        var probe = process.files
+        probe.install(OpenFile(hostFD: nil, path: ""), at: first, closeOnExec: false)
+        guard let second = probe.lowestFree() else { throw Errno.mfile }
+        var pair: [Int32] = [-1, -1]
+        let r = try host { _ in pair.withUnsafeMutableBufferPointer { b in b.baseAddress.map(body) ?? Errno.fault.result } }
+        guard r == 0 else { return r }
+        for (fd, h) in zip([first, second], pair) {
+            process.files.install(OpenFile(hostFD: h >= 0 ? h : nil, path: name), at: fd, closeOnExec: closeOnExec)
+        }
+        try write(arg(pairArg), Bytes.i32(first) + Bytes.i32(second))
+        return 0
+    }
+
     /// The host part of this syscall (see `HostWorld.host`). `body` must
     /// return exactly what the syscall returns to the guest: replay hands
     /// the recorded result back in its place.
