@@ -7,7 +7,7 @@ enum FileSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.read) { c in
             try c.waitUntilReady(try c.file(0), events: Int16(POLLIN))
-            return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value])
+            return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN)))
         }
         t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
         t.add(SYS.write, write)

@@ -9,6 +9,32 @@ public enum Launch {
         (0...2).filter { fcntl($0, F_GETFD) >= 0 }
     }
 
+    /// The signal mask and the ignored signals detrec itself started with:
+    /// exec passes both on, so the program starts with them as it would
+    /// natively (`nohup` ignores SIGHUP; a parent may block signals).
+    public static func inheritedSignals() -> (mask: UInt64, ignored: UInt64) {
+        var current = sigset_t()
+        sigprocmask(SIG_SETMASK, nil, &current)
+        var mask: UInt64 = 0, ignored: UInt64 = 0
+        for s in Int32(1)...64 {
+            if sigismember(&current, s) == 1 { mask |= SignalState.bit(s) }
+            var action = sigaction()
+            if s != SIGKILL, s != SIGSTOP, sigaction(s, nil, &action) == 0,
+               unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self) == 1 {
+                ignored |= SignalState.bit(s)
+            }
+        }
+        return (mask & ~(SignalState.bit(SIGKILL) | SignalState.bit(SIGSTOP)), ignored)
+    }
+
+    public static func inherit(_ process: Process, mask: UInt64, ignored: UInt64) {
+        process.signals.mask = mask
+        process.current.signalMask = mask
+        for s in Int32(1)...64 where ignored & SignalState.bit(s) != 0 {
+            process.signals.actions[s] = Bytes.u64(1) + [UInt8](repeating: 0, count: 24)
+        }
+    }
+
     /// What detrec's own descriptor refers to (a tty, a pipe, a file), as /proc shows it.
     static func hostLink(_ fd: Int32) -> String {
         var buf = [CChar](repeating: 0, count: 4096)

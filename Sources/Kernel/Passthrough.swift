@@ -43,7 +43,10 @@ public func passthrough(_ spec: PassArg...) -> SyscallHandler {
     return { c in try performPassthrough(c, spec) }
 }
 
-func performPassthrough(_ c: SyscallCall, _ spec: [PassArg]) throws -> Int64 {
+/// `waitOn`: the argument holding a descriptor the call may wait on, and
+/// for what (POLLIN): a timer may interrupt that wait while recording.
+func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16)? = nil) throws -> Int64 {
+    let process = c.process
     // Decode and check everything the guest passed before touching the host,
     // identically in record and replay.
     enum Carried {
@@ -102,6 +105,9 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg]) throws -> Int64 {
                 if let f { guard let fd = f.hostFD else { throw .badf }; raw[i] = Int(fd) } else { raw[i] = -100 }
             case .buffer: bufferIndex.append(i)
             }
+        }
+        if let (i, events) = waitOn, !TimerSyscalls.waitReady(process, fd: Int32(truncatingIfNeeded: raw[i]), events: events) {
+            return Errno.intr.result
         }
         let r = HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
             chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])

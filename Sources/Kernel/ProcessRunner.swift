@@ -168,6 +168,7 @@ public final class ProcessRunner {
         for signal in try world.timerSignals({ process.dueTimerSignals() }) {
             SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
         }
+        if result == Errno.intr.result { restartIfHandlerSaysSo(entry) }
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(yielded ? .yielded : .syscallDone)
@@ -203,6 +204,28 @@ public final class ProcessRunner {
         process.futexOrder.removeAll { $0 === next }
         let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }
         return try finish(b.entry, result: result)
+    }
+
+    /// Syscalls Linux restarts after a handler with SA_RESTART (they fail
+    /// with -ERESTARTSYS inside the kernel); sleeps and poll never restart.
+    static let restartable: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.write, SYS.writev, SYS.recvfrom,
+                                           SYS.recvmsg, SYS.sendto, SYS.sendmsg, SYS.accept, SYS.accept4,
+                                           SYS.wait4, SYS.futex, SYS.connect, SYS.ioctl]
+
+    /// An interrupted syscall whose signal has an SA_RESTART handler runs
+    /// again once the handler returns, as Linux does it: the frame saves
+    /// RIP back on the SYSCALL instruction and RAX as the syscall number.
+    private func restartIfHandlerSaysSo(_ entry: SyscallEntry) {
+        guard ProcessRunner.restartable.contains(entry.number) else { return }
+        let ready = process.signals.pending & ~process.signals.mask
+        guard ready != 0 else { return }
+        let signal = Int32(ready.trailingZeroBitCount + 1)
+        let action = process.signals.action(signal)
+        guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }
+        var regs = process.machine.registers
+        regs.rip &-= 2
+        regs.rax = entry.number
+        process.machine.registers = regs
     }
 
     /// A child process ends: its descriptors close (a pipe's reader sees

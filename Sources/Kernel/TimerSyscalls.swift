@@ -80,6 +80,27 @@ enum TimerSyscalls {
         }
     }
 
+    /// The earliest expiry of a timer whose signal would interrupt a wait.
+    static func nextInterruption(_ p: Process) -> Double? {
+        p.timers.indices.compactMap { i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }.min()
+    }
+
+    /// Recording, inside a host call: waits for a host descriptor to be
+    /// ready, but no longer than until a timer would interrupt the wait.
+    /// False when the timer came first: the syscall returns EINTR (or
+    /// restarts after the handler, under SA_RESTART).
+    static func waitReady(_ p: Process, fd: Int32, events: Int16) -> Bool {
+        guard let deadline = nextInterruption(p) else { return true }
+        var set = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            let left = deadline - now()
+            if left <= 0 { return Glibc.poll(&set, 1, 0) > 0 }
+            let r = Glibc.poll(&set, 1, Int32(clamping: Int(left * 1000) + 1))
+            if r > 0 { return true }
+            if r < 0 && errno != EINTR { return true }
+        }
+    }
+
     /// Whether a timer's signal would interrupt a sleep: not blocked, not ignored.
     static func interrupts(_ p: Process, _ which: Int) -> Bool {
         let signal = Process.timerSignal[which]

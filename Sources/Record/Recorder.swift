@@ -54,6 +54,7 @@ public struct Recorder {
         let cpuid = try CPUIDTable.forRecording(device: device)
         let machine = try UserMachine(device: device, cpuid: cpuid)
         let stdio = Launch.openStandardDescriptors()
+        let inherited = Launch.inheritedSignals()
         let envp = Recorder.environment()
         let header = TraceHeader(
             detrecVersion: options.detrecVersion,
@@ -71,6 +72,7 @@ public struct Recorder {
                 "chaosSeed": options.chaosSeed.map { String($0) } ?? "",
                 "interpreter": interpreter?.path ?? "",
                 "interpreterSHA256": interpreter.map { SHA256.hex($0.bytes) } ?? "",
+                "sigmask": String(inherited.mask), "sigignored": String(inherited.ignored),
                 "stdio": stdio.map(String.init).joined(separator: ","),
                 "pid": String(getpid()),
                 "uid": String(getuid()), "euid": String(geteuid()),
@@ -88,6 +90,7 @@ public struct Recorder {
         let termination: Termination
         do {
             let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true)
+            Launch.inherit(process, mask: inherited.mask, ignored: inherited.ignored)
             if let seed = options.chaosSeed { process.chaos = Scheduler.Chaos(seed: seed) }
             let runner = ProcessRunner(process: process, world: world)
             runner.strict = options.strict

@@ -55,6 +55,8 @@ public struct Replayer {
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),
                                pid: Int32(bitPattern: id("pid")))
         let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false)
+        Launch.inherit(process, mask: header.extra["sigmask"].flatMap { UInt64($0) } ?? 0,
+                       ignored: header.extra["sigignored"].flatMap { UInt64($0) } ?? 0)
         return Prepared(reader: reader, world: world, process: process)
     }
 }
