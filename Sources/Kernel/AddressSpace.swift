@@ -109,25 +109,9 @@ public struct AddressSpace {
         mappings = out
     }
 
-    /// Removes [start, end), splitting mappings that straddle its edges.
-    public mutating func remove(_ start: UInt64, _ end: UInt64) {
-        var out: [Mapping] = []
-        for m in mappings {
-            if m.end <= start || m.start >= end { out.append(m); continue }
-            if m.start < start {
-                var left = m
-                left.end = start
-                out.append(left)
-            }
-            if m.end > end {
-                out.append(m.tail(from: end))
-            }
-        }
-        mappings = out
-    }
-
-    /// Changes the protection of [start, end), splitting at its edges.
-    public mutating func protect(_ start: UInt64, _ end: UInt64, _ protection: PageProtection) {
+    /// Splits the mappings at `start` and `end`, and replaces each piece
+    /// inside [start, end) with what `inside` makes of it (nil drops it).
+    private mutating func rewrite(_ start: UInt64, _ end: UInt64, _ inside: (Mapping) -> Mapping?) {
         var out: [Mapping] = []
         for m in mappings {
             if m.end <= start || m.start >= end { out.append(m); continue }
@@ -138,13 +122,26 @@ public struct AddressSpace {
             }
             var mid = m.tail(from: max(start, m.start))
             mid.end = min(end, m.end)
-            mid.protection = protection
-            out.append(mid)
+            if let kept = inside(mid) { out.append(kept) }
             if m.end > end {
                 out.append(m.tail(from: end))
             }
         }
         mappings = out
+    }
+
+    /// Removes [start, end), splitting mappings that straddle its edges.
+    public mutating func remove(_ start: UInt64, _ end: UInt64) {
+        rewrite(start, end) { _ in nil }
+    }
+
+    /// Changes the protection of [start, end), splitting at its edges.
+    public mutating func protect(_ start: UInt64, _ end: UInt64, _ protection: PageProtection) {
+        rewrite(start, end) { m in
+            var changed = m
+            changed.protection = protection
+            return changed
+        }
         coalesce()
     }
 
