@@ -4,9 +4,24 @@ import KVMUser
 /// Builds a process ready for its first instruction: the same steps in
 /// record and replay, so both start from identical guest state.
 public enum Launch {
-    /// The standard descriptors the guest inherits: which of 0, 1, 2 are open.
-    public static func openStandardDescriptors() -> [Int32] {
-        (0...2).filter { fcntl($0, F_GETFD) >= 0 }
+    /// The descriptors the guest inherits, as a program exec'd in detrec's
+    /// place would: every one open without close-on-exec when detrec
+    /// started (0, 1, 2, and any others a parent passed on, such as a
+    /// jobserver pipe). Call it before detrec opens anything of its own.
+    public static func inheritedDescriptors() -> [Int32] {
+        guard let dir = opendir("/proc/self/fd") else {
+            return (0...2).filter { fcntl($0, F_GETFD) >= 0 }
+        }
+        defer { closedir(dir) }
+        let own = dirfd(dir)
+        var fds: [Int32] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard let fd = Int32(name), fd != own else { continue }
+            let flags = fcntl(fd, F_GETFD)
+            if flags >= 0 && flags & FD_CLOEXEC == 0 { fds.append(fd) }
+        }
+        return fds.sorted()
     }
 
     /// The signal mask and the ignored signals detrec itself started with:
@@ -46,12 +61,12 @@ public enum Launch {
                                info: StartupInfo,
                                stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
         let process = Process(machine: machine, executablePath: info.exePath)
-        for fd in stdio where (0...2).contains(fd) {
+        for fd in stdio where fd >= 0 && fd < process.files.limit {
             // While recording, each guest descriptor owns a duplicate, so the
             // guest closing its stdout never closes detrec's.
             let host: Int32? = recording ? fcntl(fd, F_DUPFD_CLOEXEC, 3) : nil
             if recording && (host ?? -1) < 0 { continue }
-            process.files.install(OpenFile(hostFD: host, path: recording ? hostLink(fd) : "", echo: fd == 0 ? nil : fd),
+            process.files.install(OpenFile(hostFD: host, path: recording ? hostLink(fd) : "", echo: fd == 1 || fd == 2 ? fd : nil),
                                   at: fd, closeOnExec: false)
         }
         let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }

@@ -32,6 +32,7 @@ public struct Recorder {
     public init() {}
 
     public func record(_ options: Options) throws -> Outcome {
+        let stdio = Launch.inheritedDescriptors()
         var execfn = try Recorder.resolve(options.program)
         var argv = [options.program] + options.arguments
         var executable = try Recorder.readFile(execfn)
@@ -53,7 +54,6 @@ public struct Recorder {
         let device = try KVMDevice()
         let cpuid = try CPUIDTable.forRecording(device: device)
         let machine = try UserMachine(device: device, cpuid: cpuid)
-        let stdio = Launch.openStandardDescriptors()
         let inherited = Launch.inheritedSignals()
         let envp = Recorder.environment()
         let header = TraceHeader(

@@ -162,6 +162,11 @@ final class Counter: @unchecked Sendable {
 
 /// Starts `argv[0]` (a path) with the given stdin; stdout and stderr go to
 /// files in `dir`.
+/// glibc's posix_spawn_file_actions_addclosefrom_np (2.34+), which the
+/// Glibc module does not export.
+@_silgen_name("posix_spawn_file_actions_addclosefrom_np")
+private func spawnAddCloseFrom(_ actions: UnsafeMutablePointer<posix_spawn_file_actions_t>, _ from: Int32) -> Int32
+
 func spawn(_ argv: [String], stdin: Input = .devNull, environment: [String]? = nil, in dir: String) throws -> Child {
     let n = outputCounter.next()
     let outPath = "\(dir)/.out-\(n)", errPath = "\(dir)/.err-\(n)"
@@ -183,6 +188,10 @@ func spawn(_ argv: [String], stdin: Input = .devNull, environment: [String]? = n
     }
     posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     posix_spawn_file_actions_addopen(&actions, 2, errPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    // Children start with 0, 1 and 2 only: the runner's other descriptors
+    // (pipes of tests running in parallel) would otherwise be inherited, by
+    // native runs and by detrec's guests alike, and shift fd numbers.
+    _ = spawnAddCloseFrom(&actions, 3)
 
     var attr = posix_spawnattr_t()
     posix_spawnattr_init(&attr)
