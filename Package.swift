@@ -13,7 +13,7 @@ let package = Package(
     targets: [
         // The only C: the ioctl entry point and kernel structs Swift cannot express.
         .target(name: "CKVM"),
-        .target(name: "CHost"),
+        .target(name: "CHost", linkerSettings: [.linkedLibrary("capstone")]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CElf", pkgConfig: "libelf", providers: [.apt(["libelf-dev"])]),
         .target(name: "KVMUser", dependencies: ["CKVM"]),

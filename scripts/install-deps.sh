@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what detrec needs from Debian's packages (once: skipped when present).
 set -euo pipefail
-packages=(libelf-dev libdw-dev libzstd-dev pkg-config gcc libc6-dev)
+packages=(libelf-dev libdw-dev libzstd-dev libcapstone-dev pkg-config gcc libc6-dev)
 if dpkg -s "${packages[@]}" >/dev/null 2>&1; then exit 0; fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

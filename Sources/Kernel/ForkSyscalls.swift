@@ -27,6 +27,9 @@ extension ProcessSyscalls {
         child.argv = parent.argv
         child.envp = parent.envp
         try copyMemory(from: parent, to: child)
+        for (site, length) in parent.timestampSites where parent.memory.patches[site] != nil {
+            if (try? child.memory.insertPatch(site)) != nil { child.timestampSites[site] = length }
+        }
         let thread = GuestThread(tid: child.pid)
         child.threads = [thread]
         child.current = thread

@@ -88,6 +88,7 @@ enum MemorySyscalls {
             return Int64(start)
         }
         if r < 0 { p.unmap(start, start + length) }
+        if r >= 0 && prot.contains(.execute) { TimestampCounter.patch(p, from: start, to: start + length) }
         return r
     }
 

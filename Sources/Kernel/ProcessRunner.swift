@@ -1,3 +1,4 @@
+import CHost
 import KVMUser
 
 /// The run loop that record and replay share: run the vCPU, hand each
@@ -48,6 +49,10 @@ public final class ProcessRunner {
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
                 if isSpurious(e) { continue }
+                if let (site, length) = TimestampCounter.site(process, e) {
+                    if let end = try readTimestampCounter(at: site, length: length) { return .exited(end) }
+                    continue
+                }
                 if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
                     return .trap(e)
                 }
@@ -226,6 +231,26 @@ public final class ProcessRunner {
         regs.rip &-= 2
         regs.rax = entry.number
         process.machine.registers = regs
+    }
+
+    /// A patched rdtsc/rdtscp: the counter's value, read on the host while
+    /// recording and from the trace on replay, logged as a pseudo-syscall
+    /// at the instruction's address.
+    private func readTimestampCounter(at site: UInt64, length: Int) throws -> Termination? {
+        let number = length == 2 ? TimestampCounter.rdtscNumber : TimestampCounter.rdtscpNumber
+        let entry = SyscallEntry(number: number, args: [site, 0, 0, 0, 0, 0], rip: site, tid: process.current.tid)
+        world.currentThread = entry.tid
+        if let end = try world.enterSyscall(entry) { return end }
+        let value = try world.host(memory: process.memory) { _ in Int64(bitPattern: chost_rdtsc()) }
+        try world.exitSyscall(entry, result: value)
+        var regs = process.machine.registers
+        let tsc = UInt64(bitPattern: value)
+        regs.rax = tsc & 0xffff_ffff
+        regs.rdx = tsc >> 32
+        if length == 3 { regs.rcx = 0 }     // IA32_TSC_AUX: CPU 0
+        regs.rip = site + UInt64(length)
+        process.machine.registers = regs
+        return nil
     }
 
     /// A child process ends: its descriptors close (a pipe's reader sees

@@ -2,7 +2,9 @@
 /// reports, `detrec dump` and divergence messages.
 public enum SyscallNames {
     public static func name(_ number: UInt64) -> String {
-        number < UInt64(table.count) ? (table[Int(number)] ?? "syscall_\(number)") : "syscall_\(number)"
+        if number == TimestampCounter.rdtscNumber { return "rdtsc" }
+        if number == TimestampCounter.rdtscpNumber { return "rdtscp" }
+        return number < UInt64(table.count) ? (table[Int(number)] ?? "syscall_\(number)") : "syscall_\(number)"
     }
 
     static let table: [String?] = [
