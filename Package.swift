@@ -29,7 +29,6 @@ let package = Package(
         .testTarget(name: "TraceTests", dependencies: ["Trace"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "KVMUser"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Trace", "Kernel", "detrec"]),
-        .testTarget(name: "RecordReplayTests", dependencies: ["detrec"]),
         .testTarget(name: "GDBTests", dependencies: ["Replay", "Kernel", "KVMUser", "Trace", "detrec"]),
     ],
     swiftLanguageModes: [.v5]

@@ -46,36 +46,22 @@ enum Harness {
         var description: String { message }
     }
 
-    /// Runs a command to completion, with optional stdin bytes and extra environment.
+    /// Runs a command to completion through the suite's one spawner
+    /// (`spawn` in Support.swift: children get 0, 1 and 2 only, a timeout,
+    /// and 128+N when killed by signal N).
     static func run(_ argv: [String], stdin: Data? = nil, environment: [String: String] = [:],
                     closeStdin: Bool = false, timeout: TimeInterval = 60) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: argv[0])
-        p.arguments = Array(argv.dropFirst())
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let input = Pipe()
-        if stdin != nil || closeStdin { p.standardInput = input } else { p.standardInput = FileHandle.nullDevice }
-        try p.run()
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        if stdin != nil || closeStdin { try? input.fileHandleForWriting.close() }
-        var outData = Data(), errData = Data()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(2000) }
-        if p.isRunning { p.terminate(); throw HarnessError(message: "\(argv.joined(separator: " ")) ran past \(timeout)s") }
-        group.wait()
-        return Run(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                   stderr: String(decoding: errData, as: UTF8.self))
+        let input: Input = closeStdin ? .closed : stdin.map { .bytes([UInt8]($0)) } ?? .devNull
+        let r = try EndToEndTests.run(argv, stdin: input, environment: env.map { "\($0.key)=\($0.value)" },
+                                      in: scratch.path, timeout: timeout)
+        if r.timedOut { throw HarnessError(message: "\(argv.joined(separator: " ")) ran past \(timeout)s") }
+        return Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
+
+    /// Where the spawner keeps the children's output files.
+    static let scratch = Scratch()
 
     static func record(_ program: [String], trace: URL, stdin: Data? = nil, environment: [String: String] = [:],
                        options: [String] = []) throws -> Run {
