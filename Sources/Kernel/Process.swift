@@ -51,8 +51,6 @@ public final class Process {
     public var zombieStatus: Int32?
     /// Set by `detrec record --chaos`: randomized scheduling (recording only).
     public var chaos: Scheduler.Chaos?
-    /// Threads created so far (their tids follow the pid).
-    public var threadsCreated: Int32 = 0
     public var signals = SignalState()
     /// Resource limits the guest set (prlimit64), by resource number.
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
