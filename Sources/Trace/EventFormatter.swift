@@ -116,16 +116,7 @@ public struct EventFormatter {
 
     private func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
-    private func hexBytes(_ bytes: ArraySlice<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    private func hexBytes(_ bytes: ArraySlice<UInt8>) -> String { SHA256.hexString(bytes) }
 
     private func jsonString(_ s: String) -> String {
         var out = "\""

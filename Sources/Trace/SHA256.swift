@@ -120,7 +120,8 @@ public enum SHA256 {
         return n == 64
     }
 
-    static func hexString(_ bytes: [UInt8]) -> String {
+    /// Lowercase hex of any bytes (digests, and the formatter's byte dumps).
+    static func hexString<Bytes: Collection>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
         let digits: [UInt8] = Array("0123456789abcdef".utf8)
         var out = [UInt8]()
         out.reserveCapacity(bytes.count * 2)
