@@ -7,15 +7,7 @@ import KVMUser
     static let code: UInt64 = 0x40_0000
     static let stack: UInt64 = 0x60_0000
 
-    func machine(_ bytes: [UInt8]) throws -> UserMachine {
-        let device = try KVMDevice()
-        let m = try UserMachine(device: device, cpuid: try CPUIDTable.forRecording(device: device))
-        try m.memory.map(Self.code, pages: 1, protection: .rx)
-        try m.memory.write(Self.code, bytes, access: .kernel)
-        try m.memory.map(Self.stack - 0x1000, pages: 1, protection: .rw)
-        m.start(entry: Self.code, stack: Self.stack)
-        return m
-    }
+    func machine(_ bytes: [UInt8]) throws -> UserMachine { try testMachine(running: bytes) }
 
     // mov eax, 39; syscall; mov eax, 60; syscall
     static let program: [UInt8] = [0xb8, 39, 0, 0, 0, 0x0f, 0x05, 0xb8, 60, 0, 0, 0, 0x0f, 0x05]

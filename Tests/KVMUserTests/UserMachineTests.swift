@@ -1,6 +1,17 @@
 import Testing
 @testable import KVMUser
 
+/// A machine about to run `bytes` at 0x400000 with a one-page stack below 0x600000.
+func testMachine(running bytes: [UInt8], code: UInt64 = 0x40_0000, stack: UInt64 = 0x60_0000) throws -> UserMachine {
+    let device = try KVMDevice()
+    let m = try UserMachine(device: device, cpuid: try CPUIDTable.forRecording(device: device))
+    try m.memory.map(code, pages: 1, protection: .rx)
+    try m.memory.write(code, bytes, access: .kernel)
+    try m.memory.map(stack - 0x1000, pages: 1, protection: .rw)
+    m.start(entry: code, stack: stack)
+    return m
+}
+
 /// Runs hand-assembled code on a real vCPU: the SYSCALL and exception paths,
 /// and page protection changes made from the host while the guest runs.
 @Suite(.serialized) struct UserMachineTests {
@@ -8,15 +19,7 @@ import Testing
     static let data: UInt64 = 0x50_0000
     static let stack: UInt64 = 0x60_0000
 
-    func machine(_ bytes: [UInt8]) throws -> UserMachine {
-        let device = try KVMDevice()
-        let m = try UserMachine(device: device, cpuid: try CPUIDTable.forRecording(device: device))
-        try m.memory.map(Self.code, pages: 1, protection: .rx)
-        try m.memory.write(Self.code, bytes, access: .kernel)
-        try m.memory.map(Self.stack - 0x1000, pages: 1, protection: .rw)
-        m.start(entry: Self.code, stack: Self.stack)
-        return m
-    }
+    func machine(_ bytes: [UInt8]) throws -> UserMachine { try testMachine(running: bytes) }
 
     static let movEAX39: [UInt8] = [0xb8, 39, 0, 0, 0]
     static let syscall: [UInt8] = [0x0f, 0x05]
