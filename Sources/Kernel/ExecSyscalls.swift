@@ -38,15 +38,7 @@ public enum ExecSyscalls {
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .acces }
         guard st.st_mode & 0o111 != 0 else { throw .acces }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, done) }
-            if n <= 0 { break }
-            done += n
-        }
-        bytes.removeLast(bytes.count - done)
-        return FileContent(sha256: "", bytes: bytes)
+        return FileContent(sha256: "", bytes: try HostFile.readAll(fd))
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {

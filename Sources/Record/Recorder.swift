@@ -130,15 +130,9 @@ public struct Recorder {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RunStopped("cannot open \(path): \(String(cString: strerror(errno)))", status: 126) }
         defer { close(fd) }
-        var out: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw RunStopped("cannot read \(path): \(String(cString: strerror(errno)))", status: 126) }
-            if n == 0 { break }
-            out += buffer[0..<n]
+        do { return try HostFile.readAll(fd) } catch {
+            throw RunStopped("cannot read \(path): \(String(cString: strerror(error.code)))", status: 126)
         }
-        return out
     }
 
     static func environment() -> [String] {

@@ -176,16 +176,7 @@ final class RecordingWorld: HostWorld {
         guard st.st_mode & S_IFMT == S_IFREG else { throw .nodev }
         let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
         if let cached = contentCache[key] { return cached }
-        let size = Int(st.st_size)
-        var bytes = [UInt8](repeating: 0, count: size)
-        var done = 0
-        while done < size {
-            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, done) }
-            if n < 0 { throw Errno(errno) }
-            if n == 0 { break }
-            done += n
-        }
-        if done < size { bytes.removeLast(size - done) }
+        let bytes = try HostFile.readAll(fd)
         let content = FileContent(sha256: SHA256.hex(bytes), bytes: bytes)
         contentCache[key] = content
         return content
