@@ -42,6 +42,12 @@ public final class Process {
         return due
     }
 
+    /// When the next timer expires (host CLOCK_MONOTONIC seconds), if one is
+    /// armed: how long the vCPU may run before a signal is due.
+    public func earliestTimerDeadline() -> Double? {
+        timers.compactMap { $0?.deadline }.min()
+    }
+
     /// Threads parked in futex waits, in the order they started waiting.
     public var futexOrder: [GuestThread] = []
     /// Every process of the recording (fork makes more), sharing one id space.
