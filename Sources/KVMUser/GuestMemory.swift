@@ -29,6 +29,9 @@ public final class GuestMemory {
     /// cached translations before it runs again.
     public var translationsChanged = false
 
+    /// One past the highest guest-physical frame ever handed out.
+    var highestFrame: UInt64 { frames.next }
+
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables
         self.data = data

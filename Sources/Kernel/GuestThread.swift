@@ -35,6 +35,8 @@ public final class GuestThread {
     public var blocked: BlockedSyscall?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
+    /// How long it may compute without a syscall while others wait (recording).
+    var quantum = Preemption.baseQuantum
 
     public init(tid: Int32) { self.tid = tid }
 

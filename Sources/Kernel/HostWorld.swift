@@ -157,6 +157,39 @@ public protocol HostWorld: AnyObject {
 
     /// What the guest wrote to an inherited stdout/stderr: replay re-emits it.
     func echo(_ bytes: [UInt8], to fd: Int32)
+
+    // MARK: preemption between syscalls (docs/preemption.md)
+
+    /// Events logged (recording) or consumed (replay) so far: a new slice
+    /// of guest execution starts whenever it changes.
+    var eventCount: Int { get }
+
+    /// A slice starts for the current thread. Replay answers where the
+    /// recording preempted it (when the next event is a preemption);
+    /// recording answers nil.
+    func recordedPreemption() throws -> PreemptionPoint?
+
+    /// The current thread was stopped at `point`: recording logs it,
+    /// replay checks the recording stopped it at the same point.
+    func preempted(_ point: PreemptionPoint) throws
+
+    /// Recording: interrupt the guest (`takeStall` then answers true) if it
+    /// still runs at `deadline`, host CLOCK_MONOTONIC seconds; nil leaves
+    /// only the liveness watchdog. Replay ignores it.
+    func interruptGuest(at deadline: Double?)
+}
+
+/// Where a thread was preempted between two syscalls: the `hits`-th time
+/// it reached `rip` since its previous event, with these registers.
+public struct PreemptionPoint: Equatable, Sendable {
+    public var tid: Int32
+    public var rip: UInt64
+    public var hits: UInt64
+    /// FNV-1a of the general registers, RIP and RFLAGS: replay's check.
+    public var registers: UInt64
+    public init(tid: Int32, rip: UInt64, hits: UInt64, registers: UInt64) {
+        self.tid = tid; self.rip = rip; self.hits = hits; self.registers = registers
+    }
 }
 
 /// What the host part of a syscall does to guest memory while recording:

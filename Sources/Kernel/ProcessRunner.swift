@@ -16,6 +16,8 @@ public final class ProcessRunner {
     /// Faults retried because the host had just widened the page: a stale
     /// translation, not the guest's fault.
     private var spuriousFaults = 0
+    /// The current slice of guest execution (Preemption.swift).
+    var slice = SliceState()
 
     public init(process: Process, world: HostWorld, table: SyscallTable = .linux) {
         self.process = process
@@ -43,11 +45,17 @@ public final class ProcessRunner {
     /// interruption when a debugger drives it.
     public func proceed() throws -> Stop {
         while true {
+            try beginSliceIfNew()
             let machine = process.machine
             switch try machine.run() {
             case .syscall:
+                disarmCounter()
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
+                if let handled = try counterTrap(e) {
+                    if let end = handled { return .exited(end) }
+                    continue
+                }
                 if isSpurious(e) { continue }
                 if let (site, length) = TimestampCounter.site(process, e) {
                     if let end = try readTimestampCounter(at: site, length: length) { return .exited(end) }
@@ -65,6 +73,9 @@ public final class ProcessRunner {
                     return .exited(try die(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
                 }
                 if world.takeStall() {
+                  if let handled = try handleStall() {
+                    if let end = handled { return .exited(end) }
+                  } else {
                     if process.timers.contains(where: { $0.map { $0.deadline <= Scheduler.monotonicNow() } ?? false }) {
                         throw RunStopped("a timer's signal is due while thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))); delivering it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
                     }
@@ -72,6 +83,7 @@ public final class ProcessRunner {
                     if !waiting.isEmpty {
                         throw RunStopped("thread \(process.current.tid) has computed without a syscall for seconds while \(waiting.count) other thread(s) wait to run (guest rip 0x\(String(machine.registers.rip, radix: 16))); preempting it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
                     }
+                  }
                 }
                 if debugTraps { return .interrupted }
             }
@@ -82,6 +94,18 @@ public final class ProcessRunner {
         while true {
             if case .exited(let t) = try proceed() { return t }
         }
+    }
+
+    /// After a preemption: signals a timer made due are delivered here, and
+    /// another thread may take the vCPU.
+    func afterPreemption() throws -> Termination? {
+        let process = self.process
+        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
+            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
+        }
+        if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
+        guard process.family.threads.count > 1 else { return nil }
+        return try reschedule(.yielded)
     }
 
     private func die(_ f: FatalSignal) throws -> Termination {
@@ -181,7 +205,7 @@ public final class ProcessRunner {
 
     /// Lets the scheduler (or, on replay, the trace) pick the next thread,
     /// and completes the syscall it is parked in, if any.
-    private func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
+    func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
         let running = self.process
         let tid = try world.pickThread { try Scheduler.choose(running, reason: reason) }
         guard let (owner, next) = running.family.find(tid) else {

@@ -34,8 +34,11 @@ final class RecordingWorld: HostWorld {
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
+    private(set) var eventCount = 0
+
     private func append(_ event: Event) throws {
         do { try writer.append(event) } catch { throw RunStopped("cannot write the trace: \(error)") }
+        eventCount += 1
     }
 
     private func flush() throws {
@@ -125,6 +128,14 @@ final class RecordingWorld: HostWorld {
     func takeHostSignal() -> Int32? { HostSignals.take() }
 
     func takeStall() -> Bool { Watchdog.takeStall() }
+
+    func recordedPreemption() throws -> PreemptionPoint? { nil }
+
+    func preempted(_ point: PreemptionPoint) throws {
+        try append(.preempt(tid: point.tid, rip: point.rip, hits: point.hits, registers: point.registers))
+    }
+
+    func interruptGuest(at deadline: Double?) { Watchdog.interrupt(at: deadline) }
 
     func shouldBlock(_ check: () -> Bool) -> Bool { check() }
 

@@ -50,6 +50,8 @@ final class ReplayingWorld: HostWorld {
             return "\(Signals.name(signal)) from a timer for thread \(tid)"
         case .blocked(let tid, let number, let rip):
             return "thread \(tid) waiting in \(SyscallNames.name(UInt64(number))) at rip 0x\(String(rip, radix: 16))"
+        case .preempt(let tid, let rip, let hits, _):
+            return "thread \(tid) preempted at rip 0x\(String(rip, radix: 16)) (hit \(hits))"
         }
     }
 
@@ -243,7 +245,7 @@ final class ReplayingWorld: HostWorld {
         switch event {
         case .syscall(let s): return s.tid
         case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _), .signal(let tid, _, _),
-             .dataCheck(let tid, _, _): return tid
+             .dataCheck(let tid, _, _), .preempt(let tid, _, _, _): return tid
         case .processStart: return nil
         }
     }
@@ -265,6 +267,28 @@ final class ReplayingWorld: HostWorld {
         current = nil
         consume()
     }
+
+    var eventCount: Int { index }
+
+    func recordedPreemption() throws -> PreemptionPoint? {
+        guard let e = try peek(), case .preempt(let tid, let rip, let hits, let registers) = e else { return nil }
+        return PreemptionPoint(tid: tid, rip: rip, hits: hits, registers: registers)
+    }
+
+    func preempted(_ point: PreemptionPoint) throws {
+        let what = "thread \(point.tid) stopped at rip 0x\(String(point.rip, radix: 16)) (hit \(point.hits))"
+        guard let e = try peek() else { throw ranOut(what) }
+        guard case .preempt(let tid, let rip, let hits, let registers) = e, tid == point.tid, rip == point.rip,
+              hits == point.hits else {
+            throw diverged("the replay preempted \(what); the recording has \(describe(e))")
+        }
+        guard registers == point.registers else {
+            throw diverged("\(what) with registers that differ from the recording's (digest 0x\(String(point.registers, radix: 16)), recorded 0x\(String(registers, radix: 16)))")
+        }
+        consume()
+    }
+
+    func interruptGuest(at deadline: Double?) {}
 
     /// Output waits until the syscall's data check passed: a divergent
     /// replay must not print what the recording did not.

@@ -67,6 +67,11 @@ public enum Event: Equatable, Sendable {
     /// (a write): replay compares, so output that differs is a reported
     /// divergence, not a silent one (format 2).
     case dataCheck(tid: Int32, length: UInt64, crc32c: UInt32)
+    /// The running thread was stopped between two instructions, at the
+    /// `hits`-th time it reached `rip` since its previous event, with
+    /// registers whose digest is `registers` (format 3). What follows (a
+    /// timer's signal, another thread's events) happens at that point.
+    case preempt(tid: Int32, rip: UInt64, hits: UInt64, registers: UInt64)
 
     public var tid: Int32 {
         switch self {
@@ -77,6 +82,7 @@ public enum Event: Equatable, Sendable {
         case let .blocked(tid, _, _): return tid
         case let .signal(tid, _, _): return tid
         case let .dataCheck(tid, _, _): return tid
+        case let .preempt(tid, _, _, _): return tid
         }
     }
 
@@ -90,6 +96,7 @@ public enum Event: Equatable, Sendable {
         case .blocked: return "blocked"
         case .signal: return "signal"
         case .dataCheck: return "dataCheck"
+        case .preempt: return "preempt"
         }
     }
 }

@@ -10,6 +10,7 @@ enum EventEncoding {
         case blocked = 5
         case signal = 6
         case dataCheck = 7
+        case preempt = 8
     }
 
     /// One-byte tag that starts every memory write.
@@ -119,6 +120,13 @@ enum EventEncoding {
             put(tid, &out)
             put(length, &out)
             put(crc, &out)
+
+        case let .preempt(tid, rip, hits, registers):
+            out.append(Kind.preempt.rawValue)
+            put(tid, &out)
+            put(rip, &out)
+            put(hits, &out)
+            put(registers, &out)
         }
     }
 
@@ -239,6 +247,12 @@ enum EventEncoding {
             let tid = try c.i32()
             let length = try c.u64()
             return .dataCheck(tid: tid, length: length, crc32c: try c.u32())
+
+        case .preempt:
+            let tid = try c.i32()
+            let rip = try c.u64()
+            let hits = try c.u64()
+            return .preempt(tid: tid, rip: rip, hits: hits, registers: try c.u64())
         }
     }
 

@@ -37,6 +37,8 @@ public struct EventFormatter {
             return "\(head) signal=\(signal) code=\(code)"
         case let .dataCheck(_, length, crc):
             return "\(head) length=\(length) crc32c=\(hex(UInt64(crc)))"
+        case let .preempt(_, rip, hits, registers):
+            return "\(head) rip=\(hex(rip)) hits=\(hits) registers=\(hex(registers))"
         }
     }
 
@@ -91,6 +93,10 @@ public struct EventFormatter {
         case let .dataCheck(_, length, crc):
             f.append("\"length\":\(length)")
             f.append("\"crc32c\":\"\(hex(UInt64(crc)))\"")
+        case let .preempt(_, rip, hits, registers):
+            f.append("\"rip\":\"\(hex(rip))\"")
+            f.append("\"hits\":\(hits)")
+            f.append("\"registers\":\"\(hex(registers))\"")
         }
         return "{" + f.joined(separator: ",") + "}"
     }

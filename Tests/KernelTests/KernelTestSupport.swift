@@ -68,6 +68,10 @@ final class StubWorld: HostWorld {
     func randomBytes(_ count: Int) throws -> [UInt8] { Array(repeating: 0xcd, count: count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws {}
     func echo(_ bytes: [UInt8], to fd: Int32) { echoed.append((fd, bytes)) }
+    var eventCount: Int { 0 }
+    func recordedPreemption() throws -> PreemptionPoint? { nil }
+    func preempted(_ point: PreemptionPoint) throws {}
+    func interruptGuest(at deadline: Double?) {}
 }
 
 /// A process on a real vCPU with nothing loaded: tests map what they need.

@@ -107,6 +107,10 @@ final class DebugWorld: HostWorld {
     }
     func takeHostSignal() -> Int32? { inner.takeHostSignal() }
     func echo(_ bytes: [UInt8], to fd: Int32) { inner.echo(bytes, to: fd) }
+    var eventCount: Int { inner.eventCount }
+    func recordedPreemption() throws -> PreemptionPoint? { try inner.recordedPreemption() }
+    func preempted(_ point: PreemptionPoint) throws { try inner.preempted(point) }
+    func interruptGuest(at deadline: Double?) { inner.interruptGuest(at: deadline) }
 }
 
 /// Drives a replay for a debugger: continue, single-step, breakpoints,

@@ -1,0 +1,252 @@
+import KVMUser
+
+/// Preempting a thread between two syscalls at a point replay finds again,
+/// without a hardware branch counter (docs/preemption.md).
+///
+/// A *slice* is what one thread runs between two events. Recording takes a
+/// checkpoint at the start of a slice when someone else may need the vCPU
+/// (another thread can run, or a timer is armed). When the slice runs past
+/// its quantum, the run loop rolls the thread back to the checkpoint, puts
+/// an int3 on the instruction it had reached, and runs it again, counting
+/// hits: the execution since the checkpoint is deterministic, so replay,
+/// arming the same int3 at the same slice start, reaches the same hit. The
+/// thread is preempted at a hit: right away when another thread waits,
+/// when its timer is due otherwise. The trace gets a `preempt` event (rip,
+/// hit count, a register digest) and whatever follows happens there.
+public enum Preemption {
+    /// The first time slice of a thread while someone else may need the
+    /// vCPU; it doubles each time the thread is preempted (so a long
+    /// computation loses at most as much as it keeps) and comes back when
+    /// a slice ends at a syscall after using half of it.
+    public static var baseQuantum = 0.05
+    static let longestQuantum = 10.0
+    /// The longest stretch spent counting hits (each one an exit) before
+    /// preempting anyway, and how near a timer must be due to count toward it.
+    static let longestCount = 1.0
+}
+
+/// What the run loop knows about the current slice.
+struct SliceState {
+    /// `HostWorld.eventCount` when the slice started (-1: none yet).
+    var marker = -1
+    weak var thread: GuestThread?
+    weak var process: Process?
+    var started = 0.0
+    var checkpoint: Checkpoint?
+    var counter: HitCounter?
+    /// When the watchdog was asked to interrupt the guest.
+    var interruptAt: Double?
+    var preempted = false
+
+    /// The thread's state at the start of the slice (recording).
+    struct Checkpoint {
+        var registers: Registers
+        var fsBase: UInt64
+        var gsBase: UInt64
+        var extendedState: [UInt8]
+        var signals: SignalState
+        var memory: MemorySnapshot
+    }
+
+    /// An int3 at `rip`, counting how often the thread reaches it.
+    struct HitCounter {
+        var rip: UInt64
+        var hits: UInt64 = 0
+        /// Replay, or a recording that rolled back twice: stop at exactly this hit.
+        var target: UInt64?
+        /// Hits that do not count as progress: the slice may start on `rip`.
+        var minimum: UInt64
+        /// The int3 is out while the thread single-steps over `rip`.
+        var stepping = false
+        var since: Double
+    }
+}
+
+extension ProcessRunner {
+    static let trapFlag: UInt64 = 0x100
+
+    /// Before the vCPU runs: a new slice when an event happened or another
+    /// thread is on the vCPU.
+    func beginSliceIfNew() throws {
+        let marker = world.eventCount
+        let thread = process.current
+        if marker == slice.marker, slice.thread === thread, slice.process === process { return }
+        let now = Scheduler.monotonicNow()
+        if let previous = slice.thread, !slice.preempted, now - slice.started >= previous.quantum / 2 {
+            previous.quantum = Preemption.baseQuantum
+        }
+        disarmCounter()
+        let reused = slice.checkpoint?.memory
+        slice = SliceState(marker: marker, thread: thread, process: process, started: now)
+        if world.isReplaying {
+            if let point = try world.recordedPreemption(), point.tid == thread.tid {
+                try armCounter(at: point.rip, target: point.hits, minimum: 1)
+            }
+            return
+        }
+        guard mayNeedTheVCPU(now: now) else {
+            world.interruptGuest(at: nil)
+            return
+        }
+        let machine = process.machine
+        let memory = reused ?? MemorySnapshot()
+        process.memory.capture(into: memory)
+        slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
+                                 extendedState: try machine.extendedState(), signals: process.signals, memory: memory)
+        slice.interruptAt = now + thread.quantum
+        world.interruptGuest(at: slice.interruptAt)
+    }
+
+    /// Someone else may want the vCPU during this slice: a thread that can
+    /// run or may become runnable without this one (a descriptor, a
+    /// timeout), or a timer of this process.
+    private func mayNeedTheVCPU(now: Double) -> Bool {
+        if process.earliestTimerDeadline() != nil { return true }
+        return process.family.threads.contains { t in
+            guard t !== process.current else { return false }
+            guard let b = t.blocked else { return true }
+            return b.result != nil || b.hostFD != nil || b.deadline != nil || b.waitsForChildOf != nil
+        }
+    }
+
+    private func othersRunnable() -> Bool {
+        process.family.threads.contains { $0 !== process.current && $0.isRunnable }
+    }
+
+    /// The watchdog interrupted the guest. Returns true when it handled it
+    /// (rolled back, or preempted), false when the legacy checks apply.
+    func handleStall() throws -> Termination?? {
+        guard slice.checkpoint != nil, let due = slice.interruptAt else { return .none }
+        let now = Scheduler.monotonicNow()
+        guard now >= due else { return .some(nil) }   // a late kick from an earlier slice
+        let rip = process.machine.registers.rip
+        if var counter = slice.counter {
+            // Counting took too long: stop at the last hit seen, exactly.
+            guard counter.hits >= counter.minimum else {
+                slice.interruptAt = now + Preemption.longestCount
+                world.interruptGuest(at: slice.interruptAt)
+                return .some(nil)
+            }
+            counter.target = counter.hits
+            try rollBack()
+            try armCounter(at: counter.rip, target: counter.target, minimum: counter.minimum)
+            return .some(nil)
+        }
+        let timer = process.earliestTimerDeadline()
+        let wanted = othersRunnable() || (timer.map { $0 - now <= Preemption.longestCount } ?? false)
+        guard wanted else {
+            // Nothing is due soon: let the slice go on, and look again then.
+            slice.interruptAt = timer.map { $0 - Preemption.longestCount } ?? now + process.current.quantum
+            world.interruptGuest(at: slice.interruptAt)
+            return .some(nil)
+        }
+        // The entry stubs are no place to stop: look again in a moment.
+        guard rip < Layout.systemBase, process.memory.protection(at: rip)?.contains(.execute) == true else {
+            slice.interruptAt = now + 0.002
+            world.interruptGuest(at: slice.interruptAt)
+            return .some(nil)
+        }
+        let startedOn = slice.checkpoint?.registers.rip == rip
+        try rollBack()
+        try armCounter(at: rip, target: nil, minimum: startedOn ? 2 : 1)
+        slice.interruptAt = now + Preemption.longestCount
+        world.interruptGuest(at: slice.interruptAt)
+        return .some(nil)
+    }
+
+    /// Puts the thread and its memory back as they were at the slice start.
+    private func rollBack() throws {
+        guard let c = slice.checkpoint else { return }
+        disarmCounter()
+        let machine = process.machine
+        process.memory.restore(c.memory)
+        machine.registers = c.registers
+        machine.fsBase = c.fsBase
+        machine.gsBase = c.gsBase
+        try machine.setExtendedState(c.extendedState)
+        process.signals = c.signals
+    }
+
+    private func armCounter(at rip: UInt64, target: UInt64?, minimum: UInt64) throws {
+        do { try process.memory.insertPatch(rip) } catch {
+            throw RunStopped("cannot count hits at guest rip 0x\(String(rip, radix: 16)): \(error)")
+        }
+        slice.counter = .init(rip: rip, target: target, minimum: minimum, since: Scheduler.monotonicNow())
+    }
+
+    /// Takes the int3 out and clears a pending single-step.
+    func disarmCounter() {
+        guard let c = slice.counter else { return }
+        process.memory.removePatch(c.rip)
+        if c.stepping { process.machine.registers.rflags &= ~ProcessRunner.trapFlag }
+        slice.counter = nil
+    }
+
+    /// A #BP or #DB that belongs to the hit counter: nil when it does not.
+    func counterTrap(_ e: GuestException) throws -> Termination?? {
+        guard var c = slice.counter else { return .none }
+        let machine = process.machine
+        if c.stepping {
+            // The step is over (#DB), or the instruction faulted: either way
+            // the int3 goes back and TF must not leak into the guest.
+            machine.registers.rflags &= ~ProcessRunner.trapFlag
+            c.stepping = false
+            slice.counter = c
+            try? process.memory.insertPatch(c.rip)
+            if e.vector == GuestException.debug { return .some(nil) }
+            return .none
+        }
+        guard e.vector == GuestException.breakpoint, machine.registers.rip == c.rip &+ 1,
+              process.memory.patches[c.rip] != nil else { return .none }
+        machine.registers.rip = c.rip
+        c.hits += 1
+        slice.counter = c
+        if c.hits >= c.minimum, preemptHere(c) {
+            return .some(try preempt(hits: c.hits))
+        }
+        // Step over the original instruction, then put the int3 back.
+        process.memory.removePatch(c.rip)
+        machine.registers.rflags |= ProcessRunner.trapFlag
+        c.stepping = true
+        slice.counter = c
+        return .some(nil)
+    }
+
+    private func preemptHere(_ c: SliceState.HitCounter) -> Bool {
+        if let target = c.target { return c.hits == target }
+        let now = Scheduler.monotonicNow()
+        if othersRunnable() { return true }
+        if let t = process.earliestTimerDeadline(), t <= now { return true }
+        return now - c.since >= Preemption.longestCount
+    }
+
+    /// Stops the thread here: logs (or checks) the point, delivers what a
+    /// timer made due, and lets the scheduler pick who runs next.
+    private func preempt(hits: UInt64) throws -> Termination? {
+        guard let c = slice.counter else { return nil }
+        disarmCounter()
+        let thread = process.current
+        let point = PreemptionPoint(tid: thread.tid, rip: c.rip, hits: hits,
+                                    registers: ProcessRunner.digest(process.machine.registers))
+        world.currentThread = thread.tid
+        try world.preempted(point)
+        world.interruptGuest(at: nil)
+        slice.checkpoint = nil
+        slice.preempted = true
+        if !world.isReplaying { thread.quantum = min(thread.quantum * 2, Preemption.longestQuantum) }
+        return try afterPreemption()
+    }
+
+    /// FNV-1a over the registers replay compares at a preemption.
+    static func digest(_ r: Registers) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for v in [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11,
+                  r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags & ~0x10000] {
+            for i in 0..<8 {
+                h ^= (v >> (8 * UInt64(i))) & 0xff
+                h = h &* 0x100_0000_01b3
+            }
+        }
+        return h
+    }
+}
