@@ -44,6 +44,27 @@ final class PageTables {
     /// The leaf entry's value for `va`, 0 when there is none.
     func entry(_ va: UInt64) -> UInt64 { leaf(va, create: false)?.pointee ?? 0 }
 
+    /// Every leaf entry of the user half, table by table: a walk that costs
+    /// one load per entry, for scanning the whole address space often
+    /// (MemorySnapshot).
+    func forEachLeafEntry(_ body: (UInt64) -> Void) {
+        func walk(_ t: UInt64, level: Int) {
+            let entries = table(t)
+            let count = level == 3 ? 256 : 512     // the user half only
+            for i in 0..<count {
+                let e = entries[i]
+                if level == 0 {
+                    if e & (PTE.present | PTE.ownsFrame) != 0 { body(e) }
+                    continue
+                }
+                guard e & PTE.present != 0 else { continue }
+                let next = e & PTE.addressMask
+                if region.contains(next) { walk(next, level: level - 1) }
+            }
+        }
+        walk(root, level: 3)
+    }
+
     /// Every leaf slot that holds a frame in [start, end), in order: used to
     /// walk a range without visiting the holes page by page.
     func forEachLeaf(from start: UInt64, to end: UInt64, _ body: (UInt64, UnsafeMutablePointer<UInt64>) -> Void) {

@@ -91,8 +91,9 @@ extension ProcessRunner {
         let machine = process.machine
         let memory = reused ?? MemorySnapshot()
         process.memory.capture(into: memory)
+        let xs = try machine.extendedState()
         slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
-                                 extendedState: try machine.extendedState(), signals: process.signals, memory: memory)
+                                 extendedState: xs, signals: process.signals, memory: memory)
         slice.interruptAt = now + thread.quantum
         world.interruptGuest(at: slice.interruptAt)
     }
