@@ -244,23 +244,46 @@ public final class GuestMemory {
 
     /// Patched addresses and the original byte at each.
     public private(set) var patches: [UInt64: UInt8] = [:]
+    /// How many users hold each patch (a gdb breakpoint, a preemption
+    /// counter and an rdtsc site may share an address).
+    private var holders: [UInt64: Int] = [:]
 
     /// Writes an int3 (0xCC) at `va`, ignoring page protection, and
-    /// remembers what was there. Inserting twice keeps the first original.
+    /// remembers what was there. Each insert needs its own remove.
     public func insertPatch(_ va: UInt64) throws(GuestMemoryFault) {
         guard let (p, _) = hostSpan(va, write: true, access: .kernel) else { throw GuestMemoryFault(address: va) }
         if patches[va] == nil { patches[va] = p.load(as: UInt8.self) }
         p.storeBytes(of: 0xCC as UInt8, as: UInt8.self)
+        holders[va, default: 0] += 1
     }
 
-    /// Puts the original byte back at `va`; nothing when it is not patched.
+    /// How many inserts at `va` are not removed yet.
+    public func patchHolders(_ va: UInt64) -> Int { patches[va] == nil ? 0 : holders[va] ?? 0 }
+
+    /// Drops one insert at `va`; the last one puts the original byte back.
     /// A byte the guest itself overwrote since (the CPU does not go through
     /// this class) is left as the guest wrote it.
     public func removePatch(_ va: UInt64) {
+        guard patches[va] != nil else { return }
+        let left = (holders[va] ?? 1) - 1
+        guard left <= 0 else { holders[va] = left; return }
+        holders[va] = nil
         guard let original = patches.removeValue(forKey: va) else { return }
         if let (p, _) = hostSpan(va, write: true, access: .kernel), p.load(as: UInt8.self) == 0xCC {
             p.storeBytes(of: original, as: UInt8.self)
         }
+    }
+
+    /// Puts the original byte at `va` for one instruction (stepping over a
+    /// patch), whoever holds it; `relayPatch` puts the int3 back.
+    public func liftPatch(_ va: UInt64) {
+        guard let original = patches[va], let (p, _) = hostSpan(va, write: true, access: .kernel) else { return }
+        p.storeBytes(of: original, as: UInt8.self)
+    }
+
+    public func relayPatch(_ va: UInt64) {
+        guard patches[va] != nil, let (p, _) = hostSpan(va, write: true, access: .kernel) else { return }
+        p.storeBytes(of: 0xCC as UInt8, as: UInt8.self)
     }
 
     /// Replaces patched bytes in a buffer just read from [va, va+count) by their originals.
@@ -284,6 +307,7 @@ public final class GuestMemory {
         guard !patches.isEmpty else { return }
         for address in patches.keys where address >= va && address - va < UInt64(count) {
             patches.removeValue(forKey: address)
+            holders[address] = nil
         }
     }
 
@@ -292,6 +316,7 @@ public final class GuestMemory {
         for (address, original) in patches where address >= from && address - from < UInt64(count) {
             patches.removeValue(forKey: address)
             patches[to + (address - from)] = original
+            holders[to + (address - from)] = holders.removeValue(forKey: address)
         }
     }
 }

@@ -58,6 +58,9 @@ struct SliceState {
         var minimum: UInt64
         /// The int3 is out while the thread single-steps over `rip`.
         var stepping = false
+        /// A debugger was single-stepping when the hit came: its step ends
+        /// after the instruction, so the #DB is its.
+        var debuggerStepping = false
         var since: Double
     }
 }
@@ -178,8 +181,11 @@ extension ProcessRunner {
     /// Takes the int3 out and clears a pending single-step.
     func disarmCounter() {
         guard let c = slice.counter else { return }
+        if c.stepping {
+            process.memory.relayPatch(c.rip)
+            if !c.debuggerStepping { process.machine.registers.rflags &= ~ProcessRunner.trapFlag }
+        }
         process.memory.removePatch(c.rip)
-        if c.stepping { process.machine.registers.rflags &= ~ProcessRunner.trapFlag }
         slice.counter = nil
     }
 
@@ -190,11 +196,11 @@ extension ProcessRunner {
         if c.stepping {
             // The step is over (#DB), or the instruction faulted: either way
             // the int3 goes back and TF must not leak into the guest.
-            machine.registers.rflags &= ~ProcessRunner.trapFlag
+            if !c.debuggerStepping { machine.registers.rflags &= ~ProcessRunner.trapFlag }
             c.stepping = false
             slice.counter = c
-            try? process.memory.insertPatch(c.rip)
-            if e.vector == GuestException.debug { return .some(nil) }
+            process.memory.relayPatch(c.rip)
+            if e.vector == GuestException.debug && !c.debuggerStepping { return .some(nil) }
             return .none
         }
         guard e.vector == GuestException.breakpoint, machine.registers.rip == c.rip &+ 1,
@@ -205,8 +211,14 @@ extension ProcessRunner {
         if c.hits >= c.minimum, preemptHere(c) {
             return .some(try preempt(hits: c.hits))
         }
+        if debugTraps, process.memory.patchHolders(c.rip) > 1 {
+            // A debugger's breakpoint here too: it stops, and steps over it.
+            machine.registers.rip = c.rip &+ 1
+            return .none
+        }
         // Step over the original instruction, then put the int3 back.
-        process.memory.removePatch(c.rip)
+        process.memory.liftPatch(c.rip)
+        c.debuggerStepping = machine.registers.rflags & ProcessRunner.trapFlag != 0
         machine.registers.rflags |= ProcessRunner.trapFlag
         c.stepping = true
         slice.counter = c

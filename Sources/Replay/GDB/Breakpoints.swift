@@ -16,6 +16,7 @@ final class Breakpoints {
 
     /// Z0/Z1. Fails when the address is not mapped.
     func insert(_ address: UInt64) -> Bool {
+        guard !addresses.contains(address) else { return true }
         do {
             try memory.insertPatch(address)
         } catch {
@@ -27,7 +28,7 @@ final class Breakpoints {
 
     /// z0/z1. Removing one that is not there is fine, as gdb expects.
     func remove(_ address: UInt64) {
-        addresses.remove(address)
+        guard addresses.remove(address) != nil else { return }
         memory.removePatch(address)
     }
 
@@ -35,12 +36,12 @@ final class Breakpoints {
     /// `restore` puts it back (unless gdb removed the breakpoint meanwhile).
     func lift(_ address: UInt64) -> Bool {
         guard contains(address) else { return false }
-        memory.removePatch(address)
+        memory.liftPatch(address)
         return true
     }
 
     func restore(_ address: UInt64) {
-        if addresses.contains(address) { _ = try? memory.insertPatch(address) }
+        if addresses.contains(address) { memory.relayPatch(address) }
     }
 
     /// Drops every breakpoint (detach, kill).
