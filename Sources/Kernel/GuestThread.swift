@@ -35,8 +35,9 @@ public final class GuestThread {
     public var blocked: BlockedSyscall?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
-    /// How long it may compute without a syscall while others wait (recording).
-    var quantum = Preemption.baseQuantum
+    /// Forced preemptions since its last slice that ended at a syscall
+    /// after using its quantum: each doubles the quantum (recording).
+    var preemptions = 0
 
     public init(tid: Int32) { self.tid = tid }
 

@@ -20,6 +20,18 @@ public enum Preemption {
     /// a slice ends at a syscall after using half of it.
     public static var baseQuantum = 0.05
     static let longestQuantum = 10.0
+
+    /// How long `thread` may compute now while others may need the vCPU.
+    /// Under `--chaos` the base is random (1 to 20 ms), so that preemption
+    /// lands in short unsynchronized stretches too (threads_race).
+    static func quantum(_ thread: GuestThread, in process: Process) -> Double {
+        var base = baseQuantum
+        if var chaos = process.chaos {
+            base = 0.001 + Double(chaos.next() % 20) * 0.001
+            process.chaos = chaos
+        }
+        return min(base * Double(1 << min(thread.preemptions, 16)), longestQuantum)
+    }
     /// The longest stretch spent counting hits (each one an exit) before
     /// preempting anyway, and how near a timer must be due to count toward it.
     static let longestCount = 1.0
@@ -36,6 +48,8 @@ struct SliceState {
     var counter: HitCounter?
     /// When the watchdog was asked to interrupt the guest.
     var interruptAt: Double?
+    /// The slice's quantum (recording).
+    var quantum = Preemption.baseQuantum
     var preempted = false
 
     /// The thread's state at the start of the slice (recording).
@@ -75,8 +89,8 @@ extension ProcessRunner {
         let thread = process.current
         if marker == slice.marker, slice.thread === thread, slice.process === process { return }
         let now = Scheduler.monotonicNow()
-        if let previous = slice.thread, !slice.preempted, now - slice.started >= previous.quantum / 2 {
-            previous.quantum = Preemption.baseQuantum
+        if let previous = slice.thread, !slice.preempted, slice.checkpoint != nil, now - slice.started >= slice.quantum / 2 {
+            previous.preemptions = 0
         }
         disarmCounter()
         let reused = slice.checkpoint?.memory
@@ -97,7 +111,8 @@ extension ProcessRunner {
         let xs = try machine.extendedState()
         slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
                                  extendedState: xs, signals: process.signals, memory: memory)
-        slice.interruptAt = now + thread.quantum
+        slice.quantum = Preemption.quantum(thread, in: process)
+        slice.interruptAt = now + slice.quantum
         world.interruptGuest(at: slice.interruptAt)
     }
 
@@ -140,7 +155,7 @@ extension ProcessRunner {
         let wanted = othersRunnable() || (timer.map { $0 - now <= Preemption.longestCount } ?? false)
         guard wanted else {
             // Nothing is due soon: let the slice go on, and look again then.
-            slice.interruptAt = timer.map { $0 - Preemption.longestCount } ?? now + process.current.quantum
+            slice.interruptAt = timer.map { $0 - Preemption.longestCount } ?? now + slice.quantum
             world.interruptGuest(at: slice.interruptAt)
             return .some(nil)
         }
@@ -246,7 +261,7 @@ extension ProcessRunner {
         world.interruptGuest(at: nil)
         slice.checkpoint = nil
         slice.preempted = true
-        if !world.isReplaying { thread.quantum = min(thread.quantum * 2, Preemption.longestQuantum) }
+        if !world.isReplaying { thread.preemptions += 1 }
         return try afterPreemption()
     }
 

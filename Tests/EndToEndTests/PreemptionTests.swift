@@ -72,4 +72,28 @@ import Testing
         #expect(rec.stdout.hasPrefix("total "))
         #expect(try preemptions(trace).count >= 1)
     }
+
+    /// `--chaos` draws short quanta, so a preemption can land between the
+    /// load and the store of an unsynchronized increment: seeds give
+    /// different totals (the race shows), and each replays its own.
+    @Test func chaosQuantaExposeARaceAndEachSeedReplays() throws {
+        let exe = try Harness.compile(#"""
+            #include <pthread.h>
+            #include <stdio.h>
+            static volatile long counter;
+            static void *work(void *a) { for (long i = 0; i < 10000000; i++) counter = counter + 1; return a; }
+            int main(void) { pthread_t t[3]; for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, work, 0);
+              for (int i = 0; i < 3; i++) pthread_join(t[i], 0); printf("counter %ld\n", counter); return 0; }
+            """#, name: "race", in: dir)
+        var outputs = Set<String>()
+        for seed in 1...8 {
+            let trace = dir.appendingPathComponent("race-\(seed)")
+            let rec = try Harness.record([exe], trace: trace, options: ["--chaos", "--seed", "\(seed)"])
+            #expect(rec.status == 0)
+            outputs.insert(rec.stdout)
+            let rep = try Harness.replay(trace)
+            #expect(rep.stdout == rec.stdout, "seed \(seed)")
+        }
+        #expect(outputs.count >= 2, "8 chaos seeds gave one total: \(outputs)")
+    }
 }
