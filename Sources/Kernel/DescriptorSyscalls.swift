@@ -159,9 +159,10 @@ enum DescriptorSyscalls {
             for i in invalid { host[i].fd = -1 }
             let n: Int32
             if invalid.isEmpty {
-                let outcome = SignalWait.poll(c, &host, timeout: timeout, signalfds: signalfds, interrupting: interrupting)
-                guard outcome >= 0 else { return outcome }
-                n = Int32(outcome)
+                switch SignalWait.poll(c, &host, timeout: timeout, signalfds: signalfds, interrupting: interrupting) {
+                case .ready(let count): n = count
+                case .returns(let r): return r
+                }
             } else {
                 n = Glibc.poll(&host, nfds_t(count), 0)
             }

@@ -198,12 +198,15 @@ enum SignalWait {
         return Int64(c.number)
     }
 
+    /// How a host poll ended: with its count of ready descriptors, or with
+    /// what the syscall returns instead (-errno, EINTR, `restart`).
+    enum PollOutcome { case ready(Int32), returns(Int64) }
+
     /// poll(2) on the host for up to `timeout` ms (-1: no limit), ended
     /// early by a timer whose signal is in `interrupting` (EINTR) or read by
-    /// a polled signalfd (`restart`). Returns the host poll's count, -errno,
-    /// or one of those (recording only; with as many descriptors as the
-    /// call's number, a signalfd's timer interrupts instead).
-    static func poll(_ c: SyscallCall, _ set: inout [pollfd], timeout: Int32, signalfds: UInt64, interrupting: UInt64) -> Int64 {
+    /// a polled signalfd (`restart`; recording only; with as many
+    /// descriptors as the call's number, a signalfd's timer interrupts).
+    static func poll(_ c: SyscallCall, _ set: inout [pollfd], timeout: Int32, signalfds: UInt64, interrupting: UInt64) -> PollOutcome {
         let p = c.process
         // A restart must not read as a count of ready descriptors.
         let restart = set.count < c.number ? restart(c) : Errno.intr.result
@@ -213,14 +216,14 @@ enum SignalWait {
             let now = Scheduler.monotonicNow()
             let due = p.earliestTimerDeadline(signals: wake)
             if let due, due <= now {
-                return p.earliestTimerDeadline(signals: signalfds).map { $0 <= now } ?? false ? restart : Errno.intr.result
+                return .returns(p.earliestTimerDeadline(signals: signalfds).map { $0 <= now } ?? false ? restart : Errno.intr.result)
             }
             let until = [end, due].compactMap { $0 }.min()
             let ms = until.map { Int32(clamping: Int((max(0, $0 - now) * 1000).rounded(.up))) } ?? -1
             let n = Glibc.poll(&set, nfds_t(set.count), ms)
-            if n < 0 { return -Int64(errno) }
-            if n > 0 { return Int64(n) }
-            if let end, end <= Scheduler.monotonicNow() || due == nil || end <= due! { return 0 }
+            if n < 0 { return .returns(-Int64(errno)) }
+            if n > 0 { return .ready(n) }
+            if let end, end <= Scheduler.monotonicNow() || due == nil || end <= due! { return .ready(0) }
         }
     }
 }
