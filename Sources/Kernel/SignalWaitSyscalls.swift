@@ -213,17 +213,20 @@ enum SignalWait {
         let wake = signalfds | interrupting
         let end = timeout < 0 ? nil : Scheduler.monotonicNow() + Double(timeout) / 1000
         while true {
+            // As Linux's do_poll: ready descriptors first, then the timeout,
+            // then a signal.
             let now = Scheduler.monotonicNow()
             let due = p.earliestTimerDeadline(signals: wake)
-            if let due, due <= now {
-                return .returns(p.earliestTimerDeadline(signals: signalfds).map { $0 <= now } ?? false ? restart : Errno.intr.result)
-            }
             let until = [end, due].compactMap { $0 }.min()
             let ms = until.map { Int32(clamping: Int((max(0, $0 - now) * 1000).rounded(.up))) } ?? -1
             let n = Glibc.poll(&set, nfds_t(set.count), ms)
             if n < 0 { return .returns(-Int64(errno)) }
             if n > 0 { return .ready(n) }
-            if let end, end <= Scheduler.monotonicNow() || due == nil || end <= due! { return .ready(0) }
+            let after = Scheduler.monotonicNow()
+            if let end, end <= after { return .ready(0) }
+            if let due, due <= after {
+                return .returns(p.earliestTimerDeadline(signals: signalfds).map { $0 <= after } ?? false ? restart : Errno.intr.result)
+            }
         }
     }
 }
