@@ -145,14 +145,27 @@ enum DescriptorSyscalls {
             entries.append((fd, events, fd >= 0 ? c.process.files[fd] : nil))
         }
         let address = c.arg(0)
-        return try c.host { effects throws(Errno) -> Int64 in
+        // A timer may end the wait (recording): its signal interrupts it, or
+        // makes a polled signalfd readable (the poll then runs again).
+        let process = c.process
+        let signalfds = entries.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
+        let interrupting = SignalWait.deliverable(process, mask: process.signals.mask)
+        let r = try c.host { effects throws(Errno) -> Int64 in
             var host = entries.map { e -> pollfd in
                 // A closed descriptor polls as POLLNVAL; a negative one is ignored.
                 pollfd(fd: e.fd < 0 ? -1 : (e.file?.hostFD ?? Int32.max), events: e.events, revents: 0)
             }
             let invalid = entries.indices.filter { entries[$0].fd >= 0 && entries[$0].file == nil }
             for i in invalid { host[i].fd = -1 }
-            let n = invalid.isEmpty ? Glibc.poll(&host, nfds_t(count), timeout) : Glibc.poll(&host, nfds_t(count), 0)
+            let n: Int32
+            if invalid.isEmpty {
+                switch SignalWait.poll(c, &host, timeout: timeout, signalfds: signalfds, interrupting: interrupting) {
+                case .ready(let count): n = count
+                case .returns(let r): return r
+                }
+            } else {
+                n = Glibc.poll(&host, nfds_t(count), 0)
+            }
             guard n >= 0 else { return -Int64(errno) }
             for i in invalid { host[i].revents = Int16(POLLNVAL) }
             var out = raw
@@ -166,6 +179,7 @@ enum DescriptorSyscalls {
             try effects.write(address, out)
             return Int64(ready)
         }
+        return count < c.number ? SignalWait.rewindIfRestart(c, r) : r
     }
 
     /// The terminal and socket ioctls glibc and common tools use, with the

@@ -6,6 +6,7 @@ import Glibc
 enum FileSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.read) { c in
+            if let mask = try c.file(0).signalMask { return try SignalFD.read(c, try c.file(0), mask: mask) }
             try c.waitUntilReady(try c.file(0), events: Int16(POLLIN))
             return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN)))
         }

@@ -23,6 +23,7 @@ extension ProcessSyscalls {
         child.signals = parent.signals
         child.signals.pending = 0
         child.signals.pendingInfo = [:]
+        child.signals.queued = [:]
         child.auxv = parent.auxv
         child.argv = parent.argv
         child.envp = parent.envp

@@ -33,6 +33,17 @@ public final class GuestThread {
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var blocked: BlockedSyscall?
+    /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
+    /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
+    /// The syscall runs again from the start once one is pending, its
+    /// timeout has passed or a timer that sends one is due.
+    public var signalWait: UInt64 = 0
+    weak var signalWaitProcess: Process?
+    /// When the current signal wait began (its timeout runs from there).
+    var signalWaitStarted: Double?
+    /// The mask rt_sigsuspend replaced: the handler's frame saves it, or it
+    /// comes back once the syscall has returned (Linux's saved_sigmask).
+    public var savedSignalMask: UInt64?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
     /// Forced preemptions since its last slice that ended at a syscall
@@ -50,7 +61,20 @@ public final class GuestThread {
         if let p = b.waitsForChildOf {
             return p.family.processes.contains { $0.parent === p && $0.zombieStatus != nil }
         }
+        if signalWait != 0, let p = signalWaitProcess {
+            if p.signals.pending & signalWait != 0 { return true }
+            if let d = wakeDeadline, d <= Scheduler.monotonicNow() { return true }
+        }
         return false
+    }
+
+    /// When a parked thread is due to run again without being woken: its
+    /// timeout, or for a signal wait also the next timer that sends one of
+    /// its signals (recording only).
+    var wakeDeadline: Double? {
+        guard let b = blocked else { return nil }
+        guard signalWait != 0, let p = signalWaitProcess else { return b.deadline }
+        return [b.deadline, p.earliestTimerDeadline(signals: signalWait)].compactMap { $0 }.min()
     }
 
     static func ready(_ fd: Int32, _ events: Int16, timeout: Int32) -> Bool {

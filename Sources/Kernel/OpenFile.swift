@@ -16,6 +16,12 @@ public final class OpenFile {
     /// entry getdents64 returns. Recording only.
     public var listing: [(Int32, String)]?
     public var listingCursor = 0
+    /// A signalfd: the signals it reads (see `SignalFD`). Its host
+    /// descriptor, while recording, is an eventfd that is readable exactly
+    /// while one of them is pending, so poll and O_NONBLOCK work on it.
+    public var signalMask: UInt64?
+    /// Whether that eventfd is readable now.
+    var signalReady = false
 
     public init(hostFD: Int32?, path: String, echo: Int32? = nil) {
         self.hostFD = hostFD

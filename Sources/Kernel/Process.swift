@@ -24,7 +24,17 @@ public final class Process {
     public var timers: [(deadline: Double, interval: Double)?] = [nil, nil, nil]
     static let timerSignal: [Int32] = [14, 26, 27]   // SIGALRM, SIGVTALRM, SIGPROF
 
-    /// The signals of the timers that have expired; rearms periodic ones.
+    /// POSIX timers (timer_create), by creation order. Their existence,
+    /// notification and overrun counts are guest state, the same on replay;
+    /// their deadlines are host time, kept while recording only.
+    public var posixTimers: [PosixTimer] = []
+    /// The id the next timer_create hands out (Linux counts up per process).
+    public var nextPosixTimerID: Int32 = 0
+
+    /// The timer expiries due now, as `HostWorld.timerSignals` carries them:
+    /// an interval timer's signal number, or a POSIX timer's expiry encoded
+    /// by `PosixTimer.encode` (one entry per expiry, so overruns replay).
+    /// Rearms periodic timers.
     public func dueTimerSignals() -> [Int32] {
         let now = Scheduler.monotonicNow()
         var due: [Int32] = []
@@ -39,13 +49,40 @@ public final class Process {
                 timers[i] = nil
             }
         }
+        for i in posixTimers.indices {
+            guard posixTimers[i].signals, let deadline = posixTimers[i].deadline, deadline <= now else { continue }
+            let interval = posixTimers[i].interval
+            var expiries = 1
+            if interval > 0 {
+                let missed = Int(min(Double(PosixTimer.maxExpiriesPerCheck - 1), ((now - deadline) / interval).rounded(.down)))
+                expiries += missed
+                posixTimers[i].deadline = deadline + Double(expiries) * interval
+                if posixTimers[i].deadline! <= now { posixTimers[i].deadline = now + interval }
+            } else {
+                posixTimers[i].deadline = nil
+            }
+            due += Array(repeating: posixTimers[i].encoded, count: expiries)
+        }
         return due
     }
 
     /// When the next timer expires (host CLOCK_MONOTONIC seconds), if one is
-    /// armed: how long the vCPU may run before a signal is due.
+    /// armed: how long the vCPU may run before a signal is due. POSIX timers
+    /// that signal count; SIGEV_NONE ones never interrupt anything.
     public func earliestTimerDeadline() -> Double? {
-        timers.compactMap { $0?.deadline }.min()
+        (timers.compactMap { $0?.deadline } + posixTimers.compactMap { $0.signals ? $0.deadline : nil }).min()
+    }
+
+    /// The earliest deadline of a timer whose signal is in `set` (recording only).
+    public func earliestTimerDeadline(signals set: UInt64) -> Double? {
+        var deadlines: [Double] = []
+        for i in timers.indices {
+            if let t = timers[i], set & SignalState.bit(Process.timerSignal[i]) != 0 { deadlines.append(t.deadline) }
+        }
+        for t in posixTimers where t.signals && set & SignalState.bit(t.signal) != 0 {
+            if let d = t.deadline { deadlines.append(d) }
+        }
+        return deadlines.min()
     }
 
     /// Threads parked in futex waits, in the order they started waiting.
@@ -108,6 +145,9 @@ public struct SignalState {
     /// with the siginfo each will be delivered with.
     public var pending: UInt64 = 0
     public var pendingInfo: [Int32: [UInt8]] = [:]
+    /// Real-time signals queue (Linux keeps every instance): the siginfo of
+    /// each further instance of a pending one, oldest first.
+    public var queued: [Int32: [[UInt8]]] = [:]
 
     public func action(_ signal: Int32) -> SignalAction {
         SignalAction(actions[signal] ?? [UInt8](repeating: 0, count: 32))

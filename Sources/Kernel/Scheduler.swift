@@ -36,17 +36,17 @@ public enum Scheduler {
         // Everyone waits: for a descriptor (the host's poll blocks until one
         // is ready or the earliest futex timeout), or for a timeout.
         let fdWaiters = threads.filter { $0.blocked?.hostFD != nil }
-        let waiting = threads.filter { $0.blocked?.deadline != nil }
+        let waiting = threads.filter { $0.wakeDeadline != nil }
         if !fdWaiters.isEmpty {
             var set = fdWaiters.map { pollfd(fd: $0.blocked?.hostFD ?? -1, events: $0.blocked?.events ?? 0, revents: 0) }
-            let earliest = waiting.compactMap { $0.blocked?.deadline }.min()
+            let earliest = waiting.compactMap { $0.wakeDeadline }.min()
             let timeout: Int32 = earliest.map { Int32(clamping: Int(max(0, ($0 - monotonicNow()) * 1000) + 1)) } ?? -1
             if poll(&set, nfds_t(set.count), timeout) > 0, let i = set.firstIndex(where: { $0.revents != 0 }) {
                 return fdWaiters[i].tid
             }
         }
-        if let next = waiting.min(by: { ($0.blocked?.deadline ?? 0) < ($1.blocked?.deadline ?? 0) }),
-           let deadline = next.blocked?.deadline {
+        if let next = waiting.min(by: { ($0.wakeDeadline ?? 0) < ($1.wakeDeadline ?? 0) }),
+           let deadline = next.wakeDeadline {
             let now = monotonicNow()
             if deadline > now {
                 var ts = timespec(tv_sec: Int(deadline - now), tv_nsec: Int((deadline - now).truncatingRemainder(dividingBy: 1) * 1e9))

@@ -41,26 +41,64 @@ public enum SignalDelivery {
     }
 
     /// Makes a signal pending (kill, tgkill, raise), unless its disposition
-    /// discards it at once.
+    /// discards it at once. As Linux: a blocked signal is kept even when
+    /// ignored (sigwait may take it), a second standard signal merges into
+    /// the pending one, and real-time signals queue. A POSIX timer's
+    /// expiry (`PosixTimer.encoded`, from `dueTimerSignals`) is routed to
+    /// its timer, which ignores `info` and builds its own SI_TIMER siginfo.
     public static func generate(_ process: Process, signal: Int32, info: [UInt8]) {
+        if signal > 64 {
+            PosixTimerSyscalls.expired(process, encoded: signal)
+            return
+        }
         let a = process.signals.action(signal)
-        if signal != 9 && signal != 19 {
+        let blocked = process.signals.mask & SignalState.bit(signal) != 0
+        if signal != 9 && signal != 19 && !blocked {
             if a.handler == SignalAction.SIG_IGN { return }
             if a.handler == SignalAction.SIG_DFL && ignoredByDefault.contains(signal) { return }
         }
+        if process.signals.pending & SignalState.bit(signal) != 0 {
+            if signal >= 32 { process.signals.queued[signal, default: []].append(info) }
+            return
+        }
         process.signals.pending |= SignalState.bit(signal)
         process.signals.pendingInfo[signal] = info
+        SignalFD.signalsChanged(process)
+    }
+
+    /// Takes the lowest pending signal in `set` off the pending set (the
+    /// next queued instance of a real-time signal stays), with its siginfo.
+    /// A POSIX timer's siginfo gets its overrun count here, as Linux does
+    /// when the signal is dequeued.
+    public static func dequeue(_ process: Process, from set: UInt64) -> (signal: Int32, info: [UInt8])? {
+        let ready = process.signals.pending & set
+        guard ready != 0 else { return nil }
+        let signal = Int32(ready.trailingZeroBitCount + 1)
+        var info = process.signals.pendingInfo.removeValue(forKey: signal) ?? siginfo(signal: signal, code: Signals.SI_KERNEL)
+        if var more = process.signals.queued[signal], !more.isEmpty {
+            process.signals.pendingInfo[signal] = more.removeFirst()
+            process.signals.queued[signal] = more.isEmpty ? nil : more
+        } else {
+            process.signals.pending &= ~SignalState.bit(signal)
+        }
+        PosixTimerSyscalls.dequeued(process, signal: signal, info: &info)
+        SignalFD.signalsChanged(process)
+        return (signal, info)
     }
 
     /// Delivers every pending signal the mask lets through, on the way back
     /// to user code. Returns the signal that ends the process, if one does.
+    /// A mask that rt_sigsuspend replaced is restored afterwards, unless a
+    /// handler's frame took it (`GuestThread.savedSignalMask`).
     public static func deliverPending(_ process: Process) throws -> FatalSignal? {
+        defer {
+            if let saved = process.current.savedSignalMask {
+                process.signals.mask = saved
+                process.current.savedSignalMask = nil
+            }
+        }
         while true {
-            let ready = process.signals.pending & (~process.signals.mask | unblockable)
-            guard ready != 0 else { return nil }
-            let signal = Int32(ready.trailingZeroBitCount + 1)
-            process.signals.pending &= ~SignalState.bit(signal)
-            let info = process.signals.pendingInfo.removeValue(forKey: signal) ?? siginfo(signal: signal, code: Signals.SI_KERNEL)
+            guard let (signal, info) = dequeue(process, from: ~process.signals.mask | unblockable) else { return nil }
             let a = process.signals.action(signal)
             if a.handler == SignalAction.SIG_IGN && signal != 9 { continue }
             if a.handler == SignalAction.SIG_DFL || signal == 9 {
@@ -127,7 +165,11 @@ public enum SignalDelivery {
         put32(468, UInt32(xsize + 4))
         put64(472, machine.cpuid.xcr0)
         put32(480, UInt32(xsize))
-        let oldMask = process.signals.mask
+        // rt_sigsuspend's frame saves the mask from before the call; the
+        // handler runs with the mask in force (the suspend mask) added to.
+        let oldMask = process.current.savedSignalMask ?? process.signals.mask
+        let runningMask = process.signals.mask
+        process.current.savedSignalMask = nil
 
         var f = Bytes.u64(action.restorer)
         f += Bytes.u64(7)                                   // UC_FP_XSTATE | UC_SIGCONTEXT_SS | UC_STRICT_RESTORE_SS
@@ -159,7 +201,7 @@ public enum SignalDelivery {
         r.rsp = frame
         r.rflags &= ~UInt64(0x400 | 0x100 | 0x10000)        // DF, TF, RF
         machine.registers = r
-        var mask = oldMask | action.mask
+        var mask = runningMask | action.mask
         if action.flags & SignalAction.SA_NODEFER == 0 { mask |= SignalState.bit(signal) }
         process.signals.mask = mask & ~unblockable
         if action.flags & SignalAction.SA_RESETHAND != 0 {

@@ -29,6 +29,10 @@ public struct SyscallTable {
         ThreadSyscalls.register(&t)
         TimerSyscalls.register(&t)
         SocketSyscalls.register(&t)
+        SignalWaitSyscalls.register(&t)
+        PosixTimerSyscalls.register(&t)
+        TimerFDSyscalls.register(&t)
+        SignalFD.register(&t)
         ExecSyscalls.register(&t)
         Unsupported.register(&t)
         return t

@@ -82,7 +82,7 @@ enum TimerSyscalls {
 
     /// The earliest expiry of a timer whose signal would interrupt a wait.
     static func nextInterruption(_ p: Process) -> Double? {
-        p.timers.indices.compactMap { i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }.min()
+        p.earliestTimerDeadline(signals: SignalWait.deliverable(p, mask: p.signals.mask))
     }
 
     /// Recording, inside a host call: waits for a host descriptor to be
@@ -99,13 +99,6 @@ enum TimerSyscalls {
             if r > 0 { return true }
             if r < 0 && errno != EINTR { return true }
         }
-    }
-
-    /// Whether a timer's signal would interrupt a sleep: not blocked, not ignored.
-    static func interrupts(_ p: Process, _ which: Int) -> Bool {
-        let signal = Process.timerSignal[which]
-        let a = p.signals.action(signal)
-        return p.signals.mask & SignalState.bit(signal) == 0 && a.handler != SignalAction.SIG_IGN
     }
 
     static func sleep(_ c: SyscallCall, clock: Int32, flags: Int32, request: Int, remainder: Int) throws -> Int64 {
@@ -129,7 +122,7 @@ enum TimerSyscalls {
             var clockNow = timespec()
             clock_gettime(clock, &clockNow)
             let span = Double(target.tv_sec - clockNow.tv_sec) + Double(target.tv_nsec - clockNow.tv_nsec) / 1e9
-            let wake = p.timers.indices.compactMap { i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }.min()
+            let wake = nextInterruption(p)
             if let wake, wake - now() < span {
                 let nap = max(0, wake - now())
                 var ts = Glibc.timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
@@ -158,7 +151,7 @@ enum TimerSyscalls {
         let p = c.process
         var forever = false
         let r = try c.host { _ in
-            guard let wake = p.timers.indices.compactMap({ i in p.timers[i].flatMap { interrupts(p, i) ? $0.deadline : nil } }).min() else {
+            guard let wake = nextInterruption(p) else {
                 forever = true
                 return Errno.intr.result
             }

@@ -1,0 +1,232 @@
+import Glibc
+
+/// Waiting for signals and queueing them with a siginfo: rt_sigsuspend,
+/// rt_sigtimedwait (sigwait, sigwaitinfo, sigtimedwait), rt_sigqueueinfo
+/// and rt_tgsigqueueinfo.
+///
+/// Which signals are pending is guest state, the same on replay, so a wait
+/// that can end at once ends the same way in both modes. A wait that must
+/// last goes through `SignalWait.wait`: the thread parks while other
+/// threads can run (another thread's kill wakes it), or sleeps on the host
+/// until its timeout or the next timer that sends one of its signals.
+/// Timer signals become pending only after a syscall (the `signal` events
+/// follow a syscall event), so a wait that a timer ends returns EINTR when
+/// the timer's signal runs a handler, and otherwise completes as a restart
+/// (Linux's ERESTARTNOINTR): the guest's RIP goes back onto the SYSCALL
+/// instruction, the signal is made pending, and the call runs again and
+/// finds it.
+enum SignalWaitSyscalls {
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.rt_sigsuspend, sigsuspend)
+        t.add(SYS.rt_sigtimedwait, sigtimedwait)
+        t.add(SYS.rt_sigqueueinfo) { c in try queueInfo(c, tgid: c.int(0), tid: nil, signal: c.int(1), info: 2) }
+        t.add(SYS.rt_tgsigqueueinfo) { c in try queueInfo(c, tgid: c.int(0), tid: c.int(1), signal: c.int(2), info: 3) }
+    }
+
+    static let unblockable = SignalDelivery.unblockable
+
+    static func sigsuspend(_ c: SyscallCall) throws -> Int64 {
+        SignalWait.clear(c)
+        guard c.arg(1) == 8 else { throw Errno.inval }
+        let temporary: UInt64 = try c.readValue(c.arg(0)) & ~unblockable
+        let p = c.process
+        // What ends the wait: a signal the new mask lets through that is
+        // not discarded on arrival.
+        let wake = SignalWait.deliverable(p, mask: temporary)
+        if p.signals.pending & wake == 0 {
+            let r = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
+            if r != Errno.intr.result { return r }
+        }
+        // Return EINTR with the new mask in force: the signal is delivered
+        // on the way out, its frame saving the old mask (Linux's
+        // saved_sigmask), which comes back when the handler returns.
+        p.current.savedSignalMask = p.signals.mask
+        p.signals.mask = temporary
+        return Errno.intr.result
+    }
+
+    static func sigtimedwait(_ c: SyscallCall) throws -> Int64 {
+        SignalWait.clear(c)
+        guard c.arg(3) == 8 else { throw Errno.inval }
+        let set: UInt64 = try c.readValue(c.arg(0)) & ~unblockable
+        let infoAddress = c.arg(1)
+        var timeout: Double?
+        if c.arg(2) != 0 {
+            let ts = try c.read(c.arg(2), count: 16)
+            let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
+            guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
+            timeout = Double(sec) + Double(nsec) / 1e9
+        }
+        if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
+        let p = c.process
+        if let (signal, info) = SignalDelivery.dequeue(p, from: set) {
+            if infoAddress != 0 { try c.write(infoAddress, info) }
+            return Int64(signal)
+        }
+        // While it waits, Linux unblocks the set: a signal of the set or
+        // any other the mask lets through ends the wait (the latter with
+        // EINTR, after which its handler runs).
+        let other = SignalWait.deliverable(p, mask: p.signals.mask)
+        if p.signals.pending & other != 0 { return Errno.intr.result }
+        if timeout == 0 { return Errno.again.result }
+        let r = try SignalWait.wait(c, wake: set | other, restartOn: set, deadline: timeout, file: nil)
+        return r == SignalWait.timedOut ? Errno.again.result : r
+    }
+
+    /// rt_sigqueueinfo / rt_tgsigqueueinfo: a signal with the caller's
+    /// siginfo (si_signo is the kernel's). Another process's or thread's
+    /// id gets what `sendToSelf` gives; a caller may not pose as the
+    /// kernel or kill() toward another task, as Linux refuses.
+    static func queueInfo(_ c: SyscallCall, tgid: Int32, tid: Int32?, signal: Int32, info: Int) throws -> Int64 {
+        var raw = try c.read(c.arg(info), count: 128)
+        guard signal >= 0, signal <= 64 else { throw Errno.inval }
+        let p = c.process
+        if let tid {
+            guard tgid > 0, tid > 0 else { throw Errno.inval }
+            guard tgid == p.pid, p.thread(tid) != nil else {
+                if tgid != p.pid { return try SignalSyscalls.sendToSelf(c, target: tgid, signal: signal, code: -1) }
+                throw Errno.srch
+            }
+        } else {
+            guard tgid > 0 else { throw Errno.srch }
+            if tgid != p.pid { return try SignalSyscalls.sendToSelf(c, target: tgid, signal: signal, code: -1) }
+        }
+        // Linux compares with the caller's thread id.
+        let code = Int32(bitPattern: Bytes.u32(raw, at: 8))
+        if (code >= 0 || code == Signals.SI_TKILL) && (tid ?? tgid) != p.current.tid { throw Errno.perm }
+        guard signal != 0 else { return 0 }
+        for (i, b) in Bytes.i32(signal).enumerated() { raw[i] = b }
+        SignalDelivery.generate(p, signal: signal, info: raw)
+        return 0
+    }
+}
+
+/// The wait shared by every call that waits for signals.
+enum SignalWait {
+    /// Linux's ERESTARTNOINTR: the call runs again after the signals due now
+    /// are made pending. A host part returns it, and replay must see the
+    /// same, so it is the result the guest's RAX gets for the restart: the
+    /// call's own number, which none of these calls returns otherwise
+    /// (poll only restarts with fewer descriptors than that).
+    static func restart(_ c: SyscallCall) -> Int64 { Int64(c.number) }
+    static let timedOut = -Int64(ETIMEDOUT)
+
+    /// The signals that would end a wait under `mask`: not blocked, and not
+    /// discarded on arrival (ignored, or ignored by default).
+    static func deliverable(_ p: Process, mask: UInt64) -> UInt64 {
+        var set = ~mask | SignalDelivery.unblockable
+        for signal in Int32(1)...64 where set & SignalState.bit(signal) != 0 {
+            let a = p.signals.action(signal)
+            if signal == 9 || signal == 19 { continue }
+            if a.handler == SignalAction.SIG_IGN || (a.handler == SignalAction.SIG_DFL && SignalDelivery.ignoredByDefault.contains(signal)) {
+                set &= ~SignalState.bit(signal)
+            }
+        }
+        return set
+    }
+
+    /// Forgets a finished wait (each of these calls starts with it).
+    static func clear(_ c: SyscallCall) {
+        // A call that parked runs again with signalWait still set: it keeps
+        // the time its wait started; a new call starts afresh.
+        if c.process.current.signalWait == 0 { c.process.current.signalWaitStarted = nil }
+        c.process.current.signalWait = 0
+        c.process.current.signalWaitProcess = nil
+    }
+
+    /// Waits until a signal in `wake` is pending, `deadline` (seconds from
+    /// now) passes, or the non-blocking host descriptor `fd` says not to.
+    /// Called when none is pending. Returns EINTR when a timer's signal that
+    /// is not in `restartOn` ended it (the caller returns EINTR, and the
+    /// signal is delivered), -ETIMEDOUT at the deadline, -EAGAIN for a
+    /// non-blocking `fd`, or rewinds the call to run again (see
+    /// `SignalWaitSyscalls`) and returns what RAX must hold for that.
+    /// Throws `MustBlock` to park the thread while others can run.
+    static func wait(_ c: SyscallCall, wake: UInt64, restartOn: UInt64, deadline seconds: Double?, file: OpenFile?) throws -> Int64 {
+        let p = c.process
+        let fd = file?.hostFD
+        let restart = restart(c)
+        let started = Scheduler.monotonicNow()
+        // A parked wait runs again from the start: its deadline is kept
+        // from the first attempt (recording only).
+        let deadline = seconds.map { (p.current.signalWaitStarted ?? started) + $0 }
+        func nonBlocking() -> Bool {
+            guard let fd else { return false }
+            return fcntl(fd, F_GETFL) & O_NONBLOCK != 0
+        }
+        func timerDue() -> Bool { p.earliestTimerDeadline(signals: wake).map { $0 <= Scheduler.monotonicNow() } ?? false }
+        let others = p.family.threads.contains { $0 !== p.current }
+        if others, c.world.shouldBlock({ !nonBlocking() && !timerDue() && (deadline.map { $0 > Scheduler.monotonicNow() } ?? true) }) {
+            p.current.signalWait = wake
+            p.current.signalWaitProcess = p
+            if p.current.signalWaitStarted == nil { p.current.signalWaitStarted = started }
+            throw MustBlock(futex: 0, bitset: 0, deadline: deadline)
+        }
+        p.current.signalWaitStarted = nil
+        if !others, file == nil, deadline == nil, !c.world.isReplaying, p.earliestTimerDeadline(signals: wake) == nil {
+            throw RunStopped("\(SyscallNames.name(c.number)) waits for a signal that only another process could send, which detrec cannot deliver yet (guest rip 0x\(String(c.rip, radix: 16)))")
+        }
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            if nonBlocking() { return Errno.again.result }
+            while true {
+                let now = Scheduler.monotonicNow()
+                // Timers due now: the first decides how the wait ends.
+                if let due = p.earliestTimerDeadline(signals: wake), due <= now {
+                    return p.earliestTimerDeadline(signals: restartOn).map { $0 <= now } ?? false ? restart : Errno.intr.result
+                }
+                if let deadline, deadline <= now { return timedOut }
+                guard let until = [deadline, p.earliestTimerDeadline(signals: wake)].compactMap({ $0 }).min() else {
+                    // Only a host signal (Ctrl-C) ends this one.
+                    Glibc.pause()
+                    return Errno.intr.result
+                }
+                let nap = until - now
+                var ts = timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
+                if nanosleep(&ts, nil) != 0 && errno == EINTR { return Errno.intr.result }
+            }
+        }
+        return rewindIfRestart(c, r)
+    }
+
+    /// A recorded `restart`: the guest runs the call again (RIP back on
+    /// SYSCALL, RAX the call's number), after the signals due are pending.
+    static func rewindIfRestart(_ c: SyscallCall, _ r: Int64) -> Int64 {
+        guard r == restart(c) else { return r }
+        var regs = c.process.machine.registers
+        regs.rip &-= 2
+        c.process.machine.registers = regs
+        return Int64(c.number)
+    }
+
+    /// How a host poll ended: with its count of ready descriptors, or with
+    /// what the syscall returns instead (-errno, EINTR, `restart`).
+    enum PollOutcome { case ready(Int32), returns(Int64) }
+
+    /// poll(2) on the host for up to `timeout` ms (-1: no limit), ended
+    /// early by a timer whose signal is in `interrupting` (EINTR) or read by
+    /// a polled signalfd (`restart`; recording only; with as many
+    /// descriptors as the call's number, a signalfd's timer interrupts).
+    static func poll(_ c: SyscallCall, _ set: inout [pollfd], timeout: Int32, signalfds: UInt64, interrupting: UInt64) -> PollOutcome {
+        let p = c.process
+        // A restart must not read as a count of ready descriptors.
+        let restart = set.count < c.number ? restart(c) : Errno.intr.result
+        let wake = signalfds | interrupting
+        let end = timeout < 0 ? nil : Scheduler.monotonicNow() + Double(timeout) / 1000
+        while true {
+            // As Linux's do_poll: ready descriptors first, then the timeout,
+            // then a signal.
+            let now = Scheduler.monotonicNow()
+            let due = p.earliestTimerDeadline(signals: wake)
+            let until = [end, due].compactMap { $0 }.min()
+            let ms = until.map { Int32(clamping: Int((max(0, $0 - now) * 1000).rounded(.up))) } ?? -1
+            let n = Glibc.poll(&set, nfds_t(set.count), ms)
+            if n < 0 { return .returns(-Int64(errno)) }
+            if n > 0 { return .ready(n) }
+            let after = Scheduler.monotonicNow()
+            if let end, end <= after { return .ready(0) }
+            if let due, due <= after {
+                return .returns(p.earliestTimerDeadline(signals: signalfds).map { $0 <= after } ?? false ? restart : Errno.intr.result)
+            }
+        }
+    }
+}
