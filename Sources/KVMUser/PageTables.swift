@@ -47,11 +47,13 @@ final class PageTables {
     /// Every leaf entry of the user half, table by table: a walk that costs
     /// one load per entry, for scanning the whole address space often
     /// (MemorySnapshot).
-    func forEachLeafEntry(_ body: (UInt64) -> Void) {
-        func walk(_ t: UInt64, level: Int) {
+    func forEachLeafEntry(below limit: UInt64, _ body: (UInt64) -> Void) {
+        func walk(_ t: UInt64, level: Int, base: UInt64) {
             let entries = table(t)
-            let count = level == 3 ? 256 : 512     // the user half only
-            for i in 0..<count {
+            let span: UInt64 = 1 << (12 + 9 * UInt64(level))
+            for i in 0..<512 {
+                let va = base + UInt64(i) * span
+                if va >= limit { return }
                 let e = entries[i]
                 if level == 0 {
                     if e & (PTE.present | PTE.ownsFrame) != 0 { body(e) }
@@ -59,10 +61,10 @@ final class PageTables {
                 }
                 guard e & PTE.present != 0 else { continue }
                 let next = e & PTE.addressMask
-                if region.contains(next) { walk(next, level: level - 1) }
+                if region.contains(next) { walk(next, level: level - 1, base: va) }
             }
         }
-        walk(root, level: 3)
+        walk(root, level: 3, base: 0)
     }
 
     /// Every leaf slot that holds a frame in [start, end), in order: used to

@@ -35,6 +35,10 @@ public enum Preemption {
     /// The longest stretch spent counting hits (each one an exit) before
     /// preempting anyway, and how near a timer must be due to count toward it.
     static let longestCount = 1.0
+    /// How long a counted run looks for the state the quantum ended in
+    /// before it preempts anyway (and the quantum grows).
+    static let hitsBeforeGivingUp: UInt64 = 200
+    static let countBeforeGivingUp = 0.02
 }
 
 /// What the run loop knows about the current slice.
@@ -50,6 +54,10 @@ struct SliceState {
     var interruptAt: Double?
     /// The slice's quantum (recording).
     var quantum = Preemption.baseQuantum
+    /// Where the thread was when the quantum ran out: if the counted run
+    /// stops in the same state, the rolled-back stretch was pure spinning
+    /// and nothing was lost.
+    var interrupted: (registers: Registers, pages: [UInt64: [UInt8]])?
     var preempted = false
 
     /// The thread's state at the start of the slice (recording).
@@ -166,6 +174,9 @@ extension ProcessRunner {
             return .some(nil)
         }
         let startedOn = slice.checkpoint?.registers.rip == rip
+        if let c = slice.checkpoint {
+            slice.interrupted = (process.machine.registers, process.memory.changes(since: c.memory))
+        }
         try rollBack()
         try armCounter(at: rip, target: nil, minimum: startedOn ? 2 : 1)
         slice.interruptAt = now + Preemption.longestCount
@@ -243,7 +254,12 @@ extension ProcessRunner {
     private func preemptHere(_ c: SliceState.HitCounter) -> Bool {
         if let target = c.target { return c.hits == target }
         let now = Scheduler.monotonicNow()
-        if othersRunnable() { return true }
+        if othersRunnable() {
+            // Prefer the hit where the thread was when its quantum ran out
+            // (a spin-wait gets there within a few hits): nothing is lost.
+            if rolledBackOnlySpinning() { return true }
+            return c.hits >= Preemption.hitsBeforeGivingUp || now - c.since >= Preemption.countBeforeGivingUp
+        }
         if let t = process.earliestTimerDeadline(), t <= now { return true }
         return now - c.since >= Preemption.longestCount
     }
@@ -259,10 +275,20 @@ extension ProcessRunner {
         world.currentThread = thread.tid
         try world.preempted(point)
         world.interruptGuest(at: nil)
+        if !world.isReplaying, !rolledBackOnlySpinning() { thread.preemptions += 1 }
         slice.checkpoint = nil
         slice.preempted = true
-        if !world.isReplaying { thread.preemptions += 1 }
         return try afterPreemption()
+    }
+
+    /// The thread stopped where it already was when its quantum ran out
+    /// (same registers, same memory): what the rollback threw away was a
+    /// spin that changed nothing, so its quantum need not grow.
+    private func rolledBackOnlySpinning() -> Bool {
+        guard let (registers, pages) = slice.interrupted, let c = slice.checkpoint else { return false }
+        var now = process.machine.registers, then = registers
+        now.rflags &= ~0x10100; then.rflags &= ~0x10100
+        return now == then && process.machine.fsBase == c.fsBase && process.memory.matches(c.memory, changes: pages)
     }
 
     /// FNV-1a over the registers replay compares at a preemption.

@@ -96,4 +96,25 @@ import Testing
         }
         #expect(outputs.count >= 2, "8 chaos seeds gave one total: \(outputs)")
     }
+
+    /// Two threads hand a turn back and forth by spinning, with no syscall
+    /// at all: each hand-off needs one preemption, found at the state the
+    /// spinner was in when its quantum ran out (so none grows the quantum).
+    @Test func spinningHandOffsNeedOnePreemptionEach() throws {
+        let exe = try Harness.compile(#"""
+            #include <pthread.h>
+            #include <stdatomic.h>
+            #include <stdio.h>
+            static atomic_int turn;
+            static void *run(void *a) { int me = (int)(long)a;
+              for (int i = 0; i < 10; i++) { while (atomic_load(&turn) != me) ; atomic_store(&turn, 1 - me); }
+              return 0; }
+            int main(void) { pthread_t t[2]; for (long i = 0; i < 2; i++) pthread_create(&t[i], 0, run, (void *)i);
+              for (int i = 0; i < 2; i++) pthread_join(t[i], 0); printf("turn %d\n", atomic_load(&turn)); return 0; }
+            """#, name: "spinpong", in: dir)
+        let (rec, trace) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.stdout == "turn 0\n")
+        let count = try preemptions(trace).count
+        #expect(count >= 1 && count <= 2 * 20, "\(count) preemptions for 20 hand-offs")
+    }
 }
