@@ -141,7 +141,8 @@ final class RecordingWorld: HostWorld {
 
     func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
         let signals = due()
-        for s in signals { try append(.signal(tid: currentThread, signal: s, code: Signals.SI_KERNEL)) }
+        // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code SI_TIMER.
+        for s in signals { try append(.signal(tid: currentThread, signal: s, code: s > 64 ? -2 : Signals.SI_KERNEL)) }
         return signals
     }
 
