@@ -57,7 +57,7 @@ struct SliceState {
     /// Where the thread was when the quantum ran out: if the counted run
     /// stops in the same state, the rolled-back stretch was pure spinning
     /// and nothing was lost.
-    var interrupted: (registers: Registers, pages: [UInt64: [UInt8]])?
+    var interrupted: (registers: Registers, fsBase: UInt64, pages: [UInt64: [UInt8]])?
     var preempted = false
 
     /// The thread's state at the start of the slice (recording).
@@ -89,6 +89,8 @@ struct SliceState {
 
 extension ProcessRunner {
     static let trapFlag: UInt64 = 0x100
+    /// RFLAGS.RF: set in exception frames, not part of the program's state.
+    static let resumeFlag: UInt64 = 0x10000
 
     /// Before the vCPU runs: a new slice when an event happened or another
     /// thread is on the vCPU.
@@ -109,8 +111,8 @@ extension ProcessRunner {
             }
             return
         }
-        guard mayNeedTheVCPU(now: now) else {
-            world.interruptGuest(at: nil)
+        guard mayNeedTheVCPU() else {
+            interrupt(at: nil)
             return
         }
         let machine = process.machine
@@ -120,14 +122,19 @@ extension ProcessRunner {
         slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
                                  extendedState: xs, signals: process.signals, memory: memory)
         slice.quantum = Preemption.quantum(thread, in: process)
-        slice.interruptAt = now + slice.quantum
-        world.interruptGuest(at: slice.interruptAt)
+        interrupt(at: now + slice.quantum)
+    }
+
+    /// Asks the watchdog to interrupt the guest at `deadline` (nil: never).
+    private func interrupt(at deadline: Double?) {
+        slice.interruptAt = deadline
+        world.interruptGuest(at: deadline)
     }
 
     /// Someone else may want the vCPU during this slice: a thread that can
     /// run or may become runnable without this one (a descriptor, a
     /// timeout), or a timer of this process.
-    private func mayNeedTheVCPU(now: Double) -> Bool {
+    private func mayNeedTheVCPU() -> Bool {
         if process.earliestTimerDeadline() != nil { return true }
         return process.family.threads.contains { t in
             guard t !== process.current else { return false }
@@ -140,48 +147,47 @@ extension ProcessRunner {
         process.family.threads.contains { $0 !== process.current && $0.isRunnable }
     }
 
-    /// The watchdog interrupted the guest. Returns true when it handled it
-    /// (rolled back, or preempted), false when the legacy checks apply.
-    func handleStall() throws -> Termination?? {
-        guard slice.checkpoint != nil, let due = slice.interruptAt else { return .none }
+    /// The watchdog interrupted the guest: roll the slice back and start
+    /// counting, or stop counting at an exact hit, or let it go on.
+    func handleStall() throws {
         let now = Scheduler.monotonicNow()
-        guard now >= due else { return .some(nil) }   // a late kick from an earlier slice
-        let rip = process.machine.registers.rip
+        let machine = process.machine
+        guard let checkpoint = slice.checkpoint, let due = slice.interruptAt else {
+            // Only the liveness watchdog fires in a slice without a
+            // checkpoint, and then nobody should need the vCPU.
+            let timerDue = process.earliestTimerDeadline().map { $0 <= now } ?? false
+            guard timerDue || othersRunnable() else { return }
+            throw RunStopped("thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))) while \(timerDue ? "a timer's signal is due" : "another thread waits to run"), and its slice has no checkpoint to preempt it from; the recording stops here")
+        }
+        guard now >= due else { return }   // a late kick from an earlier slice
+        let rip = machine.registers.rip
         if var counter = slice.counter {
             // Counting took too long: stop at the last hit seen, exactly.
             guard counter.hits >= counter.minimum else {
-                slice.interruptAt = now + Preemption.longestCount
-                world.interruptGuest(at: slice.interruptAt)
-                return .some(nil)
+                interrupt(at: now + Preemption.longestCount)
+                return
             }
             counter.target = counter.hits
             try rollBack()
             try armCounter(at: counter.rip, target: counter.target, minimum: counter.minimum)
-            return .some(nil)
+            return
         }
         let timer = process.earliestTimerDeadline()
         let wanted = othersRunnable() || (timer.map { $0 - now <= Preemption.longestCount } ?? false)
         guard wanted else {
             // Nothing is due soon: let the slice go on, and look again then.
-            slice.interruptAt = timer.map { $0 - Preemption.longestCount } ?? now + slice.quantum
-            world.interruptGuest(at: slice.interruptAt)
-            return .some(nil)
+            interrupt(at: timer.map { $0 - Preemption.longestCount } ?? now + slice.quantum)
+            return
         }
         // The entry stubs are no place to stop: look again in a moment.
         guard rip < Layout.systemBase, process.memory.protection(at: rip)?.contains(.execute) == true else {
-            slice.interruptAt = now + 0.002
-            world.interruptGuest(at: slice.interruptAt)
-            return .some(nil)
+            interrupt(at: now + 0.002)
+            return
         }
-        let startedOn = slice.checkpoint?.registers.rip == rip
-        if let c = slice.checkpoint {
-            slice.interrupted = (process.machine.registers, process.memory.changes(since: c.memory))
-        }
+        slice.interrupted = (machine.registers, machine.fsBase, process.memory.changes(since: checkpoint.memory))
         try rollBack()
-        try armCounter(at: rip, target: nil, minimum: startedOn ? 2 : 1)
-        slice.interruptAt = now + Preemption.longestCount
-        world.interruptGuest(at: slice.interruptAt)
-        return .some(nil)
+        try armCounter(at: rip, target: nil, minimum: checkpoint.registers.rip == rip ? 2 : 1)
+        interrupt(at: now + Preemption.longestCount)
     }
 
     /// Puts the thread and its memory back as they were at the slice start.
@@ -234,8 +240,8 @@ extension ProcessRunner {
         machine.registers.rip = c.rip
         c.hits += 1
         slice.counter = c
-        if c.hits >= c.minimum, preemptHere(c) {
-            return .some(try preempt(hits: c.hits))
+        if c.hits >= c.minimum, case .preempt(let spun) = decide(c) {
+            return .some(try preempt(hits: c.hits, spun: spun))
         }
         if debugTraps, process.memory.patchHolders(c.rip) > 1 {
             // A debugger's breakpoint here too: it stops, and steps over it.
@@ -251,22 +257,30 @@ extension ProcessRunner {
         return .some(nil)
     }
 
-    private func preemptHere(_ c: SliceState.HitCounter) -> Bool {
-        if let target = c.target { return c.hits == target }
+    private enum HitDecision {
+        case goOn
+        /// `spun`: whether the rolled-back stretch was only spinning, when
+        /// deciding already found out.
+        case preempt(spun: Bool?)
+    }
+
+    private func decide(_ c: SliceState.HitCounter) -> HitDecision {
+        if let target = c.target { return c.hits == target ? .preempt(spun: nil) : .goOn }
         let now = Scheduler.monotonicNow()
         if othersRunnable() {
             // Prefer the hit where the thread was when its quantum ran out
             // (a spin-wait gets there within a few hits): nothing is lost.
-            if rolledBackOnlySpinning() { return true }
-            return c.hits >= Preemption.hitsBeforeGivingUp || now - c.since >= Preemption.countBeforeGivingUp
+            let spun = rolledBackOnlySpinning()
+            let giveUp = c.hits >= Preemption.hitsBeforeGivingUp || now - c.since >= Preemption.countBeforeGivingUp
+            return spun || giveUp ? .preempt(spun: spun) : .goOn
         }
-        if let t = process.earliestTimerDeadline(), t <= now { return true }
-        return now - c.since >= Preemption.longestCount
+        if let t = process.earliestTimerDeadline(), t <= now { return .preempt(spun: nil) }
+        return now - c.since >= Preemption.longestCount ? .preempt(spun: nil) : .goOn
     }
 
     /// Stops the thread here: logs (or checks) the point, delivers what a
     /// timer made due, and lets the scheduler pick who runs next.
-    private func preempt(hits: UInt64) throws -> Termination? {
+    private func preempt(hits: UInt64, spun: Bool?) throws -> Termination? {
         guard let c = slice.counter else { return nil }
         disarmCounter()
         let thread = process.current
@@ -274,8 +288,8 @@ extension ProcessRunner {
                                     registers: ProcessRunner.digest(process.machine.registers))
         world.currentThread = thread.tid
         try world.preempted(point)
-        world.interruptGuest(at: nil)
-        if !world.isReplaying, !rolledBackOnlySpinning() { thread.preemptions += 1 }
+        interrupt(at: nil)
+        if !world.isReplaying, !(spun ?? rolledBackOnlySpinning()) { thread.preemptions += 1 }
         slice.checkpoint = nil
         slice.preempted = true
         return try afterPreemption()
@@ -285,17 +299,18 @@ extension ProcessRunner {
     /// (same registers, same memory): what the rollback threw away was a
     /// spin that changed nothing, so its quantum need not grow.
     private func rolledBackOnlySpinning() -> Bool {
-        guard let (registers, pages) = slice.interrupted, let c = slice.checkpoint else { return false }
+        guard let (registers, fsBase, pages) = slice.interrupted, let c = slice.checkpoint else { return false }
+        let ignored = ProcessRunner.trapFlag | ProcessRunner.resumeFlag
         var now = process.machine.registers, then = registers
-        now.rflags &= ~0x10100; then.rflags &= ~0x10100
-        return now == then && process.machine.fsBase == c.fsBase && process.memory.matches(c.memory, changes: pages)
+        now.rflags &= ~ignored; then.rflags &= ~ignored
+        return now == then && process.machine.fsBase == fsBase && process.memory.matches(c.memory, changes: pages)
     }
 
     /// FNV-1a over the registers replay compares at a preemption.
     static func digest(_ r: Registers) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for v in [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11,
-                  r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags & ~0x10000] {
+                  r.r12, r.r13, r.r14, r.r15, r.rip, r.rflags & ~ProcessRunner.resumeFlag] {
             for i in 0..<8 {
                 h ^= (v >> (8 * UInt64(i))) & 0xff
                 h = h &* 0x100_0000_01b3

@@ -72,19 +72,7 @@ public final class ProcessRunner {
                 if let signal = world.takeHostSignal() {
                     return .exited(try die(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
                 }
-                if world.takeStall() {
-                  if let handled = try handleStall() {
-                    if let end = handled { return .exited(end) }
-                  } else {
-                    if process.timers.contains(where: { $0.map { $0.deadline <= Scheduler.monotonicNow() } ?? false }) {
-                        throw RunStopped("a timer's signal is due while thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))); delivering it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
-                    }
-                    let waiting = process.family.threads.filter { $0 !== process.current && $0.isRunnable }
-                    if !waiting.isEmpty {
-                        throw RunStopped("thread \(process.current.tid) has computed without a syscall for seconds while \(waiting.count) other thread(s) wait to run (guest rip 0x\(String(machine.registers.rip, radix: 16))); preempting it at a point replay can find again needs a hardware branch counter (PMU), which this host lacks, so the recording stops here")
-                    }
-                  }
-                }
+                if world.takeStall() { try handleStall() }
                 if debugTraps { return .interrupted }
             }
         }
@@ -100,12 +88,19 @@ public final class ProcessRunner {
     /// another thread may take the vCPU.
     func afterPreemption() throws -> Termination? {
         let process = self.process
-        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
-            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
-        }
+        try raiseDueTimerSignals()
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(.yielded)
+    }
+
+    /// Makes pending the signals of timers that expired (recording asks the
+    /// clock, replay the trace).
+    private func raiseDueTimerSignals() throws {
+        let process = self.process
+        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
+            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
+        }
     }
 
     private func die(_ f: FatalSignal) throws -> Termination {
@@ -194,9 +189,7 @@ public final class ProcessRunner {
             return try die(fatal)
         }
         let process = self.process
-        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
-            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
-        }
+        try raiseDueTimerSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry) }
         if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
         guard process.family.threads.count > 1 else { return nil }

@@ -241,19 +241,10 @@ final class ReplayingWorld: HostWorld {
 
     var currentThread: Int32 = 0
 
-    private func tid(of event: Event) -> Int32? {
-        switch event {
-        case .syscall(let s): return s.tid
-        case .exit(let tid, _), .fatalSignal(let tid, _, _, _, _), .blocked(let tid, _, _), .signal(let tid, _, _),
-             .dataCheck(let tid, _, _), .preempt(let tid, _, _, _): return tid
-        case .processStart: return nil
-        }
-    }
-
     func pickThread(_ choose: () throws -> Int32) throws -> Int32 {
         guard let e = try peek() else { throw ranOut("a thread switch") }
-        guard let t = tid(of: e) else { throw diverged("a thread switch where the recording has \(describe(e))") }
-        return t
+        if case .processStart = e { throw diverged("a thread switch where the recording has \(describe(e))") }
+        return e.tid
     }
 
     /// Set when the recording parked the current syscall.
