@@ -122,9 +122,7 @@ enum DescriptorSyscalls {
     static func ppoll(_ c: SyscallCall) throws -> Int64 {
         var timeout: Int32 = -1
         if c.arg(2) != 0 {
-            let ts = try c.read(c.arg(2), count: 16)
-            let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
-            guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
+            let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
             let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
             timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
         }

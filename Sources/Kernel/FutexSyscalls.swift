@@ -46,10 +46,7 @@ enum FutexSyscalls {
             guard value == UInt32(truncatingIfNeeded: c.arg(2)) else { throw Errno.again }
             var deadline: Double?
             if c.arg(3) != 0 {
-                let ts = try c.read(c.arg(3), count: 16)
-                let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
-                guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
-                let span = Double(sec) + Double(nsec) / 1e9
+                let span = try TimerSyscalls.parseTimespec(try c.read(c.arg(3), count: 16), at: 0)
                 // WAIT's timeout is relative; WAIT_BITSET's is absolute on
                 // CLOCK_MONOTONIC (or CLOCK_REALTIME with the flag). Only
                 // the recording's scheduler reads it.

@@ -133,18 +133,6 @@ enum PosixTimerSyscalls {
         return 0
     }
 
-    static func timespec(_ seconds: Double) -> [UInt8] {
-        let s = max(0, seconds)
-        let whole = s.rounded(.down)
-        return Bytes.u64(UInt64(whole)) + Bytes.u64(min(999_999_999, UInt64(((s - whole) * 1e9).rounded())))
-    }
-
-    static func parseTimespec(_ b: [UInt8], at i: Int) throws(Errno) -> Double {
-        let sec = Int64(bitPattern: Bytes.u64(b, at: i)), nsec = Int64(bitPattern: Bytes.u64(b, at: i + 8))
-        guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw .inval }
-        return Double(sec) + Double(nsec) / 1e9
-    }
-
     static func clockNow(_ clock: Int32) -> Double {
         var ts = Glibc.timespec()
         clock_gettime(clock, &ts)
@@ -158,10 +146,10 @@ enum PosixTimerSyscalls {
         let now = Scheduler.monotonicNow()
         if deadline <= now {
             // Expired: a periodic timer's next expiry; a one-shot's is none.
-            guard t.interval > 0 else { return timespec(t.interval) + timespec(0) }
+            guard t.interval > 0 else { return TimerSyscalls.timespecBytes(t.interval) + TimerSyscalls.timespecBytes(0) }
             deadline += (((now - deadline) / t.interval).rounded(.down) + 1) * t.interval
         }
-        return timespec(t.interval) + timespec(deadline - now)
+        return TimerSyscalls.timespecBytes(t.interval) + TimerSyscalls.timespecBytes(deadline - now)
     }
 
     static func settime(_ c: SyscallCall) throws -> Int64 {
@@ -169,7 +157,7 @@ enum PosixTimerSyscalls {
         guard let i = index(p, id) else { throw Errno.inval }
         guard c.arg(2) != 0 else { throw Errno.inval }
         let raw = try c.read(c.arg(2), count: 32)
-        let interval = try parseTimespec(raw, at: 0), value = try parseTimespec(raw, at: 16)
+        let interval = try TimerSyscalls.parseTimespec(raw, at: 0), value = try TimerSyscalls.parseTimespec(raw, at: 16)
         let old = c.arg(3)
         if old != 0 { try c.checkWritable(old, count: 32) }
         // Linux looks at TIMER_ABSTIME only.

@@ -48,10 +48,7 @@ public enum Scheduler {
         if let next = waiting.min(by: { ($0.wakeDeadline ?? 0) < ($1.wakeDeadline ?? 0) }),
            let deadline = next.wakeDeadline {
             let now = monotonicNow()
-            if deadline > now {
-                var ts = timespec(tv_sec: Int(deadline - now), tv_nsec: Int((deadline - now).truncatingRemainder(dividingBy: 1) * 1e9))
-                nanosleep(&ts, nil)
-            }
+            if deadline > now { TimerSyscalls.nap(deadline - now) }
             next.blocked?.result = -Int64(ETIMEDOUT)
             return next.tid
         }

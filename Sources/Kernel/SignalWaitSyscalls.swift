@@ -52,10 +52,7 @@ enum SignalWaitSyscalls {
         let infoAddress = c.arg(1)
         var timeout: Double?
         if c.arg(2) != 0 {
-            let ts = try c.read(c.arg(2), count: 16)
-            let sec = Int64(bitPattern: Bytes.u64(ts, at: 0)), nsec = Int64(bitPattern: Bytes.u64(ts, at: 8))
-            guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
-            timeout = Double(sec) + Double(nsec) / 1e9
+            timeout = try TimerSyscalls.parseTimespec(try c.read(c.arg(2), count: 16), at: 0)
         }
         if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
         let p = c.process
@@ -180,9 +177,7 @@ enum SignalWait {
                     Glibc.pause()
                     return Errno.intr.result
                 }
-                let nap = until - now
-                var ts = timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
-                if nanosleep(&ts, nil) != 0 && errno == EINTR { return Errno.intr.result }
+                if !TimerSyscalls.nap(until - now) { return Errno.intr.result }
             }
         }
         return rewindIfRestart(c, r)

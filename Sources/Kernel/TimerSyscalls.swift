@@ -30,6 +30,34 @@ enum TimerSyscalls {
         return Double(sec) + Double(usec) / 1e6
     }
 
+    /// A struct timespec (rounded to the nanosecond).
+    static func timespecBytes(_ seconds: Double) -> [UInt8] {
+        let s = max(0, seconds)
+        let whole = s.rounded(.down)
+        return Bytes.u64(UInt64(whole)) + Bytes.u64(min(999_999_999, UInt64(((s - whole) * 1e9).rounded())))
+    }
+
+    /// A guest's struct timespec, checked as Linux checks one: EINVAL for a
+    /// negative field or nanoseconds past a second.
+    static func timespecFields(_ b: [UInt8], at i: Int) throws(Errno) -> (sec: Int64, nsec: Int64) {
+        let sec = Int64(bitPattern: Bytes.u64(b, at: i)), nsec = Int64(bitPattern: Bytes.u64(b, at: i + 8))
+        guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw .inval }
+        return (sec, nsec)
+    }
+
+    static func parseTimespec(_ b: [UInt8], at i: Int) throws(Errno) -> Double {
+        let (sec, nsec) = try timespecFields(b, at: i)
+        return Double(sec) + Double(nsec) / 1e9
+    }
+
+    /// Sleeps on the host for `seconds`; false when a host signal cut it short.
+    @discardableResult
+    static func nap(_ seconds: Double) -> Bool {
+        let s = max(0, seconds)
+        var ts = Glibc.timespec(tv_sec: Int(s), tv_nsec: Int((s - s.rounded(.down)) * 1e9))
+        return !(nanosleep(&ts, nil) != 0 && errno == EINTR)
+    }
+
     /// The current value of timer `which` as struct itimerval (interval, value).
     static func current(_ p: Process, _ which: Int) -> [UInt8] {
         guard let t = p.timers[which] else { return [UInt8](repeating: 0, count: 32) }
@@ -102,9 +130,7 @@ enum TimerSyscalls {
     }
 
     static func sleep(_ c: SyscallCall, clock: Int32, flags: Int32, request: Int, remainder: Int) throws -> Int64 {
-        let raw = try c.read(c.arg(request), count: 16)
-        let sec = Int64(bitPattern: Bytes.u64(raw, at: 0)), nsec = Int64(bitPattern: Bytes.u64(raw, at: 8))
-        guard sec >= 0, nsec >= 0, nsec < 1_000_000_000 else { throw Errno.inval }
+        let (sec, nsec) = try timespecFields(try c.read(c.arg(request), count: 16), at: 0)
         guard [CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI].contains(clock) else { throw Errno.inval }
         let absolute = flags & TIMER_ABSTIME != 0
         let rem = c.arg(remainder)
@@ -125,8 +151,7 @@ enum TimerSyscalls {
             let wake = nextInterruption(p)
             if let wake, wake - now() < span {
                 let nap = max(0, wake - now())
-                var ts = Glibc.timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
-                nanosleep(&ts, nil)
+                TimerSyscalls.nap(nap)
                 if rem != 0 && !absolute {
                     let left = max(0, span - nap)
                     try effects.write(rem, Bytes.u64(UInt64(left)) + Bytes.u64(UInt64((left - left.rounded(.down)) * 1e9)))
@@ -155,9 +180,7 @@ enum TimerSyscalls {
                 forever = true
                 return Errno.intr.result
             }
-            let nap = max(0, wake - now())
-            var ts = Glibc.timespec(tv_sec: Int(nap), tv_nsec: Int((nap - nap.rounded(.down)) * 1e9))
-            nanosleep(&ts, nil)
+            TimerSyscalls.nap(wake - now())
             return Errno.intr.result
         }
         if forever {
