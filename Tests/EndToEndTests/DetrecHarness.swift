@@ -88,6 +88,21 @@ enum Harness {
         return (rec, trace)
     }
 
+    /// Records `program` once per `--chaos` seed and replays each trace,
+    /// checking the replay prints what its recording printed. Returns each
+    /// seed's trace and recorded stdout.
+    static func chaosRoundTrips(_ program: [String], seeds: ClosedRange<Int>, name: String, in dir: URL,
+                                sourceLocation: SourceLocation = #_sourceLocation) throws -> [(seed: Int, trace: URL, stdout: String)] {
+        try seeds.map { seed in
+            let trace = dir.appendingPathComponent("\(name)-\(seed)")
+            let rec = try record(program, trace: trace, options: ["--chaos", "--seed", "\(seed)"])
+            #expect(rec.status == 0, "seed \(seed): \(rec.stderr)", sourceLocation: sourceLocation)
+            let rep = try replay(trace)
+            #expect(rep.stdout == rec.stdout, "seed \(seed)", sourceLocation: sourceLocation)
+            return (seed, trace, rec.stdout)
+        }
+    }
+
     /// `detrec dump --json` of a trace, one parsed object per line (the header first).
     static func dumpJSON(_ trace: URL) throws -> [[String: Any]] {
         let r = try run([detrec, "dump", "--json", trace.path])

@@ -85,15 +85,7 @@ import Testing
             int main(void) { pthread_t t[3]; for (int i = 0; i < 3; i++) pthread_create(&t[i], 0, work, 0);
               for (int i = 0; i < 3; i++) pthread_join(t[i], 0); printf("counter %ld\n", counter); return 0; }
             """#, name: "race", in: dir)
-        var outputs = Set<String>()
-        for seed in 1...8 {
-            let trace = dir.appendingPathComponent("race-\(seed)")
-            let rec = try Harness.record([exe], trace: trace, options: ["--chaos", "--seed", "\(seed)"])
-            #expect(rec.status == 0)
-            outputs.insert(rec.stdout)
-            let rep = try Harness.replay(trace)
-            #expect(rep.stdout == rec.stdout, "seed \(seed)")
-        }
+        let outputs = Set(try Harness.chaosRoundTrips([exe], seeds: 1...8, name: "race", in: dir).map(\.stdout))
         #expect(outputs.count >= 2, "8 chaos seeds gave one total: \(outputs)")
     }
 

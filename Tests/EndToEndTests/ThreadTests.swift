@@ -49,17 +49,12 @@ import Testing
             int main(void) { pthread_t t[3]; for (long i = 0; i < 3; i++) pthread_create(&t[i], 0, run, (void *)i);
               for (int i = 0; i < 3; i++) pthread_join(t[i], 0); write(1, "\n", 1); return 0; }
             """#, name: "order", in: dir)
-        var outputs = Set<String>()
-        for seed in 1...20 {
-            let trace = dir.appendingPathComponent("chaos-\(seed)")
-            let rec = try Harness.record([exe], trace: trace, options: ["--chaos", "--seed", "\(seed)"])
-            #expect(rec.status == 0)
-            outputs.insert(rec.stdout)
-            let rep = try Harness.replay(trace)
-            #expect(rep.stdout == rec.stdout, "seed \(seed)")
-            let header = try Harness.dumpJSON(trace).first?["extra"] as? [String: String]
-            #expect(header?["chaosSeed"] == "\(seed)")
+        let runs = try Harness.chaosRoundTrips([exe], seeds: 1...20, name: "chaos", in: dir)
+        for run in runs {
+            let header = try Harness.dumpJSON(run.trace).first?["extra"] as? [String: String]
+            #expect(header?["chaosSeed"] == "\(run.seed)")
         }
+        let outputs = Set(runs.map(\.stdout))
         #expect(outputs.count >= 2, "20 chaos seeds gave one interleaving: \(outputs)")
     }
 }
