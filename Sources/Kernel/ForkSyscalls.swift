@@ -21,9 +21,7 @@ extension ProcessSyscalls {
         child.space = parent.space
         child.files = parent.files
         child.signals = parent.signals
-        child.signals.pending = 0
-        child.signals.pendingInfo = [:]
-        child.signals.queued = [:]
+        child.signals.shared = PendingSignals()
         child.auxv = parent.auxv
         child.argv = parent.argv
         child.envp = parent.envp
@@ -74,20 +72,39 @@ extension ProcessSyscalls {
     static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
     static func waitStatus(killedBy signal: Int32) -> Int32 { signal & 0x7f }
 
+    static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WCONTINUED: Int32 = 8
+
+    /// wait4: the first child (of those `target` names) that ended, or that
+    /// stopped or continued when the options ask for it, each reported once.
     static func wait4(_ c: SyscallCall) throws -> Int64 {
         let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
-        let WNOHANG: Int32 = 1
-        guard options & ~(WNOHANG | 2 | 8 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000) | 0x2000_0000) == 0 else { throw Errno.inval }
+        // __WNOTHREAD, __WALL, __WCLONE change nothing for one-thread children.
+        guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | 0x2000_0000 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000)) == 0
+        else { throw Errno.inval }
         let p = c.process
-        let children = p.family.processes.filter { $0.parent === p && (target == -1 || target == 0 || $0.pid == target) }
+        // Every process of the recording shares one process group.
+        func named(_ child: Process) -> Bool { child.parent === p && (target <= 0 || child.pid == target) }
+        func status(_ child: Process) -> Int32? {
+            if let s = child.zombieStatus { return s }
+            switch child.jobReport {
+            case .stopped(let signal)? where options & WUNTRACED != 0: return signal << 8 | 0x7f
+            case .continued? where options & WCONTINUED != 0: return 0xffff
+            default: return nil
+            }
+        }
+        let children = p.family.processes.filter(named)
         guard !children.isEmpty else { throw Errno(10) }    // ECHILD
-        if let done = children.first(where: { $0.zombieStatus != nil }), let status = done.zombieStatus {
-            if statusAddress != 0 { try c.writeValue(statusAddress, status) }
+        if let child = children.first(where: { status($0) != nil }), let s = status(child) {
+            if statusAddress != 0 { try c.writeValue(statusAddress, s) }
             if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
-            p.family.processes.removeAll { $0 === done }
-            return Int64(done.pid)
+            if child.zombieStatus != nil {
+                p.family.processes.removeAll { $0 === child }
+            } else {
+                child.jobReport = nil
+            }
+            return Int64(child.pid)
         }
         if options & WNOHANG != 0 { return 0 }
-        throw MustBlock(childOf: p)
+        throw MustBlock { p.family.processes.contains { named($0) && status($0) != nil } }
     }
 }

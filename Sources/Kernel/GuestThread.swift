@@ -16,8 +16,9 @@ public struct BlockedSyscall {
     /// syscall runs again from the start once it is.
     public var hostFD: Int32?
     public var events: Int16 = 0
-    /// A wait4 for a child of this process to end (runs again when one has).
-    public weak var waitsForChildOf: Process?
+    /// A wait that ends when this says so (wait4: a child ended, stopped
+    /// or continued); the syscall runs again then.
+    public var wakeWhen: (() -> Bool)?
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -29,6 +30,8 @@ public final class GuestThread {
     public var gsBase: UInt64 = 0
     var extendedState: [UInt8]?
     public var signalMask: UInt64 = 0
+    /// Signals directed at this thread (tkill, tgkill, SIGEV_THREAD_ID).
+    public var pending = PendingSignals()
     public var altStack: [UInt8] = SignalState().altStack
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
@@ -58,11 +61,9 @@ public final class GuestThread {
         guard let b = blocked else { return true }
         if b.result != nil { return true }
         if let fd = b.hostFD { return GuestThread.ready(fd, b.events, timeout: 0) }
-        if let p = b.waitsForChildOf {
-            return p.family.processes.contains { $0.parent === p && $0.zombieStatus != nil }
-        }
+        if let wakeWhen = b.wakeWhen { return wakeWhen() }
         if signalWait != 0, let p = signalWaitProcess {
-            if p.signals.pending & signalWait != 0 { return true }
+            if p.pendingSignals(of: self) & signalWait != 0 { return true }
             if let d = wakeDeadline, d <= Scheduler.monotonicNow() { return true }
         }
         return false
@@ -95,7 +96,7 @@ public struct MustBlock: Error {
         self.futex = futex; self.bitset = bitset; self.deadline = deadline
     }
 
-    public var waitsForChildOf: Process?
+    public var wakeWhen: (() -> Bool)?
 
     /// Wait until a host descriptor is ready, then run the syscall again.
     public init(hostFD: Int32?, events: Int16) {
@@ -103,10 +104,10 @@ public struct MustBlock: Error {
         self.hostFD = hostFD; self.events = events
     }
 
-    /// Wait until a child of `process` has ended, then run the syscall again.
-    public init(childOf process: Process) {
+    /// Wait until `ready` says so, then run the syscall again.
+    public init(until ready: @escaping () -> Bool) {
         futex = 0; bitset = 0; deadline = nil
-        waitsForChildOf = process
+        wakeWhen = ready
     }
 }
 

@@ -123,6 +123,11 @@ public protocol HostWorld: AnyObject {
     /// The process dies of a signal. Replay checks the recording died the same way.
     func fatalSignal(_ signal: FatalSignal) throws
 
+    /// A child process dies of a signal; the run goes on. Logged like a
+    /// death (a `fatalSignal` event that is not the last): it is where
+    /// the schedule ran that process, and replay checks it died the same way.
+    func processKilled(_ signal: FatalSignal) throws
+
     /// A host signal (SIGINT, SIGTERM, ...) that arrived while the guest ran,
     /// to be delivered to it. Replay never has one.
     func takeHostSignal() -> Int32?
@@ -131,10 +136,12 @@ public protocol HostWorld: AnyObject {
     /// (recording's watchdog); replay never reports it.
     func takeStall() -> Bool
 
-    /// Signals from timers, made pending after a syscall: recording asks
-    /// `due` (the host clock against the guest's timers) and logs them;
-    /// replay takes them from the trace.
-    func timerSignals(_ due: () -> [Int32]) throws -> [Int32]
+    /// Signals from outside the guest's own syscalls, made pending after a
+    /// syscall: timer expiries, and the SIGCONT that resumed a recording
+    /// whose processes had all stopped. Recording asks `due` (the host
+    /// clock against the guest's timers, or the host stop) and logs them
+    /// as `signal` events; replay takes them from the trace.
+    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32]
 
     /// A file the emulated kernel itself loads from the host (execve's
     /// program, interpreter or script interpreter): recording reads it,

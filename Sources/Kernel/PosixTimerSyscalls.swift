@@ -21,6 +21,8 @@ public struct PosixTimer {
     public var overrunLast: Int32 = 0
     /// Its signal is pending and not yet dequeued.
     public var signalQueued = false
+    /// SIGEV_THREAD_ID's thread: the signal is pending for it alone.
+    public var thread: Int32?
 
     public static let SIGEV_SIGNAL: Int32 = 0, SIGEV_NONE: Int32 = 1, SIGEV_THREAD: Int32 = 2, SIGEV_THREAD_ID: Int32 = 4
     public static let SI_TIMER: Int32 = -2
@@ -52,8 +54,7 @@ public struct PosixTimer {
 /// with its SI_TIMER siginfo, or an overrun when that signal is still
 /// queued. CLOCK_PROCESS_CPUTIME_ID and CLOCK_THREAD_CPUTIME_ID timers run
 /// on wall-clock time (an approximation, like ITIMER_VIRTUAL's).
-/// SIGEV_THREAD_ID's signal is made pending for the process, like every
-/// signal detrec generates (there are no per-thread pending sets).
+/// SIGEV_THREAD_ID's signal is pending for its thread alone.
 enum PosixTimerSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.timer_create, create)
@@ -103,7 +104,7 @@ enum PosixTimerSyscalls {
         let clock = c.int(0), eventAddress = c.arg(1), idAddress = c.arg(2)
         _ = try hostClock(c, clock)
         let p = c.process
-        var notify = PosixTimer.SIGEV_SIGNAL, signal: Int32 = 14, value: UInt64?
+        var notify = PosixTimer.SIGEV_SIGNAL, signal: Int32 = 14, value: UInt64?, thread: Int32?
         if eventAddress != 0 {
             let event = try c.read(eventAddress, count: 64)
             value = Bytes.u64(event, at: 0)
@@ -113,6 +114,7 @@ enum PosixTimerSyscalls {
             switch notify {
             case PosixTimer.SIGEV_THREAD_ID:
                 guard p.thread(target) != nil else { throw Errno.inval }
+                thread = target
                 fallthrough
             case PosixTimer.SIGEV_SIGNAL, PosixTimer.SIGEV_THREAD:
                 guard signal > 0, signal <= 64 else { throw Errno.inval }
@@ -128,7 +130,8 @@ enum PosixTimerSyscalls {
         var id = p.nextPosixTimerID
         while index(p, id) != nil { id = (id + 1) % PosixTimer.idLimit }
         p.nextPosixTimerID = (id + 1) % PosixTimer.idLimit
-        p.posixTimers.append(PosixTimer(id: id, clock: clock, notify: notify, signal: signal, value: value ?? UInt64(UInt32(bitPattern: id))))
+        p.posixTimers.append(PosixTimer(id: id, clock: clock, notify: notify, signal: signal, value: value ?? UInt64(UInt32(bitPattern: id)),
+                                      thread: thread))
         try c.writeValue(idAddress, id)
         return 0
     }
@@ -202,11 +205,13 @@ enum PosixTimerSyscalls {
         var info = Bytes.i32(signal) + Bytes.i32(0) + Bytes.i32(PosixTimer.SI_TIMER) + Bytes.i32(0)
         info += Bytes.i32(id) + Bytes.i32(0) + Bytes.u64(t.value)
         info += [UInt8](repeating: 0, count: 128 - info.count)
+        // A thread that has ended leaves its timer's signal to the process.
+        let target = t.thread.flatMap { p.thread($0) }
         func instances() -> Int {
-            (p.signals.pending & SignalState.bit(signal) != 0 ? 1 : 0) + (p.signals.queued[signal]?.count ?? 0)
+            p.signals.shared.count(of: signal) + (target?.pending.count(of: signal) ?? 0)
         }
         let before = instances()
-        SignalDelivery.generate(p, signal: signal, info: info)
+        SignalDelivery.generate(p, signal: signal, info: info, to: target)
         if instances() > before {
             p.posixTimers[i].signalQueued = true
             p.posixTimers[i].overrun = 0

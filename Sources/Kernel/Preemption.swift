@@ -139,12 +139,12 @@ extension ProcessRunner {
         return process.family.threads.contains { t in
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
-            return b.result != nil || b.hostFD != nil || b.deadline != nil || b.waitsForChildOf != nil
+            return b.result != nil || b.hostFD != nil || b.deadline != nil || b.wakeWhen != nil
         }
     }
 
     private func othersRunnable() -> Bool {
-        process.family.threads.contains { $0 !== process.current && $0.isRunnable }
+        process.family.threads.contains { $0 !== process.current && (process.family.owner(of: $0)?.canRun($0) ?? false) }
     }
 
     /// The watchdog interrupted the guest: roll the slice back and start

@@ -31,7 +31,7 @@ public final class Process {
     /// The id the next timer_create hands out (Linux counts up per process).
     public var nextPosixTimerID: Int32 = 0
 
-    /// The timer expiries due now, as `HostWorld.timerSignals` carries them:
+    /// The timer expiries due now, as `HostWorld.outsideSignals` carries them:
     /// an interval timer's signal number, or a POSIX timer's expiry encoded
     /// by `PosixTimer.encode` (one entry per expiry, so overruns replay).
     /// Rearms periodic timers.
@@ -92,6 +92,10 @@ public final class Process {
     public weak var parent: Process?
     /// Set when the process has ended and waits to be reaped: its wait status.
     public var zombieStatus: Int32?
+    /// The signal that stopped the process, while it is stopped (JobControl).
+    public var stoppedBy: Int32?
+    /// A stop or continue its parent's wait4 has not yet reported.
+    public var jobReport: JobControl.Report?
     /// Set by `detrec record --chaos`: randomized scheduling (recording only).
     public var chaos: Scheduler.Chaos?
     public var signals = SignalState()
@@ -140,14 +144,12 @@ public final class Process {
 public struct SignalState {
     /// The kernel's struct sigaction (handler, flags, restorer, mask): 32 bytes.
     public var actions: [Int32: [UInt8]] = [:]
+    /// The mask of the thread on the vCPU (`GuestThread.signalMask` keeps
+    /// the others').
     public var mask: UInt64 = 0
-    /// Signals generated but not delivered (standard signals do not queue),
-    /// with the siginfo each will be delivered with.
-    public var pending: UInt64 = 0
-    public var pendingInfo: [Int32: [UInt8]] = [:]
-    /// Real-time signals queue (Linux keeps every instance): the siginfo of
-    /// each further instance of a pending one, oldest first.
-    public var queued: [Int32: [[UInt8]]] = [:]
+    /// Process-directed signals generated but not delivered; each thread
+    /// has its own set too (`GuestThread.pending`).
+    public var shared = PendingSignals()
 
     public func action(_ signal: Int32) -> SignalAction {
         SignalAction(actions[signal] ?? [UInt8](repeating: 0, count: 32))
@@ -188,6 +190,32 @@ public final class ProcessFamily {
 }
 
 extension Process {
+    /// The signals pending for `thread` (the current one by default): its
+    /// own and the process's.
+    public func pendingSignals(of thread: GuestThread? = nil) -> UInt64 {
+        signals.shared.set | (thread ?? current).pending.set
+    }
+
+    /// The pending signals that would end a wait `thread` is parked in:
+    /// not blocked by it, and not discarded on arrival.
+    public func interruptingSignals(of thread: GuestThread) -> UInt64 {
+        pendingSignals(of: thread) & SignalWait.deliverable(self, mask: signalMask(of: thread))
+    }
+
+    /// Whether `thread` may take the vCPU: its process is not stopped, and
+    /// it is not parked, or its wait is over, or a signal interrupts it.
+    func canRun(_ thread: GuestThread) -> Bool {
+        guard stoppedBy == nil else { return false }
+        if thread.isRunnable { return true }
+        guard let b = thread.blocked, b.result == nil, thread.signalWait == 0 else { return false }
+        return interruptingSignals(of: thread) != 0
+    }
+
+    /// The signal mask of `thread`, on the vCPU or not.
+    public func signalMask(of thread: GuestThread) -> UInt64 {
+        thread === current ? signals.mask : thread.signalMask
+    }
+
     /// Says something once per `key` on stderr (an unsupported request, an
     /// unimplemented syscall), naming the guest RIP.
     public func report(_ message: String, key: UInt64, rip: UInt64) {

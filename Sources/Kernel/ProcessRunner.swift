@@ -1,4 +1,5 @@
 import CHost
+import Glibc
 import KVMUser
 
 /// The run loop that record and replay share: run the vCPU, hand each
@@ -65,12 +66,13 @@ public final class ProcessRunner {
                     return .trap(e)
                 }
                 let signal = Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)
-                if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e) {
-                    return .exited(try die(fatal))
+                if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
+                   let end = try die(fatal) {
+                    return .exited(end)
                 }
             case .interrupted:
                 if let signal = world.takeHostSignal() {
-                    return .exited(try die(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
+                    return .exited(try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
                 }
                 if world.takeStall() { try handleStall() }
                 if debugTraps { return .interrupted }
@@ -89,7 +91,7 @@ public final class ProcessRunner {
     func afterPreemption() throws -> Termination? {
         let process = self.process
         try raiseDueTimerSignals()
-        if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
+        if let end = try deliverSignals() { return end }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(.yielded)
     }
@@ -98,14 +100,55 @@ public final class ProcessRunner {
     /// clock, replay the trace).
     private func raiseDueTimerSignals() throws {
         let process = self.process
-        for signal in try world.timerSignals({ process.dueTimerSignals() }) {
+        for signal in try world.outsideSignals({ process.dueTimerSignals() }) {
             SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
         }
     }
 
-    private func die(_ f: FatalSignal) throws -> Termination {
+    /// The process on the vCPU dies of a signal. A child ends as a zombie
+    /// its parent can wait for, and another thread takes the vCPU; the
+    /// first process's death ends the recording.
+    private func die(_ f: FatalSignal) throws -> Termination? {
+        guard process !== root else { return try endRecording(f) }
+        try world.processKilled(f)
+        endProcess(process, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
+        return try reschedule(.exited)
+    }
+
+    private func endRecording(_ f: FatalSignal) throws -> Termination {
         try world.fatalSignal(f)
         return .killed(signal: f.signal)
+    }
+
+    /// Delivers the current thread's pending signals on its way back to
+    /// user code. A stop signal parks its process (JobControl): another
+    /// process runs meanwhile, or, when none is left that could continue
+    /// it, the recording itself waits stopped (`waitWhileStopped`).
+    private func deliverSignals() throws -> Termination? {
+        while true {
+            if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
+            guard process.stoppedBy != nil else { return nil }
+            let others = process.family.processes.contains { $0.zombieStatus == nil && $0.stoppedBy == nil }
+            if others { return try reschedule(.yielded) }
+            try waitWhileStopped()
+        }
+    }
+
+    /// Every process of the recording is stopped, so only the outside can
+    /// continue it: recording stops detrec itself (a shell sees the job
+    /// stop, and `fg` or SIGCONT resumes it) and logs the SIGCONT that
+    /// resumed it as a `signal` event; replay takes it from the trace.
+    private func waitWhileStopped() throws {
+        let continued = try world.outsideSignals {
+            Glibc.kill(getpid(), SIGSTOP)
+            return [JobControl.SIGCONT]
+        }
+        guard continued.contains(JobControl.SIGCONT) else {
+            throw RunStopped("the recording ends while the program is stopped by \(Signals.name(process.stoppedBy ?? 0))")
+        }
+        for p in process.family.processes where p.stoppedBy != nil {
+            SignalDelivery.generate(p, signal: JobControl.SIGCONT, info: SignalDelivery.siginfo(signal: JobControl.SIGCONT, code: Signals.SI_USER))
+        }
     }
 
     /// A page fault on a page that now allows the access: the TLB or KVM's
@@ -157,11 +200,11 @@ public final class ProcessRunner {
             } catch let e as Errno {
                 result = e.result
             } catch let e as InterruptedByHostSignal {
-                return try die(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
+                return try endRecording(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
             } catch let b as MustBlock {
                 try world.blocked(entry)
                 thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
-                                                hostFD: b.hostFD, events: b.events, waitsForChildOf: b.waitsForChildOf)
+                                                hostFD: b.hostFD, events: b.events, wakeWhen: b.wakeWhen)
                 if b.futex != 0 { process.futexOrder.append(thread) }
                 return try reschedule(.blocked)
             } catch is Yield {
@@ -191,7 +234,7 @@ public final class ProcessRunner {
         let process = self.process
         try raiseDueTimerSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry) }
-        if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
+        if let end = try deliverSignals() { return end }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(yielded ? .yielded : .syscallDone)
     }
@@ -211,7 +254,20 @@ public final class ProcessRunner {
         try owner.switchTo(next)
         let process = owner
         world.currentThread = tid
-        guard let b = next.blocked else { return nil }
+        guard let b = next.blocked else {
+            // A thread coming back to user code takes the signals sent to it meanwhile.
+            return try deliverSignals()
+        }
+        if b.result == nil, next.signalWait == 0, process.interruptingSignals(of: next) != 0 {
+            // A signal ends the wait: the syscall fails with EINTR (restarted
+            // after an SA_RESTART handler) and the signal is delivered. (Stop
+            // signals never wait here: they act when sent, JobControl.)
+            if let end = try world.enterSyscall(b.entry) { return end }
+            next.blocked = nil
+            process.futexOrder.removeAll { $0 === next }
+            let result = try world.host(memory: process.memory) { _ in Errno.intr.result }
+            return try finish(b.entry, result: result)
+        }
         if b.futex == 0 {
             // A descriptor wait: the syscall starts over, now that it can proceed.
             next.blocked = nil
@@ -239,7 +295,7 @@ public final class ProcessRunner {
     /// RIP back on the SYSCALL instruction and RAX as the syscall number.
     private func restartIfHandlerSaysSo(_ entry: SyscallEntry) {
         guard ProcessRunner.restartable.contains(entry.number) else { return }
-        let ready = process.signals.pending & ~process.signals.mask
+        let ready = process.pendingSignals() & ~process.signals.mask
         guard ready != 0 else { return }
         let signal = Int32(ready.trailingZeroBitCount + 1)
         let action = process.signals.action(signal)
@@ -278,9 +334,9 @@ public final class ProcessRunner {
         p.futexOrder = []
         p.files = FileTable()
         for other in p.family.processes where other.parent === p { other.parent = nil }
-        if let parent = p.parent {
-            SignalDelivery.generate(parent, signal: 17, info: SignalDelivery.siginfo(signal: 17, code: 1, pid: p.pid))
-        }
+        let signal = status & 0x7f
+        JobControl.notifyParent(p, code: signal == 0 ? JobControl.CLD_EXITED : JobControl.CLD_KILLED,
+                                status: signal == 0 ? status >> 8 & 0xff : signal)
     }
 
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what

@@ -10,16 +10,21 @@ public enum Scheduler {
     public static var slice = 64
 
     public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
-        let threads = process.family.threads
+        // Threads of stopped processes stay off the vCPU (JobControl).
+        let live = process.family.processes.filter { $0.zombieStatus == nil }
+        let threads = live.filter { $0.stoppedBy == nil }.flatMap { $0.threads }
+        var owners: [ObjectIdentifier: Process] = [:]
+        for p in live { for t in p.threads { owners[ObjectIdentifier(t)] = p } }
+        func canRun(_ t: GuestThread) -> Bool { owners[ObjectIdentifier(t)]?.canRun(t) ?? false }
         let current = process.current
         let limit = process.chaos?.slice ?? slice
-        if reason == .syscallDone, current.isRunnable, current.syscallsInSlice < limit,
+        if reason == .syscallDone, canRun(current), current.syscallsInSlice < limit,
            threads.contains(where: { $0 === current }) {
             return current.tid
         }
         if var chaos = process.chaos {
             // Chaos mode: a random runnable thread, and a random slice for it.
-            let candidates = threads.filter { $0.isRunnable && !($0 === current && reason == .blocked) }
+            let candidates = threads.filter { canRun($0) && !($0 === current && reason == .blocked) }
             if !candidates.isEmpty {
                 let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
                 chaos.slice = 1 + Int(chaos.next() % 16)
@@ -31,7 +36,7 @@ public enum Scheduler {
         let start = (threads.firstIndex { $0 === current } ?? -1) + 1
         for k in 0..<threads.count {
             let t = threads[(start + k) % threads.count]
-            if t.isRunnable && !(t === current && reason == .blocked) { return t.tid }
+            if canRun(t) && !(t === current && reason == .blocked) { return t.tid }
         }
         // Everyone waits: for a descriptor (the host's poll blocks until one
         // is ready or the earliest futex timeout), or for a timeout.
@@ -52,7 +57,8 @@ public enum Scheduler {
             next.blocked?.result = -Int64(ETIMEDOUT)
             return next.tid
         }
-        let waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) on futex 0x\(String($0.futex, radix: 16))" } }
+        var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) on futex 0x\(String($0.futex, radix: 16))" } }
+        waits += live.compactMap { p in p.stoppedBy.map { "process \(p.pid) stopped by \(Signals.name($0))" } }
         throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
     }
 

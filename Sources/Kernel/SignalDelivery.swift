@@ -40,46 +40,45 @@ public enum SignalDelivery {
         return info + [UInt8](repeating: 0, count: 128 - info.count)
     }
 
-    /// Makes a signal pending (kill, tgkill, raise), unless its disposition
-    /// discards it at once. As Linux: a blocked signal is kept even when
-    /// ignored (sigwait may take it), a second standard signal merges into
-    /// the pending one, and real-time signals queue. A POSIX timer's
-    /// expiry (`PosixTimer.encoded`, from `dueTimerSignals`) is routed to
-    /// its timer, which ignores `info` and builds its own SI_TIMER siginfo.
-    public static func generate(_ process: Process, signal: Int32, info: [UInt8]) {
+    /// Makes a signal pending (kill, tgkill, raise), for `thread` alone or
+    /// for the whole process, unless its disposition discards it at once.
+    /// As Linux: a blocked signal is kept even when ignored (sigwait may
+    /// take it), a second standard signal merges into the pending one, and
+    /// real-time signals queue. SIGCONT and the stop signals act on
+    /// arrival (`JobControl.arrived`). A POSIX timer's expiry
+    /// (`PosixTimer.encoded`, from `dueTimerSignals`) is routed to its
+    /// timer, which ignores `info` and builds its own SI_TIMER siginfo.
+    public static func generate(_ process: Process, signal: Int32, info: [UInt8], to thread: GuestThread? = nil) {
         if signal > 64 {
             PosixTimerSyscalls.expired(process, encoded: signal)
             return
         }
+        JobControl.arrived(process, signal: signal)
         let a = process.signals.action(signal)
-        let blocked = process.signals.mask & SignalState.bit(signal) != 0
+        let blocked = process.signalMask(of: thread ?? process.current) & SignalState.bit(signal) != 0
         if signal != 9 && signal != 19 && !blocked {
             if a.handler == SignalAction.SIG_IGN { return }
             if a.handler == SignalAction.SIG_DFL && ignoredByDefault.contains(signal) { return }
         }
-        if process.signals.pending & SignalState.bit(signal) != 0 {
-            if signal >= 32 { process.signals.queued[signal, default: []].append(info) }
+        if JobControl.stopsOnArrival(process, signal: signal, thread: thread) {
+            JobControl.stop(process, signal: signal)
             return
         }
-        process.signals.pending |= SignalState.bit(signal)
-        process.signals.pendingInfo[signal] = info
+        if let thread {
+            thread.pending.add(signal, info: info)
+        } else {
+            process.signals.shared.add(signal, info: info)
+        }
         SignalFD.signalsChanged(process)
     }
 
-    /// Takes the lowest pending signal in `set` off the pending set (the
-    /// next queued instance of a real-time signal stays), with its siginfo.
-    /// A POSIX timer's siginfo gets its overrun count here, as Linux does
-    /// when the signal is dequeued.
+    /// Takes the lowest pending signal in `set` off the current thread's
+    /// pending set, or else the process's (the next queued instance of a
+    /// real-time signal stays), with its siginfo. A POSIX timer's siginfo
+    /// gets its overrun count here, as Linux does when it is dequeued.
     public static func dequeue(_ process: Process, from set: UInt64) -> (signal: Int32, info: [UInt8])? {
-        let ready = process.signals.pending & set
-        guard ready != 0 else { return nil }
-        let signal = Int32(ready.trailingZeroBitCount + 1)
-        var info = process.signals.pendingInfo.removeValue(forKey: signal) ?? siginfo(signal: signal, code: Signals.SI_KERNEL)
-        if var more = process.signals.queued[signal], !more.isEmpty {
-            process.signals.pendingInfo[signal] = more.removeFirst()
-            process.signals.queued[signal] = more.isEmpty ? nil : more
-        } else {
-            process.signals.pending &= ~SignalState.bit(signal)
+        guard case (let signal, var info)? = process.current.pending.take(from: set) ?? process.signals.shared.take(from: set) else {
+            return nil
         }
         PosixTimerSyscalls.dequeued(process, signal: signal, info: &info)
         SignalFD.signalsChanged(process)
@@ -104,9 +103,9 @@ public enum SignalDelivery {
             if a.handler == SignalAction.SIG_DFL || signal == 9 {
                 if ignoredByDefault.contains(signal) { continue }
                 if stopByDefault.contains(signal) {
-                    process.report("\(Signals.name(signal)) would stop the process; job control is not emulated, so it is ignored",
-                                   key: 0x5_0000_0000 | UInt64(signal), rip: process.machine.registers.rip)
-                    continue
+                    // The process stops here; the run loop parks it until a SIGCONT.
+                    JobControl.stop(process, signal: signal)
+                    return nil
                 }
                 return FatalSignal(signal: signal, code: Int32(bitPattern: Bytes.u32(info, at: 8)),
                                    rip: process.machine.registers.rip, address: 0)

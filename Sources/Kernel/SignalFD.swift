@@ -47,11 +47,11 @@ enum SignalFD {
         let buffer = c.arg(1)
         try c.checkWritable(buffer, count: 128)
         let p = c.process
-        if p.signals.pending & mask == 0 {
+        if p.pendingSignals() & mask == 0 {
             let other = SignalWait.deliverable(p, mask: p.signals.mask)
-            if p.signals.pending & other != 0 { return Errno.intr.result }
+            if p.pendingSignals() & other != 0 { return Errno.intr.result }
             let r = try SignalWait.wait(c, wake: mask | other, restartOn: mask, deadline: nil, file: file)
-            guard p.signals.pending & mask != 0 else { return r }
+            guard p.pendingSignals() & mask != 0 else { return r }
         }
         var taken = 0
         while taken < count, (try? c.checkWritable(buffer + UInt64(taken * 128), count: 128)) != nil,
@@ -96,7 +96,7 @@ enum SignalFD {
         for entry in p.files.entries.values {
             let file = entry.file
             guard let mask = file.signalMask, let fd = file.hostFD else { continue }
-            let ready = p.signals.pending & mask != 0
+            let ready = p.pendingSignals() & mask != 0
             guard ready != file.signalReady else { continue }
             var value: UInt64 = 1
             if ready {

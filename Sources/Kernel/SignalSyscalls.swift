@@ -1,40 +1,22 @@
-/// Signal dispositions and masks. Real delivery comes later; these keep the
-/// state glibc sets up at start-up and answer as Linux would.
+/// Signal dispositions, masks, the alternate stack, rt_sigreturn and
+/// rt_sigpending. Sending is `SignalSending`, delivery `SignalDelivery`.
 enum SignalSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.rt_sigaction, sigaction)
         t.add(SYS.rt_sigprocmask, sigprocmask)
         t.add(SYS.sigaltstack, sigaltstack)
-        t.add(SYS.kill) { c in try sendToSelf(c, target: c.int(0), signal: c.int(1), code: Signals.SI_USER) }
-        t.add(SYS.tkill) { c in try sendToSelf(c, target: c.int(0), signal: c.int(1), code: -6) }
-        t.add(SYS.tgkill) { c in try sendToSelf(c, target: c.int(1), signal: c.int(2), code: -6) }
         t.add(SYS.rt_sigreturn) { c in
             do { return try SignalDelivery.sigreturn(c.process) } catch let e as SignalFrameUnreadable {
                 c.process.pendingFault = FatalSignal(signal: Signals.SIGSEGV, code: Signals.SI_KERNEL, rip: e.rip, address: 0)
                 return 0
             }
         }
+        // Linux reports the pending signals that are blocked (do_sigpending).
         t.add(SYS.rt_sigpending) { c in
             guard c.arg(1) == 8 else { throw Errno.inval }
-            try c.writeValue(c.arg(0), c.process.signals.pending)
+            try c.writeValue(c.arg(0), c.process.pendingSignals() & c.process.signals.mask)
             return 0
         }
-    }
-
-    /// kill/tkill/tgkill aimed at the process itself (abort(), raise()):
-    /// the signal becomes pending and is delivered on the way back to user
-    /// code, if the mask lets it through.
-    static func sendToSelf(_ c: SyscallCall, target: Int32, signal: Int32, code: Int32) throws -> Int64 {
-        guard signal >= 0, signal <= 64 else { throw Errno.inval }
-        let own = c.process.pid
-        guard target == 0 || target == -1 || target == own else {
-            c.process.report("signals to other processes are not supported yet; returning EPERM", key: 0x3_0000_0000, rip: c.rip)
-            throw Errno.perm
-        }
-        guard signal != 0 else { return 0 }
-        SignalDelivery.generate(c.process, signal: signal,
-                                info: SignalDelivery.siginfo(signal: signal, code: code, pid: own, uid: c.process.uid))
-        return 0
     }
 
     static let SIGKILL: Int32 = 9, SIGSTOP: Int32 = 19
@@ -51,9 +33,8 @@ enum SignalSyscalls {
         if oldact != 0 {
             try c.write(oldact, c.process.signals.actions[signal] ?? [UInt8](repeating: 0, count: 32))
         }
-        if var new {
-            // The kernel never lets SIGKILL and SIGSTOP be blocked by a handler's mask.
-            new[24] &= ~UInt8(1 << 0 | 0)
+        if let new {
+            // A handler's mask never blocks SIGKILL and SIGSTOP: setupFrame drops them.
             c.process.signals.actions[signal] = new
         }
         return 0

@@ -1,8 +1,7 @@
 import Glibc
 
-/// Waiting for signals and queueing them with a siginfo: rt_sigsuspend,
-/// rt_sigtimedwait (sigwait, sigwaitinfo, sigtimedwait), rt_sigqueueinfo
-/// and rt_tgsigqueueinfo.
+/// Waiting for signals: rt_sigsuspend and rt_sigtimedwait (sigwait,
+/// sigwaitinfo, sigtimedwait).
 ///
 /// Which signals are pending is guest state, the same on replay, so a wait
 /// that can end at once ends the same way in both modes. A wait that must
@@ -19,8 +18,6 @@ enum SignalWaitSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.rt_sigsuspend, sigsuspend)
         t.add(SYS.rt_sigtimedwait, sigtimedwait)
-        t.add(SYS.rt_sigqueueinfo) { c in try queueInfo(c, tgid: c.int(0), tid: nil, signal: c.int(1), info: 2) }
-        t.add(SYS.rt_tgsigqueueinfo) { c in try queueInfo(c, tgid: c.int(0), tid: c.int(1), signal: c.int(2), info: 3) }
     }
 
     static let unblockable = SignalDelivery.unblockable
@@ -33,7 +30,7 @@ enum SignalWaitSyscalls {
         // What ends the wait: a signal the new mask lets through that is
         // not discarded on arrival.
         let wake = SignalWait.deliverable(p, mask: temporary)
-        if p.signals.pending & wake == 0 {
+        if p.pendingSignals() & wake == 0 {
             let r = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
             if r != Errno.intr.result { return r }
         }
@@ -64,37 +61,10 @@ enum SignalWaitSyscalls {
         // any other the mask lets through ends the wait (the latter with
         // EINTR, after which its handler runs).
         let other = SignalWait.deliverable(p, mask: p.signals.mask)
-        if p.signals.pending & other != 0 { return Errno.intr.result }
+        if p.pendingSignals() & other != 0 { return Errno.intr.result }
         if timeout == 0 { return Errno.again.result }
         let r = try SignalWait.wait(c, wake: set | other, restartOn: set, deadline: timeout, file: nil)
         return r == SignalWait.timedOut ? Errno.again.result : r
-    }
-
-    /// rt_sigqueueinfo / rt_tgsigqueueinfo: a signal with the caller's
-    /// siginfo (si_signo is the kernel's). Another process's or thread's
-    /// id gets what `sendToSelf` gives; a caller may not pose as the
-    /// kernel or kill() toward another task, as Linux refuses.
-    static func queueInfo(_ c: SyscallCall, tgid: Int32, tid: Int32?, signal: Int32, info: Int) throws -> Int64 {
-        var raw = try c.read(c.arg(info), count: 128)
-        guard signal >= 0, signal <= 64 else { throw Errno.inval }
-        let p = c.process
-        if let tid {
-            guard tgid > 0, tid > 0 else { throw Errno.inval }
-            guard tgid == p.pid, p.thread(tid) != nil else {
-                if tgid != p.pid { return try SignalSyscalls.sendToSelf(c, target: tgid, signal: signal, code: -1) }
-                throw Errno.srch
-            }
-        } else {
-            guard tgid > 0 else { throw Errno.srch }
-            if tgid != p.pid { return try SignalSyscalls.sendToSelf(c, target: tgid, signal: signal, code: -1) }
-        }
-        // Linux compares with the caller's thread id.
-        let code = Int32(bitPattern: Bytes.u32(raw, at: 8))
-        if (code >= 0 || code == Signals.SI_TKILL) && (tid ?? tgid) != p.current.tid { throw Errno.perm }
-        guard signal != 0 else { return 0 }
-        for (i, b) in Bytes.i32(signal).enumerated() { raw[i] = b }
-        SignalDelivery.generate(p, signal: signal, info: raw)
-        return 0
     }
 }
 

@@ -30,6 +30,7 @@ public struct SyscallTable {
         TimerSyscalls.register(&t)
         SocketSyscalls.register(&t)
         SignalWaitSyscalls.register(&t)
+        SignalSending.register(&t)
         PosixTimerSyscalls.register(&t)
         TimerFDSyscalls.register(&t)
         SignalFD.register(&t)

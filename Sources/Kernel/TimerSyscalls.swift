@@ -3,7 +3,7 @@ import Glibc
 /// Interval timers and alarm(2). The timers live in the emulated process
 /// and run on the host clock while recording; when one expires, the signal
 /// is made pending after the syscall that noticed it and logged, so replay
-/// generates it at the same point (`HostWorld.timerSignals`). A sleep that
+/// generates it at the same point (`HostWorld.outsideSignals`). A sleep that
 /// a timer cuts short returns EINTR with the time left, as on Linux.
 /// ITIMER_VIRTUAL and ITIMER_PROF are approximated with wall-clock time.
 enum TimerSyscalls {
@@ -172,20 +172,16 @@ enum TimerSyscalls {
         return r
     }
 
+    /// pause(2): waits, as rt_sigsuspend with the current mask, until a
+    /// signal is delivered (a timer's, another thread's or process's).
     static func pause(_ c: SyscallCall) throws -> Int64 {
+        SignalWait.clear(c)
         let p = c.process
-        var forever = false
-        let r = try c.host { _ in
-            guard let wake = nextInterruption(p) else {
-                forever = true
-                return Errno.intr.result
-            }
-            TimerSyscalls.nap(wake - now())
-            return Errno.intr.result
+        let wake = SignalWait.deliverable(p, mask: p.signals.mask)
+        if p.pendingSignals() & wake == 0 {
+            let r = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
+            if r != Errno.intr.result { return r }
         }
-        if forever {
-            throw RunStopped("pause() with no timer armed waits for a signal from outside, which detrec cannot deliver yet (guest rip 0x\(String(c.rip, radix: 16)))")
-        }
-        return r
+        return Errno.intr.result
     }
 }

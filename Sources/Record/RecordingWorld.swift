@@ -117,8 +117,12 @@ final class RecordingWorld: HostWorld {
     }
 
     func fatalSignal(_ f: FatalSignal) throws {
-        try append(.fatalSignal(tid: currentThread, signal: f.signal, code: f.code, rip: f.rip, address: f.address))
+        try processKilled(f)
         try finish()
+    }
+
+    func processKilled(_ f: FatalSignal) throws {
+        try append(.fatalSignal(tid: currentThread, signal: f.signal, code: f.code, rip: f.rip, address: f.address))
     }
 
     func finish() throws {
@@ -139,7 +143,7 @@ final class RecordingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { check() }
 
-    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
+    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
         let signals = due()
         // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code SI_TIMER.
         for s in signals { try append(.signal(tid: currentThread, signal: s, code: s > 64 ? -2 : Signals.SI_KERNEL)) }

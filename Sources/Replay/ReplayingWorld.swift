@@ -174,6 +174,8 @@ final class ReplayingWorld: HostWorld {
         consume()
     }
 
+    func processKilled(_ f: FatalSignal) throws { try fatalSignal(f) }
+
     func fatalSignal(_ f: FatalSignal) throws {
         let what = "death by \(Signals.name(f.signal)) at rip 0x\(String(f.rip, radix: 16))"
         guard let e = try peek() else { throw ranOut(what) }
@@ -230,7 +232,7 @@ final class ReplayingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { expectBlock }
 
-    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] {
+    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
         var out: [Int32] = []
         while let e = try peek(), case .signal(_, let signal, _) = e {
             out.append(signal)

@@ -60,9 +60,10 @@ final class StubWorld: HostWorld {
     func blocked(_ entry: SyscallEntry) throws {}
     func processExit(status: Int32) throws {}
     func fatalSignal(_ signal: FatalSignal) throws {}
+    func processKilled(_ signal: FatalSignal) throws {}
     func takeHostSignal() -> Int32? { nil }
     func takeStall() -> Bool { false }
-    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] { [] }
+    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] { [] }
     func pace(seconds: Double) {}
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { throw Errno.noent }
     func randomBytes(_ count: Int) throws -> [UInt8] { Array(repeating: 0xcd, count: count) }

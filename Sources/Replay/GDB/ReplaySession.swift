@@ -91,13 +91,15 @@ final class DebugWorld: HostWorld {
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
-    func timerSignals(_ due: () -> [Int32]) throws -> [Int32] { try inner.timerSignals(due) }
+    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] { try inner.outsideSignals(due) }
     func processExit(status: Int32) throws { try inner.processExit(status: status) }
 
     /// A death the debugger has not seen yet: stop before it, as gdb stops
     /// on a signal before the kernel kills the program.
     var pendingDeath: FatalSignal?
     struct DeathAhead: Error {}
+
+    func processKilled(_ signal: FatalSignal) throws { try inner.processKilled(signal) }
 
     func fatalSignal(_ signal: FatalSignal) throws {
         // The runner returns right after this call, so finishing it later

@@ -1,0 +1,139 @@
+import Foundation
+import Testing
+
+/// Who a signal goes to: one thread (pthread_kill, tgkill), a process of
+/// the recording (kill to a child or the parent), and what the parent
+/// sees when a child dies of one. Output must match a native run, and
+/// every replay the recording.
+@Suite(.serialized) struct SignalTargetTests {
+    let dir = Harness.temporaryDirectory()
+
+    func matchesNative(_ source: String, name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let exe = try Harness.compile(source, name: name, flags: ["-static", "-pthread"], in: dir)
+        let native = try Harness.run([exe])
+        let (rec, _) = try Harness.roundTrip([exe], in: dir, sourceLocation: sourceLocation)
+        #expect(rec.stdout == native.stdout, sourceLocation: sourceLocation)
+        #expect(rec.status == native.status, sourceLocation: sourceLocation)
+        return rec.stdout
+    }
+
+    static let prelude = #"""
+        #define _GNU_SOURCE
+        #include <errno.h>
+        #include <pthread.h>
+        #include <signal.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <sys/wait.h>
+        #include <unistd.h>
+        static void unblock_all(void) { sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, 0); }   /* the test runner blocks some */
+        static void handle(int s, void (*f)(int)) { struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = f; sigaction(s, &sa, 0); }
+
+        """#
+
+    @Test func threadDirectedSignalsReachTheirThreadAndInterruptItsWait() throws {
+        let out = try matchesNative(Self.prelude + #"""
+            static pthread_t worker;
+            static volatile int in_worker, in_main, stop;
+            static int req[2], ready[2];
+            static void on(int s) { if (pthread_equal(pthread_self(), worker)) in_worker++; else in_main++; if (s == SIGUSR1) stop = 1; }
+            static void *work(void *a) {
+              (void)a;
+              while (!stop) { }                       /* a spin only the signal ends */
+              char c = 'r'; write(ready[1], &c, 1);
+              ssize_t n = read(req[0], &c, 1);        /* interrupted: no SA_RESTART */
+              printf("worker read %zd %s\n", n, n < 0 ? strerror(errno) : "");
+              sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR1); pthread_sigmask(SIG_BLOCK, &m, 0);
+              pthread_kill(pthread_self(), SIGUSR1);
+              sigset_t p; sigpending(&p);
+              printf("worker pending usr1 %d\n", sigismember(&p, SIGUSR1));
+              return 0;
+            }
+            int main(void) {
+              unblock_all();
+              handle(SIGUSR1, on); handle(SIGUSR2, on);
+              pipe(req); pipe(ready);
+              pthread_create(&worker, 0, work, 0);
+              pthread_kill(worker, SIGUSR1);
+              char c; read(ready[0], &c, 1);
+              usleep(50000);                            /* the worker waits in read() by now */
+              /* Process-directed, blocked here: only the worker can take it. */
+              sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR2); pthread_sigmask(SIG_BLOCK, &m, 0);
+              kill(getpid(), SIGUSR2);
+              pthread_join(worker, 0);
+              sigset_t p; sigpending(&p);
+              printf("main pending usr1 %d usr2 %d\n", sigismember(&p, SIGUSR1), sigismember(&p, SIGUSR2));
+              printf("handled in worker %d in main %d\n", in_worker, in_main);
+              return 0;
+            }
+            """#, name: "thread_directed")
+        #expect(out == """
+            worker read -1 Interrupted system call
+            worker pending usr1 1
+            main pending usr1 0 usr2 0
+            handled in worker 2 in main 0
+
+            """)
+    }
+
+    @Test func signalsBetweenProcessesAndChildrenThatDieOfThem() throws {
+        let out = try matchesNative(Self.prelude + #"""
+            static volatile int got;
+            static void on(int s) { got = s; }
+            static void report(const char *what, int status) {
+              if (WIFEXITED(status)) printf("%s: exited %d\n", what, WEXITSTATUS(status));
+              else if (WIFSIGNALED(status)) printf("%s: killed by %d\n", what, WTERMSIG(status));
+              else if (WIFSTOPPED(status)) printf("%s: stopped by %d\n", what, WSTOPSIG(status));
+              else if (WIFCONTINUED(status)) printf("%s: continued\n", what);
+              fflush(stdout);
+            }
+            int main(void) {
+              unblock_all();
+              int sync[2]; pipe(sync);
+              int status; char c;
+              /* A handler in the child runs for the parent's kill. */
+              pid_t a = fork();
+              if (a == 0) { handle(SIGUSR1, on); write(sync[1], "x", 1); while (!got) pause(); _exit(40 + got); }
+              read(sync[0], &c, 1);
+              kill(a, SIGUSR1);
+              waitpid(a, &status, 0); report("handler", status);
+              /* A spinning child killed outright. */
+              pid_t b = fork();
+              if (b == 0) { write(sync[1], "x", 1); for (;;) { } }
+              read(sync[0], &c, 1);
+              kill(b, SIGKILL);
+              waitpid(b, &status, 0); report("sigkill", status);
+              /* A child that faults ends alone; the recording goes on. */
+              pid_t d = fork();
+              if (d == 0) { *(volatile int *)8 = 1; _exit(0); }
+              waitpid(d, &status, 0); report("fault", status);
+              /* Stop, continue, exit, each seen by waitpid. */
+              pid_t e = fork();
+              if (e == 0) { raise(SIGSTOP); _exit(5); }
+              waitpid(e, &status, WUNTRACED); report("stop", status);
+              kill(e, SIGCONT);
+              waitpid(e, &status, WCONTINUED); report("cont", status);
+              waitpid(e, &status, 0); report("end", status);
+              /* The child signals its parent. */
+              handle(SIGUSR2, on); got = 0;
+              pid_t f = fork();
+              if (f == 0) { kill(getppid(), SIGUSR2); _exit(0); }
+              while (!got) pause();
+              waitpid(f, &status, 0);
+              printf("parent got %d\n", got);
+              return 0;
+            }
+            """#, name: "process_signals")
+        #expect(out == """
+            handler: exited 50
+            sigkill: killed by 9
+            fault: killed by 11
+            stop: stopped by 19
+            cont: continued
+            end: exited 5
+            parent got 12
+
+            """)
+    }
+}
