@@ -26,6 +26,49 @@ import Testing
     @Test func divisionByZeroIsSIGFPE() throws { try expectDeath("volatile int z = 0; printf(\"%d\", 7 / z);", status: 136) }
     @Test func abortIsSIGABRT() throws { try expectDeath("abort();", status: 134) }
 
+    /// Each CPU exception reaches an SA_SIGINFO handler as Linux sends it:
+    /// signal, si_code, and whether si_addr is the faulting instruction.
+    @Test func eachFaultKindRunsItsHandlerWithLinuxSiginfo() throws {
+        let exe = try Harness.compile(#"""
+            #include <setjmp.h>
+            #include <signal.h>
+            #include <stdint.h>
+            #include <stdio.h>
+            #include <string.h>
+            static sigjmp_buf env; static siginfo_t got; static uintptr_t rip;
+            static void on(int s, siginfo_t *i, void *u) {
+              got = *i; rip = ((ucontext_t *)u)->uc_mcontext.gregs[REG_RIP]; (void)s; siglongjmp(env, 1);
+            }
+            static void show(const char *what) {
+              printf("%s: signo %d code %d addr %s\n", what, got.si_signo, got.si_code,
+                     got.si_addr == 0 ? "0" : (uintptr_t)got.si_addr == rip ? "rip" : "other");
+            }
+            int main(void) {
+              sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, 0);
+              struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_sigaction = on; sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+              int sigs[] = { SIGSEGV, SIGILL, SIGFPE, SIGTRAP, SIGBUS };
+              for (int k = 0; k < 5; k++) sigaction(sigs[k], &sa, 0);
+              if (!sigsetjmp(env, 1)) __asm__ volatile("int3"); show("int3");
+              if (!sigsetjmp(env, 1)) __asm__ volatile("ud2"); show("ud2");
+              if (!sigsetjmp(env, 1)) { volatile int a = 1, b = 0; a /= b; } show("div");
+              if (!sigsetjmp(env, 1)) __asm__ volatile("hlt"); show("hlt");
+              if (!sigsetjmp(env, 1)) *(volatile int *)0x10 = 1; show("unmapped");
+              if (!sigsetjmp(env, 1)) *(volatile long *)0x8000000000000000ul = 1; show("noncanonical");
+              static char buf[16];
+              if (!sigsetjmp(env, 1)) {
+                __asm__ volatile("pushf; orl $0x40000, (%%rsp); popf; movl (%0), %%eax; pushf; andl $~0x40000, (%%rsp); popf"
+                                 :: "r"(buf + 1) : "eax", "memory");
+              }
+              show("misaligned");
+              return 0;
+            }
+            """#, name: "fault_kinds", in: dir)
+        let native = try Harness.run([exe])
+        let (rec, _) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.stdout == native.stdout)
+        #expect(rec.stdout.contains("misaligned: signo 7 code 1"), "\(rec.stdout)")
+    }
+
     @Test func handlersRunAndSiglongjmpWorks() throws {
         let exe = try Harness.compile(#"""
             #include <setjmp.h>
