@@ -224,7 +224,7 @@ public final class ProcessRunner {
         if let end = try world.enterSyscall(b.entry) { return end }
         next.blocked = nil
         process.futexOrder.removeAll { $0 === next }
-        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }
+        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
         return try finish(b.entry, result: result)
     }
 
@@ -258,7 +258,7 @@ public final class ProcessRunner {
         let entry = SyscallEntry(number: number, args: [site, 0, 0, 0, 0, 0], rip: site, tid: process.current.tid)
         world.currentThread = entry.tid
         if let end = try world.enterSyscall(entry) { return end }
-        let value = try world.host(memory: process.memory) { _ in Int64(bitPattern: chost_rdtsc()) }
+        let value = try world.host(memory: process.memory) { _ in Int64(bitPattern: chost_rdtsc()) }.result
         try world.exitSyscall(entry, result: value)
         var regs = process.machine.registers
         let tsc = UInt64(bitPattern: value)
