@@ -64,7 +64,7 @@ public final class ProcessRunner {
                 if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
                     return .trap(e)
                 }
-                let signal = Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)
+                let signal = Signals.forException(e, page: process.faultedPage(e))
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e) {
                     return .exited(try die(fatal))
                 }

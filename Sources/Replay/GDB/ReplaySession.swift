@@ -199,7 +199,7 @@ final class ReplaySession {
         if let trap = pendingTrap {
             // The recording took this trap with no debugger: the program died of it.
             pendingTrap = nil
-            let signal = Signals.forException(trap, mapped: true)
+            let signal = Signals.forException(trap, page: .refused)
             try world.inner.fatalSignal(signal)
             return .exited(.killed(signal: signal.signal))
         }
