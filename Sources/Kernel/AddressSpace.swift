@@ -9,10 +9,17 @@ public struct Mapping: Equatable, Sendable {
     /// A path, "[heap]", "[stack]", or "" for anonymous memory.
     public var name: String
     public var fileOffset: UInt64
+    /// For a file mapping whose file ended inside it (or before it) when it
+    /// was mapped: the file offset, page-rounded up, where the file ended.
+    /// Pages from there on lie beyond the end of the file and raise SIGBUS
+    /// (`BeyondFileEnd.swift`). An offset, so it holds through splits and
+    /// moves; nil when the whole mapping is backed.
+    public var fileEnd: UInt64?
 
-    public init(start: UInt64, end: UInt64, protection: PageProtection, shared: Bool = false, name: String = "", fileOffset: UInt64 = 0) {
+    public init(start: UInt64, end: UInt64, protection: PageProtection, shared: Bool = false, name: String = "",
+                fileOffset: UInt64 = 0, fileEnd: UInt64? = nil) {
         self.start = start; self.end = end; self.protection = protection
-        self.shared = shared; self.name = name; self.fileOffset = fileOffset
+        self.shared = shared; self.name = name; self.fileOffset = fileOffset; self.fileEnd = fileEnd
     }
 
     public var pages: Int { Int((end - start) / 4096) }
@@ -99,7 +106,8 @@ public struct AddressSpace {
         var out: [Mapping] = []
         for m in mappings {
             if var last = out.last, last.end == m.start, last.protection == m.protection, last.shared == m.shared,
-               last.name == m.name, m.name == "" || m.name.hasPrefix("[") || last.fileOffset + (last.end - last.start) == m.fileOffset {
+               last.name == m.name, last.fileEnd == m.fileEnd,
+               m.name == "" || m.name.hasPrefix("[") || last.fileOffset + (last.end - last.start) == m.fileOffset {
                 last.end = m.end
                 out[out.count - 1] = last
             } else {

@@ -64,7 +64,9 @@ extension ProcessSyscalls {
                 }
                 at += 4096
             }
-            child.memory.protect(m.start, pages: m.pages, protection: m.protection)
+            for part in m.pageTableParts(from: m.start, to: m.end) {
+                child.memory.protect(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection)
+            }
         }
     }
 

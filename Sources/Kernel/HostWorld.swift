@@ -94,8 +94,10 @@ public protocol HostWorld: AnyObject {
 
     /// The host part of the current syscall: recording runs `body` and logs
     /// the guest memory it wrote; replay applies the recorded writes and
-    /// returns the recorded result without running `body`.
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64
+    /// returns the recorded result without running `body`. Either way the
+    /// outcome says what was filled from files, which the handler may need
+    /// (where a mapped file ends).
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome
 
     /// The syscall returns `result` to the guest. Replay checks it matches.
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws
@@ -196,6 +198,40 @@ public struct PreemptionPoint: Equatable, Sendable {
     public var registers: UInt64
     public init(tid: Int32, rip: UInt64, hits: UInt64, registers: UInt64) {
         self.tid = tid; self.rip = rip; self.hits = hits; self.registers = registers
+    }
+}
+
+/// What the host part of a syscall came to, the same in record and replay:
+/// its result, and the guest ranges it filled from files (recording knows
+/// what it wrote, replay what the trace says was written).
+public struct HostOutcome: Equatable, Sendable {
+    /// A guest range filled with a file's content.
+    public struct FileFill: Equatable, Sendable {
+        public var address: UInt64
+        public var length: UInt64
+        public init(address: UInt64, length: UInt64) { self.address = address; self.length = length }
+    }
+
+    public var result: Int64
+    public var fileFills: [FileFill]
+
+    public init(result: Int64, fileFills: [FileFill] = []) {
+        self.result = result
+        self.fileFills = fileFills
+    }
+
+    /// The outcome of a recording's host work: `writes` are what it wrote.
+    public init(result: Int64, writes: [GuestWrite]) {
+        self.init(result: result, fileFills: writes.compactMap { w in
+            guard case .file(let address, let length, _, _) = w else { return nil }
+            return FileFill(address: address, length: length)
+        })
+    }
+
+    /// How many bytes of a file were filled in at `address`: 0 when none
+    /// were (a mapping that starts at or past the file's end).
+    public func filled(at address: UInt64) -> UInt64 {
+        fileFills.first { $0.address == address }?.length ?? 0
     }
 }
 

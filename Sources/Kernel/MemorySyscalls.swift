@@ -79,16 +79,29 @@ enum MemorySyscalls {
             guard let free = p.space.findFree(length: length, hint: hint) else { throw Errno.nomem }
             start = free
         }
-        try p.map(Mapping(start: start, end: start + length, protection: prot, shared: kind != MAP_PRIVATE,
-                          name: file?.path ?? "", fileOffset: anonymous ? 0 : offset))
+        var mapping = Mapping(start: start, end: start + length, protection: prot, shared: kind != MAP_PRIVATE,
+                              name: file?.path ?? "", fileOffset: anonymous ? 0 : offset)
+        try p.map(mapping)
         guard let file else { return Int64(start) }
-        let r = try c.host { effects throws(Errno) -> Int64 in
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
             try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
             return Int64(start)
         }
-        if r < 0 { p.unmap(start, start + length) }
-        if r >= 0 && prot.contains(.execute) { TimestampCounter.patch(p, from: start, to: start + length) }
+        let r = outcome.result
+        if r < 0 {
+            p.unmap(start, start + length)
+            return r
+        }
+        // What was filled in (the trace's record of it, in replay) says where
+        // the file ended: whole pages past that raise SIGBUS when touched.
+        let filled = outcome.filled(at: start)
+        if filled < length {
+            mapping.fileEnd = offset + (AddressSpace.pageUp(filled) ?? length)
+            p.space.insert(mapping)
+            p.protectPages(start, start + length)
+        }
+        if prot.contains(.execute) { TimestampCounter.patch(p, from: start, to: start + length) }
         return r
     }
 
@@ -109,8 +122,8 @@ enum MemorySyscalls {
         guard length > 0 else { return 0 }
         let p = c.process
         guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
-        p.memory.protect(start, pages: Int(length / 4096), protection: prot)
         p.space.protect(start, start + length, prot)
+        p.protectPages(start, start + length)   // pages beyond a mapped file's end keep faulting
         return 0
     }
 
@@ -173,8 +186,11 @@ enum MemorySyscalls {
         switch advice {
         case 4:   // MADV_DONTNEED: private pages read back as zero
             for m in p.space.mappings where m.end > start && m.start < start + length {
-                let s = max(m.start, start), e = min(m.end, start + length)
-                do { try p.memory.map(s, pages: Int((e - s) / 4096), protection: m.protection) } catch { throw Errno.nomem }
+                for part in m.pageTableParts(from: start, to: start + length) {
+                    do { try p.memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
+                        throw Errno.nomem
+                    }
+                }
             }
             return 0
         case 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23:

@@ -128,9 +128,14 @@ public final class Process {
         family = ProcessFamily(root: self)
     }
 
-    /// Maps fresh pages and records the mapping.
+    /// Maps fresh pages and records the mapping (pages beyond a mapped
+    /// file's end stay non-present: `BeyondFileEnd.swift`).
     public func map(_ m: Mapping) throws(Errno) {
-        do { try memory.map(m.start, pages: m.pages, protection: m.protection) } catch { throw .nomem }
+        for part in m.pageTableParts(from: m.start, to: m.end) {
+            do { try memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
+                throw .nomem
+            }
+        }
         space.insert(m)
     }
 

@@ -65,7 +65,7 @@ public final class ProcessRunner {
                 if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
                     return .trap(e)
                 }
-                let signal = Signals.forException(e, mapped: process.memory.protection(at: e.address) != nil)
+                let signal = Signals.forException(e, page: process.faultedPage(e))
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
                    let end = try die(fatal) {
                     return .exited(end)
@@ -265,7 +265,7 @@ public final class ProcessRunner {
             if let end = try world.enterSyscall(b.entry) { return end }
             next.blocked = nil
             process.futexOrder.removeAll { $0 === next }
-            let result = try world.host(memory: process.memory) { _ in Errno.intr.result }
+            let result = try world.host(memory: process.memory) { _ in Errno.intr.result }.result
             return try finish(b.entry, result: result)
         }
         if b.futex == 0 {
@@ -280,7 +280,7 @@ public final class ProcessRunner {
         if let end = try world.enterSyscall(b.entry) { return end }
         next.blocked = nil
         process.futexOrder.removeAll { $0 === next }
-        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }
+        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
         return try finish(b.entry, result: result)
     }
 
@@ -314,7 +314,7 @@ public final class ProcessRunner {
         let entry = SyscallEntry(number: number, args: [site, 0, 0, 0, 0, 0], rip: site, tid: process.current.tid)
         world.currentThread = entry.tid
         if let end = try world.enterSyscall(entry) { return end }
-        let value = try world.host(memory: process.memory) { _ in Int64(bitPattern: chost_rdtsc()) }
+        let value = try world.host(memory: process.memory) { _ in Int64(bitPattern: chost_rdtsc()) }.result
         try world.exitSyscall(entry, result: value)
         var regs = process.machine.registers
         let tsc = UInt64(bitPattern: value)

@@ -16,15 +16,17 @@ public enum Signals {
     // si_code values (asm-generic/siginfo.h).
     public static let SEGV_MAPERR: Int32 = 1, SEGV_ACCERR: Int32 = 2
     public static let ILL_ILLOPN: Int32 = 2, FPE_INTDIV: Int32 = 1, FPE_FLTINV: Int32 = 7
-    public static let BUS_ADRALN: Int32 = 1, TRAP_BRKPT: Int32 = 1, TRAP_TRACE: Int32 = 2
+    public static let BUS_ADRALN: Int32 = 1, BUS_ADRERR: Int32 = 2, TRAP_BRKPT: Int32 = 1, TRAP_TRACE: Int32 = 2
     public static let SI_KERNEL: Int32 = 0x80, SI_USER: Int32 = 0, SI_TKILL: Int32 = -6
     /// The si_code detrec logs for a signal that reached the recorder from
     /// outside (Ctrl-C, kill of detrec): the guest died of it there, and a
     /// replay ends at the same syscall. Not a Linux value.
     public static let fromOutside: Int32 = 0x4000
 
-    /// The signal Linux sends for an exception in user mode (arch/x86/kernel/traps.c).
-    public static func forException(_ e: GuestException, mapped: Bool) -> FatalSignal {
+    /// The signal Linux sends for an exception in user mode (arch/x86/kernel/traps.c,
+    /// and mm/memory.c for a page beyond a mapped file's end); `page` is what a
+    /// page fault touched.
+    public static func forException(_ e: GuestException, page: FaultedPage) -> FatalSignal {
         let (signal, code, address): (Int32, Int32, UInt64)
         switch e.vector {
         case GuestException.divideError: (signal, code, address) = (SIGFPE, FPE_INTDIV, e.rip)
@@ -32,11 +34,25 @@ public enum Signals {
         case GuestException.breakpoint: (signal, code, address) = (SIGTRAP, SI_KERNEL, 0)
         case GuestException.invalidOpcode: (signal, code, address) = (SIGILL, ILL_ILLOPN, e.rip)
         case GuestException.pageFault:
-            (signal, code, address) = (SIGSEGV, mapped ? SEGV_ACCERR : SEGV_MAPERR, e.address)
+            switch page {
+            case .unmapped: (signal, code, address) = (SIGSEGV, SEGV_MAPERR, e.address)
+            case .refused: (signal, code, address) = (SIGSEGV, SEGV_ACCERR, e.address)
+            case .beyondFileEnd: (signal, code, address) = (SIGBUS, BUS_ADRERR, e.address)
+            }
         case GuestException.alignmentCheck: (signal, code, address) = (SIGBUS, BUS_ADRALN, 0)
         case GuestException.x87, GuestException.simd: (signal, code, address) = (SIGFPE, FPE_FLTINV, e.rip)
         default: (signal, code, address) = (SIGSEGV, SI_KERNEL, 0)   // #GP, #SS, #NP, ...
         }
         return FatalSignal(signal: signal, code: code, rip: e.rip, address: address)
     }
+}
+
+/// What a page fault touched, as Linux's fault handler finds it.
+public enum FaultedPage: Sendable {
+    /// Nothing is mapped there: SEGV_MAPERR.
+    case unmapped
+    /// The mapping does not allow the access: SEGV_ACCERR.
+    case refused
+    /// A page of a file mapping wholly past the end of the file: SIGBUS, BUS_ADRERR.
+    case beyondFileEnd
 }

@@ -147,6 +147,12 @@ public struct SyscallCall {
     /// return exactly what the syscall returns to the guest: replay hands
     /// the recorded result back in its place.
     public func host(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+        try world.host(memory: memory, body).result
+    }
+
+    /// `host`, for a handler that also needs to know what was filled from
+    /// files (mmap: where the mapped file ends).
+    public func hostOutcome(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try world.host(memory: memory, body)
     }
 }

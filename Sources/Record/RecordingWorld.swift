@@ -70,7 +70,7 @@ final class RecordingWorld: HostWorld {
         return nil
     }
 
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         // One host interaction per syscall: replay hands back one result.
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true
@@ -82,7 +82,7 @@ final class RecordingWorld: HostWorld {
         if result == Errno.intr.result, let signal = HostSignals.take() {
             throw InterruptedByHostSignal(signal: signal)
         }
-        return result
+        return HostOutcome(result: result, writes: writes)
     }
 
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {

@@ -110,9 +110,10 @@ final class ReplayingWorld: HostWorld {
         }
     }
 
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         guard let s = current, !hostCalled else { throw diverged("a host call outside a recorded syscall, or a second one in the same syscall") }
         hostCalled = true
+        var fills: [HostOutcome.FileFill] = []
         for w in s.writes {
             switch w {
             case .bytes(let address, let data):
@@ -131,9 +132,11 @@ final class ReplayingWorld: HostWorld {
                 } catch {
                     throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
+                // Empty ones carry execve's files (`loadFile`); recording logs no empty fill.
+                if length > 0 { fills.append(HostOutcome.FileFill(address: address, length: length)) }
             }
         }
-        return s.result
+        return HostOutcome(result: s.result, fileFills: fills)
     }
 
     private func stored(_ sha: String) throws -> [UInt8] {

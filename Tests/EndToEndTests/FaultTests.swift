@@ -30,6 +30,7 @@ import Testing
     /// signal, si_code, and whether si_addr is the faulting instruction.
     @Test func eachFaultKindRunsItsHandlerWithLinuxSiginfo() throws {
         let exe = try Harness.compile(#"""
+            #define _GNU_SOURCE
             #include <setjmp.h>
             #include <signal.h>
             #include <stdint.h>
@@ -37,6 +38,7 @@ import Testing
             #include <string.h>
             static sigjmp_buf env; static siginfo_t got; static uintptr_t rip;
             static void on(int s, siginfo_t *i, void *u) {
+              __asm__ volatile("pushf; andl $~0x40000, (%%rsp); popf" ::: "memory");   /* Linux leaves AC set in a handler */
               got = *i; rip = ((ucontext_t *)u)->uc_mcontext.gregs[REG_RIP]; (void)s; siglongjmp(env, 1);
             }
             static void show(const char *what) {

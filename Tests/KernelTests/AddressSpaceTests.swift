@@ -229,6 +229,25 @@ import KVMUser
         ].map(layout))
     }
 
+    /// Where a mapped file ends is a file offset, so the pages past it stay
+    /// the same pages when the mapping is split or moved.
+    @Test func theFileEndFollowsSplitsAndMoves() {
+        var s = AddressSpace(mmapBase: Self.base)
+        var m = file(0x10000, 0x14000, offset: 0x1000)
+        m.fileEnd = 0x3000    // the file's pages end two pages in
+        s.insert(m)
+        #expect(s.mappings.first?.fileBackedEnd == 0x12000)
+        s.remove(0x11000, 0x12000)
+        #expect(s.mappings.map(\.fileBackedEnd) == [0x11000, 0x12000], "the tail lies wholly past the file")
+        s.move(from: 0x12000, length: 0x2000, to: 0x100000)
+        #expect(s.mapping(containing: 0x100000)?.fileBackedEnd == 0x100000)
+        #expect(m.pageTableParts(from: 0x11000, to: 0x13000).map { "\(String($0.start, radix: 16)) \($0.protection.rawValue)" }
+                == ["11000 1", "12000 0"])
+        // A neighbour mapping the same file without the limit stays apart.
+        s.insert(file(0xf000, 0x10000, offset: 0))
+        #expect(s.mappings.map(\.start) == [0xf000, 0x10000, 0x100000])
+    }
+
     @Test func pageUp() {
         #expect(AddressSpace.pageUp(0) == 0)
         #expect(AddressSpace.pageUp(1) == 4096)

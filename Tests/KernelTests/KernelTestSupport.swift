@@ -50,9 +50,9 @@ final class StubWorld: HostWorld {
 
     func startupRandom() throws -> [UInt8] { Array(repeating: 0xab, count: 16) }
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? { nil }
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         hostCalls += 1
-        return hostResult
+        return HostOutcome(result: hostResult)
     }
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {}
     func pickThread(_ choose: () throws -> Int32) throws -> Int32 { try choose() }

@@ -66,7 +66,7 @@ final class DebugWorld: HostWorld {
     var isReplaying: Bool { true }
     func startupRandom() throws -> [UInt8] { try inner.startupRandom() }
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? { try inner.enterSyscall(entry) }
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
+    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try inner.host(memory: memory, body)
     }
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
@@ -201,7 +201,7 @@ final class ReplaySession {
         if let trap = pendingTrap {
             // The recording took this trap with no debugger: the program died of it.
             pendingTrap = nil
-            let signal = Signals.forException(trap, mapped: true)
+            let signal = Signals.forException(trap, page: .refused)
             try world.inner.fatalSignal(signal)
             return .exited(.killed(signal: signal.signal))
         }
