@@ -1,6 +1,7 @@
 import KVMUser
 
-/// New processes: fork (clone without CLONE_VM), and waiting for them.
+/// New processes: fork (clone without CLONE_VM); waiting for them is
+/// `WaitSyscalls.swift`.
 /// A child gets its own machine (VM and vCPU) with a copy of the parent's
 /// memory; one vCPU runs at a time, and threads of every process are
 /// scheduled together at syscalls, so the trace is still the schedule.
@@ -68,45 +69,5 @@ extension ProcessSyscalls {
                 child.memory.protect(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection)
             }
         }
-    }
-
-    /// The wait status of a process that ended: exit code or signal.
-    static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
-    static func waitStatus(killedBy signal: Int32) -> Int32 { signal & 0x7f }
-
-    static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WCONTINUED: Int32 = 8
-
-    /// wait4: the first child (of those `target` names) that ended, or that
-    /// stopped or continued when the options ask for it, each reported once.
-    static func wait4(_ c: SyscallCall) throws -> Int64 {
-        let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
-        // __WNOTHREAD, __WALL, __WCLONE change nothing for one-thread children.
-        guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | 0x2000_0000 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000)) == 0
-        else { throw Errno.inval }
-        let p = c.process
-        // Every process of the recording shares one process group.
-        func named(_ child: Process) -> Bool { child.parent === p && (target <= 0 || child.pid == target) }
-        func status(_ child: Process) -> Int32? {
-            if let s = child.zombieStatus { return s }
-            switch child.jobReport {
-            case .stopped(let signal)? where options & WUNTRACED != 0: return signal << 8 | 0x7f
-            case .continued? where options & WCONTINUED != 0: return 0xffff
-            default: return nil
-            }
-        }
-        let children = p.family.processes.filter(named)
-        guard !children.isEmpty else { throw Errno(10) }    // ECHILD
-        if let child = children.first(where: { status($0) != nil }), let s = status(child) {
-            if statusAddress != 0 { try c.writeValue(statusAddress, s) }
-            if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
-            if child.zombieStatus != nil {
-                p.family.processes.removeAll { $0 === child }
-            } else {
-                child.jobReport = nil
-            }
-            return Int64(child.pid)
-        }
-        if options & WNOHANG != 0 { return 0 }
-        throw MustBlock { p.family.processes.contains { named($0) && status($0) != nil } }
     }
 }

@@ -288,7 +288,7 @@ public final class ProcessRunner {
     /// with -ERESTARTSYS inside the kernel); sleeps and poll never restart.
     static let restartable: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.write, SYS.writev, SYS.recvfrom,
                                            SYS.recvmsg, SYS.sendto, SYS.sendmsg, SYS.accept, SYS.accept4,
-                                           SYS.wait4, SYS.futex, SYS.connect, SYS.ioctl]
+                                           SYS.wait4, SYS.waitid, SYS.futex, SYS.connect, SYS.ioctl]
 
     /// An interrupted syscall whose signal has an SA_RESTART handler runs
     /// again once the handler returns, as Linux does it: the frame saves

@@ -12,6 +12,7 @@ enum ProcessSyscalls {
         }
         t.add(SYS.fork) { c in try fork(c, flags: 17, stack: 0, parentTID: 0, childTID: 0, tls: 0) }
         t.add(SYS.wait4, wait4)
+        t.add(SYS.waitid, waitid)
         for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
                   SYS.getpgrp, SYS.setsid] {
             t.add(n, passthrough())

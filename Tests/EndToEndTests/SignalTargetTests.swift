@@ -136,4 +136,40 @@ import Testing
 
             """)
     }
+
+    @Test func waitidReportsEachChangeWithItsSiginfo() throws {
+        let out = try matchesNative(Self.prelude + #"""
+            static void show(const char *what, int r, siginfo_t *i) {
+              printf("%s: r %d signo %d code %d status %d pid-known %d\n", what, r, i->si_signo, i->si_code, i->si_status, i->si_pid != 0);
+              fflush(stdout);
+            }
+            int main(void) {
+              unblock_all();
+              siginfo_t i;
+              pid_t a = fork();
+              if (a == 0) { raise(SIGSTOP); pause(); _exit(3); }
+              memset(&i, 0xff, sizeof i);
+              show("stopped", waitid(P_PID, a, &i, WSTOPPED), &i);
+              kill(a, SIGCONT);
+              show("continued", waitid(P_PID, a, &i, WCONTINUED), &i);
+              memset(&i, 0xff, sizeof i);
+              show("nothing yet", waitid(P_ALL, 0, &i, WEXITED | WNOHANG), &i);
+              kill(a, SIGTERM);
+              show("peek", waitid(P_ALL, 0, &i, WEXITED | WNOWAIT), &i);
+              show("reap", waitid(P_PID, a, &i, WEXITED), &i);
+              int r = waitid(P_ALL, 0, &i, WEXITED);
+              printf("no children: r %d %s\n", r, strerror(errno));
+              return 0;
+            }
+            """#, name: "waitid")
+        #expect(out == """
+            stopped: r 0 signo 17 code 5 status 19 pid-known 1
+            continued: r 0 signo 17 code 6 status 18 pid-known 1
+            nothing yet: r 0 signo 0 code 0 status 0 pid-known 0
+            peek: r 0 signo 17 code 2 status 15 pid-known 1
+            reap: r 0 signo 17 code 2 status 15 pid-known 1
+            no children: r -1 No child processes
+
+            """)
+    }
 }

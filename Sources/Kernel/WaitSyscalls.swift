@@ -1,0 +1,114 @@
+/// wait4 and waitid: a parent learns that a child of the recording ended,
+/// stopped or continued (JobControl), each reported once (waitid's WNOWAIT
+/// leaves it to be reported again). Every process of the recording shares
+/// one process group, so a group id names all of them.
+extension ProcessSyscalls {
+    /// The wait status of a process that ended: exit code or signal.
+    static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
+    static func waitStatus(killedBy signal: Int32) -> Int32 { signal & 0x7f }
+
+    static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WEXITED: Int32 = 4, WCONTINUED: Int32 = 8
+    static let WNOWAIT: Int32 = 0x0100_0000
+    /// __WNOTHREAD, __WALL, __WCLONE: nothing to change for one-thread children.
+    static let threadOptions: Int32 = 0x2000_0000 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000)
+
+    /// What happened to a child that a wait can report.
+    struct ChildChange {
+        let child: Process
+        /// SIGCHLD's si_code: CLD_EXITED, CLD_KILLED, CLD_STOPPED, CLD_CONTINUED.
+        let code: Int32
+        /// si_status: the exit code or the signal.
+        let status: Int32
+
+        /// The status word wait4 stores.
+        var waitStatus: Int32 {
+            switch code {
+            case JobControl.CLD_EXITED: return ProcessSyscalls.waitStatus(exited: status)
+            case JobControl.CLD_KILLED: return ProcessSyscalls.waitStatus(killedBy: status)
+            case JobControl.CLD_STOPPED: return status << 8 | 0x7f
+            default: return 0xffff
+            }
+        }
+    }
+
+    /// The first child `named` whose change the options ask for.
+    static func change(of p: Process, named: (Process) -> Bool, exited: Bool, stopped: Bool, continued: Bool) -> ChildChange? {
+        for child in p.family.processes where child.parent === p && named(child) {
+            if let s = child.zombieStatus, exited {
+                let signal = s & 0x7f
+                return signal == 0 ? ChildChange(child: child, code: JobControl.CLD_EXITED, status: s >> 8 & 0xff)
+                                   : ChildChange(child: child, code: JobControl.CLD_KILLED, status: signal)
+            }
+            switch child.jobReport {
+            case .stopped(let signal)? where stopped: return ChildChange(child: child, code: JobControl.CLD_STOPPED, status: signal)
+            case .continued? where continued: return ChildChange(child: child, code: JobControl.CLD_CONTINUED, status: JobControl.SIGCONT)
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// The change is reported: a zombie is reaped, a stop or continue forgotten.
+    static func consume(_ change: ChildChange, of p: Process) {
+        if change.child.zombieStatus != nil {
+            p.family.processes.removeAll { $0 === change.child }
+        } else {
+            change.child.jobReport = nil
+        }
+    }
+
+    static func wait4(_ c: SyscallCall) throws -> Int64 {
+        let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
+        guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | threadOptions) == 0 else { throw Errno.inval }
+        let p = c.process
+        let named: (Process) -> Bool = { target <= 0 || $0.pid == target }
+        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
+        func ready() -> ChildChange? {
+            change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
+        }
+        guard let change = ready() else {
+            if options & WNOHANG != 0 { return 0 }
+            throw MustBlock { ready() != nil }
+        }
+        if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
+        if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
+        consume(change, of: p)
+        return Int64(change.child.pid)
+    }
+
+    static let P_ALL: Int32 = 0, P_PID: Int32 = 1, P_PGID: Int32 = 2
+
+    static func waitid(_ c: SyscallCall) throws -> Int64 {
+        let idType = c.int(0), id = c.int(1), infoAddress = c.arg(2), options = c.int(3)
+        guard options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | threadOptions) == 0,
+              options & (WUNTRACED | WEXITED | WCONTINUED) != 0 else { throw Errno.inval }
+        let named: (Process) -> Bool
+        switch idType {
+        case P_ALL: named = { _ in true }
+        case P_PID where id > 0: named = { $0.pid == id }
+        case P_PGID where id >= 0: named = { _ in true }
+        default: throw Errno.inval   // P_PIDFD: detrec hands out no pidfds
+        }
+        let p = c.process
+        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
+        if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
+        func ready() -> ChildChange? {
+            change(of: p, named: named, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
+                   continued: options & WCONTINUED != 0)
+        }
+        guard let change = ready() else {
+            if options & WNOHANG == 0 { throw MustBlock { ready() != nil } }
+            // Linux zeroes the siginfo when no child is ready.
+            if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
+            return 0
+        }
+        if infoAddress != 0 {
+            var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: change.code, pid: change.child.pid, uid: change.child.uid)
+            for (i, b) in Bytes.i32(change.status).enumerated() { info[24 + i] = b }
+            try c.write(infoAddress, info)
+        }
+        if c.arg(4) != 0 { try c.write(c.arg(4), [UInt8](repeating: 0, count: 144)) }
+        if options & WNOWAIT == 0 { consume(change, of: p) }
+        return 0
+    }
+}
