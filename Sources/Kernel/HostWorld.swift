@@ -69,13 +69,6 @@ public struct RunStopped: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// A host signal (Ctrl-C while recording) cut a host call short: the guest
-/// dies of that signal at this syscall.
-public struct InterruptedByHostSignal: Error {
-    public let signal: Int32
-    public init(signal: Int32) { self.signal = signal }
-}
-
 /// The seam between the emulated kernel and the outside world, the one
 /// place where recording and replaying differ (as swift-system keeps raw
 /// syscalls behind one function). Recording performs host work and logs it;

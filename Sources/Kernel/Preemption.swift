@@ -125,6 +125,14 @@ extension ProcessRunner {
         interrupt(at: now + slice.quantum)
     }
 
+    /// A host signal the program handles arrived while it computes: stop
+    /// it at the next exact point, as for a due timer (a slice without a
+    /// checkpoint takes it at its next syscall instead).
+    func preemptSoonForOutsideSignal() {
+        guard slice.checkpoint != nil, slice.counter == nil else { return }
+        interrupt(at: Scheduler.monotonicNow())
+    }
+
     /// Asks the watchdog to interrupt the guest at `deadline` (nil: never).
     private func interrupt(at deadline: Double?) {
         slice.interruptAt = deadline
@@ -135,11 +143,12 @@ extension ProcessRunner {
     /// run or may become runnable without this one (a descriptor, a
     /// timeout), or a timer of this process.
     private func mayNeedTheVCPU() -> Bool {
-        if process.earliestTimerDeadline() != nil { return true }
+        if process.earliestTimerDeadline() != nil || !outsideQueue.isEmpty { return true }
         return process.family.threads.contains { t in
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
             return b.result != nil || b.hostFD != nil || b.deadline != nil || b.wakeWhen != nil
+                || process.family.owner(of: t)?.canRun(t) == true
         }
     }
 
@@ -155,6 +164,7 @@ extension ProcessRunner {
         guard let checkpoint = slice.checkpoint, let due = slice.interruptAt else {
             // Only the liveness watchdog fires in a slice without a
             // checkpoint, and then nobody should need the vCPU.
+            // (A host signal waits for the next syscall.)
             let timerDue = process.earliestTimerDeadline().map { $0 <= now } ?? false
             guard timerDue || othersRunnable() else { return }
             throw RunStopped("thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))) while \(timerDue ? "a timer's signal is due" : "another thread waits to run"), and its slice has no checkpoint to preempt it from; the recording stops here")
@@ -173,7 +183,7 @@ extension ProcessRunner {
             return
         }
         let timer = process.earliestTimerDeadline()
-        let wanted = othersRunnable() || (timer.map { $0 - now <= Preemption.longestCount } ?? false)
+        let wanted = othersRunnable() || !outsideQueue.isEmpty || (timer.map { $0 - now <= Preemption.longestCount } ?? false)
         guard wanted else {
             // Nothing is due soon: let the slice go on, and look again then.
             interrupt(at: timer.map { $0 - Preemption.longestCount } ?? now + slice.quantum)
@@ -275,6 +285,7 @@ extension ProcessRunner {
             return spun || giveUp ? .preempt(spun: spun) : .goOn
         }
         if let t = process.earliestTimerDeadline(), t <= now { return .preempt(spun: nil) }
+        if !outsideQueue.isEmpty { return .preempt(spun: nil) }
         return now - c.since >= Preemption.longestCount ? .preempt(spun: nil) : .goOn
     }
 

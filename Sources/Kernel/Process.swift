@@ -204,7 +204,10 @@ extension Process {
     /// The pending signals that would end a wait `thread` is parked in:
     /// not blocked by it, and not discarded on arrival.
     public func interruptingSignals(of thread: GuestThread) -> UInt64 {
-        pendingSignals(of: thread) & SignalWait.deliverable(self, mask: signalMask(of: thread))
+        let mask = signalMask(of: thread)
+        // Most of the time nothing is pending: skip the per-signal look at dispositions.
+        let unblocked = pendingSignals(of: thread) & (~mask | SignalDelivery.unblockable)
+        return unblocked == 0 ? 0 : unblocked & SignalWait.deliverable(self, mask: mask)
     }
 
     /// Whether `thread` may take the vCPU: its process is not stopped, and

@@ -19,6 +19,10 @@ public final class ProcessRunner {
     private var spuriousFaults = 0
     /// The current slice of guest execution (Preemption.swift).
     var slice = SliceState()
+    /// Host signals (Ctrl-C, a kill of detrec) that the first process
+    /// handles, ignores or blocks, waiting to become its signals at the
+    /// next event (recording only; `hostSignalArrived`).
+    var outsideQueue: [Int32] = []
 
     public init(process: Process, world: HostWorld, table: SyscallTable = .linux) {
         self.process = process
@@ -72,7 +76,8 @@ public final class ProcessRunner {
                 }
             case .interrupted:
                 if let signal = world.takeHostSignal() {
-                    return .exited(try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: machine.registers.rip, address: 0)))
+                    if let end = try hostSignalArrived(signal, rip: machine.registers.rip) { return .exited(end) }
+                    preemptSoonForOutsideSignal()
                 }
                 if world.takeStall() { try handleStall() }
                 if debugTraps { return .interrupted }
@@ -96,13 +101,38 @@ public final class ProcessRunner {
         return try reschedule(.yielded)
     }
 
-    /// Makes pending the signals of timers that expired (recording asks the
-    /// clock, replay the trace).
-    private func raiseDueTimerSignals() throws {
+    /// Makes pending the signals of timers that expired and the host
+    /// signals queued for the program (recording asks the clock and the
+    /// queue, replay the trace). Returns the host signals among them.
+    @discardableResult
+    private func raiseDueTimerSignals() throws -> [Int32] {
         let process = self.process
-        for signal in try world.outsideSignals({ process.dueTimerSignals() }) {
-            SignalDelivery.generate(process, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_KERNEL))
+        var fromHost: [Int32] = []
+        let signals = try world.outsideSignals {
+            defer { outsideQueue = [] }
+            return process.dueTimerSignals() + outsideQueue.map { -$0 }
         }
+        for signal in signals {
+            // A host signal is the first process's (docs/trace-format.md: below zero).
+            let target = signal < 0 ? root : process
+            let number = signal < 0 ? -signal : signal
+            if signal < 0 { fromHost.append(number) }
+            SignalDelivery.generate(target, signal: number, info: SignalDelivery.siginfo(signal: number, code: Signals.SI_KERNEL))
+        }
+        return fromHost
+    }
+
+    /// A host signal reached detrec while it records. When the program
+    /// would die of it (the first process leaves it at its default,
+    /// unblocked), or it comes again before the program took the first,
+    /// the recording ends here as the program would; otherwise it waits in
+    /// `outsideQueue` for the next event, and the program gets it there.
+    private func hostSignalArrived(_ signal: Int32, rip: UInt64) throws -> Termination? {
+        if outsideQueue.contains(signal) || SignalDelivery.terminatesOnArrival(root, signal: signal) {
+            return try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: rip, address: 0))
+        }
+        outsideQueue.append(signal)
+        return nil
     }
 
     /// The process on the vCPU dies of a signal. A child ends as a zombie
@@ -174,6 +204,8 @@ public final class ProcessRunner {
         let thread = process.current
         let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
         world.currentThread = thread.tid
+        // A host signal that arrived while the guest ran: before this syscall.
+        if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return end }
         if let end = try world.enterSyscall(entry) { return end }
         let lastThread = process.threads.count == 1
         if number == SYS.exit_group || (number == SYS.exit && lastThread) {
@@ -193,14 +225,12 @@ public final class ProcessRunner {
             return try reschedule(.exited)
         }
         let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
-        let result: Int64
+        var result: Int64
         if let handler = table[number] {
             do {
                 result = try handler(call)
             } catch let e as Errno {
                 result = e.result
-            } catch let e as InterruptedByHostSignal {
-                return try endRecording(FatalSignal(signal: e.signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
             } catch let b as MustBlock {
                 try world.blocked(entry)
                 thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
@@ -218,6 +248,12 @@ public final class ProcessRunner {
             process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
             result = Errno.nosys.result
         }
+        // A host signal cut the host call short: the program dies of it at
+        // this syscall, or the call returns EINTR and the signal follows.
+        if result == Errno.intr.result, let signal = world.takeHostSignal(),
+           let end = try hostSignalArrived(signal, rip: entry.rip) {
+            return end
+        }
         return try finish(entry, result: result, yielded: number == SYS.sched_yield)
     }
 
@@ -232,8 +268,8 @@ public final class ProcessRunner {
             return try die(fatal)
         }
         let process = self.process
-        try raiseDueTimerSignals()
-        if result == Errno.intr.result { restartIfHandlerSaysSo(entry) }
+        let fromHost = try raiseDueTimerSignals()
+        if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
         if let end = try deliverSignals() { return end }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(yielded ? .yielded : .syscallDone)
@@ -293,13 +329,17 @@ public final class ProcessRunner {
     /// An interrupted syscall whose signal has an SA_RESTART handler runs
     /// again once the handler returns, as Linux does it: the frame saves
     /// RIP back on the SYSCALL instruction and RAX as the syscall number.
-    private func restartIfHandlerSaysSo(_ entry: SyscallEntry) {
-        guard ProcessRunner.restartable.contains(entry.number) else { return }
+    /// A host signal the program does not take now (ignored or blocked)
+    /// would not have interrupted it at all: its call runs again too.
+    private func restartIfHandlerSaysSo(_ entry: SyscallEntry, interruptedBy fromHost: [Int32]) {
         let ready = process.pendingSignals() & ~process.signals.mask
-        guard ready != 0 else { return }
-        let signal = Int32(ready.trailingZeroBitCount + 1)
-        let action = process.signals.action(signal)
-        guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }
+        let takenFromHost = fromHost.contains { ready & SignalState.bit($0) != 0 }
+        if fromHost.isEmpty || takenFromHost {
+            guard ProcessRunner.restartable.contains(entry.number), ready != 0 else { return }
+            let signal = Int32(ready.trailingZeroBitCount + 1)
+            let action = process.signals.action(signal)
+            guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }
+        }
         var regs = process.machine.registers
         regs.rip &-= 2
         regs.rax = entry.number

@@ -85,6 +85,15 @@ public enum SignalDelivery {
         return (signal, info)
     }
 
+    /// Whether `signal` kills `process` as soon as it arrives: left at its
+    /// default action, which terminates, and not blocked.
+    static func terminatesOnArrival(_ process: Process, signal: Int32) -> Bool {
+        guard signal != 9 else { return true }
+        let a = process.signals.action(signal)
+        return a.handler == SignalAction.SIG_DFL && !ignoredByDefault.contains(signal) && !stopByDefault.contains(signal)
+            && process.signalMask(of: process.current) & SignalState.bit(signal) == 0
+    }
+
     /// Delivers every pending signal the mask lets through, on the way back
     /// to user code. Returns the signal that ends the process, if one does.
     /// A mask that rt_sigsuspend replaced is restored afterwards, unless a

@@ -6,6 +6,10 @@ public enum Signals {
     public static let SIGTRAP: Int32 = 5, SIGABRT: Int32 = 6, SIGBUS: Int32 = 7, SIGFPE: Int32 = 8
     public static let SIGKILL: Int32 = 9, SIGSEGV: Int32 = 11, SIGPIPE: Int32 = 13, SIGTERM: Int32 = 15
 
+    /// The host signals a recording passes on to the program (Ctrl-C, Ctrl-\\,
+    /// kill of detrec, a closed terminal).
+    public static let fromHost: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+
     public static func name(_ signal: Int32) -> String {
         let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP",
                                       6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1",

@@ -1,4 +1,5 @@
 import Glibc
+import Kernel
 import KVMUser
 
 /// Signals that reach detrec while it records (Ctrl-C, kill, a closed
@@ -8,7 +9,7 @@ import KVMUser
 enum HostSignals {
     nonisolated(unsafe) static var pending: Int32 = 0
 
-    static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    static let forwarded = Signals.fromHost
 
     static func install() {
         for s in forwarded {

@@ -62,11 +62,6 @@ final class RecordingWorld: HostWorld {
         pendingCheck = nil
         current = entry
         hostCalled = false
-        // A signal that arrived while the previous syscall ran on the host.
-        if let signal = takeHostSignal() {
-            try fatalSignal(FatalSignal(signal: signal, code: Signals.fromOutside, rip: entry.rip, address: 0))
-            return .killed(signal: signal)
-        }
         return nil
     }
 
@@ -79,9 +74,6 @@ final class RecordingWorld: HostWorld {
         let result: Int64
         do { result = try body(&effects) } catch { result = error.result }
         writes = effects.writes
-        if result == Errno.intr.result, let signal = HostSignals.take() {
-            throw InterruptedByHostSignal(signal: signal)
-        }
         return HostOutcome(result: result, writes: writes)
     }
 
@@ -145,7 +137,8 @@ final class RecordingWorld: HostWorld {
 
     func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
         let signals = due()
-        // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code SI_TIMER.
+        // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code
+        // SI_TIMER; below zero: a host signal for the first process.
         for s in signals { try append(.signal(tid: currentThread, signal: s, code: s > 64 ? -2 : Signals.SI_KERNEL)) }
         return signals
     }
