@@ -88,6 +88,19 @@ enum Harness {
         return (rec, trace)
     }
 
+    /// Compiles `source`, runs it natively, records and replays it, and
+    /// checks the recording printed and exited as the native run did.
+    /// Returns the recording's stdout.
+    static func matchesNative(_ source: String, name: String, args: [String] = [], flags: [String] = ["-static"],
+                              in dir: URL, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let exe = try compile(source, name: name, flags: flags, in: dir)
+        let native = try run([exe] + args)
+        let (rec, _) = try roundTrip([exe] + args, in: dir, sourceLocation: sourceLocation)
+        #expect(rec.stdout == native.stdout, sourceLocation: sourceLocation)
+        #expect(rec.status == native.status, sourceLocation: sourceLocation)
+        return rec.stdout
+    }
+
     /// Records `program` once per `--chaos` seed and replays each trace,
     /// checking the replay prints what its recording printed. Returns each
     /// seed's trace and recorded stdout.

@@ -5,21 +5,22 @@ import Testing
 /// last page reads as zeros. Each program's output must match a native run,
 /// and every replay the recording.
 @Suite struct FileMappingFaultTests {
-    /// Writes a 100-byte file (argv[1]) and maps 3 pages of it. With
-    /// "handle", a SIGBUS handler reports each fault on pages 1 and 2 and
-    /// jumps back; without it, touching page 1 ends the program.
-    static let program = #"""
+    /// Headers, and `touch`: reads or writes base[offset] and reports the
+    /// SIGBUS or SIGSEGV it raised (with `on_fault` installed) or none.
+    static let faultHelpers = #"""
+    #include <errno.h>
     #include <fcntl.h>
     #include <setjmp.h>
     #include <signal.h>
     #include <stdio.h>
     #include <string.h>
     #include <sys/mman.h>
+    #include <sys/wait.h>
     #include <unistd.h>
     static sigjmp_buf back;
     static volatile int signo, code;
     static volatile unsigned long address;
-    static void on_bus(int s, siginfo_t *si, void *uc) {
+    static void on_fault(int s, siginfo_t *si, void *uc) {
         (void)s; (void)uc;
         signo = si->si_signo; code = si->si_code; address = (unsigned long)si->si_addr;
         siglongjmp(back, 1);
@@ -32,6 +33,12 @@ import Testing
             printf("%s: signo=%d code=%d offset=%ld\n", what, signo, code, (long)(address - (unsigned long)base));
         }
     }
+
+    """#
+    /// Writes a 100-byte file (argv[1]) and maps 3 pages of it. With
+    /// "handle", a SIGBUS handler reports each fault on pages 1 and 2 and
+    /// jumps back; without it, touching page 1 ends the program.
+    static let program = faultHelpers + #"""
     int main(int argc, char **argv) {
         int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
         char buf[100];
@@ -53,7 +60,7 @@ import Testing
         if (argc > 2 && !strcmp(argv[2], "handle")) {
             sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, 0);   /* the test runner blocks some */
             struct sigaction sa; memset(&sa, 0, sizeof sa);
-            sa.sa_sigaction = on_bus; sa.sa_flags = SA_SIGINFO;
+            sa.sa_sigaction = on_fault; sa.sa_flags = SA_SIGINFO;
             sigaction(SIGBUS, &sa, 0);
             touch("page 1", m, 4096 + 7, 0);
             touch("page 2", m, 2 * 4096, 0);
@@ -114,33 +121,7 @@ import Testing
     /// mapping's rights come first (SEGV_ACCERR), and a syscall reading
     /// such a page gets EFAULT.
     @Test func pagesPastTheFileKeepFaultingAsTheMappingChanges() throws {
-        let source = #"""
-        #define _GNU_SOURCE
-        #include <errno.h>
-        #include <fcntl.h>
-        #include <setjmp.h>
-        #include <signal.h>
-        #include <stdio.h>
-        #include <string.h>
-        #include <sys/mman.h>
-        #include <sys/wait.h>
-        #include <unistd.h>
-        static sigjmp_buf back;
-        static volatile int signo, code;
-        static volatile unsigned long address;
-        static void on_fault(int s, siginfo_t *si, void *uc) {
-            (void)s; (void)uc;
-            signo = si->si_signo; code = si->si_code; address = (unsigned long)si->si_addr;
-            siglongjmp(back, 1);
-        }
-        static void touch(const char *what, volatile char *base, long offset, int write) {
-            if (!sigsetjmp(back, 1)) {
-                if (write) base[offset] = 1; else { volatile char c = base[offset]; (void)c; }
-                printf("%s: no signal\n", what);
-            } else {
-                printf("%s: signo=%d code=%d offset=%ld\n", what, signo, code, (long)(address - (unsigned long)base));
-            }
-        }
+        let source = "#define _GNU_SOURCE\n" + Self.faultHelpers + #"""
         int main(int argc, char **argv) {
             if (argc < 2) return 2;
             sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, 0);

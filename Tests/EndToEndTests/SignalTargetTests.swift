@@ -9,12 +9,7 @@ import Testing
     let dir = Harness.temporaryDirectory()
 
     func matchesNative(_ source: String, name: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
-        let exe = try Harness.compile(source, name: name, flags: ["-static", "-pthread"], in: dir)
-        let native = try Harness.run([exe])
-        let (rec, _) = try Harness.roundTrip([exe], in: dir, sourceLocation: sourceLocation)
-        #expect(rec.stdout == native.stdout, sourceLocation: sourceLocation)
-        #expect(rec.status == native.status, sourceLocation: sourceLocation)
-        return rec.stdout
+        try Harness.matchesNative(source, name: name, in: dir, sourceLocation: sourceLocation)
     }
 
     static let prelude = #"""
