@@ -174,6 +174,13 @@ public final class ProcessFamily {
 
     public var root: Process? { processes.first }
 
+    /// Whether the recording handed out `id` (a process or thread that may
+    /// have ended since): such ids never name a host process.
+    public func allocated(_ id: Int32) -> Bool {
+        guard let base = root?.pid else { return false }
+        return id == base || (id > base && id <= base &+ created)
+    }
+
     public func allocateID() -> Int32 {
         created += 1
         return (root?.pid ?? 0) &+ created

@@ -67,6 +67,8 @@ enum SignalSending {
             if let known = family.processes.first(where: { $0.pid == pid }) {
                 // A zombie takes signals and nothing happens.
                 targets = known.zombieStatus == nil ? [known] : []
+            } else if family.allocated(pid) {
+                throw Errno.srch   // one of ours that has been reaped
             } else {
                 return try c.host { _ in hostSignal { Glibc.kill(pid, signal) } }
             }
@@ -86,6 +88,7 @@ enum SignalSending {
     static func sendToThread(_ c: SyscallCall, tgid: Int32?, tid: Int32, signal: Int32, info: [UInt8]) throws -> Int64 {
         guard signal >= 0, signal <= 64, tid > 0, (tgid ?? 1) > 0 else { throw Errno.inval }
         guard let (owner, thread) = c.process.family.find(tid) else {
+            if c.process.family.allocated(tid) { throw Errno.srch }
             guard let tgid else { return try c.host { _ in hostSyscall(SYS.tkill, Int(tid), Int(signal)) } }
             return try c.host { _ in hostSyscall(SYS.tgkill, Int(tgid), Int(tid), Int(signal)) }
         }

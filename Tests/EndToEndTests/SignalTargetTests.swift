@@ -93,6 +93,8 @@ import Testing
               read(sync[0], &c, 1);
               kill(a, SIGUSR1);
               waitpid(a, &status, 0); report("handler", status);
+              int r = kill(a, 0);
+              printf("reaped child: kill %d %s\n", r, strerror(errno));
               /* A spinning child killed outright. */
               pid_t b = fork();
               if (b == 0) { write(sync[1], "x", 1); for (;;) { } }
@@ -122,6 +124,7 @@ import Testing
             """#, name: "process_signals")
         #expect(out == """
             handler: exited 50
+            reaped child: kill -1 No such process
             sigkill: killed by 9
             fault: killed by 11
             stop: stopped by 19
