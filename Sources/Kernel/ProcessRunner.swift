@@ -294,17 +294,11 @@ public final class ProcessRunner {
             // A thread coming back to user code takes the signals sent to it meanwhile.
             return try deliverSignals()
         }
-        if b.result == nil, next.signalWait == 0, process.interruptingSignals(of: next) != 0 {
-            // A signal ends the wait: the syscall fails with EINTR (restarted
-            // after an SA_RESTART handler) and the signal is delivered. (Stop
-            // signals never wait here: they act when sent, JobControl.)
-            if let end = try world.enterSyscall(b.entry) { return end }
-            next.blocked = nil
-            process.futexOrder.removeAll { $0 === next }
-            let result = try world.host(memory: process.memory) { _ in Errno.intr.result }.result
-            return try finish(b.entry, result: result)
-        }
-        if b.futex == 0 {
+        // A signal that ends the wait makes the syscall fail with EINTR
+        // (restarted after an SA_RESTART handler), and it is delivered. (Stop
+        // signals never wait here: they act when sent, JobControl.)
+        let interrupted = b.result == nil && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
+        if b.futex == 0 && !interrupted {
             // A descriptor wait: the syscall starts over, now that it can proceed.
             next.blocked = nil
             var regs = process.machine.registers
@@ -312,7 +306,8 @@ public final class ProcessRunner {
             process.machine.registers = regs
             return try handleSyscall()
         }
-        // Resume the parked syscall with what woke it (replay: the recorded result).
+        // Resume the parked syscall with what woke it, EINTR when nothing but
+        // a signal did (replay: the recorded result).
         if let end = try world.enterSyscall(b.entry) { return end }
         next.blocked = nil
         process.futexOrder.removeAll { $0 === next }
