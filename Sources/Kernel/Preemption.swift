@@ -148,12 +148,12 @@ extension ProcessRunner {
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
             return b.result != nil || b.hostFD != nil || b.deadline != nil || b.wakeWhen != nil
-                || process.family.owner(of: t)?.canRun(t) == true
+                || process.family.canRun(t)
         }
     }
 
     private func othersRunnable() -> Bool {
-        process.family.threads.contains { $0 !== process.current && (process.family.owner(of: $0)?.canRun($0) ?? false) }
+        process.family.threads.contains { $0 !== process.current && process.family.canRun($0) }
     }
 
     /// The watchdog interrupted the guest: roll the slice back and start

@@ -199,6 +199,9 @@ public final class ProcessFamily {
     public func owner(of thread: GuestThread) -> Process? {
         processes.first { p in p.threads.contains { $0 === thread } }
     }
+
+    /// `Process.canRun` for a thread of any process of the recording.
+    func canRun(_ thread: GuestThread) -> Bool { owner(of: thread)?.canRun(thread) ?? false }
 }
 
 extension Process {

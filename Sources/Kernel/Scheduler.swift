@@ -10,21 +10,23 @@ public enum Scheduler {
     public static var slice = 64
 
     public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
-        // Threads of stopped processes stay off the vCPU (JobControl).
-        let live = process.family.processes.filter { $0.zombieStatus == nil }
-        let threads = live.filter { $0.stoppedBy == nil }.flatMap { $0.threads }
-        var owners: [ObjectIdentifier: Process] = [:]
-        for p in live { for t in p.threads { owners[ObjectIdentifier(t)] = p } }
-        func canRun(_ t: GuestThread) -> Bool { owners[ObjectIdentifier(t)]?.canRun(t) ?? false }
         let current = process.current
         let limit = process.chaos?.slice ?? slice
-        if reason == .syscallDone, canRun(current), current.syscallsInSlice < limit,
-           threads.contains(where: { $0 === current }) {
+        // The common case, decided without looking at the other threads.
+        if reason == .syscallDone, current.syscallsInSlice < limit,
+           process.threads.contains(where: { $0 === current }), process.canRun(current) {
             return current.tid
+        }
+        // Threads of stopped processes stay off the vCPU (JobControl).
+        let live = process.family.processes.filter { $0.zombieStatus == nil }
+        let entries = live.filter { $0.stoppedBy == nil }.flatMap { p in p.threads.map { (owner: p, thread: $0) } }
+        let threads = entries.map(\.thread)
+        func eligible(_ e: (owner: Process, thread: GuestThread)) -> Bool {
+            e.owner.canRun(e.thread) && !(e.thread === current && reason == .blocked)
         }
         if var chaos = process.chaos {
             // Chaos mode: a random runnable thread, and a random slice for it.
-            let candidates = threads.filter { canRun($0) && !($0 === current && reason == .blocked) }
+            let candidates = entries.filter(eligible).map(\.thread)
             if !candidates.isEmpty {
                 let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
                 chaos.slice = 1 + Int(chaos.next() % 16)
@@ -34,9 +36,9 @@ public enum Scheduler {
         }
         // Round-robin from the thread after the current one; the current one last.
         let start = (threads.firstIndex { $0 === current } ?? -1) + 1
-        for k in 0..<threads.count {
-            let t = threads[(start + k) % threads.count]
-            if canRun(t) && !(t === current && reason == .blocked) { return t.tid }
+        for k in 0..<entries.count {
+            let e = entries[(start + k) % entries.count]
+            if eligible(e) { return e.thread.tid }
         }
         // Everyone waits: for a descriptor (the host's poll blocks until one
         // is ready or the earliest futex timeout), or for a timeout.
