@@ -369,9 +369,8 @@ public final class ProcessRunner {
         p.futexOrder = []
         p.files = FileTable()
         for other in p.family.processes where other.parent === p { other.parent = nil }
-        let signal = status & 0x7f
-        JobControl.notifyParent(p, code: signal == 0 ? JobControl.CLD_EXITED : JobControl.CLD_KILLED,
-                                status: signal == 0 ? status >> 8 & 0xff : signal)
+        let (code, childStatus) = ProcessSyscalls.childEnd(status)
+        JobControl.notifyParent(p, code: code, status: childStatus)
     }
 
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what

@@ -7,6 +7,13 @@ extension ProcessSyscalls {
     static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
     static func waitStatus(killedBy signal: Int32) -> Int32 { signal & 0x7f }
 
+    /// SIGCHLD's si_code and si_status for a process that ended with
+    /// `waitStatus`: CLD_EXITED and the exit code, or CLD_KILLED and the signal.
+    static func childEnd(_ waitStatus: Int32) -> (code: Int32, status: Int32) {
+        let signal = waitStatus & 0x7f
+        return signal == 0 ? (JobControl.CLD_EXITED, waitStatus >> 8 & 0xff) : (JobControl.CLD_KILLED, signal)
+    }
+
     static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WEXITED: Int32 = 4, WCONTINUED: Int32 = 8
     static let WNOWAIT: Int32 = 0x0100_0000
     /// __WNOTHREAD, __WALL, __WCLONE: nothing to change for one-thread children.
@@ -35,9 +42,8 @@ extension ProcessSyscalls {
     static func change(of p: Process, named: (Process) -> Bool, exited: Bool, stopped: Bool, continued: Bool) -> ChildChange? {
         for child in p.family.processes where child.parent === p && named(child) {
             if let s = child.zombieStatus, exited {
-                let signal = s & 0x7f
-                return signal == 0 ? ChildChange(child: child, code: JobControl.CLD_EXITED, status: s >> 8 & 0xff)
-                                   : ChildChange(child: child, code: JobControl.CLD_KILLED, status: signal)
+                let (code, status) = childEnd(s)
+                return ChildChange(child: child, code: code, status: status)
             }
             switch child.jobReport {
             case .stopped(let signal)? where stopped: return ChildChange(child: child, code: JobControl.CLD_STOPPED, status: signal)
