@@ -31,6 +31,16 @@ extension Mapping {
 }
 
 extension Process {
+    /// Maps fresh pages for the part of `m` within [from, to), with the
+    /// page-table protection of each part.
+    func mapPages(of m: Mapping, from: UInt64, to: UInt64) throws(Errno) {
+        for part in m.pageTableParts(from: from, to: to) {
+            do { try memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
+                throw .nomem
+            }
+        }
+    }
+
     /// Gives the existing pages of [start, end) the page-table protection of
     /// the mappings there (after mprotect, or a copy made writable).
     func protectPages(_ start: UInt64, _ end: UInt64) {

@@ -65,9 +65,7 @@ extension ProcessSyscalls {
                 }
                 at += 4096
             }
-            for part in m.pageTableParts(from: m.start, to: m.end) {
-                child.memory.protect(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection)
-            }
+            child.protectPages(m.start, m.end)
         }
     }
 }

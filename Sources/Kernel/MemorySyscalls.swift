@@ -186,11 +186,7 @@ enum MemorySyscalls {
         switch advice {
         case 4:   // MADV_DONTNEED: private pages read back as zero
             for m in p.space.mappings where m.end > start && m.start < start + length {
-                for part in m.pageTableParts(from: start, to: start + length) {
-                    do { try p.memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
-                        throw Errno.nomem
-                    }
-                }
+                try p.mapPages(of: m, from: start, to: start + length)
             }
             return 0
         case 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23:

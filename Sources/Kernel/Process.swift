@@ -131,11 +131,7 @@ public final class Process {
     /// Maps fresh pages and records the mapping (pages beyond a mapped
     /// file's end stay non-present: `BeyondFileEnd.swift`).
     public func map(_ m: Mapping) throws(Errno) {
-        for part in m.pageTableParts(from: m.start, to: m.end) {
-            do { try memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
-                throw .nomem
-            }
-        }
+        try mapPages(of: m, from: m.start, to: m.end)
         space.insert(m)
     }
 
