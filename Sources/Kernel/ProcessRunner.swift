@@ -95,7 +95,7 @@ public final class ProcessRunner {
     /// another thread may take the vCPU.
     func afterPreemption() throws -> Termination? {
         let process = self.process
-        try raiseDueTimerSignals()
+        try raiseOutsideSignals()
         if let end = try deliverSignals() { return end }
         guard process.family.threads.count > 1 else { return nil }
         return try reschedule(.yielded)
@@ -105,7 +105,7 @@ public final class ProcessRunner {
     /// signals queued for the program (recording asks the clock and the
     /// queue, replay the trace). Returns the host signals among them.
     @discardableResult
-    private func raiseDueTimerSignals() throws -> [Int32] {
+    private func raiseOutsideSignals() throws -> [Int32] {
         let process = self.process
         var fromHost: [Int32] = []
         let signals = try world.outsideSignals {
@@ -268,7 +268,7 @@ public final class ProcessRunner {
             return try die(fatal)
         }
         let process = self.process
-        let fromHost = try raiseDueTimerSignals()
+        let fromHost = try raiseOutsideSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
         if let end = try deliverSignals() { return end }
         guard process.family.threads.count > 1 else { return nil }
