@@ -28,7 +28,7 @@ let package = Package(
         .testTarget(name: "KVMUserTests", dependencies: ["KVMUser"]),
         .testTarget(name: "TraceTests", dependencies: ["Trace"]),
         .testTarget(name: "KernelTests", dependencies: ["Kernel", "KVMUser"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Trace", "Kernel", "detrec"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Trace", "Kernel", "KVMUser", "detrec"]),
         .testTarget(name: "GDBTests", dependencies: ["Replay", "Kernel", "KVMUser", "Trace", "detrec"]),
     ],
     swiftLanguageModes: [.v5]

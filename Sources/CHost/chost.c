@@ -16,9 +16,19 @@ uint64_t chost_rdtsc(void) { return __rdtsc(); }
 static csh scanner;
 static int scanner_ready;  // 0 untried, 1 ready, -1 failed
 
+// The instruction each kind is (see chost.h).
+static int is_kind(const cs_insn *insn, int kind) {
+  switch (kind) {
+  case CHOST_RDTSC: return insn->size == 2 && insn->id == X86_INS_RDTSC;
+  case CHOST_RDTSCP: return insn->size == 3 && insn->id == X86_INS_RDTSCP;
+  case CHOST_CPUID: return insn->size == 2 && insn->id == X86_INS_CPUID;
+  default: return 0;
+  }
+}
+
 // Decodes from `start` until reaching `at`: 1 when an instruction starts at
-// `at` and is rdtsc/rdtscp of `length` bytes, 0 otherwise.
-static int lands_on(const uint8_t *code, size_t size, size_t start, size_t at, int length, cs_insn *insn) {
+// `at` and is of `kind`, 0 otherwise.
+static int lands_on(const uint8_t *code, size_t size, size_t start, size_t at, int kind, cs_insn *insn) {
   const uint8_t *p = code + start;
   size_t left = size - start;
   uint64_t address = start;
@@ -33,11 +43,10 @@ static int lands_on(const uint8_t *code, size_t size, size_t start, size_t at, i
   }
   if (address != at) return 0;
   if (!cs_disasm_iter(scanner, &p, &left, &address, insn)) return 0;
-  unsigned id = insn->id;
-  return insn->size == length && ((length == 2 && id == X86_INS_RDTSC) || (length == 3 && id == X86_INS_RDTSCP));
+  return is_kind(insn, kind);
 }
 
-int chost_find_timestamp_reads(const uint8_t *code, size_t size, uint32_t *offsets, uint8_t *lengths, int max) {
+int chost_find_special_instructions(const uint8_t *code, size_t size, uint32_t *offsets, uint8_t *kinds, int max) {
   if (scanner_ready == 0) {
     scanner_ready = cs_open(CS_ARCH_X86, CS_MODE_64, &scanner) == CS_ERR_OK ? 1 : -1;
   }
@@ -48,21 +57,22 @@ int chost_find_timestamp_reads(const uint8_t *code, size_t size, uint32_t *offse
   static const size_t windows[] = {96, 64, 40, 24, 12};
   for (size_t i = 0; i + 1 < size && found < max; i++) {
     if (code[i] != 0x0f) continue;
-    int length = 0;
-    if (code[i + 1] == 0x31) length = 2;
-    else if (i + 2 < size && code[i + 1] == 0x01 && code[i + 2] == 0xf9) length = 3;
-    if (!length) continue;
+    int kind = 0;
+    if (code[i + 1] == 0x31) kind = CHOST_RDTSC;
+    else if (code[i + 1] == 0xa2) kind = CHOST_CPUID;
+    else if (i + 2 < size && code[i + 1] == 0x01 && code[i + 2] == 0xf9) kind = CHOST_RDTSCP;
+    if (!kind) continue;
     int votes = 0, tries = 0;
     for (size_t w = 0; w < sizeof windows / sizeof windows[0]; w++) {
       size_t start = i > windows[w] ? i - windows[w] : 0;
       tries++;
-      votes += lands_on(code, size, start, i, length, insn);
+      votes += lands_on(code, size, start, i, kind, insn);
     }
     // Most starting points must agree: one that has not fallen into step
     // yet may disagree, a pattern inside another instruction fails them all.
     if (votes * 5 >= tries * 4) {
       offsets[found] = (uint32_t)i;
-      lengths[found] = (uint8_t)length;
+      kinds[found] = (uint8_t)kind;
       found++;
     }
   }

@@ -23,6 +23,12 @@ int ckvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid_entry2 *entries, int m
   return n;
 }
 
+void ckvm_native_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
+  uint32_t a, b, c, d;
+  __asm__ volatile("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(leaf), "c"(subleaf));
+  out[0] = a; out[1] = b; out[2] = c; out[3] = d;
+}
+
 int ckvm_set_cpuid(int vcpu_fd, const struct kvm_cpuid_entry2 *entries, int count) {
   size_t size = sizeof(struct kvm_cpuid2) + (size_t)count * sizeof(struct kvm_cpuid_entry2);
   struct kvm_cpuid2 *c = calloc(1, size);

@@ -24,10 +24,11 @@ public struct CPUIDLeaf: Sendable, Equatable {
     }
 }
 
-/// The CPUID table and XCR0 a guest sees. Recording builds it from the host
-/// (its model, minus what cannot be replayed); replay installs the recorded
-/// one after checking that this host supports every feature it names, so a
-/// trace replays on another CPU with the same features.
+/// The CPUID table and XCR0 a guest sees. Recording builds it from a CPU
+/// model (`CPUModel`: a portable baseline by default, or the host's own);
+/// replay installs the recorded one after checking that this host has every
+/// instruction-set feature and XSAVE component it presents, so a trace
+/// replays on another CPU, of either vendor, that can run the same code.
 public struct CPUIDTable: Sendable, Equatable {
     public var leaves: [CPUIDLeaf]
     public var xcr0: UInt64
@@ -42,11 +43,30 @@ public struct CPUIDTable: Sendable, Equatable {
     /// not enable protection keys.
     static let allowedXCR0: UInt64 = 0x7 | 0xe0
 
-    /// The host's model, with what detrec cannot replay hidden.
-    public static func forRecording(device: KVMDevice) throws(KVMError) -> CPUIDTable {
+    /// The table for `model` on this host; throws when the host cannot
+    /// present a baseline model (it lacks one of its features).
+    public static func forRecording(device: KVMDevice, model: CPUModel = .host) throws(KVMError) -> CPUIDTable {
         let supported = try device.supportedCPUID().map(CPUIDLeaf.init)
-        let hostXCR0 = supported.first { $0.function == 0xd && $0.index == 0 }
-            .map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
+        let capabilities = HostCPU.capabilities(supported: supported)
+        let table: CPUIDTable
+        if model == .host {
+            table = hostModel(supported)
+        } else {
+            let missing = model.missing(on: capabilities)
+            guard missing.isEmpty else {
+                throw .cpuidIncompatible("this host cannot present the \(model.rawValue) CPU model: it lacks \(missing.joined(separator: ", ")); record with --cpu x86-64-v2 or --cpu host")
+            }
+            table = model.table(host: supported)
+        }
+        if let problem = table.incompatibility(withHost: capabilities, probe: try GuestCPUProbe.measure(device: device)) {
+            throw .cpuidIncompatible("this host cannot present the \(model.rawValue) CPU model: it \(problem)")
+        }
+        return table
+    }
+
+    /// The host's model, with what detrec cannot replay hidden.
+    static func hostModel(_ supported: [CPUIDLeaf]) -> CPUIDTable {
+        let hostXCR0 = supported.leaf(0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
         let xcr0 = hostXCR0 & allowedXCR0
         var leaves: [CPUIDLeaf] = []
         for var leaf in supported {
@@ -74,35 +94,82 @@ public struct CPUIDTable: Sendable, Equatable {
         return CPUIDTable(leaves: leaves, xcr0: xcr0)
     }
 
-    /// The feature words that must be supported by a host to replay.
-    private static let featureWords: [(UInt32, UInt32, String)] = [
-        (0x1, 0, "1"), (0x7, 0, "7.0"), (0x7, 1, "7.1"), (0x80000001, 0, "0x80000001"),
-    ]
+    /// What the CPUID instruction returns for (function, index) on a vCPU
+    /// with this table, as KVM computes it (arch/x86/kvm/cpuid.c,
+    /// kvm_cpuid): a leaf whose index is not significant answers every
+    /// index; a leaf past the highest one answers as the highest basic leaf
+    /// on an Intel model and zeros otherwise; OSXSAVE shows CR4.OSXSAVE,
+    /// which detrec always sets.
+    public func answer(function: UInt32, index: UInt32) -> (eax: UInt32, ebx: UInt32, ecx: UInt32, edx: UInt32) {
+        func find(_ f: UInt32, _ i: UInt32) -> CPUIDLeaf? {
+            leaves.first { $0.function == f && ($0.flags & 1 == 0 || $0.index == i) }
+        }
+        var leaf = find(function, index)
+        if leaf == nil, let vendor = leaves.leaf(0, 0), vendor.ebx == 0x756e_6547, vendor.edx == 0x4965_6e69, vendor.ecx == 0x6c65_746e {
+            let maxBasic = vendor.eax
+            let maxExtended = leaves.leaf(0x8000_0000, 0)?.eax ?? 0
+            let outOfRange = function >= 0x8000_0000 ? function > maxExtended : function > maxBasic
+            if outOfRange { leaf = find(maxBasic, index) }
+        }
+        guard var found = leaf else { return (0, 0, 0, 0) }
+        if found.function == 1 { found.ecx |= 1 << 27 }
+        return (found.eax, found.ebx, found.ecx, found.edx)
+    }
 
-    /// Nil when this host can present the table, else what it lacks.
+    /// Nil when this host can run code written for the table, else what it
+    /// lacks, by name. Only what changes how instructions behave is
+    /// checked: the named instruction-set features, the XSAVE components,
+    /// and where each enabled component lies in the XSAVE area (the guest's
+    /// own XSAVE instructions use the hardware's layout, and signal frames
+    /// carry it). Vendor, model, cache, topology and brand leaves never
+    /// block a replay.
     public func incompatibility(with device: KVMDevice) throws(KVMError) -> String? {
-        let host = try device.supportedCPUID().map(CPUIDLeaf.init)
-        func find(_ table: [CPUIDLeaf], _ f: UInt32, _ i: UInt32) -> CPUIDLeaf? {
-            table.first { $0.function == f && $0.index == i }
+        incompatibility(withHost: try HostCPU.capabilities(device: device), probe: try GuestCPUProbe.measure(device: device))
+    }
+
+    /// `incompatibility` against a host's capabilities (`HostCPU`) and what
+    /// its hypervisor enforces (`GuestCPUProbe`).
+    public func incompatibility(withHost host: [CPUIDLeaf], probe: GuestCPUProbe) -> String? {
+        let advice = "record with the default --cpu, or replay on a host that has it"
+        let lacking = CPUFeature.known.filter { $0.isSet(in: leaves.leaf($0.function, $0.index)) && !$0.isSet(in: host.leaf($0.function, $0.index)) }
+        if !lacking.isEmpty {
+            let names = lacking.map(\.name).joined(separator: ", ")
+            return "needs \(names), which this host lacks: \(advice)"
         }
-        let hostXCR0 = find(host, 0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
-        if xcr0 & ~hostXCR0 != 0 {
-            return "XCR0 0x\(String(xcr0, radix: 16)) needs state this CPU lacks (supports 0x\(String(hostXCR0, radix: 16)))"
+        guard probe.xcr0Enforced else { return xsaveIncompatibility(effectiveXCR0: probe.effectiveXCR0, advice: advice) }
+        let hostXCR0 = host.leaf(0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
+        let absent = (0..<64).filter { (xcr0 >> UInt64($0)) & 1 != 0 && (hostXCR0 >> UInt64($0)) & 1 == 0 }
+        if !absent.isEmpty {
+            let names = absent.map(XSaveComponent.name).joined(separator: ", ")
+            return "needs the XSAVE state \(names), which this host lacks: \(advice)"
         }
-        for (f, i, name) in CPUIDTable.featureWords {
-            guard let want = find(leaves, f, i) else { continue }
-            let have = find(host, f, i) ?? CPUIDLeaf(function: f, index: i, flags: 0, eax: 0, ebx: 0, ecx: 0, edx: 0)
-            // Leaf 1 EBX/EAX are model and APIC data, not features.
-            let words: [(String, UInt32, UInt32)] = f == 0x1 || f == 0x80000001
-                ? [("ECX", want.ecx, have.ecx), ("EDX", want.edx, have.edx)]
-                : [("EBX", want.ebx, have.ebx), ("ECX", want.ecx, have.ecx), ("EDX", want.edx, have.edx)]
-            for (reg, w, h) in words {
-                // Bits KVM sets itself at run time (OSXSAVE, hypervisor, APIC) are not host features.
-                let dynamic: UInt32 = f == 0x1 && reg == "ECX" ? (1 << 27) | (1 << 31) | (1 << 21) | (1 << 24) : 0
-                let missing = w & ~h & ~dynamic
-                if missing != 0 {
-                    return "CPUID leaf \(name) \(reg) bits 0x\(String(missing, radix: 16)) are not supported here"
-                }
+        for bit in 2..<64 where (xcr0 >> UInt64(bit)) & 1 != 0 {
+            guard let want = leaves.leaf(0xd, UInt32(bit)) else { continue }
+            let have = host.leaf(0xd, UInt32(bit))
+            if have?.eax != want.eax || have?.ebx != want.ebx {
+                return "keeps the XSAVE state \(XSaveComponent.name(bit)) at offset \(want.ebx) (\(want.eax) bytes), this host at offset \(have?.ebx ?? 0) (\(have?.eax ?? 0) bytes): \(advice)"
+            }
+        }
+        return nil
+    }
+
+    /// Where the hypervisor runs the guest with the host's own XCR0
+    /// (`GuestCPUProbe.xcr0Enforced` false), the guest's XSAVE writes the
+    /// host's components in the hardware's layout: they must fit the area
+    /// the table reports, and the components it describes must lie where
+    /// the hardware puts them.
+    func xsaveIncompatibility(effectiveXCR0: UInt64, advice: String) -> String? {
+        let room = leaves.leaf(0xd, 0)?.ebx ?? 576
+        let extent = HostCPU.xsaveExtent(xcr0: effectiveXCR0)
+        if extent > room {
+            let names = (2..<8).filter { (effectiveXCR0 >> UInt64($0)) & 1 != 0 }.map(XSaveComponent.name).joined(separator: ", ")
+            return "runs guests with the host's XSAVE state (\(names): \(extent) bytes; its hypervisor cannot enforce the guest's XCR0), more than the \(room) bytes the trace's CPU model reserves: replay on a host whose KVM enforces XCR0 (VMX or SVM), or record on a host like this one"
+        }
+        for bit in 2..<64 where (xcr0 >> UInt64(bit)) & 1 != 0 && (effectiveXCR0 >> UInt64(bit)) & 1 != 0 {
+            guard let want = leaves.leaf(0xd, UInt32(bit)) else { continue }
+            let have = HostCPU.native(0xd, UInt32(bit))
+            if have.eax != want.eax || have.ebx != want.ebx {
+                return "keeps the XSAVE state \(XSaveComponent.name(bit)) at offset \(have.ebx) (\(have.eax) bytes), the trace's CPU model at offset \(want.ebx) (\(want.eax) bytes): \(advice)"
             }
         }
         return nil

@@ -27,8 +27,8 @@ extension ProcessSyscalls {
         child.argv = parent.argv
         child.envp = parent.envp
         try copyMemory(from: parent, to: child)
-        for (site, length) in parent.timestampSites where parent.memory.patches[site] != nil {
-            if (try? child.memory.insertPatch(site)) != nil { child.timestampSites[site] = length }
+        for (site, kind) in parent.patchedSites where parent.memory.patches[site] != nil {
+            if (try? child.memory.insertPatch(site)) != nil { child.patchedSites[site] = kind }
         }
         let thread = GuestThread(tid: child.pid)
         child.threads = [thread]

@@ -101,7 +101,7 @@ enum MemorySyscalls {
             p.space.insert(mapping)
             p.protectPages(start, start + length)
         }
-        if prot.contains(.execute) { TimestampCounter.patch(p, from: start, to: start + length) }
+        if prot.contains(.execute) { PatchedInstructions.patch(p, from: start, to: start + length) }
         return r
     }
 

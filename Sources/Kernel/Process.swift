@@ -105,8 +105,8 @@ public final class Process {
     public var reportedUnimplemented: Set<UInt64> = []
     /// The auxiliary vector as built (for /proc/self/auxv), argv and envp.
     public var auxv: [UInt8] = []
-    /// Patched rdtsc/rdtscp instructions and their lengths (TimestampCounter).
-    public var timestampSites: [UInt64: Int] = [:]
+    /// Patched rdtsc/rdtscp/cpuid instructions (PatchedInstructions).
+    public var patchedSites: [UInt64: PatchedInstruction] = [:]
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?

@@ -62,8 +62,12 @@ public final class ProcessRunner {
                     continue
                 }
                 if isSpurious(e) { continue }
-                if let (site, length) = TimestampCounter.site(process, e) {
-                    if let end = try readTimestampCounter(at: site, length: length) { return .exited(end) }
+                if let (site, kind) = PatchedInstructions.site(process, e) {
+                    if kind == .cpuid {
+                        PatchedInstructions.emulateCPUID(process, at: site)
+                    } else if let end = try readTimestampCounter(at: site, kind: kind) {
+                        return .exited(end)
+                    }
                     continue
                 }
                 if debugTraps && (e.vector == GuestException.breakpoint || e.vector == GuestException.debug) {
@@ -344,8 +348,8 @@ public final class ProcessRunner {
     /// A patched rdtsc/rdtscp: the counter's value, read on the host while
     /// recording and from the trace on replay, logged as a pseudo-syscall
     /// at the instruction's address.
-    private func readTimestampCounter(at site: UInt64, length: Int) throws -> Termination? {
-        let number = length == 2 ? TimestampCounter.rdtscNumber : TimestampCounter.rdtscpNumber
+    private func readTimestampCounter(at site: UInt64, kind: PatchedInstruction) throws -> Termination? {
+        let number = kind == .rdtsc ? TimestampCounter.rdtscNumber : TimestampCounter.rdtscpNumber
         let entry = SyscallEntry(number: number, args: [site, 0, 0, 0, 0, 0], rip: site, tid: process.current.tid)
         world.currentThread = entry.tid
         if let end = try world.enterSyscall(entry) { return end }
@@ -355,8 +359,8 @@ public final class ProcessRunner {
         let tsc = UInt64(bitPattern: value)
         regs.rax = tsc & 0xffff_ffff
         regs.rdx = tsc >> 32
-        if length == 3 { regs.rcx = 0 }     // IA32_TSC_AUX: CPU 0
-        regs.rip = site + UInt64(length)
+        if kind == .rdtscp { regs.rcx = 0 }     // IA32_TSC_AUX: CPU 0
+        regs.rip = site + kind.length
         process.machine.registers = regs
         return nil
     }

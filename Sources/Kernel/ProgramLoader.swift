@@ -172,7 +172,7 @@ public enum ProgramLoader {
         do {
             (sp, process.auxv) = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
         } catch { throw .noMemory("the initial stack") }
-        TimestampCounter.patchExecutable(process)
+        PatchedInstructions.patchExecutable(process)
         process.pid = info.pid
         process.threads = [GuestThread(tid: info.pid)]
         process.current = process.threads[0]

@@ -12,6 +12,8 @@ public struct Recorder {
         public var strict = false
         /// Randomized scheduling from this seed (`--chaos`).
         public var chaosSeed: UInt64?
+        /// The CPU the program sees (`--cpu`); nil: the portable default.
+        public var cpuModel: CPUModel?
         public var detrecVersion: String
 
         public init(program: String, arguments: [String], traceDirectory: String, detrecVersion: String) {
@@ -52,7 +54,8 @@ public struct Recorder {
             interpreter = (interp, try Recorder.readFile(interp))
         }
         let device = try KVMDevice()
-        let cpuid = try CPUIDTable.forRecording(device: device)
+        let model = try options.cpuModel ?? CPUModel.portable(device: device)
+        let cpuid = try CPUIDTable.forRecording(device: device, model: model)
         let machine = try UserMachine(device: device, cpuid: cpuid)
         let inherited = Launch.inheritedSignals()
         let envp = Recorder.environment()
@@ -69,6 +72,7 @@ public struct Recorder {
             recordedAt: TraceHeader.currentTimestamp(),
             extra: [
                 "execfn": execfn,
+                "cpuModel": model.rawValue,
                 "chaosSeed": options.chaosSeed.map { String($0) } ?? "",
                 "interpreter": interpreter?.path ?? "",
                 "interpreterSHA256": interpreter.map { SHA256.hex($0.bytes) } ?? "",

@@ -43,7 +43,8 @@ public struct Replayer {
             CPUIDLeaf(function: $0.function, index: $0.index, flags: $0.flags, eax: $0.eax, ebx: $0.ebx, ecx: $0.ecx, edx: $0.edx)
         }, xcr0: header.xcr0)
         if let problem = try table.incompatibility(with: device) {
-            throw KVMError.cpuidIncompatible(problem)
+            let model = header.extra["cpuModel"] ?? "host"
+            throw KVMError.cpuidIncompatible("its CPU model (\(model)) \(problem)")
         }
         let machine = try UserMachine(device: device, cpuid: table)
         let world = ReplayingWorld(reader: reader)

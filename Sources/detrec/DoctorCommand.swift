@@ -16,8 +16,14 @@ struct DoctorCommand: ParsableCommand {
         print("XCRs: \(caps.xcrs ? "yes" : "NO (required)")")
         print("PMU branch counter: \(caps.hasBranchCounter ? "yes" : "no")")
         do {
-            let table = try CPUIDTable.forRecording(device: device)
-            print("guest XCR0: 0x\(String(table.xcr0, radix: 16)), \(table.leaves.count) CPUID leaves (RDRAND and RDSEED hidden)")
+            let model = try CPUModel.portable(device: device)
+            let table = try CPUIDTable.forRecording(device: device, model: model)
+            print("default CPU model: \(model.rawValue) (XCR0 0x\(String(table.xcr0, radix: 16)), \(table.leaves.count) CPUID leaves)")
+            let probe = try GuestCPUProbe.measure(device: device)
+            print("guest CPUID: \(probe.cpuidVirtualized ? "virtualized by KVM" : "NOT virtualized (the guest sees the host's)"); detrec answers it from the trace's CPU model either way (patched cpuid)")
+            print("guest XCR0: \(probe.xcr0Enforced ? "enforced" : "NOT enforced: the guest runs with the host's 0x\(String(probe.effectiveXCR0, radix: 16))")")
+            let host = try CPUIDTable.forRecording(device: device, model: .host)
+            print("--cpu host: XCR0 0x\(String(host.xcr0, radix: 16)), \(host.leaves.count) CPUID leaves (RDRAND, RDSEED, PKU and AMX hidden)")
         } catch { print("CPUID: \(error)") }
         for note in caps.notes { print("note: \(note)") }
     }

@@ -24,6 +24,8 @@ struct DumpCommand: ParsableCommand {
             print(formatter.headerJSON(h))
         } else {
             print("trace \(directory): format \(h.formatVersion), detrec \(h.detrecVersion), recorded \(h.recordedAt) on \(h.host)")
+            let cpuNames = h.xcr0 == 0 ? "" : ", XCR0 0x\(String(h.xcr0, radix: 16))"
+            print("cpu model \(h.extra["cpuModel"] ?? "host (recorded before CPU models)")\(cpuNames), \(h.cpuid.count) CPUID leaves")
             print("program \(h.executable.path) sha256 \(h.executable.sha256) argv \(h.argv)")
         }
         var index = 0

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import Kernel
+import KVMUser
 import Record
 
 struct RecordCommand: ParsableCommand {
@@ -24,6 +25,9 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "The seed for --chaos (default: random, printed); stored in the trace.")
     var seed: UInt64?
 
+    @Option(help: ArgumentHelp("The CPU the program sees: x86-64-v3, x86-64-v2 or host (default: x86-64-v3 where the host has it, else x86-64-v2). A baseline's traces replay on any host of either vendor that has its features; host presents every feature of this CPU (AVX-512...), and its traces replay only on CPUs with the same features.", valueName: "model"))
+    var cpu: String?
+
     @Argument(parsing: .captureForPassthrough, help: "The program and its arguments.")
     var command: [String] = []
 
@@ -38,6 +42,12 @@ struct RecordCommand: ParsableCommand {
         var options = Recorder.Options(program: program, arguments: Array(argv.dropFirst()),
                                        traceDirectory: directory, detrecVersion: Detrec.version)
         options.strict = strict
+        if let cpu {
+            guard let model = CPUModel(rawValue: cpu) else {
+                fail("record: unknown --cpu \(cpu) (choose \(CPUModel.allCases.map(\.rawValue).joined(separator: ", ")))", status: 2)
+            }
+            options.cpuModel = model
+        }
         if seed != nil && !chaos { fail("record: --seed goes with --chaos", status: 2) }
         if chaos {
             let chosen = seed ?? UInt64.random(in: 0...UInt64.max)

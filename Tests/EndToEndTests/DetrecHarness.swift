@@ -76,9 +76,10 @@ enum Harness {
     /// recording printed and exits the same. Returns the recording's run.
     @discardableResult
     static func roundTrip(_ program: [String], in dir: URL, stdin: Data? = nil, environment: [String: String] = [:],
+                          options: [String] = [],
                           sourceLocation: SourceLocation = #_sourceLocation) throws -> (Run, URL) {
         let trace = dir.appendingPathComponent("trace-\(UUID().uuidString.prefix(8))")
-        let rec = try record(program, trace: trace, stdin: stdin, environment: environment)
+        let rec = try record(program, trace: trace, stdin: stdin, environment: environment, options: options)
         for _ in 0..<2 {
             let rep = try replay(trace)
             #expect(rep.stdout == rec.stdout, "replay stdout differs", sourceLocation: sourceLocation)

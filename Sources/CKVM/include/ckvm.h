@@ -14,6 +14,9 @@ int ckvm_ioctl_int(int fd, unsigned long request, unsigned long arg);
 int ckvm_get_supported_cpuid(int kvm_fd, struct kvm_cpuid_entry2 *entries, int max);
 // KVM_SET_CPUID2 with `count` entries; 0 or -errno.
 int ckvm_set_cpuid(int vcpu_fd, const struct kvm_cpuid_entry2 *entries, int count);
+// The CPUID instruction as this process sees it (the hardware's features,
+// as the host kernel exposes them): out = eax, ebx, ecx, edx.
+void ckvm_native_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]);
 // One MSR at a time: enough for the few that detrec sets.
 int ckvm_set_msr(int vcpu_fd, uint32_t index, uint64_t value);
 int ckvm_get_msr(int vcpu_fd, uint32_t index, uint64_t *value);

@@ -1,0 +1,92 @@
+import CHost
+import KVMUser
+
+/// An instruction detrec replaces with int3 because the hardware may not
+/// trap it, though its result depends on the machine:
+///
+/// - rdtsc and rdtscp read the time-stamp counter, and PVM cannot make them
+///   trap (CR4.TSD has no effect there, see shared/docs/platform.md).
+///   detrec reads the counter while recording and logs it like a syscall
+///   result; replay hands back the recorded value.
+/// - cpuid is not trapped at CPL3 by PVM on AMD hosts (measured: the guest
+///   saw the host's own CPUID, RDRAND included, whatever KVM_SET_CPUID2
+///   said). detrec answers it from the trace's CPU model (`CPUIDTable`), the
+///   same in record and replay and on every host, so it needs no event.
+public enum PatchedInstruction: Sendable, Equatable {
+    case rdtsc, rdtscp, cpuid
+
+    public var length: UInt64 { self == .rdtscp ? 3 : 2 }
+
+    init?(kind: UInt8) {
+        switch Int32(kind) {
+        case Int32(CHOST_RDTSC): self = .rdtsc
+        case Int32(CHOST_RDTSCP): self = .rdtscp
+        case Int32(CHOST_CPUID): self = .cpuid
+        default: return nil
+        }
+    }
+}
+
+/// Finds and patches those instructions in the program's code as it is
+/// mapped (ELF load, mmap with PROT_EXEC), hidden from every read through
+/// GuestMemory's overlay. Works the same on VMX hosts.
+public enum PatchedInstructions {
+    /// Scans [start, end) of guest code and patches every rdtsc/rdtscp/cpuid.
+    public static func patch(_ process: Process, from start: UInt64, to end: UInt64) {
+        guard end > start, end - start < 1 << 30 else { return }
+        let size = Int(end - start)
+        guard let code = try? process.memory.read(start, count: size, access: .kernel) else { return }
+        let max = 4096
+        var offsets = [UInt32](repeating: 0, count: max)
+        var kinds = [UInt8](repeating: 0, count: max)
+        let found = code.withUnsafeBufferPointer { c in
+            offsets.withUnsafeMutableBufferPointer { o in
+                kinds.withUnsafeMutableBufferPointer { k in
+                    chost_find_special_instructions(c.baseAddress, size, o.baseAddress, k.baseAddress, Int32(max))
+                }
+            }
+        }
+        guard found > 0 else { return }
+        for i in 0..<Int(found) {
+            let site = start + UInt64(offsets[i])
+            guard let kind = PatchedInstruction(kind: kinds[i]) else { continue }
+            if (try? process.memory.insertPatch(site)) != nil {
+                process.patchedSites[site] = kind
+            }
+        }
+    }
+
+    /// Patches the executable parts of every mapping of a new image.
+    public static func patchExecutable(_ process: Process) {
+        for m in process.space.mappings where m.protection.contains(.execute) {
+            patch(process, from: m.start, to: m.end)
+        }
+    }
+
+    /// The patched instruction whose int3 the guest just hit (RIP is one
+    /// past the int3), or nil for any other #BP.
+    static func site(_ process: Process, _ e: GuestException) -> (UInt64, PatchedInstruction)? {
+        guard e.vector == GuestException.breakpoint else { return nil }
+        let site = e.rip &- 1
+        guard let kind = process.patchedSites[site], process.memory.patches[site] != nil else { return nil }
+        return (site, kind)
+    }
+
+    /// cpuid at `site`: the answer of the trace's CPU model, as KVM would
+    /// give it (the 32-bit results zero-extended), and RIP past it.
+    static func emulateCPUID(_ process: Process, at site: UInt64) {
+        var regs = process.machine.registers
+        let answer = process.machine.cpuid.answer(function: UInt32(truncatingIfNeeded: regs.rax),
+                                                  index: UInt32(truncatingIfNeeded: regs.rcx))
+        regs.rax = UInt64(answer.eax); regs.rbx = UInt64(answer.ebx)
+        regs.rcx = UInt64(answer.ecx); regs.rdx = UInt64(answer.edx)
+        regs.rip = site + PatchedInstruction.cpuid.length
+        process.machine.registers = regs
+    }
+}
+
+/// rdtsc and rdtscp readings are logged under these pseudo-syscall numbers.
+public enum TimestampCounter {
+    public static let rdtscNumber: UInt64 = 0x4000_0031
+    public static let rdtscpNumber: UInt64 = 0x4000_01f9
+}
