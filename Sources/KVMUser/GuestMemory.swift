@@ -98,6 +98,12 @@ public final class GuestMemory {
         movePatches(from: from, to: to, count: pages * 4096)  // breakpoint overlay: the bytes moved
     }
 
+    /// Asked before a write with the guest's rights to a page the page
+    /// tables keep read-only: the kernel may make it writable and answer
+    /// true (a page of a writable and executable mapping in its executable
+    /// phase, `WriteXorExecute` in Kernel).
+    public var makeWritable: ((UInt64) -> Bool)?
+
     /// The protection of the page holding `va`, nil when nothing is mapped there.
     public func protection(at va: UInt64) -> PageProtection? {
         let e = tables.entry(va & ~4095)
@@ -125,11 +131,15 @@ public final class GuestMemory {
     /// follow, if the access is allowed.
     private func hostSpan(_ va: UInt64, write: Bool, access: GuestAccess) -> (UnsafeMutableRawPointer, Int)? {
         guard va < GuestMemory.userLimit else { return nil }
-        let e = tables.entry(va & ~4095)
+        var e = tables.entry(va & ~4095)
         guard e & PTE.ownsFrame != 0 else { return nil }
         if access == .user {
             guard e & PTE.present != 0, e & PTE.user != 0 else { return nil }
-            if write && e & PTE.writable == 0 { return nil }
+            if write && e & PTE.writable == 0 {
+                guard let makeWritable, makeWritable(va & ~4095) else { return nil }
+                e = tables.entry(va & ~4095)
+                guard e & PTE.writable != 0 else { return nil }
+            }
         }
         let frame = e & PTE.addressMask
         guard data.contains(frame) else { return nil }

@@ -47,6 +47,9 @@ public struct AddressSpace {
     public var mmapMin: UInt64 = 0x10000
     public var brkStart: UInt64 = 0
     public var brk: UInt64 = 0
+    /// Pages of writable and executable mappings now in their executable
+    /// phase (`WriteXorExecute`); the others are writable and not executable.
+    public var codePages: Set<UInt64> = []
 
     public init(mmapBase: UInt64) {
         self.mmapBase = mmapBase

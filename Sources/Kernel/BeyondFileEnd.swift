@@ -39,6 +39,7 @@ extension Process {
                 throw .nomem
             }
         }
+        WriteXorExecute.protect(self, m, from: from, to: to)
     }
 
     /// Gives the existing pages of [start, end) the page-table protection of
@@ -48,6 +49,7 @@ extension Process {
             for part in m.pageTableParts(from: start, to: end) {
                 memory.protect(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection)
             }
+            WriteXorExecute.protect(self, m, from: start, to: end)
         }
     }
 

@@ -101,7 +101,7 @@ enum MemorySyscalls {
             p.space.insert(mapping)
             p.protectPages(start, start + length)
         }
-        if prot.contains(.execute) { PatchedInstructions.patch(p, from: start, to: start + length) }
+        if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: start + length) }
         return r
     }
 
@@ -123,7 +123,12 @@ enum MemorySyscalls {
         let p = c.process
         guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
         p.space.protect(start, start + length, prot)
+        // Code made writable may be rewritten: its patches go; code made
+        // executable is scanned (a JIT that flips W^X itself).
+        p.space.codePages = p.space.codePages.filter { $0 < start || $0 >= start + length }
+        if prot.contains(.write) { PatchedInstructions.unpatch(p, from: start, to: start + length) }
         p.protectPages(start, start + length)   // pages beyond a mapped file's end keep faulting
+        if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: start + length) }
         return 0
     }
 

@@ -49,16 +49,26 @@ public enum PatchedInstructions {
         guard found > 0 else { return }
         for i in 0..<Int(found) {
             let site = start + UInt64(offsets[i])
-            guard let kind = PatchedInstruction(kind: kinds[i]) else { continue }
+            guard let kind = PatchedInstruction(kind: kinds[i]), process.patchedSites[site] == nil else { continue }
             if (try? process.memory.insertPatch(site)) != nil {
                 process.patchedSites[site] = kind
             }
         }
     }
 
+    /// Lifts the patches in [start, end): the program may write new code
+    /// there, and an int3 left over a byte it replaced would be taken for
+    /// an instruction that is gone.
+    public static func unpatch(_ process: Process, from start: UInt64, to end: UInt64) {
+        for (site, _) in process.patchedSites where site >= start && site < end {
+            process.memory.removePatch(site)
+            process.patchedSites[site] = nil
+        }
+    }
+
     /// Patches the executable parts of every mapping of a new image.
     public static func patchExecutable(_ process: Process) {
-        for m in process.space.mappings where m.protection.contains(.execute) {
+        for m in process.space.mappings where m.protection.contains(.execute) && !WriteXorExecute.applies(m.protection) {
             patch(process, from: m.start, to: m.end)
         }
     }

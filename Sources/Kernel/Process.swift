@@ -4,7 +4,7 @@ import KVMUser
 /// The emulated Linux process: its machine, mappings, descriptors and the
 /// little per-process state the kernel keeps. One thread for now.
 public final class Process {
-    public var machine: UserMachine
+    public var machine: UserMachine { didSet { watchWrites() } }
     public var memory: GuestMemory { machine.memory }
     public var space: AddressSpace
     public var files = FileTable()
@@ -126,6 +126,16 @@ public final class Process {
         current = GuestThread(tid: 0)
         threads = [current]
         family = ProcessFamily(root: self)
+        watchWrites()
+    }
+
+    /// Syscalls writing into a page of generated code move it back to its
+    /// writable phase first (`WriteXorExecute`).
+    private func watchWrites() {
+        memory.makeWritable = { [weak self] page in
+            guard let self else { return false }
+            return WriteXorExecute.makeWritable(self, page)
+        }
     }
 
     /// Maps fresh pages and records the mapping (pages beyond a mapped
@@ -138,6 +148,9 @@ public final class Process {
     public func unmap(_ start: UInt64, _ end: UInt64) {
         memory.unmap(start, pages: Int((end - start) / 4096))
         space.remove(start, end)
+        // The pages are gone, and with them their patches and phases.
+        patchedSites = patchedSites.filter { $0.key < start || $0.key >= end }
+        space.codePages = space.codePages.filter { $0 < start || $0 >= end }
     }
 }
 

@@ -61,6 +61,7 @@ public final class ProcessRunner {
                     if let end = handled { return .exited(end) }
                     continue
                 }
+                if WriteXorExecute.handleFault(process, e) { continue }
                 if isSpurious(e) { continue }
                 if let (site, kind) = PatchedInstructions.site(process, e) {
                     if kind == .cpuid {

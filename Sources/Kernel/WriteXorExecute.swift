@@ -1,0 +1,78 @@
+import KVMUser
+
+/// Code the program generates at run time (a JIT) must be scanned for
+/// rdtsc and cpuid like code loaded from files (`PatchedInstructions`), or
+/// it would read the host's counter and CPU unrecorded. A mapping that is
+/// both writable and executable gets W^X in the guest page tables: each of
+/// its pages is either writable and not executable (its data phase, where
+/// it starts) or executable and not writable (its code phase). The first
+/// fetch from a page in its data phase faults, and detrec scans the page and
+/// moves it to its code phase; the first store to a page in its code phase
+/// (by the program or by a syscall writing into it) faults, and detrec
+/// lifts the page's patches and moves it back. The program sees neither
+/// fault: /proc/self/maps and its own accesses keep the mapping's rights.
+/// Faults are deterministic, so replay flips the same pages at the same
+/// instructions. Code made executable by mprotect or mmap without write
+/// permission is scanned when it is mapped (`MemorySyscalls`).
+///
+/// Not covered: an instruction that straddles two pages of such a mapping.
+enum WriteXorExecute {
+    /// Whether the pages of a mapping with this protection alternate.
+    static func applies(_ protection: PageProtection) -> Bool {
+        protection.contains(.write) && protection.contains(.execute)
+    }
+
+    /// Gives the pages of `m` within [start, end) their phase's protection
+    /// (after the mapping's own protection was applied to the range).
+    static func protect(_ p: Process, _ m: Mapping, from start: UInt64, to end: UInt64) {
+        guard applies(m.protection) else { return }
+        let s = max(start, m.start), e = min(end, m.fileBackedEnd)
+        guard s < e else { return }
+        p.memory.protect(s, pages: Int((e - s) / 4096), protection: m.protection.subtracting(.execute))
+        for page in p.space.codePages where page >= s && page < e {
+            p.memory.protect(page, pages: 1, protection: m.protection.subtracting(.write))
+        }
+    }
+
+    /// A page fault the mapping's rights allow on a page of a W^X mapping:
+    /// the page changes phase and the instruction runs again. False for
+    /// any other fault.
+    static func handleFault(_ p: Process, _ e: GuestException) -> Bool {
+        guard e.vector == GuestException.pageFault, let code = e.errorCode, code & 1 != 0,
+              let m = p.space.mapping(containing: e.address), applies(m.protection),
+              e.address < m.fileBackedEnd else { return false }
+        let page = e.address & ~4095
+        let write = code & 2 != 0, fetch = code & 16 != 0
+        if fetch && !p.space.codePages.contains(page) {
+            toCode(p, page, m.protection)
+            return true
+        }
+        if write && p.space.codePages.contains(page) {
+            toData(p, page, m.protection)
+            return true
+        }
+        return false
+    }
+
+    /// A syscall is about to write into `page` with the guest's rights:
+    /// a page in its code phase moves back to data first.
+    static func makeWritable(_ p: Process, _ page: UInt64) -> Bool {
+        guard p.space.codePages.contains(page), let m = p.space.mapping(containing: page), applies(m.protection) else {
+            return false
+        }
+        toData(p, page, m.protection)
+        return true
+    }
+
+    private static func toCode(_ p: Process, _ page: UInt64, _ protection: PageProtection) {
+        p.space.codePages.insert(page)
+        p.memory.protect(page, pages: 1, protection: protection.subtracting(.write))
+        PatchedInstructions.patch(p, from: page, to: page + 4096)
+    }
+
+    private static func toData(_ p: Process, _ page: UInt64, _ protection: PageProtection) {
+        p.space.codePages.remove(page)
+        PatchedInstructions.unpatch(p, from: page, to: page + 4096)
+        p.memory.protect(page, pages: 1, protection: protection.subtracting(.execute))
+    }
+}
