@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import Trace
 
 /// Traces that do not match their program, damaged traces, interrupted
 /// recordings and bad command lines: detrec says what is wrong, exits
@@ -85,6 +86,36 @@ import Testing
         expectCleanFailure(r, mentioning: ["diverged"], "argv changed in header.json")
         #expect(r.stderr.contains("write"), "the divergence is at the write of argv[1]: \(r.stderr)")
         #expect(r.stdout == "program A\n", "replay printed past the divergence: \(r.stdout)")
+    }
+
+    /// An edited header.json (argv here; the environment, the CPU, the ids
+    /// in `extra` alike) no longer matches its checksum: replay and dump
+    /// refuse it before running anything.
+    @Test func editedHeaderIsRefused() throws {
+        let s = Scratch(); defer { s.remove() }
+        let exe = try compile(Self.programA)
+        let a = try recordAndReplay(exe, ["recorded-argument"], replays: 1, in: s)
+        try editHeader(a.trace, reseal: false) { h in
+            var argv = h["argv"] as? [String] ?? []
+            argv[argv.count - 1] = "RECORDED-ARGUMENT"
+            h["argv"] = argv
+        }
+        let r = try detrec(["replay", a.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["checksum"], "argv changed in header.json")
+        #expect(r.stderr.contains("header.json"), "the error names the file: \(r.stderr)")
+        #expect(r.stdout.isEmpty, "replay ran the edited header: \(r.stdout)")
+        let dump = try detrec(["dump", a.trace], in: s.path)
+        expectCleanFailure(dump, mentioning: ["checksum"], "dump of an edited header")
+        for edit in [{ (h: inout [String: Any]) in h["cwd"] = "/elsewhere" },
+                     { (h: inout [String: Any]) in h["xcr0"] = ((h["xcr0"] as? Int) ?? 0) ^ 4 },
+                     { (h: inout [String: Any]) in h["extra"] = ["uid": "0"] },
+                     { (h: inout [String: Any]) in h["headerChecksum"] = nil }] {
+            let fresh = try recordAndReplay(exe, ["x"], replays: 0, traceName: "t\(UUID().uuidString.prefix(6))", in: s)
+            try editHeader(fresh.trace, reseal: false, edit)
+            let r = try detrec(["replay", fresh.trace], in: s.path)
+            expectCleanFailure(r, mentioning: ["checksum", "header"], "edited header field")
+            #expect(r.stdout.isEmpty)
+        }
     }
 
     @Test func tamperedSyscallResultDiverges() throws {
@@ -364,14 +395,23 @@ import Testing
 
 // MARK: - Helpers
 
-/// Rewrites a trace's header.json through `edit`.
-func editHeader(_ trace: String, _ edit: (inout [String: Any]) -> Void) throws {
+/// Rewrites a trace's header.json through `edit`. With `reseal` the header
+/// gets the checksum of its new contents, as a deliberate forger would do,
+/// so what is tested is replay's own check of the edited field; without,
+/// the checksum no longer matches and the trace must be refused.
+func editHeader(_ trace: String, reseal: Bool = true, _ edit: (inout [String: Any]) -> Void) throws {
     let path = trace + "/header.json"
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     guard var header = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
         throw SpawnError(description: "header.json is not an object")
     }
     edit(&header)
+    if reseal {
+        let edited = try JSONSerialization.data(withJSONObject: header)
+        if let decoded = try? JSONDecoder().decode(TraceHeader.self, from: edited) {
+            header[HeaderJSON.checksumKey] = try HeaderJSON.checksum(decoded)
+        }
+    }
     let out = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .prettyPrinted])
     try out.write(to: URL(fileURLWithPath: path))
 }
