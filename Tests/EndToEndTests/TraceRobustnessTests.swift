@@ -153,11 +153,102 @@ import Testing
             let dump = try detrec(["dump", r.trace], in: s.path)
             expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, byte \(offset) flipped")
         }
+        // The end marker damaged, or bytes after it: replay reads to the end
+        // marker too, so it says so as dump does.
         var endMarker = events
         endMarker[events.count - 3] ^= 0x5a
-        try writeBytes(r.trace + "/events", endMarker)
-        let dump = try detrec(["dump", r.trace], in: s.path)
-        expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, end marker damaged")
+        for (what, bytes) in [("end marker damaged", endMarker), ("trailing bytes", events + [0, 1, 2, 3, 4])] {
+            try writeBytes(r.trace + "/events", bytes)
+            let dump = try detrec(["dump", r.trace], in: s.path)
+            expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, \(what)")
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["corrupt", "damaged"], "replay, \(what)")
+        }
+    }
+
+    /// Events no recording produces, in blocks whose checksums are right:
+    /// a fatal signal 0 after the exit, an event after the end, a syscall
+    /// of a thread that does not exist.
+    @Test func forgedEventsAreRefused() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordAndReplay(try compile(Self.programA), ["x"], replays: 1, in: s)
+        let reader = try TraceReader(directory: r.trace)
+        let events = try reader.readAll()
+        let tid = events[0].tid
+        func rewrite(_ events: [Event], extra: [UInt8] = [], extraCount: Int = 0) throws {
+            var payload: [UInt8] = []
+            for e in events { try EventEncoding.encode(e, into: &payload) }
+            payload += extra
+            let count = events.count + extraCount
+            let block = try payload.withUnsafeBytes { try BlockFraming.eventsBlock(payload: $0, firstEvent: 0, eventCount: count) }
+            try writeBytes(r.trace + "/events", block + BlockFraming.endBlock(eventCount: UInt64(count)))
+        }
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let signalZero: [UInt8] = [4] + le(tid) + le(Int32(0)) + le(Int32(0x4000)) + le(UInt64(0)) + le(UInt64(0))
+        // Before the exit (where a death from outside would be) and after it.
+        for at in [events.count - 1, events.count] {
+            let head: [Event] = Array(events[..<at])
+            let tail: [Event] = Array(events[at...])
+            var payloadTail: [UInt8] = signalZero
+            for e in tail { try EventEncoding.encode(e, into: &payloadTail) }
+            try rewrite(head, extra: payloadTail, extraCount: 1 + tail.count)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["damaged", "corrupt"], "fatal signal 0 inserted at \(at)")
+            #expect(replay.stderr.contains("fatal signal 0"), "\(replay.stderr)")
+            #expect(replay.stdout.isEmpty, "the damaged block is refused before it runs")
+        }
+        // A valid event after the program's end.
+        try rewrite(events + [.signal(tid: tid, signal: 10, code: 0x80)])
+        let after = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(after, mentioning: ["goes on"], "an event after the exit")
+        #expect(after.stdout == r.record.stdout, "the replay itself ran as recorded")
+        // The exit in another thread's name.
+        var otherThread = events
+        otherThread[otherThread.count - 1] = .exit(tid: tid + 1, status: 0)
+        try rewrite(otherThread)
+        let other = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(other, mentioning: ["diverged"], "exit of another thread")
+    }
+
+    /// Seeded mutations of a real trace, replayed: a clean error (what was
+    /// printed before it is what the recording printed), a replay
+    /// identical to the recording, or, for a cut trace, the recording's
+    /// output up to the cut and a word about it. Never a crash, a hang, or
+    /// output the recording did not have.
+    @Test func mutatedTracesNeverReplayDifferently() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordAndReplay(try compile(Self.programA), ["one", "two"], replays: 0, in: s)
+        let events = readBytes(r.trace + "/events")
+        let header = readBytes(r.trace + "/header.json")
+        var state: UInt64 = 0x7ace   // a fixed seed: every run mutates alike
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(max(n, 1)))
+        }
+        for round in 0..<24 {
+            var ev = events, hd = header
+            switch round % 6 {
+            case 0: ev[next(ev.count)] ^= UInt8(1 << next(8))
+            case 1: for _ in 0...next(4) { ev[next(ev.count)] = UInt8(next(256)) }
+            case 2: ev.removeLast(1 + next(ev.count - 1))
+            case 3: ev += (0...next(40)).map { _ in UInt8(next(256)) }
+            case 4: hd[next(hd.count)] ^= UInt8(1 + next(255))
+            default: ev.replaceSubrange(BlockHeader.size..<(BlockHeader.size + 4), with: [0xff, 0xff, 0xff, 0xff])
+            }
+            try writeBytes(r.trace + "/events", ev)
+            try writeBytes(r.trace + "/header.json", hd)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            let what = "round \(round) (kind \(round % 6))"
+            #expect(!replay.timedOut, "hung: \(what)")
+            #expect(replay.status < 128 && !replay.stderr.contains("Fatal error"), "crashed: \(what) \(replay)")
+            #expect(r.record.stdout.hasPrefix(replay.stdout), "printed what the recording did not: \(what) \(replay)")
+            if replay.status == r.record.status && replay.stderr.isEmpty {
+                #expect(replay.stdout == r.record.stdout, "a silent replay with other output: \(what) \(replay)")
+            } else {
+                #expect(replay.status != 0, "\(what) \(replay)")
+                #expect(!replay.stderr.isEmpty, "failed without a word: \(what)")
+            }
+        }
     }
 
     @Test func truncatedOrInvalidHeaderIsReported() throws {
