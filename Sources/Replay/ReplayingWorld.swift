@@ -230,7 +230,8 @@ final class ReplayingWorld: HostWorld {
             return nil
         }
         guard carriersTaken < shas.count else {
-            if s.result < 0 { throw Errno(Int32(-s.result)) }
+            // A failed load: the recorded -errno (anything else is not an errno).
+            if (-4095 ... -1).contains(s.result) { throw Errno(Int32(-s.result)) }
             throw diverged("the program loads more files here than the recording did")
         }
         let sha = shas[carriersTaken]
