@@ -131,7 +131,7 @@ final class ReplayingWorld: HostWorld {
                 }
                 // A file fill may write a read-only mapping (HostEffects.fill),
                 // but only one this syscall made, never detrec's own pages.
-                guard ReplayingWorld.mayFill(address: address, length: length, syscall: s.number) else {
+                guard ReplayingWorld.mayFill(address: address, length: length, in: s) else {
                     throw diverged("the recorded file contents at 0x\(String(address, radix: 16)) (\(length) bytes) are not a mapping the program made")
                 }
                 do {
@@ -148,10 +148,13 @@ final class ReplayingWorld: HostWorld {
         return HostOutcome(result: s.result, fileFills: fills)
     }
 
-    /// Where a recorded file fill may land: in user space below detrec's
-    /// system area, from the one syscall that fills mappings (mmap).
-    static func mayFill(address: UInt64, length: UInt64, syscall: UInt64) -> Bool {
-        guard SyscallNumber.dispatched(syscall) == SYS.mmap else { return false }
+    /// Where a recorded file fill may land: only from the one syscall that
+    /// fills mappings (mmap), at the start of the mapping it returned and
+    /// within its length (HostEffects.fill), in user space and never in
+    /// detrec's system area.
+    static func mayFill(address: UInt64, length: UInt64, in s: SyscallRecord) -> Bool {
+        guard SyscallNumber.dispatched(s.number) == SYS.mmap, address == UInt64(bitPattern: s.result),
+              length <= s.args[1] else { return false }
         let (end, overflow) = address.addingReportingOverflow(length)
         return !overflow && (end <= Layout.systemBase || address >= Layout.systemEnd) && end <= GuestMemory.userLimit
     }

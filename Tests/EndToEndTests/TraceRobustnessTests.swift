@@ -202,6 +202,23 @@ import Testing
         let after = try detrec(["replay", r.trace], in: s.path)
         expectCleanFailure(after, mentioning: ["goes on"], "an event after the exit")
         #expect(after.stdout == r.record.stdout, "the replay itself ran as recorded")
+        // A recorded write moved into the program's read-only text (a static
+        // program's, at 0x401000) or into detrec's own pages: replay applies
+        // writes with the program's rights, so neither lands.
+        let writer = try #require(events.firstIndex {
+            if case .syscall(let r) = $0, case .bytes? = r.writes.first { return true }
+            return false
+        })
+        for target: UInt64 in [0x40_1000, 0x7fff_ffff_5000] {
+            var moved = events
+            guard case .syscall(var record) = moved[writer], case .bytes(_, let data)? = record.writes.first else { continue }
+            record.writes[0] = .bytes(address: target, data: data)
+            moved[writer] = .syscall(record)
+            try rewrite(moved)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["diverged"], "a write moved to 0x\(String(target, radix: 16))")
+            #expect(replay.stderr.contains("0x" + String(target, radix: 16)), "\(replay.stderr)")
+        }
         // The exit in another thread's name.
         var otherThread = events
         otherThread[otherThread.count - 1] = .exit(tid: tid + 1, status: 0)
