@@ -153,8 +153,9 @@ final class ReplayingWorld: HostWorld {
     /// within its length (HostEffects.fill), in user space and never in
     /// detrec's system area.
     static func mayFill(address: UInt64, length: UInt64, in s: SyscallRecord) -> Bool {
+        // The mapping is the length rounded up to pages (MemorySyscalls.mmap).
         guard SyscallNumber.dispatched(s.number) == SYS.mmap, address == UInt64(bitPattern: s.result),
-              length <= s.args[1] else { return false }
+              length <= AddressSpace.pageUp(s.args[1]) ?? UInt64.max else { return false }
         let (end, overflow) = address.addingReportingOverflow(length)
         return !overflow && (end <= Layout.systemBase || address >= Layout.systemEnd) && end <= GuestMemory.userLimit
     }

@@ -227,6 +227,37 @@ import Testing
         expectCleanFailure(other, mentioning: ["diverged"], "exit of another thread")
     }
 
+    /// Replay applies a file mapping's recorded contents only at the mapping
+    /// its mmap made: lengths that are not whole pages, offsets, a read-only
+    /// mapping and one placed with MAP_FIXED all replay.
+    @Test func fileMappingsOfAnyLengthReplay() throws {
+        let s = Scratch(); defer { s.remove() }
+        let program = try compile(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            int main(void) {
+                char path[] = "/tmp/detrec-map-XXXXXX";
+                int fd = mkstemp(path);
+                char buf[10000];
+                for (int i = 0; i < (int)sizeof buf; i++) buf[i] = 'a' + i % 26;
+                write(fd, buf, sizeof buf);
+                unlink(path);
+                const char *a = mmap(0, 100, PROT_READ, MAP_PRIVATE, fd, 0);
+                const char *b = mmap(0, 5000, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 4096);
+                char *fixed = mmap(0, 3 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                const char *c = mmap(fixed + 4096, 7, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 8192);
+                printf("%.5s %.5s %.5s %d\n", a + 95, b + 4995, c, c == fixed + 4096);
+                return 0;
+            }
+            """#)
+        let r = try recordAndReplay(program, replays: 2, in: s)
+        #expect(r.record.status == 0, "\(r.record)")
+        #expect(r.record.stdout == "rstuv rstuv cdefg 1\n", "\(r.record.stdout)")
+    }
+
     /// Seeded mutations of a real trace, replayed: a clean error (what was
     /// printed before it is what the recording printed), a replay
     /// identical to the recording, or, for a cut trace, the recording's
