@@ -10,3 +10,9 @@ if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 fi
 swift build --build-tests
 swift test --skip-build
+# The libFuzzer targets (trace reader, ELF parser), each for a bounded time;
+# DETREC_FUZZ_SECONDS=0 skips them.
+fuzz_seconds=${DETREC_FUZZ_SECONDS:-15}
+if [ "$fuzz_seconds" -gt 0 ]; then
+  scripts/fuzz.sh all "$fuzz_seconds"
+fi

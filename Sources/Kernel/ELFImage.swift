@@ -63,9 +63,10 @@ public struct ELFImage {
             guard ehdr.e_type == ELFImage.ET_EXEC || ehdr.e_type == ELFImage.ET_DYN else {
                 return .failure(.notExecutable(ehdr.e_type))
             }
+            // binfmt_elf's load_elf_phdrs: 56-byte entries, 64 KiB of them at most.
             var count = 0
-            guard elf_getphdrnum(elf, &count) == 0, count > 0, count < 4096 else {
-                return .failure(.malformed("bad program header count"))
+            guard elf_getphdrnum(elf, &count) == 0, count > 0, count <= 65536 / 56, ehdr.e_phentsize == 56 else {
+                return .failure(.malformed("bad program header count or size"))
             }
             var segments: [Segment] = []
             var interp: String?
@@ -79,6 +80,11 @@ public struct ELFImage {
                     guard !o, end <= UInt64(raw.count), s.filesz <= s.memsz || s.type != ELFImage.PT_LOAD,
                           s.memsz < (1 << 40), s.vaddr < (1 << 47) else {
                         return .failure(.malformed("segment \(i) lies outside the file or the address space"))
+                    }
+                    // Its file pages are mapped at its page: offset and
+                    // address must agree within a page (mmap's EINVAL on Linux).
+                    guard s.type != ELFImage.PT_LOAD || s.filesz == 0 || s.offset & 4095 == s.vaddr & 4095 else {
+                        return .failure(.malformed("segment \(i)'s file offset and address differ within a page"))
                     }
                 }
                 if s.type == ELFImage.PT_INTERP, s.filesz > 1, s.filesz < 4096 {

@@ -205,9 +205,9 @@ public final class ProcessRunner {
         spuriousFaults = 0
         let machine = process.machine
         let regs = machine.registers
-        let number = regs.rax
+        let number = SyscallNumber.dispatched(regs.rax)
         let thread = process.current
-        let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
+        let entry = SyscallEntry(number: regs.rax, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
         world.currentThread = thread.tid
         // A host signal that arrived while the guest ran: before this syscall.
         if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return end }
@@ -335,7 +335,7 @@ public final class ProcessRunner {
         let ready = process.pendingSignals() & ~process.signals.mask
         let takenFromHost = fromHost.contains { ready & SignalState.bit($0) != 0 }
         if fromHost.isEmpty || takenFromHost {
-            guard ProcessRunner.restartable.contains(entry.number), ready != 0 else { return }
+            guard ProcessRunner.restartable.contains(SyscallNumber.dispatched(entry.number)), ready != 0 else { return }
             let signal = Int32(ready.trailingZeroBitCount + 1)
             let action = process.signals.action(signal)
             guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }

@@ -49,35 +49,83 @@ public enum ProgramLoader {
         public var end: UInt64
     }
 
-    public static func load(_ image: ELFImage, bytes: [UInt8], into process: Process, name: String, bias fixedBias: UInt64? = nil) throws(Failure) -> Loaded {
-        guard let span = image.span else { throw .elf(.malformed("no loadable segment")) }
-        let bias: UInt64 = image.type == ELFImage.ET_DYN ? (fixedBias ?? Process.pieBase) &- span.low : 0
-        // The union of the protections of the segments sharing each page.
-        var pageProtection: [UInt64: PageProtection] = [:]
+    /// The most pages the segments of one image may cover. detrec maps
+    /// them eagerly (Linux lazily), so a crafted p_memsz of up to 2^40
+    /// bytes is refused here instead of allocating page by page.
+    static let maxImagePages: UInt64 = 4 << 20   // 16 GiB
+
+    /// One run of pages with the union of the protections of the
+    /// segments covering it (segments may share their boundary pages).
+    struct PageRun: Equatable {
+        var start: UInt64
+        var end: UInt64
+        var protection: PageProtection
+    }
+
+    /// The page runs of the image's segments at `bias`, or nil when a
+    /// segment's pages leave user space.
+    static func pageRuns(_ image: ELFImage, bias: UInt64) -> [PageRun]? {
+        var spans: [PageRun] = []
         for s in image.loadSegments where s.memsz > 0 {
             var p: PageProtection = []
             if s.flags & 4 != 0 { p.insert(.read) }
             if s.flags & 2 != 0 { p.insert(.write) }
             if s.flags & 1 != 0 { p.insert(.execute) }
-            let start = (s.vaddr + bias) & ~4095
-            guard let end = AddressSpace.pageUp(s.vaddr + bias + s.memsz) else { throw .elf(.malformed("segment end")) }
-            var page = start
-            while page < end {
-                pageProtection[page, default: []].formUnion(p)
-                page += 4096
+            let at = s.vaddr &+ bias
+            let (top, overflow) = at.addingReportingOverflow(s.memsz)
+            guard !overflow, let end = AddressSpace.pageUp(top), end <= GuestMemory.userLimit else { return nil }
+            spans.append(PageRun(start: at & ~4095, end: end, protection: p))
+        }
+        // Cut at every segment edge; each piece gets the union of the
+        // protections of the segments covering it.
+        let edges = Set(spans.flatMap { [$0.start, $0.end] }).sorted()
+        var runs: [PageRun] = []
+        for (a, b) in zip(edges, edges.dropFirst()) {
+            var p: PageProtection = []
+            var covered = false
+            for s in spans where s.start < b && a < s.end {
+                p.formUnion(s.protection)
+                covered = true
+            }
+            guard covered else { continue }
+            if var last = runs.last, last.end == a, last.protection == p {
+                last.end = b
+                runs[runs.count - 1] = last
+            } else {
+                runs.append(PageRun(start: a, end: b, protection: p))
             }
         }
+        return runs
+    }
+
+    public static func load(_ image: ELFImage, bytes: [UInt8], into process: Process, name: String, bias fixedBias: UInt64? = nil) throws(Failure) -> Loaded {
+        guard let span = image.span else { throw .elf(.malformed("no loadable segment")) }
+        let bias: UInt64 = image.type == ELFImage.ET_DYN ? (fixedBias ?? Process.pieBase) &- span.low : 0
+        guard let runs = pageRuns(image, bias: bias) else {
+            throw .noMemory("\(name): a segment lies outside user space")
+        }
+        let pages = runs.reduce(UInt64(0)) { $0 + ($1.end - $1.start) / 4096 }
+        guard pages <= maxImagePages else {
+            throw .noMemory("\(name): its segments span \(pages) pages, more than \(maxImagePages)")
+        }
         let memory = process.memory
-        for page in pageProtection.keys.sorted() {
-            guard memory.protection(at: page) == nil else { continue }
-            do { try memory.map(page, pages: 1, protection: .rw) } catch { throw .noMemory("\(name) at 0x\(String(page, radix: 16))") }
+        for run in runs {
+            var page = run.start
+            while page < run.end {
+                if memory.protection(at: page) == nil {
+                    do { try memory.map(page, pages: 1, protection: .rw) } catch { throw .noMemory("\(name) at 0x\(String(page, radix: 16))") }
+                }
+                page += 4096
+            }
         }
         for s in image.loadSegments where s.memsz > 0 {
             // The file's pages are mapped whole, so bytes around the segment
             // in its first and last page show, as with Linux's mmap of the file.
+            // (ELFImage checked offset + filesz against the file, and
+            // pageRuns vaddr + bias + memsz against user space.)
             let fileStart = s.offset & ~4095
             let fileEnd = min(UInt64(bytes.count), AddressSpace.pageUp(s.offset + s.filesz) ?? UInt64(bytes.count))
-            let at = (s.vaddr + bias) & ~4095
+            let at = (s.vaddr &+ bias) & ~4095
             if s.filesz > 0, fileEnd > fileStart {
                 do {
                     try bytes[Int(fileStart)..<Int(fileEnd)].withUnsafeBytes { b in
@@ -89,7 +137,7 @@ public enum ProgramLoader {
             // past memsz too, as Linux's padzero does: ld.so's early malloc
             // hands out the rest of that page and relies on it being zero.
             if s.memsz > s.filesz {
-                let zeroFrom = s.vaddr + bias + s.filesz
+                let zeroFrom = (s.vaddr &+ bias) + s.filesz
                 let zeroTo = AddressSpace.pageUp(zeroFrom) ?? zeroFrom
                 if zeroTo > zeroFrom {
                     do { try memory.zero(zeroFrom, count: Int(zeroTo - zeroFrom), access: .kernel) } catch { throw .noMemory("bss") }
@@ -97,15 +145,15 @@ public enum ProgramLoader {
             }
         }
         // Final protections, and the bookkeeping for /proc/self/maps.
-        for (page, p) in pageProtection {
-            memory.protect(page, pages: 1, protection: p)
+        for run in runs {
+            memory.protect(run.start, pages: Int((run.end - run.start) / 4096), protection: run.protection)
         }
         for s in image.loadSegments where s.memsz > 0 {
-            let start = (s.vaddr + bias) & ~4095
-            let end = AddressSpace.pageUp(s.vaddr + bias + s.memsz) ?? start
-            let inFile = s.vaddr + bias + s.filesz
+            let start = (s.vaddr &+ bias) & ~4095
+            let end = AddressSpace.pageUp((s.vaddr &+ bias) + s.memsz) ?? start
+            let inFile = (s.vaddr &+ bias) + s.filesz
             let fileEnd = min(end, AddressSpace.pageUp(inFile) ?? end)
-            let p = pageProtection[start] ?? .read
+            let p = runs.first { $0.start <= start && start < $0.end }?.protection ?? .read
             if fileEnd > start {
                 process.space.insert(Mapping(start: start, end: fileEnd, protection: p, name: name, fileOffset: s.offset & ~4095))
             }
@@ -113,11 +161,14 @@ public enum ProgramLoader {
                 process.space.insert(Mapping(start: fileEnd, end: end, protection: p))
             }
         }
+        // AT_PHDR wraps as Linux's unsigned arithmetic does: a crafted
+        // e_phoff or PT_PHDR gives the program a bad pointer, not detrec a trap.
         let phdrSegment = image.segments.first { $0.type == ELFImage.PT_PHDR }
         let firstLoad = image.loadSegments.first { $0.offset == 0 }
-        let phdr = phdrSegment.map { $0.vaddr + bias } ?? ((firstLoad?.vaddr ?? span.low) + bias + image.phoff)
-        return Loaded(bias: bias, entry: image.entry + bias, phdr: phdr, phnum: image.segments.count,
-                      end: AddressSpace.pageUp(span.high + bias) ?? span.high + bias)
+        let phdr = phdrSegment.map { $0.vaddr &+ bias } ?? ((firstLoad?.vaddr ?? span.low) &+ bias &+ image.phoff)
+        let high = span.high &+ bias
+        return Loaded(bias: bias, entry: image.entry &+ bias, phdr: phdr, phnum: image.segments.count,
+                      end: AddressSpace.pageUp(high) ?? high)
     }
 
     /// Loads a static program (ET_EXEC or static-PIE) and prepares the
@@ -147,6 +198,10 @@ public enum ProgramLoader {
             let interpLoaded = try load(interpImage, bytes: interpreter.bytes, into: process, name: interpreter.path, bias: at)
             entry = interpLoaded.entry
             base = interpLoaded.bias &+ span.low
+        }
+        // binfmt_elf's BAD_ADDR: the first instruction lies in user space.
+        guard entry < GuestMemory.userLimit else {
+            throw .elf(.malformed("the entry point 0x\(String(entry, radix: 16)) lies outside user space"))
         }
 
         let stackBottom = Process.stackTop - Process.stackSize

@@ -4,6 +4,8 @@ public enum SyscallNames {
     public static func name(_ number: UInt64) -> String {
         if number == TimestampCounter.rdtscNumber { return "rdtsc" }
         if number == TimestampCounter.rdtscpNumber { return "rdtscp" }
+        // What Linux runs for it (SyscallNumber): RAX's low 32 bits.
+        let number = SyscallNumber.dispatched(number)
         return number < UInt64(table.count) ? (table[Int(number)] ?? "syscall_\(number)") : "syscall_\(number)"
     }
 

@@ -363,3 +363,16 @@ public enum SYS {
     public static let futex_waitv: UInt64 = 449
     public static let set_mempolicy_home_node: UInt64 = 450
 }
+
+/// How x86-64 Linux reads RAX at a SYSCALL (arch/x86/entry: the number is an
+/// `int`, compared as `unsigned int` against the table): only the low 32
+/// bits count, so 0x1_0000_0027 is getpid and -1 is 0xffff_ffff, ENOSYS.
+/// Numbers with the x32 bit (0x4000_0000) are ENOSYS as on a kernel without
+/// x32 (Debian's and the host's: CONFIG_X86_X32_ABI unset or disabled at
+/// boot): they lie above every handler. The trace keeps all of RAX.
+public enum SyscallNumber {
+    /// The number Linux dispatches on for `rax`.
+    public static func dispatched(_ rax: UInt64) -> UInt64 {
+        rax & 0xffff_ffff
+    }
+}

@@ -69,7 +69,7 @@ final class RecordingWorld: HostWorld {
         // One host interaction per syscall: replay hands back one result.
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true
-        if let n = current?.number, RecordingWorld.mayBlock.contains(n) { try flush() }
+        if let n = current?.number, RecordingWorld.mayBlock.contains(SyscallNumber.dispatched(n)) { try flush() }
         var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.content(of: fd) })
         let result: Int64
         do { result = try body(&effects) } catch { result = error.result }
@@ -92,7 +92,7 @@ final class RecordingWorld: HostWorld {
             }
         }
         writes = []
-        try append(.syscall(SyscallRecord(tid: entry.tid, ticks: 0, rip: entry.rip, number: UInt32(truncatingIfNeeded: entry.number),
+        try append(.syscall(SyscallRecord(tid: entry.tid, ticks: 0, rip: entry.rip, number: entry.number,
                                           args: entry.args, result: result, writes: logged)))
         if let (length, crc) = pendingCheck {
             pendingCheck = nil
@@ -100,7 +100,7 @@ final class RecordingWorld: HostWorld {
         }
         // What the user has seen the program print is in the trace at once,
         // so a recorder killed right after still replays it.
-        if RecordingWorld.producesOutput.contains(entry.number) || RecordingWorld.now() - lastFlush > 0.5 { try flush() }
+        if RecordingWorld.producesOutput.contains(SyscallNumber.dispatched(entry.number)) || RecordingWorld.now() - lastFlush > 0.5 { try flush() }
     }
 
     func processExit(status: Int32) throws {
@@ -146,7 +146,7 @@ final class RecordingWorld: HostWorld {
     func pickThread(_ choose: () throws -> Int32) throws -> Int32 { try choose() }
 
     func blocked(_ entry: SyscallEntry) throws {
-        try append(.blocked(tid: entry.tid, number: UInt32(truncatingIfNeeded: entry.number), rip: entry.rip))
+        try append(.blocked(tid: entry.tid, number: entry.number, rip: entry.rip))
         try flush()
     }
 

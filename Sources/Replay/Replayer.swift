@@ -17,6 +17,7 @@ public struct Replayer {
         let prepared = try prepare(traceDirectory: traceDirectory)
         prepared.world.skipSleeps = skipSleeps
         let termination = try ProcessRunner(process: prepared.process, world: prepared.world).run()
+        try prepared.world.finishReplay()
         return Outcome(termination: termination, events: prepared.reader.nextEventIndex)
     }
 

@@ -39,7 +39,7 @@ final class ReplayingWorld: HostWorld {
     private func describe(_ event: Event) -> String {
         switch event {
         case .syscall(let s):
-            return describe(SyscallEntry(number: UInt64(s.number), args: s.args, rip: s.rip, tid: s.tid))
+            return describe(SyscallEntry(number: s.number, args: s.args, rip: s.rip, tid: s.tid))
         case .exit(_, let status): return "exit_group(\(status))"
         case .fatalSignal(_, let signal, _, let rip, let address):
             return "death by \(Signals.name(signal)) at rip 0x\(String(rip, radix: 16)) address 0x\(String(address, radix: 16))"
@@ -49,7 +49,7 @@ final class ReplayingWorld: HostWorld {
         case .signal(let tid, let signal, _):
             return "\(Signals.name(signal)) from a timer for thread \(tid)"
         case .blocked(let tid, let number, let rip):
-            return "thread \(tid) waiting in \(SyscallNames.name(UInt64(number))) at rip 0x\(String(rip, radix: 16))"
+            return "thread \(tid) waiting in \(SyscallNames.name(number)) at rip 0x\(String(rip, radix: 16))"
         case .preempt(let tid, let rip, let hits, _):
             return "thread \(tid) preempted at rip 0x\(String(rip, radix: 16)) (hit \(hits))"
         }
@@ -82,26 +82,27 @@ final class ReplayingWorld: HostWorld {
         guard let e = try peek() else { throw ranOut(describe(entry)) }
         switch e {
         case .syscall(let s):
-            guard UInt64(s.number) == entry.number, s.args == entry.args, s.rip == entry.rip, s.tid == entry.tid else {
+            guard s.number == entry.number, s.args == entry.args, s.rip == entry.rip, s.tid == entry.tid else {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             current = s
             hostCalled = false
             carriersTaken = 0
             return nil
-        case .exit(_, let status):
-            guard entry.number == SYS.exit_group || entry.number == SYS.exit,
+        case .exit(let tid, let status):
+            let number = SyscallNumber.dispatched(entry.number)
+            guard number == SYS.exit_group || number == SYS.exit, tid == entry.tid,
                   Int32(truncatingIfNeeded: entry.args[0]) & 0xff == status else {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             return nil
         case .blocked(let tid, let number, let rip):
-            guard tid == entry.tid, UInt64(number) == entry.number, rip == entry.rip else {
+            guard tid == entry.tid, number == entry.number, rip == entry.rip else {
                 throw diverged("the program made \(describe(entry)); the recording has \(describe(e))")
             }
             expectBlock = true
             return nil
-        case .fatalSignal(_, let signal, let code, _, _) where code == Signals.fromOutside:
+        case .fatalSignal(let tid, let signal, let code, _, _) where code == Signals.fromOutside && tid == entry.tid:
             // The recording was killed from outside before this syscall ran.
             consume()
             return .killed(signal: signal)
@@ -117,13 +118,21 @@ final class ReplayingWorld: HostWorld {
         for w in s.writes {
             switch w {
             case .bytes(let address, let data):
-                do { try memory.write(address, data, access: .kernel) } catch {
+                // Recorded with the guest's rights (HostEffects.write): applied with them.
+                do { try memory.write(address, data, access: .user) } catch {
                     throw diverged("the recorded write of \(data.count) bytes at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
+            case .stored(0, 0, _, 0):
+                continue    // a file for the kernel (execve): loadFile reads it
             case .stored(let address, let length, let sha, let offset):
                 let content = try stored(sha)
                 guard offset <= UInt64(content.count), length <= UInt64(content.count) - offset else {
                     throw RunStopped("the trace is damaged: a mapped range lies outside its stored file \(sha)")
+                }
+                // A file fill may write a read-only mapping (HostEffects.fill),
+                // but only one this syscall made, never detrec's own pages.
+                guard ReplayingWorld.mayFill(address: address, length: length, in: s) else {
+                    throw diverged("the recorded file contents at 0x\(String(address, radix: 16)) (\(length) bytes) are not a mapping the program made")
                 }
                 do {
                     try content[Int(offset)..<Int(offset + length)].withUnsafeBytes {
@@ -137,6 +146,18 @@ final class ReplayingWorld: HostWorld {
             }
         }
         return HostOutcome(result: s.result, fileFills: fills)
+    }
+
+    /// Where a recorded file fill may land: only from the one syscall that
+    /// fills mappings (mmap), at the start of the mapping it returned and
+    /// within its length (HostEffects.fill), in user space and never in
+    /// detrec's system area.
+    static func mayFill(address: UInt64, length: UInt64, in s: SyscallRecord) -> Bool {
+        // The mapping is the length rounded up to pages (MemorySyscalls.mmap).
+        guard SyscallNumber.dispatched(s.number) == SYS.mmap, address == UInt64(bitPattern: s.result),
+              length <= AddressSpace.pageUp(s.args[1]) ?? UInt64.max else { return false }
+        let (end, overflow) = address.addingReportingOverflow(length)
+        return !overflow && (end <= Layout.systemBase || address >= Layout.systemEnd) && end <= GuestMemory.userLimit
     }
 
     private func stored(_ sha: String) throws -> [UInt8] {
@@ -173,6 +194,15 @@ final class ReplayingWorld: HostWorld {
         }
     }
 
+    /// After the program ended: the recording must end here too, with its
+    /// end marker and nothing after it (the reader reports trailing bytes
+    /// or a damaged marker as damage). A recording cut off right after its
+    /// last event (no end marker) is complete enough.
+    func finishReplay() throws {
+        guard let e = try peek() else { return }
+        throw RunStopped("the trace is damaged: the program ended, but the recording goes on with event \(index), \(describe(e))")
+    }
+
     func processExit(status: Int32) throws {
         consume()
     }
@@ -182,7 +212,8 @@ final class ReplayingWorld: HostWorld {
     func fatalSignal(_ f: FatalSignal) throws {
         let what = "death by \(Signals.name(f.signal)) at rip 0x\(String(f.rip, radix: 16))"
         guard let e = try peek() else { throw ranOut(what) }
-        guard case .fatalSignal(_, let signal, _, let rip, _) = e, signal == f.signal, rip == f.rip else {
+        guard case .fatalSignal(let tid, let signal, _, let rip, _) = e, signal == f.signal, rip == f.rip,
+              tid == currentThread else {
             throw diverged("the program met \(what); the recording has \(describe(e))")
         }
         consume()
@@ -203,7 +234,8 @@ final class ReplayingWorld: HostWorld {
             return nil
         }
         guard carriersTaken < shas.count else {
-            if s.result < 0 { throw Errno(Int32(-s.result)) }
+            // A failed load: the recorded -errno (anything else is not an errno).
+            if (-4095 ... -1).contains(s.result) { throw Errno(Int32(-s.result)) }
             throw diverged("the program loads more files here than the recording did")
         }
         let sha = shas[carriersTaken]
@@ -226,8 +258,13 @@ final class ReplayingWorld: HostWorld {
     }
 
     func pace(seconds: Double) {
-        guard !skipSleeps, seconds > 0 else { return }
-        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+        // `seconds` comes from the guest's arguments: any Double, even NaN or
+        // beyond Int's range (nanosleep of INT64_MAX seconds); clamp, never trap.
+        guard !skipSleeps, seconds > 0, !seconds.isNaN else { return }
+        let whole = seconds.rounded(.down)
+        let secs = whole < 0x1p62 ? Int(whole) : 1 << 62
+        let nanos = whole < 0x1p62 ? min(max(Int((seconds - whole) * 1e9), 0), 999_999_999) : 0
+        var ts = timespec(tv_sec: secs, tv_nsec: nanos)
         nanosleep(&ts, nil)
     }
 
@@ -237,7 +274,10 @@ final class ReplayingWorld: HostWorld {
 
     func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
         var out: [Int32] = []
-        while let e = try peek(), case .signal(_, let signal, _) = e {
+        while let e = try peek(), case .signal(let tid, let signal, _) = e {
+            guard tid == currentThread else {
+                throw diverged("the recording raises \(describe(e)) where thread \(currentThread) runs")
+            }
             out.append(signal)
             consume()
         }

@@ -31,6 +31,10 @@ enum EventEncoding {
 
     /// Appends the encoding of `event` to `out`. Validates first, so on a throw `out` is unchanged.
     static func encode(_ event: Event, into out: inout [UInt8]) throws(TraceError) {
+        // What the reader would refuse is never written: a trace always reads back.
+        if let problem = EventValidation.problem(event) {
+            throw .invalidInput(reason: "\(event.kindName) event not written: \(problem)")
+        }
         switch event {
         case let .processStart(tid, atRandom):
             guard atRandom.count <= maxEventDataBytes else {
@@ -146,7 +150,9 @@ enum EventEncoding {
 
     /// Decodes exactly `count` events filling all of `payload`. Never traps: every length is
     /// checked against the bytes that remain before anything is allocated for it.
-    static func decode(_ payload: UnsafeRawBufferPointer, count: Int) throws(DecodingError) -> [Event] {
+    /// `version` is the trace's format version: before 4, syscall numbers are 32 bits.
+    static func decode(_ payload: UnsafeRawBufferPointer, count: Int,
+                       version: UInt32 = traceFormatVersion) throws(DecodingError) -> [Event] {
         var c = Cursor(buf: payload)
         var events: [Event] = []
         // Every event takes at least 1 byte, so this reservation is bounded by the payload.
@@ -156,7 +162,12 @@ enum EventEncoding {
                 throw DecodingError(problem: .malformed("payload ends after \(i) of \(count) events"),
                                     payloadOffset: c.pos)
             }
-            events.append(try decodeOne(&c))
+            let start = c.pos
+            let event = try decodeOne(&c, version: version)
+            if let problem = EventValidation.problem(event) {
+                throw DecodingError(problem: .malformed("\(event.kindName) event \(i): \(problem)"), payloadOffset: start)
+            }
+            events.append(event)
         }
         if c.remaining != 0 {
             throw DecodingError(problem: .malformed("\(c.remaining) bytes left over after \(count) events"),
@@ -165,7 +176,11 @@ enum EventEncoding {
         return events
     }
 
-    private static func decodeOne(_ c: inout Cursor) throws(DecodingError) -> Event {
+    private static func decodeOne(_ c: inout Cursor, version: UInt32) throws(DecodingError) -> Event {
+        /// Syscall numbers: all of RAX from format 4 on, its low 32 bits before.
+        func readNumber(_ c: inout Cursor) throws(DecodingError) -> UInt64 {
+            version >= 4 ? try c.u64() : UInt64(try c.u32())
+        }
         let start = c.pos
         let tag = try c.u8()
         guard let kind = Kind(rawValue: tag) else {
@@ -182,7 +197,7 @@ enum EventEncoding {
             let tid = try c.i32()
             let ticks = try c.u64()
             let rip = try c.u64()
-            let number = try c.u32()
+            let number = try readNumber(&c)
             var args: [UInt64] = []
             args.reserveCapacity(syscallArgCount)
             for _ in 0..<syscallArgCount { args.append(try c.u64()) }
@@ -234,7 +249,7 @@ enum EventEncoding {
 
         case .blocked:
             let tid = try c.i32()
-            let number = try c.u32()
+            let number = try readNumber(&c)
             let rip = try c.u64()
             return .blocked(tid: tid, number: number, rip: rip)
 

@@ -4,12 +4,12 @@ public struct EventFormatter {
     /// Bytes of memory-write data shown in JSON output; the rest is summarised by "length".
     public static let jsonDataPreview = 64
 
-    private let syscallName: (UInt32) -> String
+    private let syscallName: (UInt64) -> String
     private let errnoName: (Int32) -> String?
 
     /// `errnoName` maps a positive errno to its symbolic name (nil if unknown); the default
     /// knows the Linux x86-64 names.
-    public init(syscallName: @escaping (UInt32) -> String,
+    public init(syscallName: @escaping (UInt64) -> String,
                 errnoName: @escaping (Int32) -> String? = EventFormatter.linuxErrnoName) {
         self.syscallName = syscallName
         self.errnoName = errnoName

@@ -9,18 +9,53 @@ enum HeaderJSON {
     /// The largest header.json we are willing to read (argv/envp could be big, not this big).
     static let maxSize = 16 << 20
 
+    /// The key of the header's checksum (format 4): the lowercase hex SHA-256
+    /// of `canonical(header)`, the header's other fields as compact JSON.
+    static let checksumKey = "headerChecksum"
+
+    /// The bytes the checksum covers: every field TraceHeader encodes, sorted
+    /// keys, no whitespace. Computed from the decoded header on read, so any
+    /// change to a field's value (argv, envp, CPU, ids in `extra`) shows.
+    static func canonical(_ header: TraceHeader) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(header))
+    }
+
+    static func checksum(_ header: TraceHeader) throws -> String {
+        SHA256.hex(try canonical(header))
+    }
+
+    /// The header with its checksum, as header.json holds it.
+    private struct Sealed: Encodable {
+        var header: TraceHeader
+        var checksum: String
+        struct Key: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+        func encode(to encoder: any Encoder) throws {
+            try header.encode(to: encoder)
+            var c = encoder.container(keyedBy: Key.self)
+            try c.encode(checksum, forKey: Key(stringValue: HeaderJSON.checksumKey))
+        }
+    }
+
     static func encode(_ header: TraceHeader, pretty: Bool) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = pretty
             ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
             : [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(header))
+        return Array(try encoder.encode(Sealed(header: header, checksum: try checksum(header))))
     }
 
     /// Decodes header.json; checks the version before the rest so a newer trace is reported
-    /// as "newer" even if its other fields changed shape.
+    /// as "newer" even if its other fields changed shape. From format 4 on the
+    /// checksum must match: an edited header is refused, not replayed.
     static func decode(_ bytes: [UInt8], path: String) throws(TraceError) -> TraceHeader {
-        struct VersionProbe: Decodable { var formatVersion: UInt32 }
+        struct VersionProbe: Decodable { var formatVersion: UInt32; var headerChecksum: String? }
         let data = Data(bytes)
         let decoder = JSONDecoder()
         let probe: VersionProbe
@@ -35,11 +70,22 @@ enum HeaderJSON {
         if probe.formatVersion == 0 {
             throw .corruptHeader(path: path, reason: "format version 0 does not exist")
         }
+        let header: TraceHeader
         do {
-            return try decoder.decode(TraceHeader.self, from: data)
+            header = try decoder.decode(TraceHeader.self, from: data)
         } catch {
             throw .corruptHeader(path: path, reason: describe(error))
         }
+        guard probe.formatVersion >= 4 else { return header }
+        guard let recorded = probe.headerChecksum else {
+            throw .corruptHeader(path: path, reason: "missing field \"\(checksumKey)\"")
+        }
+        let computed: String
+        do { computed = try checksum(header) } catch {
+            throw .corruptHeader(path: path, reason: "cannot re-encode the header: \(error)")
+        }
+        guard computed == recorded else { throw .headerChecksumMismatch(path: path) }
+        return header
     }
 
     /// A one-line reason from a DecodingError (its default description is multi-line noise).

@@ -8,6 +8,9 @@ public enum TraceError: Error, Equatable, CustomStringConvertible, Sendable {
     case missingHeader(path: String)
     /// header.json exists but cannot be read or decoded.
     case corruptHeader(path: String, reason: String)
+    /// header.json decodes but its contents do not match its checksum: it was
+    /// edited or damaged after the recording.
+    case headerChecksumMismatch(path: String)
     /// The trace was written by a newer detrec (format version `found` > `supported`).
     case newerVersion(found: UInt32, supported: UInt32)
     /// The trace has a header.json but no events file.
@@ -38,6 +41,8 @@ public enum TraceError: Error, Equatable, CustomStringConvertible, Sendable {
             return "\(path) has no header.json: not a detrec trace, or the recording never started"
         case let .corruptHeader(path, reason):
             return "\(path)/header.json is unreadable: \(reason)"
+        case let .headerChecksumMismatch(path):
+            return "\(path)/header.json does not match its checksum: it was edited or damaged after the recording, and replaying it would not reproduce the recording"
         case let .newerVersion(found, supported):
             return "trace format version \(found) was written by a newer detrec; this detrec reads versions up to \(supported)"
         case let .missingEvents(path):

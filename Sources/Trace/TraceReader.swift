@@ -204,7 +204,7 @@ public final class TraceReader {
             let events: [Event]
             do {
                 events = try payload.withUnsafeBytes { buf in
-                    Result { () throws(EventEncoding.DecodingError) in try EventEncoding.decode(buf, count: count) }
+                    Result { () throws(EventEncoding.DecodingError) in try EventEncoding.decode(buf, count: count, version: header.formatVersion) }
                 }.get()
             } catch {
                 switch error.problem {

@@ -18,7 +18,7 @@ struct DumpCommand: ParsableCommand {
         let directory = trace ?? TraceLocation.latest
         let reader: TraceReader
         do { reader = try TraceReader(directory: directory) } catch { fail("dump: \(error)") }
-        let formatter = EventFormatter(syscallName: { SyscallNames.name(UInt64($0)) })
+        let formatter = EventFormatter(syscallName: { SyscallNames.name($0) })
         let h = reader.header
         if json {
             print(formatter.headerJSON(h))

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import Trace
 
 /// Traces that do not match their program, damaged traces, interrupted
 /// recordings and bad command lines: detrec says what is wrong, exits
@@ -87,6 +88,36 @@ import Testing
         #expect(r.stdout == "program A\n", "replay printed past the divergence: \(r.stdout)")
     }
 
+    /// An edited header.json (argv here; the environment, the CPU, the ids
+    /// in `extra` alike) no longer matches its checksum: replay and dump
+    /// refuse it before running anything.
+    @Test func editedHeaderIsRefused() throws {
+        let s = Scratch(); defer { s.remove() }
+        let exe = try compile(Self.programA)
+        let a = try recordAndReplay(exe, ["recorded-argument"], replays: 1, in: s)
+        try editHeader(a.trace, reseal: false) { h in
+            var argv = h["argv"] as? [String] ?? []
+            argv[argv.count - 1] = "RECORDED-ARGUMENT"
+            h["argv"] = argv
+        }
+        let r = try detrec(["replay", a.trace], in: s.path)
+        expectCleanFailure(r, mentioning: ["checksum"], "argv changed in header.json")
+        #expect(r.stderr.contains("header.json"), "the error names the file: \(r.stderr)")
+        #expect(r.stdout.isEmpty, "replay ran the edited header: \(r.stdout)")
+        let dump = try detrec(["dump", a.trace], in: s.path)
+        expectCleanFailure(dump, mentioning: ["checksum"], "dump of an edited header")
+        for edit in [{ (h: inout [String: Any]) in h["cwd"] = "/elsewhere" },
+                     { (h: inout [String: Any]) in h["xcr0"] = ((h["xcr0"] as? Int) ?? 0) ^ 4 },
+                     { (h: inout [String: Any]) in h["extra"] = ["uid": "0"] },
+                     { (h: inout [String: Any]) in h["headerChecksum"] = nil }] {
+            let fresh = try recordAndReplay(exe, ["x"], replays: 0, traceName: "t\(UUID().uuidString.prefix(6))", in: s)
+            try editHeader(fresh.trace, reseal: false, edit)
+            let r = try detrec(["replay", fresh.trace], in: s.path)
+            expectCleanFailure(r, mentioning: ["checksum", "header"], "edited header field")
+            #expect(r.stdout.isEmpty)
+        }
+    }
+
     @Test func tamperedSyscallResultDiverges() throws {
         // The same program recorded with another argument: its events do not
         // fit this trace's header (argv), and replay notices.
@@ -122,11 +153,150 @@ import Testing
             let dump = try detrec(["dump", r.trace], in: s.path)
             expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, byte \(offset) flipped")
         }
+        // The end marker damaged, or bytes after it: replay reads to the end
+        // marker too, so it says so as dump does.
         var endMarker = events
         endMarker[events.count - 3] ^= 0x5a
-        try writeBytes(r.trace + "/events", endMarker)
-        let dump = try detrec(["dump", r.trace], in: s.path)
-        expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, end marker damaged")
+        for (what, bytes) in [("end marker damaged", endMarker), ("trailing bytes", events + [0, 1, 2, 3, 4])] {
+            try writeBytes(r.trace + "/events", bytes)
+            let dump = try detrec(["dump", r.trace], in: s.path)
+            expectCleanFailure(dump, mentioning: ["corrupt", "damaged", "checksum"], "dump, \(what)")
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["corrupt", "damaged"], "replay, \(what)")
+        }
+    }
+
+    /// Events no recording produces, in blocks whose checksums are right:
+    /// a fatal signal 0 after the exit, an event after the end, a syscall
+    /// of a thread that does not exist.
+    @Test func forgedEventsAreRefused() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordAndReplay(try compile(Self.programA), ["x"], replays: 1, in: s)
+        let reader = try TraceReader(directory: r.trace)
+        let events = try reader.readAll()
+        let tid = events[0].tid
+        func rewrite(_ events: [Event], extra: [UInt8] = [], extraCount: Int = 0) throws {
+            var payload: [UInt8] = []
+            for e in events { try EventEncoding.encode(e, into: &payload) }
+            payload += extra
+            let count = events.count + extraCount
+            let block = try payload.withUnsafeBytes { try BlockFraming.eventsBlock(payload: $0, firstEvent: 0, eventCount: count) }
+            try writeBytes(r.trace + "/events", block + BlockFraming.endBlock(eventCount: UInt64(count)))
+        }
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let signalZero: [UInt8] = [4] + le(tid) + le(Int32(0)) + le(Int32(0x4000)) + le(UInt64(0)) + le(UInt64(0))
+        // Before the exit (where a death from outside would be) and after it.
+        for at in [events.count - 1, events.count] {
+            let head: [Event] = Array(events[..<at])
+            let tail: [Event] = Array(events[at...])
+            var payloadTail: [UInt8] = signalZero
+            for e in tail { try EventEncoding.encode(e, into: &payloadTail) }
+            try rewrite(head, extra: payloadTail, extraCount: 1 + tail.count)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["damaged", "corrupt"], "fatal signal 0 inserted at \(at)")
+            #expect(replay.stderr.contains("fatal signal 0"), "\(replay.stderr)")
+            #expect(replay.stdout.isEmpty, "the damaged block is refused before it runs")
+        }
+        // A valid event after the program's end.
+        try rewrite(events + [.signal(tid: tid, signal: 10, code: 0x80)])
+        let after = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(after, mentioning: ["goes on"], "an event after the exit")
+        #expect(after.stdout == r.record.stdout, "the replay itself ran as recorded")
+        // A recorded write moved into the program's read-only text (a static
+        // program's, at 0x401000) or into detrec's own pages: replay applies
+        // writes with the program's rights, so neither lands.
+        let writer = try #require(events.firstIndex {
+            if case .syscall(let r) = $0, case .bytes? = r.writes.first { return true }
+            return false
+        })
+        for target: UInt64 in [0x40_1000, 0x7fff_ffff_5000] {
+            var moved = events
+            guard case .syscall(var record) = moved[writer], case .bytes(_, let data)? = record.writes.first else { continue }
+            record.writes[0] = .bytes(address: target, data: data)
+            moved[writer] = .syscall(record)
+            try rewrite(moved)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            expectCleanFailure(replay, mentioning: ["diverged"], "a write moved to 0x\(String(target, radix: 16))")
+            #expect(replay.stderr.contains("0x" + String(target, radix: 16)), "\(replay.stderr)")
+        }
+        // The exit in another thread's name.
+        var otherThread = events
+        otherThread[otherThread.count - 1] = .exit(tid: tid + 1, status: 0)
+        try rewrite(otherThread)
+        let other = try detrec(["replay", r.trace], in: s.path)
+        expectCleanFailure(other, mentioning: ["diverged"], "exit of another thread")
+    }
+
+    /// Replay applies a file mapping's recorded contents only at the mapping
+    /// its mmap made: lengths that are not whole pages, offsets, a read-only
+    /// mapping and one placed with MAP_FIXED all replay.
+    @Test func fileMappingsOfAnyLengthReplay() throws {
+        let s = Scratch(); defer { s.remove() }
+        let program = try compile(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            int main(void) {
+                char path[] = "/tmp/detrec-map-XXXXXX";
+                int fd = mkstemp(path);
+                char buf[10000];
+                for (int i = 0; i < (int)sizeof buf; i++) buf[i] = 'a' + i % 26;
+                write(fd, buf, sizeof buf);
+                unlink(path);
+                const char *a = mmap(0, 100, PROT_READ, MAP_PRIVATE, fd, 0);
+                const char *b = mmap(0, 5000, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 4096);
+                char *fixed = mmap(0, 3 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                const char *c = mmap(fixed + 4096, 7, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 8192);
+                printf("%.5s %.5s %.5s %d\n", a + 95, b + 4995, c, c == fixed + 4096);
+                return 0;
+            }
+            """#)
+        let r = try recordAndReplay(program, replays: 2, in: s)
+        #expect(r.record.status == 0, "\(r.record)")
+        #expect(r.record.stdout == "rstuv rstuv cdefg 1\n", "\(r.record.stdout)")
+    }
+
+    /// Seeded mutations of a real trace, replayed: a clean error (what was
+    /// printed before it is what the recording printed), a replay
+    /// identical to the recording, or, for a cut trace, the recording's
+    /// output up to the cut and a word about it. Never a crash, a hang, or
+    /// output the recording did not have.
+    @Test func mutatedTracesNeverReplayDifferently() throws {
+        let s = Scratch(); defer { s.remove() }
+        let r = try recordAndReplay(try compile(Self.programA), ["one", "two"], replays: 0, in: s)
+        let events = readBytes(r.trace + "/events")
+        let header = readBytes(r.trace + "/header.json")
+        var state: UInt64 = 0x7ace   // a fixed seed: every run mutates alike
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % UInt64(max(n, 1)))
+        }
+        for round in 0..<24 {
+            var ev = events, hd = header
+            switch round % 6 {
+            case 0: ev[next(ev.count)] ^= UInt8(1 << next(8))
+            case 1: for _ in 0...next(4) { ev[next(ev.count)] = UInt8(next(256)) }
+            case 2: ev.removeLast(1 + next(ev.count - 1))
+            case 3: ev += (0...next(40)).map { _ in UInt8(next(256)) }
+            case 4: hd[next(hd.count)] ^= UInt8(1 + next(255))
+            default: ev.replaceSubrange(BlockHeader.size..<(BlockHeader.size + 4), with: [0xff, 0xff, 0xff, 0xff])
+            }
+            try writeBytes(r.trace + "/events", ev)
+            try writeBytes(r.trace + "/header.json", hd)
+            let replay = try detrec(["replay", r.trace], in: s.path)
+            let what = "round \(round) (kind \(round % 6))"
+            #expect(!replay.timedOut, "hung: \(what)")
+            #expect(replay.status < 128 && !replay.stderr.contains("Fatal error"), "crashed: \(what) \(replay)")
+            #expect(r.record.stdout.hasPrefix(replay.stdout), "printed what the recording did not: \(what) \(replay)")
+            if replay.status == r.record.status && replay.stderr.isEmpty {
+                #expect(replay.stdout == r.record.stdout, "a silent replay with other output: \(what) \(replay)")
+            } else {
+                #expect(replay.status != 0, "\(what) \(replay)")
+                #expect(!replay.stderr.isEmpty, "failed without a word: \(what)")
+            }
+        }
     }
 
     @Test func truncatedOrInvalidHeaderIsReported() throws {
@@ -364,14 +534,23 @@ import Testing
 
 // MARK: - Helpers
 
-/// Rewrites a trace's header.json through `edit`.
-func editHeader(_ trace: String, _ edit: (inout [String: Any]) -> Void) throws {
+/// Rewrites a trace's header.json through `edit`. With `reseal` the header
+/// gets the checksum of its new contents, as a deliberate forger would do,
+/// so what is tested is replay's own check of the edited field; without,
+/// the checksum no longer matches and the trace must be refused.
+func editHeader(_ trace: String, reseal: Bool = true, _ edit: (inout [String: Any]) -> Void) throws {
     let path = trace + "/header.json"
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     guard var header = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
         throw SpawnError(description: "header.json is not an object")
     }
     edit(&header)
+    if reseal {
+        let edited = try JSONSerialization.data(withJSONObject: header)
+        if let decoded = try? JSONDecoder().decode(TraceHeader.self, from: edited) {
+            header[HeaderJSON.checksumKey] = try HeaderJSON.checksum(decoded)
+        }
+    }
     let out = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys, .prettyPrinted])
     try out.write(to: URL(fileURLWithPath: path))
 }

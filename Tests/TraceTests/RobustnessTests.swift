@@ -165,7 +165,7 @@ import Testing
     @Test func hugeLengthsInsideThePayload() throws {
         let tmp = TempDir(); defer { tmp.cleanup() }
         func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-        let syscallHead: [UInt8] = [2] + le(Int32(1)) + le(UInt64(0)) + le(UInt64(0)) + le(UInt32(0))
+        let syscallHead: [UInt8] = [2] + le(Int32(1)) + le(UInt64(0)) + le(UInt64(0)) + le(UInt64(0))
             + Array(repeating: 0, count: 48) + le(Int64(0))
         // 4 billion memory writes in a few bytes.
         try expectCorrupt(try trace(tmp, block(syscallHead + le(UInt32.max) + [1, 2, 3], count: 1)), "write count")

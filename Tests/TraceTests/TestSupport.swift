@@ -51,11 +51,20 @@ func everyKindEvents() -> [Event] {
                                writes: [.stored(address: 0x7f00_0000_0000, length: 8192, sha256: sha, offset: 4096),
                                         .bytes(address: 0, data: []),
                                         .bytes(address: 0x1000, data: [1, 2, 3])])),
-        .syscall(SyscallRecord(tid: Int32.min, ticks: UInt64.max, rip: UInt64.max, number: UInt32.max,
+        .syscall(SyscallRecord(tid: Int32.max, ticks: UInt64.max, rip: UInt64.max, number: UInt64.max,
                                args: Array(repeating: UInt64.max, count: 6), result: Int64.min, writes: [])),
         .fatalSignal(tid: 101, signal: 11, code: 1, rip: 0x40_1234, address: 0xdead_beef),
-        .exit(tid: Int32.max, status: -1),
-        .processStart(tid: 0, atRandom: []),
+        .syscall(SyscallRecord(tid: 1, ticks: 0, rip: 0, number: 0x1_0000_0027, args: Array(repeating: 0, count: 6),
+                               result: 0, writes: [.bytes(address: 0x7fff_ffff_fff0, data: Array(repeating: 0xff, count: 16)),
+                                                   .stored(address: 0, length: 0, sha256: sha, offset: 0)])),
+        .fatalSignal(tid: 101, signal: 64, code: Int32.min, rip: UInt64.max, address: UInt64.max),
+        .blocked(tid: 1, number: UInt64.max, rip: UInt64.max),
+        .signal(tid: 1, signal: -64, code: Int32.max),
+        .signal(tid: 1, signal: 0x7fff_ff40, code: -2),
+        .dataCheck(tid: 1, length: UInt64.max, crc32c: UInt32.max),
+        .preempt(tid: 1, rip: UInt64.max, hits: UInt64.max, registers: UInt64.max),
+        .exit(tid: Int32.max, status: 255),
+        .processStart(tid: 1, atRandom: Array(repeating: 0xff, count: 16)),
     ]
 }
 

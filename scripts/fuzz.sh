@@ -1,0 +1,58 @@
+#!/bin/sh
+# libFuzzer targets for untrusted input (issue 17): the trace reader and
+# the ELF parser. Builds each with swiftc -sanitize=fuzzer,address and runs
+# it for a bounded time; a crash leaves its input in .build/fuzz/.
+#
+#   scripts/fuzz.sh trace [seconds]   # default 60
+#   scripts/fuzz.sh elf [seconds]
+#   scripts/fuzz.sh all [seconds]     # both, each for [seconds] (CI)
+#
+# The corpora start from real inputs (the committed fixture trace, a
+# compiled program) and grow in .build/fuzz/<target>-corpus.
+set -eu
+cd "$(dirname "$0")/.."
+target=${1:-all}
+seconds=${2:-60}
+out=.build/fuzz
+mkdir -p "$out"
+
+build() {
+    case $1 in
+    trace)
+        swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name TraceFuzz \
+            -I Sources/CZstd Sources/Trace/*.swift Fuzz/TraceTarget.swift -lzstd -o "$out/trace" ;;
+    elf)
+        swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name ELFFuzz \
+            -I Sources/CElf Sources/Kernel/ELFImage.swift Fuzz/ELFTarget.swift -lelf -o "$out/elf" ;;
+    esac
+}
+
+seed() {
+    corpus="$out/$1-corpus"
+    mkdir -p "$corpus"
+    case $1 in
+    trace)
+        # Mode bytes (Fuzz/TraceTarget.swift): 1 = header.json, 2 = events file.
+        { printf '\001\000'; cat traces/hello-random/header.json; } > "$corpus/seed-header"
+        { printf '\002\000'; cat traces/hello-random/events; } > "$corpus/seed-events" ;;
+    elf)
+        printf 'int main(void) { return 0; }\n' > "$out/seed.c"
+        gcc -static -O1 -o "$corpus/seed-static" "$out/seed.c"
+        gcc -static-pie -O1 -o "$corpus/seed-pie" "$out/seed.c"
+        gcc -O1 -o "$corpus/seed-dynamic" "$out/seed.c" ;;
+    esac
+}
+
+run() {
+    build "$1"
+    seed "$1"
+    echo "fuzzing $1 for ${seconds}s"
+    "$out/$1" -max_total_time="$seconds" -max_len=1048576 -rss_limit_mb=4096 \
+        -artifact_prefix="$out/$1-" "$out/$1-corpus"
+}
+
+case $target in
+trace|elf) run "$target" ;;
+all) run trace; run elf ;;
+*) echo "usage: scripts/fuzz.sh trace|elf|all [seconds]" >&2; exit 2 ;;
+esac
