@@ -126,7 +126,10 @@ public final class UserMachine {
         try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
         withUnsafeMutableBytes(of: &x.region) { region in
             let n = min(region.count, bytes.count)
-            bytes.withUnsafeBytes { region.baseAddress?.copyMemory(from: $0.baseAddress!, byteCount: n) }
+            bytes.withUnsafeBytes { b in
+                guard let from = b.baseAddress, n > 0 else { return }
+                region.baseAddress?.copyMemory(from: from, byteCount: n)
+            }
         }
         try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &x)
     }
