@@ -64,8 +64,8 @@ enum FileSyscalls {
         t.add(SYS.umask, passthrough(.value))
     }
 
-    /// readlink: the host answers, except for the /proc links that must
-    /// describe the guest (exe, fd/N).
+    /// readlink: the host answers, except for the links of the guest's
+    /// /proc (exe, cwd, fd/N, self), which describe the guest.
     static func readlink(_ c: SyscallCall, directory: OpenFile?, path: Int, buffer: Int, size: Int) throws -> Int64 {
         let name = try c.cString(path, limit: SyscallCall.pathMax)
         let count = min(try c.size(size), maxTransfer)
@@ -74,16 +74,21 @@ enum FileSyscalls {
         let process = c.process
         let address = c.arg(buffer)
         return try c.host { effects throws(Errno) -> Int64 in
-            let text = String(decoding: name, as: UTF8.self)
-            if directory == nil, let node = ProcFS.node(text, pid: getpid()), node != .cwd {
-                guard let target = ProcFS.link(node, process: process) else { throw .noent }
+            let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: false)
+            switch target {
+            case .denied(let e): throw e
+            case .proc(let location):
+                guard ProcFS.kind(location, family: process.family) == .link else { throw .inval }
+                guard let target = ProcFS.link(location, family: process.family) else { throw .noent }
                 let bytes = Array(target.utf8.prefix(count))
                 try effects.write(address, bytes)
                 return Int64(bytes.count)
+            case .host, .hostProc:
+                break
             }
             var out = [UInt8](repeating: 0, count: count)
-            let dirFD = directory.map { Int($0.hostFD ?? -1) } ?? -100
-            let n = (name + [0]).withUnsafeBytes { p in
+            let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? -100
+            let n = (hostName + [0]).withUnsafeBytes { p in
                 out.withUnsafeMutableBytes { o in
                     hostSyscall(SYS.readlinkat, dirFD, Int(bitPattern: p.baseAddress), Int(bitPattern: o.baseAddress), count)
                 }
@@ -93,7 +98,8 @@ enum FileSyscalls {
         }
     }
 
-    /// getdents64: the host's listing, or detrec's own for /proc/self/fd.
+    /// getdents64: the host's listing, or detrec's own for a directory of
+    /// the guest's /proc.
     static func getdents64(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
@@ -106,15 +112,15 @@ enum FileSyscalls {
                 if n > 0 { try effects.write(address, buffer[0..<Int(n)]) }
                 return n
             }
-            let entries = [(Int32(-1), "."), (Int32(-2), "..")] + (file.listing ?? [])
+            let entries = [(".", UInt8(4)), ("..", UInt8(4))] + (file.listing ?? [])
             var out: [UInt8] = []
             while file.listingCursor < entries.count {
-                let (n, name) = entries[file.listingCursor]
+                let (name, type) = entries[file.listingCursor]
                 let nameBytes = Array(name.utf8) + [0]
                 let length = (19 + nameBytes.count + 7) & ~7
                 guard out.count + length <= count else { break }
-                var record = Bytes.u64(UInt64(bitPattern: Int64(n + 1000))) + Bytes.u64(UInt64(file.listingCursor + 1))
-                record += [UInt8(length & 0xff), UInt8(length >> 8), n < 0 ? 4 : 10] + nameBytes
+                var record = Bytes.u64(UInt64(file.listingCursor + 1000)) + Bytes.u64(UInt64(file.listingCursor + 1))
+                record += [UInt8(length & 0xff), UInt8(length >> 8), type] + nameBytes
                 record += [UInt8](repeating: 0, count: length - record.count)
                 out += record
                 file.listingCursor += 1
@@ -131,7 +137,11 @@ enum FileSyscalls {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         let bytes = try c.read(c.arg(1), count: count)
-        let r = try c.host { _ throws(Errno) -> Int64 in
+        let process = c.process
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            if let mem = file.procMemory {
+                return ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process)
+            }
             guard let fd = file.hostFD else { throw .badf }
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, count) }
             return n < 0 ? -Int64(errno) : Int64(n)

@@ -43,18 +43,20 @@ public func passthrough(_ spec: PassArg...) -> SyscallHandler {
     return { c in try performPassthrough(c, spec) }
 }
 
+/// One argument of a passthrough call, decoded.
+enum Carried {
+    case value(UInt64)
+    case file(OpenFile?)
+    case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
+}
+enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
+
 /// `waitOn`: the argument holding a descriptor the call may wait on, and
 /// for what (POLLIN): a timer may interrupt that wait while recording.
 func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16)? = nil) throws -> Int64 {
     let process = c.process
     // Decode and check everything the guest passed before touching the host,
     // identically in record and replay.
-    enum Carried {
-        case value(UInt64)
-        case file(OpenFile?)
-        case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
-    }
-    enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
     var carried: [Carried] = []
     for (i, kind) in spec.enumerated() {
         switch kind {
@@ -94,8 +96,14 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
         }
     }
     let number = c.number
+    let args = c.args
+    let rip = c.rip
     return try c.host { (effects: inout HostEffects) throws(Errno) -> Int64 in
         var buffers = carried
+        if let memory = ProcMemoryCalls.intercept(number, buffers: carried, args: args, effects: &effects, process: process) {
+            return memory
+        }
+        try GuestPathGate.apply(number, spec: spec, carried: &buffers, args: args, process: process, rip: rip)
         var raw = [Int](repeating: 0, count: 6)
         var bufferIndex: [Int] = []
         for (i, item) in buffers.enumerated() {
