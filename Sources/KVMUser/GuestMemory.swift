@@ -62,6 +62,9 @@ public final class GuestMemory {
     func map(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess,
              user: Bool = true) throws(GuestMemoryFault) {
         try checkRange(start, pages: pages, limit: GuestMemory.limit(access))
+        // Out of guest memory is refused before anything changes (a huge
+        // brk or mmap would otherwise map pages until the frames run out).
+        guard UInt64(pages) <= frames.available else { throw GuestMemoryFault(address: start) }
         for i in 0..<pages {
             let va = start + UInt64(i) * 4096
             guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
