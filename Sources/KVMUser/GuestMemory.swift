@@ -184,6 +184,18 @@ public final class GuestMemory {
         }
     }
 
+    /// How many bytes from `va` (at most `count`) the guest may read (or
+    /// write) before the first page it may not.
+    public func accessibleExtent(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) -> Int {
+        var done = 0
+        while done < count {
+            let (at, overflow) = va.addingReportingOverflow(UInt64(done))
+            guard !overflow, let (_, avail) = hostSpan(at, write: write, access: access) else { break }
+            done += min(avail, count - done)
+        }
+        return done
+    }
+
     /// Checks that the whole range may be read (or written) without touching it.
     public func check(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) throws(GuestMemoryFault) {
         try forEachSpan(va, count: count, write: write, access: access) { _, _, _ in }

@@ -126,6 +126,11 @@ enum DescriptorSyscalls {
             let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
             timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
         }
+        // set_user_sigmask, after the timeout is read: a mask needs sigsetsize 8.
+        if c.arg(3) != 0 {
+            guard c.arg(4) == 8 else { throw Errno.inval }
+            _ = try c.read(c.arg(3), count: 8)
+        }
         return try poll(c, timeout: timeout)
     }
 

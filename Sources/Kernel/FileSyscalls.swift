@@ -1,4 +1,5 @@
 import Glibc
+import KVMUser
 
 /// Reads, writes and the path-based file calls. Most are performed on the
 /// host as they are (see `passthrough`); reads and writes add the iovec
@@ -135,7 +136,7 @@ enum FileSyscalls {
     /// inherited stdout/stderr.
     static func write(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
-        let count = min(try c.size(2), maxTransfer)
+        let count = try c.transferSize(buffer: 1, size: 2, write: false)
         let bytes = try c.read(c.arg(1), count: count)
         let process = c.process
         let r = try c.host { effects throws(Errno) -> Int64 in
@@ -177,12 +178,32 @@ enum FileSyscalls {
         return out
     }
 
+    /// The part of an iovec list a transfer can move: every vector must lie
+    /// below TASK_SIZE (rw_copy_check_uvector, EFAULT), and the copy stops
+    /// at the first page the guest may not access (a short count; EFAULT
+    /// when nothing at all can move).
+    static func reachable(_ c: SyscallCall, _ vectors: [(UInt64, Int)], write: Bool) throws(Errno) -> [(UInt64, Int)] {
+        for (base, len) in vectors where len > 0 {
+            let (end, overflow) = base.addingReportingOverflow(UInt64(len))
+            guard !overflow, end <= GuestMemory.userLimit else { throw .fault }
+        }
+        var out: [(UInt64, Int)] = []
+        var budget = maxTransfer
+        for (base, len) in vectors {
+            let wanted = min(len, budget)
+            let extent = c.memory.accessibleExtent(base, count: wanted, write: write)
+            out.append((base, extent))
+            budget -= extent
+            if extent < wanted { break }
+        }
+        let requested = vectors.contains { $0.1 > 0 }
+        if requested && !out.contains(where: { $0.1 > 0 }) { throw .fault }
+        return out
+    }
+
     static func readv(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
         let file = try c.file(0)
-        var vectors = try iovecs(c, 1, count: Int(c.int(2)))
-        var budget = maxTransfer
-        vectors = vectors.map { v in defer { budget -= min(budget, v.1) }; return (v.0, min(v.1, budget)) }
-        for (base, len) in vectors { try c.checkWritable(base, count: len) }
+        let vectors = try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: true)
         let total = vectors.reduce(0) { $0 + $1.1 }
         let offset = c.long(3)
         return try c.host { effects throws(Errno) -> Int64 in
@@ -205,9 +226,8 @@ enum FileSyscalls {
     static func writev(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
         let file = try c.file(0)
         var bytes: [UInt8] = []
-        for (base, len) in try iovecs(c, 1, count: Int(c.int(2))) {
-            let take = min(len, maxTransfer - bytes.count)
-            bytes += try c.read(base, count: take)
+        for (base, len) in try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: false) {
+            bytes += try c.read(base, count: len)
         }
         let offset = c.long(3)
         let r = try c.host { _ throws(Errno) -> Int64 in

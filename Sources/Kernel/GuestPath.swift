@@ -71,7 +71,7 @@ public enum GuestPath {
             }
             full = base + "/" + text
         }
-        var walk = Walk(process: process, procMounts: procMounts())
+        var walk = Walk(process: process, procMounts: procMountPoints)
         let target = walk.run(full, follow: follow)
         return (target, walk.joined)
     }
@@ -237,6 +237,10 @@ public enum GuestPath {
             }
         }
     }
+
+    /// The host's procfs mount points, read once: the guest cannot mount,
+    /// and detrec's own mounts do not change while it runs.
+    nonisolated(unsafe) static let procMountPoints: Set<String> = procMounts()
 
     /// The host's procfs mount points (usually just /proc).
     static func procMounts() -> Set<String> {

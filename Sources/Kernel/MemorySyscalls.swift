@@ -57,7 +57,9 @@ enum MemorySyscalls {
 
     static func mmap(_ c: SyscallCall) throws -> Int64 {
         let hint = c.arg(0), flags = c.int(3), offset = c.arg(5)
-        let prot = try protection(c.int(2))
+        // do_mmap takes the PROT_ bits it knows and ignores the rest (only
+        // mprotect validates them).
+        let prot = try protection(c.int(2) & 0x7)
         guard c.arg(1) > 0, offset & 4095 == 0 else { throw Errno.inval }
         guard let length = AddressSpace.pageUp(c.arg(1)), length < GuestMemory.userLimit else { throw Errno.nomem }
         let kind = flags & 0x3

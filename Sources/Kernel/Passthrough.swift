@@ -77,8 +77,13 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             try c.checkWritable(c.arg(i), count: n)
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .fixed(n)))
         case .outFilled(let sizeArg):
-            let n = min(try c.size(sizeArg), maxTransfer)
-            try c.checkWritable(c.arg(i), count: n)
+            let n: Int
+            if c.number == SYS.read || c.number == SYS.pread64 {
+                n = try c.transferSize(buffer: i, size: sizeArg, write: true)
+            } else {
+                n = min(try c.size(sizeArg), maxTransfer)
+                try c.checkWritable(c.arg(i), count: n)
+            }
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .filled))
         case .input(let n), .inputOrNull(let n):
             if c.arg(i) == 0, case .inputOrNull = kind { carried.append(.value(0)); continue }
@@ -91,7 +96,8 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             try c.checkWritable(c.arg(i), count: n)
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .onInterrupt(n)))
         case .inputSized(let sizeArg):
-            let n = min(try c.size(sizeArg), maxTransfer)
+            let n = c.number == SYS.pwrite64 ? try c.transferSize(buffer: i, size: sizeArg, write: false)
+                : min(try c.size(sizeArg), maxTransfer)
             carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .none))
         }
     }
@@ -116,6 +122,15 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
         }
         if let (i, events) = waitOn, !TimerSyscalls.waitReady(process, fd: Int32(truncatingIfNeeded: raw[i]), events: events) {
             return Errno.intr.result
+        }
+        // A transfer cut short at the guest's first inaccessible page: the
+        // host moves only what fits (the buffer's size, not the guest's count).
+        for (i, kind) in spec.enumerated() {
+            switch kind {
+            case .outFilled(let s), .inputSized(let s):
+                if case .buffer(let b, _, _) = buffers[i], s < raw.count, UInt64(b.count) < args[s] { raw[s] = b.count }
+            default: break
+            }
         }
         let r = HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
             chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
