@@ -128,6 +128,41 @@ import Testing
         #expect(rec.stdout.contains("fd 6: open -1 errno 2 readlink -1"))
     }
 
+    @Test func threadsHaveTheirOwnTaskDirectories() throws {
+        let exe = try Harness.compile(#"""
+            #define _GNU_SOURCE
+            #include <dirent.h>
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            static int tasks(void) {
+              DIR *d = opendir("/proc/self/task"); struct dirent *e; int n = 0;
+              while ((e = readdir(d))) if (e->d_name[0] != '.') n++;
+              closedir(d); return n;
+            }
+            static int statpid(const char *path) {
+              FILE *f = fopen(path, "r"); int pid = -1; if (f) { fscanf(f, "%d", &pid); fclose(f); } return pid;
+            }
+            static void *body(void *arg) {
+              (void)arg;
+              char path[64]; snprintf(path, sizeof path, "/proc/self/task/%d/stat", gettid());
+              printf("thread: thread-self %d task %d tasks %d\n", statpid("/proc/thread-self/stat") == gettid(),
+                     statpid(path) == gettid(), tasks());
+              return 0;
+            }
+            int main(void) {
+              pthread_t t; pthread_create(&t, 0, body, 0); pthread_join(t, 0);
+              printf("main: self %d tasks %d\n", statpid("/proc/self/stat") == getpid(), tasks());
+              return 0;
+            }
+            """#, name: "proctasks", in: dir)
+        let native = try Harness.run([exe])
+        let (rec, _) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.stdout == native.stdout)
+        #expect(rec.stdout == "thread: thread-self 1 task 1 tasks 2\nmain: self 1 tasks 1\n")
+    }
+
     @Test func pythonListsItsOwnDescriptors() throws {
         let program = ["/usr/bin/python3", "-c", "import os; print(sorted(os.listdir('/proc/self/fd'), key=int))"]
         let native = try Harness.run(program)
