@@ -291,7 +291,8 @@ public enum ProcFS {
     }
 
     static func comm(_ process: Process) -> String {
-        String(String(process.executablePath.split(separator: "/").last ?? "").prefix(15))
+        if !process.commandName.isEmpty { return process.commandName }
+        return String(String(process.executablePath.split(separator: "/").last ?? "").prefix(15))
     }
 
     static func ppid(_ process: Process) -> Int32 { process.parent?.pid ?? getppid() }
