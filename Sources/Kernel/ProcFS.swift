@@ -142,7 +142,8 @@ public enum ProcFS {
         case ["root"]: return "/"
         default:
             guard l.rest.count == 2, l.rest[0] == "fd", let file = p.files[Int32(l.rest[1]) ?? -1] else { return nil }
-            if file.procLocation != nil || file.generated { return file.path }
+            if let location = file.procLocation { return location.path }
+            if file.generated { return file.path }
             if let fd = file.hostFD, let target = GuestPath.hostReadlink("/proc/self/fd/\(fd)") { return target }
             return file.path
         }

@@ -70,13 +70,24 @@ public final class ProcMemory {
     }
 }
 
-/// read, pread64, pwrite64 and lseek on a /proc/<pid>/mem descriptor, from
-/// inside the host part of the passthrough (`performPassthrough`); nil for
-/// any other descriptor or call.
+/// The calls on descriptors of the guest's /proc that the host cannot
+/// perform: read, pread64, pwrite64 and lseek on a /proc/<pid>/mem, and
+/// lseek on a directory detrec lists itself. From inside the host part of
+/// the passthrough (`performPassthrough`); nil for any other descriptor or call.
 enum ProcMemoryCalls {
     static func intercept(_ number: UInt64, buffers: [Carried], args: [UInt64], effects: inout HostEffects,
                           process: Process) -> Int64? {
-        guard case .file(let f?)? = buffers.first, let mem = f.procMemory else { return nil }
+        guard case .file(let f?)? = buffers.first else { return nil }
+        if number == SYS.lseek, f.listing != nil {
+            // A directory detrec lists itself: offsets are entry positions
+            // (getdents64's d_off), so rewinddir and seekdir work.
+            guard Int32(truncatingIfNeeded: args[2]) == SEEK_SET, let to = Int(exactly: Int64(bitPattern: args[1])), to >= 0 else {
+                return Errno.inval.result
+            }
+            f.listingCursor = to
+            return Int64(to)
+        }
+        guard let mem = f.procMemory else { return nil }
         switch number {
         case SYS.read, SYS.pread64:
             guard buffers.count > 1, case .buffer(let b, let guest, _) = buffers[1] else { return nil }

@@ -34,10 +34,12 @@ import Testing
         static void names(const char *path) {
           DIR *d = opendir(path);
           if (!d) { printf("list %s: errno %d\n", path, errno); return; }
-          struct dirent *e; char out[256] = {0}; int n = 0;
+          struct dirent *e; char out[256] = {0}; int n = 0, again = 0;
           while ((e = readdir(d))) if (e->d_name[0] != '.') { n++; if (strlen(out) < 200) { strcat(out, e->d_name); strcat(out, " "); } }
+          rewinddir(d);
+          while ((e = readdir(d))) if (e->d_name[0] != '.') again++;
           closedir(d);
-          printf("list %s: %d\n", path, n);
+          printf("list %s: %d rewound %d\n", path, n, again);
           if (strstr(path, "fd")) printf("  %s\n", out);
         }
 
