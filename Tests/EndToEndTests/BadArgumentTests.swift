@@ -5,7 +5,8 @@ import Testing
 /// sizes, bad flags, buffers that run into a hole) return what Linux
 /// returns, in record and in replay: each line of the probe is compared
 /// with a native run. Calls detrec does not implement are left out (they
-/// are ENOSYS, reported).
+/// are ENOSYS, reported): prctl, eventfd2, epoll_create,
+/// sched_setaffinity, clock_settime, getpriority, sched_getparam, select, pselect6.
 @Suite struct BadArgumentTests {
     let dir = Harness.temporaryDirectory()
 
@@ -27,6 +28,7 @@ import Testing
         #include <sys/syscall.h>
         #include <sys/uio.h>
         #include <sys/time.h>
+        #include <sched.h>
         #include <time.h>
         #include <unistd.h>
 
@@ -200,6 +202,10 @@ import Testing
           T("execve NULL", syscall(SYS_execve, NULL, NULL, NULL));
           T("execve nonexistent", syscall(SYS_execve, "/nonexistent", NULL, NULL));
           T("chdir NULL", syscall(SYS_chdir, NULL));
+          T("sched_get_priority_max bad", syscall(SYS_sched_get_priority_max, 99));
+          T("sched_get_priority_min rr", syscall(SYS_sched_get_priority_min, SCHED_RR));
+          T("getcpu NULL", syscall(SYS_getcpu, NULL, NULL, NULL));
+          T("getcpu wild", syscall(SYS_getcpu, WILD, NULL, NULL));
           return 0;
         }
 
