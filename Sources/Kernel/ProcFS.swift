@@ -444,7 +444,7 @@ extension ProcFS {
     }
 
     static func open(_ l: Location, flags: Int32, family: ProcessFamily) throws(Errno) -> Opened {
-        guard let kind = kind(l, family: family), let (p, _) = owner(l, in: family) ?? (l.selfLink != nil ? (family.root!, nil) : nil) else {
+        guard let kind = kind(l, family: family), let (p, _) = owner(l, in: family) ?? family.root.map({ ($0, nil) }) else {
             throw .noent
         }
         let access = flags & O_ACCMODE
