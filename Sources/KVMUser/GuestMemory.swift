@@ -8,10 +8,12 @@ public struct GuestMemoryFault: Error, Equatable, Sendable, CustomStringConverti
 
 /// Who is touching guest memory: the guest's own rights (syscall buffers),
 /// or detrec itself (the loader writing read-only text, replay restoring
-/// recorded memory).
+/// recorded memory), or the machine (its own system pages, above the
+/// guest's address space: `UserMachine` only).
 public enum GuestAccess: Sendable {
     case user
     case kernel
+    case system
 }
 
 /// The guest's virtual memory as the host sees it: pages mapped, protected
@@ -19,8 +21,17 @@ public enum GuestAccess: Sendable {
 /// virtual address bounds- and permission-checked.
 public final class GuestMemory {
     public static let pageSize: UInt64 = 4096
-    /// The highest user address plus one (47-bit user space, as on Linux).
-    public static let userLimit: UInt64 = 0x0000_7fff_ffff_f000
+    /// The guest's TASK_SIZE: the highest address it may map or touch,
+    /// plus one. Linux's is 0x7ffffffff000; detrec's system pages
+    /// (`Layout`) take the 64 KiB just below that, so the guest's address
+    /// space ends where they begin, and every request that reaches them
+    /// gets what Linux gives an address at or past TASK_SIZE.
+    public static let userLimit: UInt64 = Layout.systemBase
+
+    /// How far an access of this kind may reach.
+    static func limit(_ access: GuestAccess) -> UInt64 {
+        access == .system ? Layout.systemEnd : userLimit
+    }
 
     let tables: PageTables
     let data: PhysicalRegion
@@ -43,7 +54,17 @@ public final class GuestMemory {
     /// Maps fresh zeroed pages over [start, start + pages*4096), replacing
     /// whatever was there.
     public func map(_ start: UInt64, pages: Int, protection: PageProtection) throws(GuestMemoryFault) {
-        try checkRange(start, pages: pages)
+        try map(start, pages: pages, protection: protection, access: .user)
+    }
+
+    /// `map` for the machine's own pages: `user` false makes them
+    /// supervisor pages, which no CPL3 access reaches.
+    func map(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess,
+             user: Bool = true) throws(GuestMemoryFault) {
+        try checkRange(start, pages: pages, limit: GuestMemory.limit(access))
+        // Out of guest memory is refused before anything changes (a huge
+        // brk or mmap would otherwise map pages until the frames run out).
+        guard UInt64(pages) <= frames.available else { throw GuestMemoryFault(address: start) }
         for i in 0..<pages {
             let va = start + UInt64(i) * 4096
             guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
@@ -53,14 +74,14 @@ public final class GuestMemory {
             }
             dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
             guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
-            slot.pointee = PTE.leaf(frame: frame, protection: protection)
+            slot.pointee = PTE.leaf(frame: frame, protection: protection, user: user)
         }
     }
 
     /// Removes pages; holes are skipped. Their frames go back to the host.
     public func unmap(_ start: UInt64, pages: Int) {
         guard pages > 0, start < GuestMemory.userLimit else { return }
-        let end = min(start + UInt64(pages) * 4096, GuestMemory.userLimit)
+        let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
         tables.forEachLeaf(from: start, to: end) { _, slot in
             release(slot.pointee)
             slot.pointee = 0
@@ -71,11 +92,16 @@ public final class GuestMemory {
 
     /// Changes the protection of the mapped pages in the range.
     public func protect(_ start: UInt64, pages: Int, protection: PageProtection) {
-        guard pages > 0, start < GuestMemory.userLimit else { return }
-        let end = min(start + UInt64(pages) * 4096, GuestMemory.userLimit)
+        protect(start, pages: pages, protection: protection, access: .user)
+    }
+
+    func protect(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess, user: Bool = true) {
+        let limit = GuestMemory.limit(access)
+        guard pages > 0, start < limit else { return }
+        let end = min(start.saturatingAdd(pages: pages), limit)
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let old = slot.pointee
-            let new = PTE.leaf(frame: old & PTE.addressMask, protection: protection)
+            let new = PTE.leaf(frame: old & PTE.addressMask, protection: protection, user: user)
             if !PTE.protection(of: old).isSubset(of: protection) { translationsChanged = true }
             slot.pointee = new
         }
@@ -84,6 +110,7 @@ public final class GuestMemory {
     /// Moves the frames of [from, from+pages) to [to, to+pages) without
     /// copying (mremap). The destination must be unmapped.
     public func move(from: UInt64, to: UInt64, pages: Int) throws(GuestMemoryFault) {
+        try checkRange(from, pages: pages)
         try checkRange(to, pages: pages)
         var moved: [(UInt64, UInt64)] = []
         tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
@@ -105,7 +132,9 @@ public final class GuestMemory {
     public var makeWritable: ((UInt64) -> Bool)?
 
     /// The protection of the page holding `va`, nil when nothing is mapped there.
+    /// detrec's system pages are not the guest's: nothing is mapped there for it.
     public func protection(at va: UInt64) -> PageProtection? {
+        guard va < GuestMemory.userLimit else { return nil }
         let e = tables.entry(va & ~4095)
         return e & (PTE.present | PTE.ownsFrame) != 0 ? PTE.protection(of: e) : nil
     }
@@ -117,10 +146,10 @@ public final class GuestMemory {
         frames.release(frame)
     }
 
-    private func checkRange(_ start: UInt64, pages: Int) throws(GuestMemoryFault) {
+    private func checkRange(_ start: UInt64, pages: Int, limit: UInt64 = GuestMemory.userLimit) throws(GuestMemoryFault) {
         guard start & 4095 == 0, pages >= 0,
-              start < GuestMemory.userLimit,
-              UInt64(pages) <= (GuestMemory.userLimit - start) / 4096 else {
+              start < limit,
+              UInt64(pages) <= (limit - start) / 4096 else {
             throw GuestMemoryFault(address: start)
         }
     }
@@ -130,7 +159,7 @@ public final class GuestMemory {
     /// The host address of the byte at `va` and how many bytes of its page
     /// follow, if the access is allowed.
     private func hostSpan(_ va: UInt64, write: Bool, access: GuestAccess) -> (UnsafeMutableRawPointer, Int)? {
-        guard va < GuestMemory.userLimit else { return nil }
+        guard va < GuestMemory.limit(access) else { return nil }
         var e = tables.entry(va & ~4095)
         guard e & PTE.ownsFrame != 0 else { return nil }
         if access == .user {
@@ -152,7 +181,7 @@ public final class GuestMemory {
                              _ body: (UnsafeMutableRawPointer, Int, Int) -> Void) throws(GuestMemoryFault) {
         guard count > 0 else { return }
         let (end, overflow) = va.addingReportingOverflow(UInt64(count))
-        guard !overflow, end <= GuestMemory.userLimit else { throw GuestMemoryFault(address: va) }
+        guard !overflow, end <= GuestMemory.limit(access) else { throw GuestMemoryFault(address: va) }
         var done = 0
         while done < count {
             let at = va + UInt64(done)
@@ -163,6 +192,18 @@ public final class GuestMemory {
             body(p, done, n)
             done += n
         }
+    }
+
+    /// How many bytes from `va` (at most `count`) the guest may read (or
+    /// write) before the first page it may not.
+    public func accessibleExtent(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) -> Int {
+        var done = 0
+        while done < count {
+            let (at, overflow) = va.addingReportingOverflow(UInt64(done))
+            guard !overflow, let (_, avail) = hostSpan(at, write: write, access: access) else { break }
+            done += min(avail, count - done)
+        }
+        return done
     }
 
     /// Checks that the whole range may be read (or written) without touching it.
@@ -328,5 +369,14 @@ public final class GuestMemory {
             patches[to + (address - from)] = original
             holders[to + (address - from)] = holders.removeValue(forKey: address)
         }
+    }
+}
+
+extension UInt64 {
+    /// `self + pages * 4096`, saturating at UInt64.max.
+    func saturatingAdd(pages: Int) -> UInt64 {
+        let (bytes, o1) = UInt64(Swift.max(0, pages)).multipliedReportingOverflow(by: 4096)
+        let (sum, o2) = addingReportingOverflow(bytes)
+        return o1 || o2 ? .max : sum
     }
 }

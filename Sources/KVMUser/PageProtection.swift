@@ -24,8 +24,10 @@ struct PTE {
     /// not present, so the frame stays owned by the mapping. Accessed and
     /// dirty are preset: the CPU would otherwise write them, which costs a
     /// trap per page under shadow paging.
-    static func leaf(frame: UInt64, protection: PageProtection) -> UInt64 {
-        var e = frame | ownsFrame | accessed | dirty | user | noExecute
+    /// `user` false: a supervisor page (detrec's own, `UserMachine`).
+    static func leaf(frame: UInt64, protection: PageProtection, user: Bool = true) -> UInt64 {
+        var e = frame | ownsFrame | accessed | dirty | noExecute
+        if user { e |= PTE.user }
         if protection.isEmpty { e &= ~present } else { e |= present }
         if protection.contains(.write) { e |= writable }
         if protection.contains(.execute) { e &= ~noExecute }

@@ -52,4 +52,7 @@ struct PageAllocator {
     }
 
     mutating func release(_ page: UInt64) { free.append(page) }
+
+    /// How many pages `allocate` can still hand out.
+    var available: UInt64 { (end - next) / 4096 + UInt64(free.count) }
 }

@@ -54,22 +54,32 @@ public final class UserMachine {
         try configureVCPU()
     }
 
-    /// GDT, IDT, TSS, the stubs and the exception stack. Guest code can read
-    /// them (PVM runs the stubs with user privilege); only the stack is writable.
+    /// GDT, IDT, TSS, the stubs and the exception stack, above the guest's
+    /// address space (`GuestMemory.userLimit`): no guest mapping call or
+    /// syscall buffer reaches them. Only the stubs are user pages (PVM runs
+    /// them with user privilege, platform.md); the tables and the stack are
+    /// supervisor pages, so a load or store by the program faults as one
+    /// into the kernel half would. The CPU itself reads the tables and
+    /// pushes exception frames with supervisor rights.
     private func installSystemPages() throws(KVMError) {
         do {
-            try memory.map(Layout.systemBase, pages: Layout.systemPages, protection: .read)
+            try memory.map(Layout.systemBase, pages: Layout.systemPages, protection: .read, access: .system, user: false)
             let gdt = GlobalDescriptorTable.entries().flatMap { v in (0..<8).map { UInt8((v >> (8 * UInt64($0))) & 0xff) } }
-            try memory.write(Layout.gdt, gdt, access: .kernel)
-            try memory.write(Layout.idt, InterruptDescriptorTable.bytes(), access: .kernel)
-            try memory.write(Layout.tss, TaskState.bytes(rsp0: Layout.stackTop, openPorts: EntryStubs.ports), access: .kernel)
-            try memory.write(Layout.stubs, EntryStubs.code(), access: .kernel)
-            memory.protect(Layout.stubs, pages: 1, protection: .rx)
-            memory.protect(Layout.stackBottom, pages: Int((Layout.stackTop - Layout.stackBottom) / 4096), protection: .rw)
+            try memory.write(Layout.gdt, gdt, access: .system)
+            try memory.write(Layout.idt, InterruptDescriptorTable.bytes(), access: .system)
+            try memory.write(Layout.tss, TaskState.bytes(rsp0: Layout.stackTop, openPorts: EntryStubs.ports), access: .system)
+            try memory.write(Layout.stubs, EntryStubs.code(), access: .system)
+            memory.protect(Layout.stubs, pages: 1, protection: .rx, access: .system, user: true)
+            memory.protect(Layout.stackBottom, pages: Int((Layout.stackTop - Layout.stackBottom) / 4096), protection: .rw,
+                           access: .system, user: UserMachine.userExceptionStack)
         } catch {
             throw .hostMemory(errno: ENOMEM)
         }
     }
+
+    /// Whether the exception stack must be a user page for the CPU to push
+    /// frames on it (see `installSystemPages`).
+    static let userExceptionStack = false
 
     private func configureVCPU() throws(KVMError) {
         try vcpu.setCPUID(cpuid)
@@ -227,15 +237,24 @@ public final class UserMachine {
     private func enterFromException(vector: Int) throws(KVMError) -> Exit {
         var at = registers.rsp
         var errorCode: UInt64?
+        // The CPU pushes the frame at the top of the exception stack; any
+        // other RSP means the program jumped into the stub itself, which
+        // for Linux is a jump into the kernel half.
+        let frameSize: UInt64 = GuestException.hasErrorCode(vector) ? 48 : 40
+        guard at == Layout.stackTop - frameSize else {
+            restoreUserSegments()
+            return .exception(GuestException(vector: GuestException.pageFault, errorCode: 0x14, address: registers.rip,
+                                             rip: registers.rip))
+        }
         do {
             if GuestException.hasErrorCode(vector) {
-                errorCode = try memory.readValue(at, as: UInt64.self, access: .kernel)
+                errorCode = try memory.readValue(at, as: UInt64.self, access: .system)
                 at += 8
             }
-            let rip = try memory.readValue(at, as: UInt64.self, access: .kernel)
-            let cs = try memory.readValue(at + 8, as: UInt64.self, access: .kernel)
-            let rflags = try memory.readValue(at + 16, as: UInt64.self, access: .kernel)
-            let rsp = try memory.readValue(at + 24, as: UInt64.self, access: .kernel)
+            let rip = try memory.readValue(at, as: UInt64.self, access: .system)
+            let cs = try memory.readValue(at + 8, as: UInt64.self, access: .system)
+            let rflags = try memory.readValue(at + 16, as: UInt64.self, access: .system)
+            let rsp = try memory.readValue(at + 24, as: UInt64.self, access: .system)
             guard cs & 3 == 3 else {
                 throw KVMError.unexpectedExit("exception \(vector) in detrec's entry code at rip 0x\(String(rip, radix: 16))")
             }

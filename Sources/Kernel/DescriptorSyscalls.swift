@@ -25,37 +25,37 @@ enum DescriptorSyscalls {
         let directory = try dir.flatMap { i throws(Errno) in try c.directory(i) }
         let name = try c.cString(path, limit: SyscallCall.pathMax)
         guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
-        var opened: Int32 = -1
-        var listing: [(Int32, String)]?
+        var made: ProcFS.Opened?
         let process = c.process
+        let follow = flags & O_NOFOLLOW == 0 && !(flags & O_CREAT != 0 && flags & O_EXCL != 0)
         let r = try c.host { _ throws(Errno) -> Int64 in
-            let text = String(decoding: name, as: UTF8.self)
-            if directory == nil, let node = ProcFS.node(text, pid: getpid()) {
-                if let bytes = ProcFS.contents(node, process: process, pid: getpid()) {
-                    guard let memfd = ProcFS.memfd(bytes) else { throw .nomem }
-                    opened = memfd
-                    return Int64(fd)
-                }
-                if node == .fdDirectory {
-                    // Listed from the guest's table by getdents64.
-                    let h = Glibc.open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-                    guard h >= 0 else { throw Errno(errno) }
-                    opened = h
-                    listing = (Array(process.files.entries.keys) + [fd]).sorted().map { ($0, String($0)) }
-                    return Int64(fd)
-                }
+            let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
+            switch target {
+            case .denied(let e):
+                throw e
+            case .proc(let location):
+                made = try ProcFS.open(location, flags: flags, family: process.family, caller: process, fd: fd)
+                return Int64(fd)
+            case .hostProc:
+                // Other processes and the system's files: visible, not changeable.
+                guard flags & O_ACCMODE == O_RDONLY, flags & (O_CREAT | O_TRUNC) == 0 else { throw .acces }
+            case .host:
+                break
             }
-            let dirFD = directory.map { $0.hostFD ?? -1 } ?? -100
-            let h = (name + [0]).withUnsafeBytes { p in
+            let dirFD = hostDir.map { $0.hostFD ?? -1 } ?? -100
+            let h = (hostName + [0]).withUnsafeBytes { p in
                 hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
             }
             guard h >= 0 else { return h }
-            opened = Int32(h)
+            made = ProcFS.Opened(hostFD: Int32(h))
             return Int64(fd)
         }
         guard r >= 0 else { return r }
-        let file = OpenFile(hostFD: opened >= 0 ? opened : nil, path: String(decoding: name, as: UTF8.self))
-        file.listing = listing
+        let file = OpenFile(hostFD: made?.hostFD, path: made?.path ?? String(decoding: name, as: UTF8.self))
+        file.listing = made?.listing
+        file.procLocation = made?.location
+        file.procMemory = made?.memory
+        file.generated = made?.generated ?? false
         c.process.files.install(file, at: fd, closeOnExec: flags & O_CLOEXEC != 0)
         return Int64(fd)
     }
@@ -125,6 +125,11 @@ enum DescriptorSyscalls {
             let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
             let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
             timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
+        }
+        // set_user_sigmask, after the timeout is read: a mask needs sigsetsize 8.
+        if c.arg(3) != 0 {
+            guard c.arg(4) == 8 else { throw Errno.inval }
+            _ = try c.read(c.arg(3), count: 8)
         }
         return try poll(c, timeout: timeout)
     }

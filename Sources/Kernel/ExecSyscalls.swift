@@ -27,9 +27,22 @@ public enum ExecSyscalls {
     }
 
     /// Reads a host file the guest names, with exec's checks (recording only).
-    static func readHostFile(_ path: String, relativeTo dir: OpenFile?) throws(Errno) -> FileContent {
-        let dirFD = dir.map { Int($0.hostFD ?? -1) } ?? -100
-        let fd = Int32(truncatingIfNeeded: Array(path.utf8CString).withUnsafeBufferPointer {
+    static func readHostFile(_ path: String, relativeTo dir: OpenFile?, process: Process) throws(Errno) -> FileContent {
+        // The guest's /proc decides what /proc/self/exe or /proc/self/fd/N are.
+        var (target, hostPath, hostDir) = GuestPath.hostArguments(Array(path.utf8), from: dir, process: process, follow: true)
+        switch target {
+        case .denied(let e): throw e
+        case .proc(let location):
+            guard location.rest.count == 2, location.rest[0] == "fd",
+                  let file = process.family.processes.first(where: { $0.pid == location.pid })?.files[Int32(location.rest[1]) ?? -1],
+                  let h = file.hostFD, file.procLocation == nil, !file.generated else { throw .acces }
+            hostPath = Array("/proc/self/fd/\(h)".utf8)
+            hostDir = nil
+        case .host, .hostProc:
+            break
+        }
+        let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? -100
+        let fd = Int32(truncatingIfNeeded: (hostPath + [0]).withUnsafeBufferPointer {
             hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC))
         })
         guard fd >= 0 else { throw Errno(-fd) }
@@ -46,8 +59,9 @@ public enum ExecSyscalls {
         var argv = try strings(c, c.arg(argvArg))
         let envp = try strings(c, c.arg(envpArg))
         let world = c.world
+        let process = c.process
         func load(_ p: String, _ d: OpenFile?) throws -> FileContent {
-            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(p, relativeTo: d) }
+            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(p, relativeTo: d, process: process) }
         }
         var programPath = name
         var program = try load(name, dir)

@@ -1,4 +1,5 @@
 import Glibc
+import KVMUser
 
 /// Reads, writes and the path-based file calls. Most are performed on the
 /// host as they are (see `passthrough`); reads and writes add the iovec
@@ -64,8 +65,8 @@ enum FileSyscalls {
         t.add(SYS.umask, passthrough(.value))
     }
 
-    /// readlink: the host answers, except for the /proc links that must
-    /// describe the guest (exe, fd/N).
+    /// readlink: the host answers, except for the links of the guest's
+    /// /proc (exe, cwd, fd/N, self), which describe the guest.
     static func readlink(_ c: SyscallCall, directory: OpenFile?, path: Int, buffer: Int, size: Int) throws -> Int64 {
         let name = try c.cString(path, limit: SyscallCall.pathMax)
         let count = min(try c.size(size), maxTransfer)
@@ -74,16 +75,21 @@ enum FileSyscalls {
         let process = c.process
         let address = c.arg(buffer)
         return try c.host { effects throws(Errno) -> Int64 in
-            let text = String(decoding: name, as: UTF8.self)
-            if directory == nil, let node = ProcFS.node(text, pid: getpid()), node != .cwd {
-                guard let target = ProcFS.link(node, process: process) else { throw .noent }
+            let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: false)
+            switch target {
+            case .denied(let e): throw e
+            case .proc(let location):
+                guard ProcFS.kind(location, family: process.family) == .link else { throw .inval }
+                guard let target = ProcFS.link(location, family: process.family) else { throw .noent }
                 let bytes = Array(target.utf8.prefix(count))
                 try effects.write(address, bytes)
                 return Int64(bytes.count)
+            case .host, .hostProc:
+                break
             }
             var out = [UInt8](repeating: 0, count: count)
-            let dirFD = directory.map { Int($0.hostFD ?? -1) } ?? -100
-            let n = (name + [0]).withUnsafeBytes { p in
+            let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? -100
+            let n = (hostName + [0]).withUnsafeBytes { p in
                 out.withUnsafeMutableBytes { o in
                     hostSyscall(SYS.readlinkat, dirFD, Int(bitPattern: p.baseAddress), Int(bitPattern: o.baseAddress), count)
                 }
@@ -93,7 +99,8 @@ enum FileSyscalls {
         }
     }
 
-    /// getdents64: the host's listing, or detrec's own for /proc/self/fd.
+    /// getdents64: the host's listing, or detrec's own for a directory of
+    /// the guest's /proc.
     static func getdents64(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
@@ -106,15 +113,15 @@ enum FileSyscalls {
                 if n > 0 { try effects.write(address, buffer[0..<Int(n)]) }
                 return n
             }
-            let entries = [(Int32(-1), "."), (Int32(-2), "..")] + (file.listing ?? [])
+            let entries = [(".", UInt8(4)), ("..", UInt8(4))] + (file.listing ?? [])
             var out: [UInt8] = []
             while file.listingCursor < entries.count {
-                let (n, name) = entries[file.listingCursor]
+                let (name, type) = entries[file.listingCursor]
                 let nameBytes = Array(name.utf8) + [0]
                 let length = (19 + nameBytes.count + 7) & ~7
                 guard out.count + length <= count else { break }
-                var record = Bytes.u64(UInt64(bitPattern: Int64(n + 1000))) + Bytes.u64(UInt64(file.listingCursor + 1))
-                record += [UInt8(length & 0xff), UInt8(length >> 8), n < 0 ? 4 : 10] + nameBytes
+                var record = Bytes.u64(UInt64(file.listingCursor + 1000)) + Bytes.u64(UInt64(file.listingCursor + 1))
+                record += [UInt8(length & 0xff), UInt8(length >> 8), type] + nameBytes
                 record += [UInt8](repeating: 0, count: length - record.count)
                 out += record
                 file.listingCursor += 1
@@ -129,9 +136,13 @@ enum FileSyscalls {
     /// inherited stdout/stderr.
     static func write(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
-        let count = min(try c.size(2), maxTransfer)
+        let count = try c.transferSize(buffer: 1, size: 2, write: false)
         let bytes = try c.read(c.arg(1), count: count)
-        let r = try c.host { _ throws(Errno) -> Int64 in
+        let process = c.process
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            if let mem = file.procMemory {
+                return ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process)
+            }
             guard let fd = file.hostFD else { throw .badf }
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, count) }
             return n < 0 ? -Int64(errno) : Int64(n)
@@ -167,12 +178,32 @@ enum FileSyscalls {
         return out
     }
 
+    /// The part of an iovec list a transfer can move: every vector must lie
+    /// below TASK_SIZE (rw_copy_check_uvector, EFAULT), and the copy stops
+    /// at the first page the guest may not access (a short count; EFAULT
+    /// when nothing at all can move).
+    static func reachable(_ c: SyscallCall, _ vectors: [(UInt64, Int)], write: Bool) throws(Errno) -> [(UInt64, Int)] {
+        for (base, len) in vectors where len > 0 {
+            let (end, overflow) = base.addingReportingOverflow(UInt64(len))
+            guard !overflow, end <= GuestMemory.userLimit else { throw .fault }
+        }
+        var out: [(UInt64, Int)] = []
+        var budget = maxTransfer
+        for (base, len) in vectors {
+            let wanted = min(len, budget)
+            let extent = c.memory.accessibleExtent(base, count: wanted, write: write)
+            out.append((base, extent))
+            budget -= extent
+            if extent < wanted { break }
+        }
+        let requested = vectors.contains { $0.1 > 0 }
+        if requested && !out.contains(where: { $0.1 > 0 }) { throw .fault }
+        return out
+    }
+
     static func readv(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
         let file = try c.file(0)
-        var vectors = try iovecs(c, 1, count: Int(c.int(2)))
-        var budget = maxTransfer
-        vectors = vectors.map { v in defer { budget -= min(budget, v.1) }; return (v.0, min(v.1, budget)) }
-        for (base, len) in vectors { try c.checkWritable(base, count: len) }
+        let vectors = try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: true)
         let total = vectors.reduce(0) { $0 + $1.1 }
         let offset = c.long(3)
         return try c.host { effects throws(Errno) -> Int64 in
@@ -195,9 +226,8 @@ enum FileSyscalls {
     static func writev(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
         let file = try c.file(0)
         var bytes: [UInt8] = []
-        for (base, len) in try iovecs(c, 1, count: Int(c.int(2))) {
-            let take = min(len, maxTransfer - bytes.count)
-            bytes += try c.read(base, count: take)
+        for (base, len) in try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: false) {
+            bytes += try c.read(base, count: len)
         }
         let offset = c.long(3)
         let r = try c.host { _ throws(Errno) -> Int64 in

@@ -25,6 +25,7 @@ extension ProcessSyscalls {
         child.signals.shared = PendingSignals()
         child.auxv = parent.auxv
         child.argv = parent.argv
+        child.commandName = parent.commandName
         child.envp = parent.envp
         try copyMemory(from: parent, to: child)
         for (site, kind) in parent.patchedSites where parent.memory.patches[site] != nil {

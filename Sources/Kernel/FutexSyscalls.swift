@@ -20,6 +20,10 @@ enum FutexSyscalls {
         let address = c.arg(0)
         let command = c.int(1) & 127
         guard address & 3 == 0 else { throw Errno.inval }
+        // A shared futex's key is the page behind the address (get_futex_key
+        // looks it up): unmapped is EFAULT even for a wake. A private one
+        // is just the address.
+        if c.int(1) & 128 == 0, (try? c.memory.check(address, count: 4, write: false)) == nil { throw Errno.fault }
         let p = c.process
         switch command {
         case WAKE, WAKE_BITSET:

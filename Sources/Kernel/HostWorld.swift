@@ -253,6 +253,15 @@ public struct HostEffects {
         try write(address, Array(bytes))
     }
 
+    /// Writes guest memory that the program reaches with a debugger's
+    /// rights (/proc/self/mem, `ProcMemory`): any mapped guest page,
+    /// whatever its protection, and nothing else.
+    public mutating func writeForced(_ address: UInt64, _ bytes: [UInt8]) throws(Errno) {
+        guard !bytes.isEmpty else { return }
+        do { try memory.write(address, bytes, access: .kernel) } catch { throw .fault }
+        writes.append(.bytes(address: address, data: bytes))
+    }
+
     /// Fills a new file-backed mapping from a host file (ignoring the
     /// page protection: the mapping may be read-only to the guest).
     public mutating func fill(_ address: UInt64, fromHostFD fd: Int32, offset: UInt64, length: UInt64) throws(Errno) {

@@ -24,6 +24,9 @@ enum MemorySyscalls {
         return p
     }
 
+    /// brk: a request that cannot be met (below the start, into other
+    /// mappings or past the mmap area, or out of memory) returns the old
+    /// break and leaves the address space as it was.
     static func brk(_ c: SyscallCall) throws -> Int64 {
         let p = c.process
         let want = c.arg(0)
@@ -34,6 +37,8 @@ enum MemorySyscalls {
         if newEnd > oldEnd {
             guard p.space.isFree(oldEnd, newEnd) else { return Int64(p.space.brk) }
             do { try p.memory.map(oldEnd, pages: Int((newEnd - oldEnd) / 4096), protection: .rw) } catch {
+                // Out of guest memory part way: the pages already mapped go again.
+                p.memory.unmap(oldEnd, pages: Int((newEnd - oldEnd) / 4096))
                 return Int64(p.space.brk)
             }
         } else if newEnd < oldEnd {
@@ -52,7 +57,9 @@ enum MemorySyscalls {
 
     static func mmap(_ c: SyscallCall) throws -> Int64 {
         let hint = c.arg(0), flags = c.int(3), offset = c.arg(5)
-        let prot = try protection(c.int(2))
+        // do_mmap takes the PROT_ bits it knows and ignores the rest (only
+        // mprotect validates them).
+        let prot = try protection(c.int(2) & 0x7)
         guard c.arg(1) > 0, offset & 4095 == 0 else { throw Errno.inval }
         guard let length = AddressSpace.pageUp(c.arg(1)), length < GuestMemory.userLimit else { throw Errno.nomem }
         let kind = flags & 0x3
@@ -70,8 +77,7 @@ enum MemorySyscalls {
         let start: UInt64
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
             guard hint & 4095 == 0 else { throw Errno.inval }
-            guard hint < GuestMemory.userLimit, length <= GuestMemory.userLimit - hint,
-                  !(hint < Layout.systemEnd && hint + length > Layout.systemBase) else { throw Errno.nomem }
+            guard hint < GuestMemory.userLimit, length <= GuestMemory.userLimit - hint else { throw Errno.nomem }
             if flags & MAP_FIXED == 0, !p.space.isFree(hint, hint + length) { throw Errno.exist }
             start = hint
             p.unmap(start, start + length)
@@ -109,26 +115,41 @@ enum MemorySyscalls {
         let start = c.arg(0)
         guard start & 4095 == 0, c.arg(1) > 0, let length = AddressSpace.pageUp(c.arg(1)),
               start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
-        guard !(start < Layout.systemEnd && start + length > Layout.systemBase) else { throw Errno.inval }
         c.process.unmap(start, start + length)
         return 0
     }
 
+    /// mprotect as mm/mprotect.c does it: the mappings from `start` on get
+    /// the new rights up to the first hole, which makes it ENOMEM (so does
+    /// a range past the guest's TASK_SIZE, where nothing is mapped).
     static func mprotect(_ c: SyscallCall) throws -> Int64 {
         let start = c.arg(0)
-        let prot = try protection(c.int(2) & ~0x0300_0000)   // PROT_GROWSDOWN/UP: ignored
-        guard start & 4095 == 0, let length = AddressSpace.pageUp(c.arg(1)),
-              start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
-        guard length > 0 else { return 0 }
+        let raw = c.int(2)
+        guard raw & 0x0300_0000 != 0x0300_0000 else { throw Errno.inval }   // GROWSDOWN and GROWSUP
+        guard start & 4095 == 0 else { throw Errno.inval }
+        guard c.arg(1) > 0 else { return 0 }
+        guard let length = AddressSpace.pageUp(c.arg(1)), start.addingReportingOverflow(length).overflow == false else {
+            throw Errno.nomem
+        }
+        guard raw & ~0x0300_0008 & ~0x7 == 0 else { throw Errno.inval }   // PROT_SEM is accepted
+        let prot = try protection(raw & 0x7)
         let p = c.process
-        guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
-        p.space.protect(start, start + length, prot)
-        // Code made writable may be rewritten: its patches go; code made
-        // executable is scanned (a JIT that flips W^X itself).
-        p.space.codePages = p.space.codePages.filter { $0 < start || $0 >= start + length }
-        if prot.contains(.write) { PatchedInstructions.unpatch(p, from: start, to: start + length) }
-        p.protectPages(start, start + length)   // pages beyond a mapped file's end keep faulting
-        if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: start + length) }
+        let end = start + length
+        var at = start
+        for m in p.space.mappings where m.end > at && m.start < end {
+            guard m.start <= at else { break }
+            at = min(m.end, end)
+        }
+        if at > start {
+            p.space.protect(start, at, prot)
+            // Code made writable may be rewritten: its patches go; code made
+            // executable is scanned (a JIT that flips W^X itself).
+            p.space.codePages = p.space.codePages.filter { $0 < start || $0 >= at }
+            if prot.contains(.write) { PatchedInstructions.unpatch(p, from: start, to: at) }
+            p.protectPages(start, at)   // pages beyond a mapped file's end keep faulting
+            if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: at) }
+        }
+        guard at >= end else { throw Errno.nomem }
         return 0
     }
 
@@ -181,26 +202,27 @@ enum MemorySyscalls {
         try p.map(extra)
     }
 
+    /// madvise as mm/madvise.c does it: the advice applies to the mapped
+    /// parts of the range; any hole makes the result ENOMEM.
     static func madvise(_ c: SyscallCall) throws -> Int64 {
         let start = c.arg(0), advice = c.int(2)
-        guard start & 4095 == 0, let length = AddressSpace.pageUp(c.arg(1)),
-              start < GuestMemory.userLimit, length <= GuestMemory.userLimit - start else { throw Errno.inval }
-        let p = c.process
-        guard length > 0 else { return 0 }
-        guard p.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
-        switch advice {
-        case 4:   // MADV_DONTNEED: private pages read back as zero
-            for m in p.space.mappings where m.end > start && m.start < start + length {
-                try p.mapPages(of: m, from: start, to: start + length)
-            }
-            return 0
-        case 0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23:
-            // Hints (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, FREE, fork/merge/
-            // hugepage/dump controls, COLD, PAGEOUT, ...): contents unchanged,
-            // which is a correct implementation of each.
-            return 0
-        default:
+        let known: Set<Int32> = [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101, 102]
+        guard known.contains(advice) else { throw Errno.inval }
+        guard start & 4095 == 0 else { throw Errno.inval }
+        guard let length = AddressSpace.pageUp(c.arg(1)), !start.addingReportingOverflow(length).overflow else {
             throw Errno.inval
         }
+        guard length > 0 else { return 0 }
+        let p = c.process
+        let end = start + length
+        let mapped = p.space.mappings.filter { $0.end > start && $0.start < end }
+        if advice == 4 {   // MADV_DONTNEED: private pages read back as zero
+            for m in mapped { try p.mapPages(of: m, from: max(start, m.start), to: min(end, m.end)) }
+        }
+        // The other advice (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, FREE,
+        // fork/merge/hugepage/dump controls, COLD, PAGEOUT, ...) leaves the
+        // contents as they are, which is a correct implementation of each.
+        guard p.space.isFullyMapped(start, end) else { throw Errno.nomem }
+        return 0
     }
 }

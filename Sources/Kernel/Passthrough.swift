@@ -43,18 +43,20 @@ public func passthrough(_ spec: PassArg...) -> SyscallHandler {
     return { c in try performPassthrough(c, spec) }
 }
 
+/// One argument of a passthrough call, decoded.
+enum Carried {
+    case value(UInt64)
+    case file(OpenFile?)
+    case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
+}
+enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
+
 /// `waitOn`: the argument holding a descriptor the call may wait on, and
 /// for what (POLLIN): a timer may interrupt that wait while recording.
 func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16)? = nil) throws -> Int64 {
     let process = c.process
     // Decode and check everything the guest passed before touching the host,
     // identically in record and replay.
-    enum Carried {
-        case value(UInt64)
-        case file(OpenFile?)
-        case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
-    }
-    enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
     var carried: [Carried] = []
     for (i, kind) in spec.enumerated() {
         switch kind {
@@ -75,8 +77,13 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             try c.checkWritable(c.arg(i), count: n)
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .fixed(n)))
         case .outFilled(let sizeArg):
-            let n = min(try c.size(sizeArg), maxTransfer)
-            try c.checkWritable(c.arg(i), count: n)
+            let n: Int
+            if c.number == SYS.read || c.number == SYS.pread64 {
+                n = try c.transferSize(buffer: i, size: sizeArg, write: true)
+            } else {
+                n = min(try c.size(sizeArg), maxTransfer)
+                try c.checkWritable(c.arg(i), count: n)
+            }
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .filled))
         case .input(let n), .inputOrNull(let n):
             if c.arg(i) == 0, case .inputOrNull = kind { carried.append(.value(0)); continue }
@@ -89,13 +96,20 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             try c.checkWritable(c.arg(i), count: n)
             carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .onInterrupt(n)))
         case .inputSized(let sizeArg):
-            let n = min(try c.size(sizeArg), maxTransfer)
+            let n = c.number == SYS.pwrite64 ? try c.transferSize(buffer: i, size: sizeArg, write: false)
+                : min(try c.size(sizeArg), maxTransfer)
             carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .none))
         }
     }
     let number = c.number
+    let args = c.args
+    let rip = c.rip
     return try c.host { (effects: inout HostEffects) throws(Errno) -> Int64 in
         var buffers = carried
+        if let memory = ProcMemoryCalls.intercept(number, buffers: carried, args: args, effects: &effects, process: process) {
+            return memory
+        }
+        try GuestPathGate.apply(number, spec: spec, carried: &buffers, args: args, process: process, rip: rip)
         var raw = [Int](repeating: 0, count: 6)
         var bufferIndex: [Int] = []
         for (i, item) in buffers.enumerated() {
@@ -108,6 +122,15 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
         }
         if let (i, events) = waitOn, !TimerSyscalls.waitReady(process, fd: Int32(truncatingIfNeeded: raw[i]), events: events) {
             return Errno.intr.result
+        }
+        // A transfer cut short at the guest's first inaccessible page: the
+        // host moves only what fits (the buffer's size, not the guest's count).
+        for (i, kind) in spec.enumerated() {
+            switch kind {
+            case .outFilled(let s), .inputSized(let s):
+                if case .buffer(let b, _, _) = buffers[i], s < raw.count, UInt64(b.count) < args[s] { raw[s] = b.count }
+            default: break
+            }
         }
         let r = HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
             chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])

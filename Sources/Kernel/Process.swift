@@ -111,6 +111,9 @@ public final class Process {
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?
     public var argv: [String] = []
+    /// The task's name (/proc/<pid>/comm): the last part of the path it was
+    /// executed by, at most 15 bytes.
+    public var commandName = ""
     public var envp: [String] = []
 
     /// Linux's layout without address randomization.

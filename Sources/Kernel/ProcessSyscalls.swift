@@ -21,7 +21,13 @@ enum ProcessSyscalls {
         t.add(SYS.getsid, passthrough(.value))
         t.add(SYS.getresuid, passthrough(.out(4), .out(4), .out(4)))
         t.add(SYS.getresgid, passthrough(.out(4), .out(4), .out(4)))
-        t.add(SYS.getgroups, passthrough(.value, .outFilled(sizeArg: 0)))
+        t.add(SYS.getgroups, getgroups)
+        // The priority range of each policy (kernel/sched/syscalls.c): a
+        // constant of the kernel, the same everywhere.
+        t.add(SYS.sched_get_priority_max) { c in try priorityRange(c.int(0)).max }
+        t.add(SYS.sched_get_priority_min) { c in try priorityRange(c.int(0)).min }
+        // The CPU the call ran on, from the host (recorded: replay gives the same).
+        t.add(SYS.getcpu, passthrough(.outOrNull(4), .outOrNull(4), .value))
         t.add(SYS.uname, passthrough(.out(390)))
         t.add(SYS.sysinfo, passthrough(.out(112)))
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
@@ -30,8 +36,18 @@ enum ProcessSyscalls {
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
         t.add(SYS.rseq) { _ in throw Errno.nosys }
         t.add(SYS.prlimit64) { c in try prlimit(c, pid: c.int(0), resource: c.int(1), new: c.arg(2), old: c.arg(3)) }
-        t.add(SYS.getrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: 0, old: c.arg(1)) }
-        t.add(SYS.setrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: c.arg(1), old: 0) }
+        // getrlimit/setrlimit copy the struct unconditionally: NULL is EFAULT
+        // (prlimit64 alone treats NULL as "not wanted").
+        t.add(SYS.getrlimit) { c in
+            guard c.int(0) >= 0, c.int(0) < 16 else { throw Errno.inval }
+            try c.checkWritable(c.arg(1), count: 16)
+            return try prlimit(c, pid: 0, resource: c.int(0), new: 0, old: c.arg(1))
+        }
+        t.add(SYS.setrlimit) { c in
+            guard c.int(0) >= 0, c.int(0) < 16 else { throw Errno.inval }
+            _ = try c.read(c.arg(1), count: 16)
+            return try prlimit(c, pid: 0, resource: c.int(0), new: c.arg(1), old: 0)
+        }
     }
 
     static let ARCH_SET_GS: Int32 = 0x1001, ARCH_SET_FS: Int32 = 0x1002
@@ -59,6 +75,30 @@ enum ProcessSyscalls {
 
     /// Limits the guest reads come from the host; limits it sets are kept
     /// per guest (detrec's own limits must not change under it).
+    static func priorityRange(_ policy: Int32) throws(Errno) -> (min: Int64, max: Int64) {
+        switch policy {
+        case 1, 2: return (1, 99)           // SCHED_FIFO, SCHED_RR
+        case 0, 3, 5, 6, 7: return (0, 0)   // SCHED_OTHER, BATCH, IDLE, DEADLINE, EXT
+        default: throw .inval
+        }
+    }
+
+    /// getgroups(int size, gid_t *list): size counts gids, not bytes; 0
+    /// asks only how many there are.
+    static func getgroups(_ c: SyscallCall) throws -> Int64 {
+        let size = c.int(0)
+        guard size >= 0 else { throw Errno.inval }
+        let bytes = Int(min(size, 65536)) * 4
+        try c.checkWritable(c.arg(1), count: bytes)
+        let address = c.arg(1)
+        return try c.host { effects throws(Errno) -> Int64 in
+            var list = [UInt8](repeating: 0, count: bytes)
+            let r = list.withUnsafeMutableBytes { hostSyscall(SYS.getgroups, Int(size), Int(bitPattern: bytes == 0 ? nil : $0.baseAddress)) }
+            if r > 0 && bytes > 0 { try effects.write(address, list[0..<min(Int(r) * 4, bytes)]) }
+            return r
+        }
+    }
+
     static func prlimit(_ c: SyscallCall, pid: Int32, resource: Int32, new: UInt64, old: UInt64) throws -> Int64 {
         guard resource >= 0, resource < 16 else { throw Errno.inval }
         var replacement: (soft: UInt64, hard: UInt64)?

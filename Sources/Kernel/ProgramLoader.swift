@@ -234,6 +234,8 @@ public enum ProgramLoader {
         process.uid = info.uid
         process.credentials = [info.uid, info.euid, info.gid, info.egid]
         process.argv = info.argv
+        // Linux names the task after the path it was executed by (before symlinks).
+        process.commandName = String(String(info.execPath.split(separator: "/").last ?? "").prefix(15))
         process.envp = info.envp
         process.machine.start(entry: entry, stack: sp)
     }

@@ -141,7 +141,8 @@ enum SocketSyscalls {
                 }
             }
             let n = try outcome.get()
-            if n > 0 { try effects.write(buffer, data[0..<Int(n)]) }
+            // MSG_TRUNC returns a datagram's real length, which may exceed the buffer.
+            if n > 0 { try effects.write(buffer, data[0..<min(Int(n), count)]) }
             return n
         }
     }

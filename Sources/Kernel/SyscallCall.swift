@@ -35,6 +35,22 @@ public struct SyscallCall {
         return n
     }
 
+    /// The byte count of a read or write (read, write, pread64, pwrite64)
+    /// as vfs_read/vfs_write take it: EFAULT when the buffer would run past
+    /// TASK_SIZE (access_ok), and otherwise the part of it that can be
+    /// moved before the first page the guest may not access, so a buffer
+    /// that ends in a hole gives a short count, and one that starts there EFAULT.
+    public func transferSize(buffer: Int, size: Int, write: Bool) throws(Errno) -> Int {
+        let address = args[buffer], count = args[size]
+        guard count > 0 else { return 0 }
+        let (end, overflow) = address.addingReportingOverflow(count)
+        guard !overflow, end <= GuestMemory.userLimit else { throw .fault }
+        let wanted = Int(min(count, UInt64(maxTransfer)))
+        let extent = memory.accessibleExtent(address, count: wanted, write: write)
+        guard extent > 0 else { throw .fault }
+        return extent
+    }
+
     /// The open file behind a descriptor argument.
     public func file(_ i: Int) throws(Errno) -> OpenFile {
         guard let f = process.files[int(i)] else { throw .badf }

@@ -326,7 +326,7 @@ import Trace
         printf("mprotect_rw=%d\n", mprotect(m + 4096, 4096, PROT_READ | PROT_WRITE));
         m[4096] = 'S';
         printf("munmap_middle=%d\n", munmap(m + 4096, 4096));
-        int rc = mprotect(m, 3 * 4096, PROT_READ);
+        int rc = mprotect(m + 4096, 2 * 4096, PROT_READ);   /* a hole first: nothing changes */
         printf("mprotect_hole=%d errno=%d\n", rc, errno);
         char *fixed = mmap(m + 4096, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         printf("map_fixed=%d zero=%d\n", fixed == m + 4096, fixed[0] == 0);

@@ -190,7 +190,7 @@ import Testing
         expectErrno(.fault, SYS.write, 1, 1, 10)
         expectErrno(.fault, SYS.read, 0, 16, 10)
         expectErrno(.fault, SYS.read, 0, Self.ro, 10)          // read into read-only memory
-        expectErrno(.inval, SYS.write, 1, Self.rw, UInt64.max)  // a negative count
+        expectErrno(.fault, SYS.write, 1, Self.rw, UInt64.max)  // a "negative" count: access_ok fails first, as on Linux
         expectErrno(.badf, SYS.write, 9, Self.rw, 1)
         expectErrno(.badf, SYS.read, 0x1_0000_0009, Self.rw, 1)
         expectErrno(.fault, SYS.open, 0, 0, 0)

@@ -62,12 +62,12 @@ public enum GDBStub {
         let hostIO = HostIO(stored: stored)
         let process = prepared.process
         hostIO.procFile = { path in
-            ProcFS.node(path, pid: process.pid).flatMap { ProcFS.contents($0, process: process, pid: process.pid) }
+            ProcFS.plainLocation(path, process: process).flatMap { ProcFS.contents($0, family: process.family) }
         }
         let cwd = header.cwd
         hostIO.procLink = { path in
-            guard let node = ProcFS.node(path, pid: process.pid) else { return nil }
-            return node == .cwd ? cwd : ProcFS.link(node, process: process)
+            guard let location = ProcFS.plainLocation(path, process: process) else { return nil }
+            return location.rest == ["cwd"] ? cwd : ProcFS.link(location, family: process.family)
         }
         let server = GDBServer(session: session, executablePath: exe.path, hostIO: hostIO)
         let listener = try Listener(host: options.launchGDB ? "127.0.0.1" : options.host, port: options.port)
