@@ -111,6 +111,9 @@ final class ReplayingWorld: HostWorld {
         }
     }
 
+    /// The syscalls that write guest memory only through /proc/self/mem.
+    static let writesThroughProcMem: Set<UInt64> = [SYS.write, SYS.pwrite64, SYS.writev, SYS.pwritev, SYS.pwritev2]
+
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         guard let s = current, !hostCalled else { throw diverged("a host call outside a recorded syscall, or a second one in the same syscall") }
         hostCalled = true
@@ -118,8 +121,12 @@ final class ReplayingWorld: HostWorld {
         for w in s.writes {
             switch w {
             case .bytes(let address, let data):
-                // Recorded with the guest's rights (HostEffects.write): applied with them.
-                do { try memory.write(address, data, access: .user) } catch {
+                // Recorded with the guest's rights (HostEffects.write): applied
+                // with them, except by the write family, whose only writes
+                // into guest memory go through /proc/self/mem with a
+                // debugger's rights over the guest's own pages (writeForced).
+                let rights: GuestAccess = ReplayingWorld.writesThroughProcMem.contains(SyscallNumber.dispatched(s.number)) ? .kernel : .user
+                do { try memory.write(address, data, access: rights) } catch {
                     throw diverged("the recorded write of \(data.count) bytes at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
             case .stored(0, 0, _, 0):
