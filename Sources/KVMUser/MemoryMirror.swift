@@ -28,4 +28,20 @@ final class MemoryMirror {
     @inline(__always) func page(_ index: Int) -> UnsafeMutableRawPointer { host + index * 4096 }
 
     func discard(_ index: Int) { madvise(page(index), 4096, MADV_DONTNEED) }
+
+    /// Copies the given pages of `data` (a region-sized mapping) in. Runs of
+    /// consecutive pages are backed first with one MADV_POPULATE_WRITE each:
+    /// a first checkpoint after the guest wrote a large heap would otherwise
+    /// take one host page fault per page (expensive under PVM).
+    func copy(_ pages: [UInt32], from data: UnsafeMutableRawPointer) {
+        var i = 0
+        while i < pages.count {
+            var j = i + 1
+            while j < pages.count, pages[j] == pages[j - 1] &+ 1 { j += 1 }
+            let first = Int(pages[i])
+            if j - i >= 16 { _ = madvise(page(first), (j - i) * 4096, 23 /* MADV_POPULATE_WRITE */) }
+            page(first).copyMemory(from: data + first * 4096, byteCount: (j - i) * 4096)
+            i = j
+        }
+    }
 }

@@ -86,9 +86,7 @@ extension GuestMemory {
             if mirror == nil { mirror = MemoryMirror(size: data.size) }
             if let mirror, log.harvest(below: highestFrame) {
                 for page in log.released { mirror.discard(Int(page)) }
-                for page in log.pages {
-                    mirror.page(Int(page)).copyMemory(from: data.host + Int(page) * 4096, byteCount: 4096)
-                }
+                mirror.copy(log.pages, from: data.host)
                 snapshot.pagesCopied = log.pages.count
                 log.clear()
                 mirror.epoch += 1

@@ -19,6 +19,11 @@ struct DoctorCommand: ParsableCommand {
             let table = try CPUIDTable.forRecording(device: device)
             print("guest XCR0: 0x\(String(table.xcr0, radix: 16)), \(table.leaves.count) CPUID leaves (RDRAND and RDSEED hidden)")
         } catch { print("CPUID: \(error)") }
+        // What a preemption checkpoint costs here (docs/preemption.md).
+        do {
+            let check = try CheckpointProbe.checkDirtyLog(device: device)
+            print("preemption checkpoints: \(check.works ? check.summary : "full copy of every writable page (\(check.summary))")")
+        } catch { print("preemption checkpoints: full copy (the dirty log check failed: \(error))") }
         for note in caps.notes { print("note: \(note)") }
     }
 }
