@@ -51,8 +51,12 @@ public final class UserMachine {
         self.cpuid = cpuid
         vm = try VirtualMachine(device: device)
         let tableRegion = try PhysicalRegion(slot: 0, guestBase: Layout.tablesPhysical, size: Layout.tablesSize)
+        // Cut into log-sized memslots when KVM has that many (it reports
+        // 0 when it does not say: then one slot, whose log costs more to read).
+        let slotsWanted = (memorySize + UserMachine.dirtyLogSlotSize - 1) / UserMachine.dirtyLogSlotSize
+        let cut = UInt64(device.checkExtension(CKVM_CAP_NR_MEMSLOTS)) >= slotsWanted + 2
         let dataRegion = try PhysicalRegion(slot: 1, guestBase: Layout.dataPhysical, size: memorySize,
-                                            slotSize: UserMachine.dirtyLogSlotSize)
+                                            slotSize: cut ? UserMachine.dirtyLogSlotSize : memorySize)
         try vm.add(tableRegion)
         // Guest writes to the data region are logged from the start, so that
         // checkpoints can copy only what changed (MemorySnapshot.swift).
