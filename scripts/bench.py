@@ -45,6 +45,61 @@ int main(int argc, char **argv) {
 }
 """
 
+# --preemption: threads and timers with a real heap (docs/preemption.md).
+HEAP_THREADS_C = r"""
+/* 2 threads x N trivial syscalls after touching M MiB of heap (argv[1] = M, argv[2] = N). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static long calls;
+static void *worker(void *arg) {
+  long s = 0;
+  for (long i = 0; i < calls; i++) s += syscall(SYS_getppid);
+  return (void *)(long)(s != 0);
+}
+int main(int argc, char **argv) {
+  size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 1;
+  calls = argc > 2 ? atol(argv[2]) : 2000;
+  char *heap = malloc(mib << 20);
+  if (!heap) return 1;
+  memset(heap, 1, mib << 20);
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) pthread_create(&t[i], 0, worker, 0);
+  long ok = 0;
+  for (int i = 0; i < 2; i++) { void *r; pthread_join(t[i], &r); ok += (long)r; }
+  printf("heap %zu MiB, 2 x %ld calls, ok %ld, byte %d\n", mib, calls, ok, heap[mib << 19]);
+  return 0;
+}
+"""
+
+HEAP_TIMER_C = r"""
+/* N trivial syscalls with a timer armed (1000 s away) after touching M MiB of heap. */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 64;
+  long calls = argc > 2 ? atol(argv[2]) : 4000;
+  int armed = argc > 3 ? atoi(argv[3]) : 1;
+  char *heap = malloc(mib << 20);
+  if (!heap) return 1;
+  memset(heap, 1, mib << 20);
+  if (armed) { struct itimerval it = {{0, 0}, {1000, 0}}; setitimer(ITIMER_REAL, &it, 0); }
+  long s = 0;
+  for (long i = 0; i < calls; i++) s += syscall(SYS_getppid);
+  printf("heap %zu MiB, %ld calls, timer %d, ok %d, byte %d\n", mib, calls, armed, s != 0, heap[mib << 19]);
+  return 0;
+}
+"""
+
 
 class BenchError(Exception):
     pass
@@ -188,6 +243,77 @@ def table(results):
     return "\n".join(out)
 
 
+def preemption_main(detrec, args):
+    """Record time per syscall of programs whose slices need checkpoints,
+    in bare exits, and how it grows with the heap (issue 12's figures)."""
+    gcc = shutil.which("gcc")
+    if not gcc:
+        print("bench.py: gcc not found on PATH", file=sys.stderr)
+        return 1
+    work = tempfile.mkdtemp(prefix="detrec-bench-")
+    calls = 2000
+    try:
+        bins = {}
+        for name, text in (("heap_threads", HEAP_THREADS_C), ("heap_timer", HEAP_TIMER_C)):
+            src = os.path.join(work, name + ".c")
+            with open(src, "w") as f:
+                f.write(text)
+            out = os.path.join(work, name)
+            p = run([gcc, "-static", "-O1", "-pthread", "-o", out, src])
+            if p.returncode != 0:
+                raise BenchError(f"gcc failed for {name}:\n{p.stderr.decode(errors='replace')}")
+            bins[name] = out
+        # (name, argv, syscalls made beyond its 0-call twin)
+        plan = [
+            ("threads_1mib", [bins["heap_threads"], "1", str(calls)], 2 * calls),
+            ("threads_1mib_0", [bins["heap_threads"], "1", "0"], 0),
+            ("threads_256mib", [bins["heap_threads"], "256", str(calls)], 2 * calls),
+            ("threads_256mib_0", [bins["heap_threads"], "256", "0"], 0),
+            ("timer_64mib", [bins["heap_timer"], "64", str(2 * calls), "1"], 2 * calls),
+            ("timer_64mib_0", [bins["heap_timer"], "64", "0", "1"], 0),
+        ]
+        print(f"detrec bench --preemption, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
+              f"{os.cpu_count()} CPUs", flush=True)
+        print(f"host: {host_summary(detrec)}", flush=True)
+        exit_before = bench_exit(detrec, args.exit_iterations, args.exit_batches)
+        results = [new_result(name, argv) for name, argv, _ in plan]
+        for r in range(args.runs):
+            for result in results:
+                one_round(detrec, result, r, args.runs, work)
+        results = [summarize(r) for r in results]
+        exit_after = bench_exit(detrec, args.exit_iterations, args.exit_batches)
+    except BenchError as e:
+        print(f"bench.py: {e}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    by = {r["name"]: r for r in results}
+    exit_us = statistics.median([exit_before["syscall"]["median_us"], exit_after["syscall"]["median_us"]])
+    print()
+    print(table(results))
+    print()
+    print(f"bare syscall exit: {exit_us:.2f} us (before {exit_before['syscall']['median_us']:.2f}, "
+          f"after {exit_after['syscall']['median_us']:.2f})")
+    figures = {}
+    for name, _, n in plan:
+        if n == 0:
+            continue
+        base = by[name + "_0"]
+        us = paired(by[name]["record"], base["record"], lambda x, y: (x - y) / n * 1e6)
+        figures[name] = us / exit_us
+        rep = paired(by[name]["replay"], base["replay"], lambda x, y: (x - y) / n * 1e6)
+        print(f"{name}: recorded syscall {us:.2f} us = {us / exit_us:.2f} bare exits "
+              f"(record minus its 0-call run, / {n}); replayed, which takes no checkpoints, "
+              f"{rep:.2f} us = {rep / exit_us:.2f}")
+    growth = paired(by["threads_256mib"]["record"], by["threads_1mib"]["record"], div)
+    print(f"two threads, 256 MiB heap against 1 MiB: record {ratio(growth)}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"results": results, "bare_exit_us": exit_us, "exits_per_syscall": figures,
+                       "heap_growth": growth}, f, indent=2)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--detrec", default=os.path.join(REPO, ".build", "release", "detrec"),
@@ -199,6 +325,9 @@ def main():
                     help="round trips per batch for detrec bench-exit (default 10000)")
     ap.add_argument("--exit-batches", type=int, default=5, help="timed batches for detrec bench-exit (default 5)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure and raw timing to FILE")
+    ap.add_argument("--preemption", action="store_true",
+                    help="measure preemption checkpoints instead: two threads making syscalls after "
+                         "touching a 1 or 256 MiB heap, and syscalls with a timer armed over 64 MiB")
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
@@ -209,6 +338,9 @@ def main():
               f"(swift build -c release) or pass --detrec PATH", file=sys.stderr)
         return 2
     progs = os.path.abspath(args.progs)
+
+    if args.preemption:
+        return preemption_main(detrec, args)
 
     work = tempfile.mkdtemp(prefix="detrec-bench-")
     try:

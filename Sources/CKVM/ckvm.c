@@ -81,3 +81,11 @@ int ckvm_probe_branch_counter(void) {
   long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
   return fd < 0 ? -errno : (int)fd;
 }
+
+int ckvm_get_dirty_log(int vm_fd, uint32_t slot, uint64_t *bitmap) {
+  struct kvm_dirty_log log;
+  memset(&log, 0, sizeof log);
+  log.slot = slot;
+  log.dirty_bitmap = bitmap;
+  return ioctl(vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
+}

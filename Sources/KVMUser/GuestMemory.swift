@@ -43,6 +43,14 @@ public final class GuestMemory {
     /// One past the highest guest-physical frame ever handed out.
     var highestFrame: UInt64 { frames.next }
 
+    /// What changed since the last checkpoint, when KVM keeps a dirty page
+    /// log of `data` (MemorySnapshot.swift); every host write below marks it.
+    var dirty: DirtyPageLog?
+    /// The data region at the last checkpoint, when checkpoints use `dirty`.
+    var mirror: MemoryMirror?
+    /// Why checkpoints copy every page instead (no log, or it failed).
+    var fullCopyReason: String?
+
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables
         self.data = data
@@ -143,6 +151,7 @@ public final class GuestMemory {
         let frame = entry & PTE.addressMask
         guard data.contains(frame) else { return }
         data.discard(frame, bytes: 4096)
+        dirty?.release(frame)
         frames.release(frame)
     }
 
@@ -172,8 +181,19 @@ public final class GuestMemory {
         }
         let frame = e & PTE.addressMask
         guard data.contains(frame) else { return nil }
+        // The one place detrec's writes go through: KVM's log does not see them.
+        if write { dirty?.mark(frame) }
         let offset = Int(va & 4095)
         return (data.pointer(frame) + offset, 4096 - offset)
+    }
+
+    /// The guest-physical frame behind `va` in the data region, if any.
+    func frame(of va: UInt64) -> UInt64? {
+        guard va < GuestMemory.userLimit else { return nil }
+        let e = tables.entry(va & ~4095)
+        guard e & PTE.ownsFrame != 0 else { return nil }
+        let frame = e & PTE.addressMask
+        return data.contains(frame) ? frame : nil
     }
 
     /// Walks [va, va+count) page by page; throws at the first bad page.

@@ -1,27 +1,45 @@
 import Glibc
 
-/// The contents of every page the guest could write, at one moment: what a
-/// slice of guest execution is rolled back to (see docs/preemption.md).
+/// The guest's memory at one moment: what a slice of guest execution is
+/// rolled back to (see docs/preemption.md). Two ways to keep it:
 ///
-/// Only writable pages of the guest are kept: without a syscall, nothing
-/// else can change (detrec's own exception stack, at Layout.systemBase, is
-/// left out: exits write frames there). Pages the host has never backed with memory (they read as zero,
-/// and the guest's 8 MiB thread stacks are mostly such pages) are skipped,
-/// and `restore` zeroes any of them touched since, so a snapshot costs
-/// what the guest has really written (about 25 µs for a small program on
-/// PVM, mostly mincore and the page-table walk).
+/// - **Dirty page log** (where KVM offers it): the snapshot stands for the
+///   memory's `MemoryMirror`, which holds the data region as it was at the
+///   last checkpoint. Taking a checkpoint copies into the mirror the pages
+///   changed since the previous one (`DirtyPageLog`: KVM's log for the
+///   guest's writes, GuestMemory's marks for detrec's own), and a rollback
+///   copies back the pages changed since the checkpoint. Both cost what was
+///   written, not what the guest holds. Only the latest checkpoint of a
+///   memory can be restored (the mirror has moved on from older ones).
+/// - **Full copy** (the fallback): the contents of every writable page the
+///   host has backed with memory. Pages the host never backed (they read as
+///   zero; the guest's 8 MiB thread stacks are mostly such pages) are
+///   skipped, and `restore` zeroes any of them touched since, so a snapshot
+///   costs what the guest holds (one page-table walk, one mincore, a copy).
+///
+/// Either way the page tables are not part of it: they change only in
+/// syscalls, and a slice has none. Detrec's own exception stack (at
+/// Layout.systemBase; exits write frames there) is left out of comparisons.
 public final class MemorySnapshot {
-    /// Frames (guest-physical) whose copy sits at `index * 4096` in `copies`.
+    /// Full copy: frames (guest-physical) whose copy sits at `index * 4096` in `copies`.
     fileprivate var copied: [UInt64] = []
     fileprivate var copies: UnsafeMutableRawPointer?
     fileprivate var capacity = 0
+    /// Dirty page log: the mirror this snapshot is, at which checkpoint.
+    fileprivate weak var mirror: MemoryMirror?
+    fileprivate var epoch = 0
+    fileprivate var pagesCopied = 0
 
     public init() {}
 
     deinit { free(copies) }
 
-    /// Bytes held, for measurements.
-    public var bytes: Int { copied.count * 4096 }
+    /// Bytes copied to take it (full copy: all of it; dirty log: the pages
+    /// changed since the previous checkpoint), for measurements.
+    public var bytes: Int { mirror != nil ? pagesCopied * 4096 : copied.count * 4096 }
+
+    /// Whether it was taken with the dirty page log.
+    public var isIncremental: Bool { mirror != nil }
 
     fileprivate func reserve(_ pages: Int) {
         guard pages > capacity else { return }
@@ -30,11 +48,186 @@ public final class MemorySnapshot {
     }
 }
 
+/// A snapshot that is no longer the memory's latest checkpoint.
+public struct StaleSnapshot: Error, CustomStringConvertible {
+    public var description: String { "memory snapshot is older than the last checkpoint" }
+}
+
+/// How this memory takes checkpoints, for `detrec doctor` and measurements.
+public enum CheckpointMethod: Sendable, Equatable, CustomStringConvertible {
+    case dirtyLog
+    case fullCopy(reason: String)
+
+    public var description: String {
+        switch self {
+        case .dirtyLog: return "KVM dirty page log (cost follows the pages written)"
+        case .fullCopy(let reason): return "full copy of every writable page (\(reason))"
+        }
+    }
+}
+
+extension GuestMemory {
+    public var checkpointMethod: CheckpointMethod {
+        if let reason = fullCopyReason { return .fullCopy(reason: reason) }
+        return dirty == nil ? .fullCopy(reason: "no dirty page log") : .dirtyLog
+    }
+
+    /// From now on, checkpoints copy every page (tests and measurements
+    /// compare the two methods).
+    public func useFullCopyCheckpoints(reason: String) {
+        fullCopyReason = reason
+        dirty = nil
+        mirror = nil
+    }
+
+    /// Takes a checkpoint into `snapshot` (reusing its storage).
+    public func capture(into snapshot: MemorySnapshot) {
+        if fullCopyReason == nil, let log = dirty {
+            if mirror == nil { mirror = MemoryMirror(size: data.size) }
+            if let mirror, log.harvest(below: highestFrame) {
+                for page in log.released { mirror.discard(Int(page)) }
+                mirror.copy(log.pages, from: data.host)
+                snapshot.pagesCopied = log.pages.count
+                log.clear()
+                mirror.epoch += 1
+                snapshot.mirror = mirror
+                snapshot.epoch = mirror.epoch
+                snapshot.copied.removeAll(keepingCapacity: true)
+                return
+            }
+            useFullCopyCheckpoints(reason: log.failure ?? "no host memory for the mirror")
+        }
+        snapshot.mirror = nil
+        captureAll(into: snapshot)
+    }
+
+    /// Puts every page back as it was at `snapshot`. The page tables must
+    /// be those of the snapshot (no syscall ran since), so frames still
+    /// belong to the same pages.
+    public func restore(_ snapshot: MemorySnapshot) throws(StaleSnapshot) {
+        guard let mirror = try latestMirror(snapshot) else { restoreAll(snapshot); return }
+        for page in changedPages(since: mirror) {
+            (data.host + page * 4096).copyMemory(from: mirror.page(page), byteCount: 4096)
+        }
+        dirty?.clear()
+    }
+
+    /// The pages that differ from `snapshot` now, with their contents (int3
+    /// patches show as the original bytes): a state to compare with later
+    /// (`matches`).
+    public func changes(since snapshot: MemorySnapshot) throws(StaleSnapshot) -> [UInt64: [UInt8]] {
+        guard let mirror = try latestMirror(snapshot) else { return changesAll(since: snapshot) }
+        var out: [UInt64: [UInt8]] = [:]
+        let patched = patchedPages()
+        let system = systemPages()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for page in changedPages(since: mirror) where !system.contains(page) {
+            buffer.withUnsafeMutableBytes { b in
+                guard let base = b.baseAddress else { return }
+                current(page, patched, into: base)
+                if memcmp(base, mirror.page(page), 4096) != 0 {
+                    out[data.guestBase + UInt64(page) * 4096] = Array(UnsafeRawBufferPointer(b))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Whether memory holds now what it held when `changes` was taken.
+    public func matches(_ snapshot: MemorySnapshot, changes: [UInt64: [UInt8]]) throws(StaleSnapshot) -> Bool {
+        guard let mirror = try latestMirror(snapshot) else { return matchesAll(snapshot, changes: changes) }
+        let patched = patchedPages()
+        let system = systemPages()
+        var pages = Set(changedPages(since: mirror))
+        for frame in changes.keys where data.contains(frame) { pages.insert(Int((frame - data.guestBase) / 4096)) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for page in pages where !system.contains(page) {
+            let expected = changes[data.guestBase + UInt64(page) * 4096]
+            let same = buffer.withUnsafeMutableBytes { b -> Bool in
+                guard let base = b.baseAddress else { return false }
+                current(page, patched, into: base)
+                if let expected {
+                    return expected.count == 4096 && expected.withUnsafeBytes { e in e.baseAddress.map { memcmp(base, $0, 4096) == 0 } ?? false }
+                }
+                return memcmp(base, mirror.page(page), 4096) == 0
+            }
+            if !same { return false }
+        }
+        return true
+    }
+
+    /// The mirror `snapshot` stands for, nil for a full copy.
+    private func latestMirror(_ snapshot: MemorySnapshot) throws(StaleSnapshot) -> MemoryMirror? {
+        guard snapshot.isIncremental else { return nil }
+        guard let mirror = snapshot.mirror, mirror === self.mirror, mirror.epoch == snapshot.epoch else {
+            throw StaleSnapshot()
+        }
+        return mirror
+    }
+
+    /// The pages (index in the data region) that may differ from the
+    /// mirror: those the log and the marks name, or, if KVM stopped
+    /// answering, every page either side has backed (and checkpoints fall
+    /// back to full copies from now on).
+    private func changedPages(since mirror: MemoryMirror) -> [Int] {
+        if let log = dirty, log.harvest(below: highestFrame) {
+            return log.released.map { Int($0) } + log.pages.map { Int($0) }
+        }
+        let ours = residency(of: data.host), theirs = residency(of: mirror.host)
+        var pages: [Int] = []
+        for i in 0..<max(ours.count, theirs.count)
+            where (i < ours.count && ours[i] & 1 != 0) || (i < theirs.count && theirs[i] & 1 != 0) {
+            pages.append(i)
+        }
+        fullCopyReason = dirty?.failure ?? fullCopyReason ?? "dirty page log failed"
+        dirty = nil
+        return pages
+    }
+
+    /// The page's bytes as the program sees them (int3 patches undone).
+    fileprivate func current(_ page: Int, _ patched: [Int: [(Int, UInt8)]], into buffer: UnsafeMutableRawPointer) {
+        buffer.copyMemory(from: data.host + page * 4096, byteCount: 4096)
+        for (offset, original) in patched[page] ?? [] { buffer.storeBytes(of: original, toByteOffset: offset, as: UInt8.self) }
+    }
+
+    fileprivate func patchedPages() -> [Int: [(Int, UInt8)]] {
+        var out: [Int: [(Int, UInt8)]] = [:]
+        for (va, original) in patches {
+            guard let frame = frame(of: va) else { continue }
+            out[Int((frame - data.guestBase) / 4096), default: []].append((Int(va & 4095), original))
+        }
+        return out
+    }
+
+    /// Detrec's own pages (GDT, IDT, TSS, stubs, exception stack).
+    private func systemPages() -> Set<Int> {
+        var out = Set<Int>()
+        for i in 0..<Layout.systemPages {
+            if let frame = frame(of: Layout.systemBase + UInt64(i) * 4096) { out.insert(Int((frame - data.guestBase) / 4096)) }
+        }
+        return out
+    }
+
+    /// Which pages of a region-sized host mapping at `host` are backed
+    /// (mincore), up to the highest frame handed out.
+    private func residency(of host: UnsafeMutableRawPointer) -> [UInt8] {
+        let pages = Int((highestFrame - data.guestBase) / 4096)
+        guard pages > 0 else { return [] }
+        var vector = [UInt8](repeating: 0, count: pages)
+        let r = vector.withUnsafeMutableBufferPointer { mincore(host, pages * 4096, $0.baseAddress) }
+        // Without residency every page counts as touched: slower, still right.
+        if r != 0 { return [UInt8](repeating: 1, count: pages) }
+        return vector
+    }
+}
+
+// MARK: full copy
+
 extension GuestMemory {
     /// Copies every writable page into `snapshot` (reusing its storage).
-    public func capture(into snapshot: MemorySnapshot) {
+    fileprivate func captureAll(into snapshot: MemorySnapshot) {
         snapshot.copied.removeAll(keepingCapacity: true)
-        let resident = residency()
+        let resident = residency(of: data.host)
         var frames: [UInt64] = []
         tables.forEachLeafEntry(below: Layout.systemBase) { e in
             guard e & PTE.present != 0, e & PTE.writable != 0 else { return }
@@ -51,10 +244,8 @@ extension GuestMemory {
         snapshot.copied = frames
     }
 
-    /// Puts every page of `snapshot` back as it was. The page tables must
-    /// be those of the snapshot (no syscall ran since), so frames still
-    /// belong to the same pages.
-    public func restore(_ snapshot: MemorySnapshot) {
+    /// Puts every page of `snapshot` back as it was.
+    fileprivate func restoreAll(_ snapshot: MemorySnapshot) {
         if let base = snapshot.copies {
             for (i, frame) in snapshot.copied.enumerated() {
                 let p = data.pointer(frame), saved = base + i * 4096
@@ -62,7 +253,7 @@ extension GuestMemory {
             }
         }
         // Writable pages touched since (not in the snapshot) were zero then.
-        let resident = residency()
+        let resident = residency(of: data.host)
         let kept = Set(snapshot.copied)
         tables.forEachLeafEntry(below: Layout.systemBase) { e in
             guard e & PTE.present != 0, e & PTE.writable != 0 else { return }
@@ -75,13 +266,16 @@ extension GuestMemory {
 
     /// The pages that differ from `snapshot` now, with their contents: a
     /// state to compare with later (`matches`).
-    public func changes(since snapshot: MemorySnapshot) -> [UInt64: [UInt8]] {
+    fileprivate func changesAll(since snapshot: MemorySnapshot) -> [UInt64: [UInt8]] {
         var out: [UInt64: [UInt8]] = [:]
         guard let base = snapshot.copies else { return out }
+        let patched = patchedPages()
+        var buffer = [UInt8](repeating: 0, count: 4096)
         for (i, frame) in snapshot.copied.enumerated() {
-            let p = data.pointer(frame)
-            if memcmp(p, base + i * 4096, 4096) != 0 {
-                out[frame] = Array(UnsafeRawBufferPointer(start: p, count: 4096))
+            buffer.withUnsafeMutableBytes { b in
+                guard let p = b.baseAddress else { return }
+                current(Int((frame - data.guestBase) / 4096), patched, into: p)
+                if memcmp(p, base + i * 4096, 4096) != 0 { out[frame] = Array(UnsafeRawBufferPointer(b)) }
             }
         }
         return out
@@ -89,30 +283,21 @@ extension GuestMemory {
 
     /// Whether the snapshot's pages hold now what they held when `changes`
     /// was taken.
-    public func matches(_ snapshot: MemorySnapshot, changes: [UInt64: [UInt8]]) -> Bool {
+    fileprivate func matchesAll(_ snapshot: MemorySnapshot, changes: [UInt64: [UInt8]]) -> Bool {
         guard let base = snapshot.copies else { return true }
+        let patched = patchedPages()
+        var buffer = [UInt8](repeating: 0, count: 4096)
         for (i, frame) in snapshot.copied.enumerated() {
-            let p = data.pointer(frame)
-            let same: Bool
-            if let bytes = changes[frame] {
-                same = bytes.count == 4096 && bytes.withUnsafeBytes { b in b.baseAddress.map { memcmp(p, $0, 4096) == 0 } ?? false }
-            } else {
-                same = memcmp(p, base + i * 4096, 4096) == 0
+            let same = buffer.withUnsafeMutableBytes { b -> Bool in
+                guard let p = b.baseAddress else { return false }
+                current(Int((frame - data.guestBase) / 4096), patched, into: p)
+                if let bytes = changes[frame] {
+                    return bytes.count == 4096 && bytes.withUnsafeBytes { e in e.baseAddress.map { memcmp(p, $0, 4096) == 0 } ?? false }
+                }
+                return memcmp(p, base + i * 4096, 4096) == 0
             }
             if !same { return false }
         }
         return true
-    }
-
-    /// Which frames of the data region the host has backed with memory
-    /// (mincore), up to the highest frame handed out.
-    private func residency() -> [UInt8] {
-        let pages = Int((highestFrame - data.guestBase) / 4096)
-        guard pages > 0 else { return [] }
-        var vector = [UInt8](repeating: 0, count: pages)
-        let r = vector.withUnsafeMutableBufferPointer { mincore(data.host, pages * 4096, $0.baseAddress) }
-        // Without residency every page counts as touched: slower, still right.
-        if r != 0 { return [UInt8](repeating: 1, count: pages) }
-        return vector
     }
 }

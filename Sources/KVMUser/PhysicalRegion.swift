@@ -3,13 +3,19 @@ import Glibc
 /// A range of guest-physical memory backed by an anonymous host mapping.
 /// The mapping is reserved with MAP_NORESERVE, so host memory is only used
 /// for the pages the guest (or detrec) actually touches.
+///
+/// KVM sees it as one memslot, or as several of `slotSize` bytes each
+/// (slots `slot`, `slot + 1`, ...): a dirty page log is read one slot at
+/// a time and costs the slot's size, so a large region with a log is cut
+/// into slots and only those below the highest frame in use are read.
 final class PhysicalRegion {
     let slot: UInt32
     let guestBase: UInt64
     let size: UInt64
     let host: UnsafeMutableRawPointer
+    let slotSize: UInt64
 
-    init(slot: UInt32, guestBase: UInt64, size: UInt64) throws(KVMError) {
+    init(slot: UInt32, guestBase: UInt64, size: UInt64, slotSize: UInt64? = nil) throws(KVMError) {
         let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else { throw .hostMemory(errno: errno) }
@@ -17,6 +23,16 @@ final class PhysicalRegion {
         self.guestBase = guestBase
         self.size = size
         self.host = p
+        self.slotSize = max(4096, min(slotSize ?? size, size))
+    }
+
+    /// How many memslots the region takes.
+    var slotCount: Int { Int((size + slotSize - 1) / slotSize) }
+
+    /// Guest-physical start and size of the region's `index`-th memslot.
+    func slotRange(_ index: Int) -> (base: UInt64, size: UInt64) {
+        let offset = UInt64(index) * slotSize
+        return (guestBase + offset, min(slotSize, size - offset))
     }
 
     deinit { munmap(host, Int(size)) }

@@ -35,6 +35,13 @@ public final class UserMachine {
 
     /// Guest-physical memory reserved for the guest's pages (not committed).
     public static let defaultMemorySize: UInt64 = 32 << 30
+    /// The data region's memslot size: reading a slot's dirty log costs its
+    /// size (a bitmap bit per page), and only the slots below the highest
+    /// frame in use are read.
+    static let dirtyLogSlotSize: UInt64 = 256 << 20
+    /// `DETREC_CHECKPOINTS=full-copy` turns the dirty page log off (to
+    /// compare the two checkpoint methods).
+    static let fullCopyRequested: Bool = getenv("DETREC_CHECKPOINTS").map { String(cString: $0) == "full-copy" } ?? false
 
     public init(device: KVMDevice, cpuid: CPUIDTable, memorySize: UInt64 = UserMachine.defaultMemorySize) throws(KVMError) {
         self.device = device
@@ -44,11 +51,29 @@ public final class UserMachine {
         self.cpuid = cpuid
         vm = try VirtualMachine(device: device)
         let tableRegion = try PhysicalRegion(slot: 0, guestBase: Layout.tablesPhysical, size: Layout.tablesSize)
-        let dataRegion = try PhysicalRegion(slot: 1, guestBase: Layout.dataPhysical, size: memorySize)
+        // Cut into log-sized memslots when KVM has that many (it reports
+        // 0 when it does not say: then one slot, whose log costs more to read).
+        let slotsWanted = (memorySize + UserMachine.dirtyLogSlotSize - 1) / UserMachine.dirtyLogSlotSize
+        let cut = UInt64(device.checkExtension(CKVM_CAP_NR_MEMSLOTS)) >= slotsWanted + 2
+        let dataRegion = try PhysicalRegion(slot: 1, guestBase: Layout.dataPhysical, size: memorySize,
+                                            slotSize: cut ? UserMachine.dirtyLogSlotSize : memorySize)
         try vm.add(tableRegion)
-        try vm.add(dataRegion)
+        // Guest writes to the data region are logged from the start, so that
+        // checkpoints can copy only what changed (MemorySnapshot.swift).
+        var noLog: String? = UserMachine.fullCopyRequested ? "DETREC_CHECKPOINTS=full-copy" : nil
+        if noLog == nil {
+            do throws(KVMError) { try vm.add(dataRegion, logDirtyPages: true) } catch {
+                noLog = "KVM refused KVM_MEM_LOG_DIRTY_PAGES: \(error)"
+            }
+        }
+        if noLog != nil { try vm.add(dataRegion) }
         tables = try PageTables(region: tableRegion)
         memory = GuestMemory(tables: tables, data: dataRegion)
+        if let noLog {
+            memory.useFullCopyCheckpoints(reason: noLog)
+        } else {
+            memory.dirty = DirtyPageLog(vm: vm, region: dataRegion)
+        }
         vcpu = try VCPU(vm: vm, device: device)
         try installSystemPages()
         try configureVCPU()

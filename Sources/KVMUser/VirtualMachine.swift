@@ -14,18 +14,31 @@ final class VirtualMachine {
 
     deinit { close(fd) }
 
-    func add(_ region: PhysicalRegion) throws(KVMError) {
-        try setSlot(region, size: region.size)
+    /// Registers the region's memslots; with `logDirtyPages`, KVM logs
+    /// every guest write to them (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`.
+    func add(_ region: PhysicalRegion, logDirtyPages: Bool = false) throws(KVMError) {
+        let flags = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
+        for i in 0..<region.slotCount { try setSlot(region, i, present: true, flags: flags) }
         regions.append(region)
     }
 
-    private func setSlot(_ region: PhysicalRegion, size: UInt64) throws(KVMError) {
+    private func setSlot(_ region: PhysicalRegion, _ index: Int, present: Bool, flags: UInt32 = 0) throws(KVMError) {
+        let (base, size) = region.slotRange(index)
         var m = kvm_userspace_memory_region(
-            slot: region.slot, flags: 0, guest_phys_addr: region.guestBase,
-            memory_size: size, userspace_addr: UInt64(UInt(bitPattern: region.host)))
+            slot: region.slot + UInt32(index), flags: present ? flags : 0, guest_phys_addr: base,
+            memory_size: present ? size : 0,
+            userspace_addr: UInt64(UInt(bitPattern: region.host + Int(base - region.guestBase))))
         guard ckvm_ioctl(fd, CKVM_SET_USER_MEMORY_REGION, &m) == 0 else {
             throw .ioctl(name: "KVM_SET_USER_MEMORY_REGION", errno: errno)
         }
+    }
+
+    /// The guest writes to the region's `index`-th memslot since the last
+    /// call, one bit per page (`bitmap` holds at least slotSize/4096 bits):
+    /// 0, or -errno. Reading re-arms the log (KVM write-protects the pages
+    /// again), so each call reports only what is new.
+    func dirtyLog(_ region: PhysicalRegion, _ index: Int, into bitmap: UnsafeMutablePointer<UInt64>) -> Int32 {
+        ckvm_get_dirty_log(fd, region.slot + UInt32(index), bitmap)
     }
 
     /// Makes KVM drop every translation it cached from the page tables in
@@ -37,9 +50,12 @@ final class VirtualMachine {
     /// keeps stale entries. Deleting a slot zaps the shadow pages and flushes
     /// the TLBs on both. Only needed when a translation was removed or
     /// narrowed: new or widened ones are picked up on the next fault.
+    /// (The tables region has one slot and no dirty log.)
     func invalidateTranslations(in region: PhysicalRegion) throws(KVMError) {
-        try setSlot(region, size: 0)
-        try setSlot(region, size: region.size)
+        for i in 0..<region.slotCount {
+            try setSlot(region, i, present: false)
+            try setSlot(region, i, present: true)
+        }
     }
 }
 

@@ -194,7 +194,7 @@ extension ProcessRunner {
             interrupt(at: now + 0.002)
             return
         }
-        slice.interrupted = (machine.registers, machine.fsBase, process.memory.changes(since: checkpoint.memory))
+        slice.interrupted = (machine.registers, machine.fsBase, try process.memory.changes(since: checkpoint.memory))
         try rollBack()
         try armCounter(at: rip, target: nil, minimum: checkpoint.registers.rip == rip ? 2 : 1)
         interrupt(at: now + Preemption.longestCount)
@@ -205,7 +205,7 @@ extension ProcessRunner {
         guard let c = slice.checkpoint else { return }
         disarmCounter()
         let machine = process.machine
-        process.memory.restore(c.memory)
+        try process.memory.restore(c.memory)
         machine.registers = c.registers
         machine.fsBase = c.fsBase
         machine.gsBase = c.gsBase
@@ -314,7 +314,7 @@ extension ProcessRunner {
         let ignored = ProcessRunner.trapFlag | ProcessRunner.resumeFlag
         var now = process.machine.registers, then = registers
         now.rflags &= ~ignored; then.rflags &= ~ignored
-        return now == then && process.machine.fsBase == fsBase && process.memory.matches(c.memory, changes: pages)
+        return now == then && process.machine.fsBase == fsBase && ((try? process.memory.matches(c.memory, changes: pages)) ?? false)
     }
 
     /// FNV-1a over the registers replay compares at a preemption.

@@ -25,6 +25,11 @@ struct DoctorCommand: ParsableCommand {
             let host = try CPUIDTable.forRecording(device: device, model: .host)
             print("--cpu host: XCR0 0x\(String(host.xcr0, radix: 16)), \(host.leaves.count) CPUID leaves (RDRAND, RDSEED, PKU and AMX hidden)")
         } catch { print("CPUID: \(error)") }
+        // What a preemption checkpoint costs here (docs/preemption.md).
+        do {
+            let check = try CheckpointProbe.checkDirtyLog(device: device)
+            print("preemption checkpoints: \(check.works ? check.summary : "full copy of every writable page (\(check.summary))")")
+        } catch { print("preemption checkpoints: full copy (the dirty log check failed: \(error))") }
         for note in caps.notes { print("note: \(note)") }
     }
 }

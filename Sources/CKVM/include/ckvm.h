@@ -38,14 +38,21 @@ static const unsigned long CKVM_GET_XSAVE = KVM_GET_XSAVE;
 static const unsigned long CKVM_SET_XSAVE = KVM_SET_XSAVE;
 static const unsigned long CKVM_GET_FPU = KVM_GET_FPU;
 static const unsigned long CKVM_SET_FPU = KVM_SET_FPU;
+static const unsigned long CKVM_GET_DIRTY_LOG = KVM_GET_DIRTY_LOG;
+static const unsigned int CKVM_MEM_LOG_DIRTY_PAGES = KVM_MEM_LOG_DIRTY_PAGES;
 
 static const int CKVM_CAP_SYNC_REGS = KVM_CAP_SYNC_REGS;
 static const int CKVM_CAP_XCRS = KVM_CAP_XCRS;
 static const int CKVM_CAP_IMMEDIATE_EXIT = KVM_CAP_IMMEDIATE_EXIT;
+static const int CKVM_CAP_NR_MEMSLOTS = KVM_CAP_NR_MEMSLOTS;
 static const unsigned int CKVM_SYNC_X86_REGS = KVM_SYNC_X86_REGS;
 static const unsigned int CKVM_SYNC_X86_SREGS = KVM_SYNC_X86_SREGS;
 static const unsigned int CKVM_SYNC_X86_EVENTS = KVM_SYNC_X86_EVENTS;
 
+
+// KVM_GET_DIRTY_LOG of one memslot into `bitmap` (one bit per page of the
+// slot, rounded up to 64): 0 or -errno. Reading the log re-arms it.
+int ckvm_get_dirty_log(int vm_fd, uint32_t slot, uint64_t *bitmap);
 
 // perf_event_open(2) of retired branch instructions for this thread, user
 // mode only: returns an fd, or -errno (ENOENT where the host has no PMU).

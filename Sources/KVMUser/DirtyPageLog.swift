@@ -1,0 +1,91 @@
+import Glibc
+
+/// Which pages of the guest's data region changed since the last
+/// checkpoint (docs/preemption.md): KVM's dirty page log for the guest's
+/// own writes, and marks that GuestMemory sets for detrec's writes from
+/// the host (syscall results, the loader, signal frames, int3 patches),
+/// which KVM does not see.
+///
+/// The region's memslots carry KVM_MEM_LOG_DIRTY_PAGES from the start, so
+/// nothing written is ever missed; `harvest` reads the log of the slots
+/// below the highest frame in use (one KVM_GET_DIRTY_LOG each, which also
+/// re-arms it) and folds it into `pages`, which holds each changed page
+/// once. Only the slots' bitmaps are scanned, never the pages themselves.
+final class DirtyPageLog {
+    let region: PhysicalRegion
+    private let vm: VirtualMachine
+    /// One memslot's bitmap, as KVM_GET_DIRTY_LOG fills it.
+    private let scratch: UnsafeMutablePointer<UInt64>
+    private let scratchWords: Int
+    /// Changed pages (index in the region) since the last `clear`, each once.
+    private(set) var pages: [UInt32] = []
+    private var seen: [UInt64] = []
+    /// Pages given back to the host (they read as zero now) since the last `clear`.
+    private(set) var released: [UInt32] = []
+    /// Why KVM stopped answering, once it did: every later harvest fails.
+    private(set) var failure: String?
+
+    init(vm: VirtualMachine, region: PhysicalRegion) {
+        self.vm = vm
+        self.region = region
+        scratchWords = Int((region.slotSize / 4096 + 63) / 64)
+        scratch = .allocate(capacity: scratchWords)
+        scratch.initialize(repeating: 0, count: scratchWords)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Detrec is about to write the page holding guest-physical `gpa`.
+    @inline(__always) func mark(_ gpa: UInt64) {
+        markPage(Int((gpa - region.guestBase) >> 12))
+    }
+
+    @inline(__always) private func markPage(_ page: Int) {
+        let word = page >> 6, bit = UInt64(1) << UInt64(page & 63)
+        if word >= seen.count { seen.append(contentsOf: repeatElement(0, count: max(word + 1 - seen.count, seen.count))) }
+        if seen[word] & bit == 0 {
+            seen[word] |= bit
+            pages.append(UInt32(truncatingIfNeeded: page))
+        }
+    }
+
+    /// The page holding `gpa` went back to the host (madvise): it reads as zero.
+    func release(_ gpa: UInt64) {
+        released.append(UInt32(truncatingIfNeeded: (gpa - region.guestBase) >> 12))
+    }
+
+    /// Adds what the guest wrote below `highest` (one past the highest
+    /// frame in use) since the last harvest to `pages`. False when KVM
+    /// refuses the log: the caller must not trust `pages` then.
+    func harvest(below highest: UInt64) -> Bool {
+        guard failure == nil else { return false }
+        guard highest > region.guestBase else { return true }
+        let usedPages = Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
+        let pagesPerSlot = Int(region.slotSize / 4096)
+        let slots = (usedPages + pagesPerSlot - 1) / pagesPerSlot
+        for i in 0..<slots {
+            let r = vm.dirtyLog(region, i, into: scratch)
+            if r != 0 {
+                failure = "KVM_GET_DIRTY_LOG on memslot \(region.slot + UInt32(i)): \(String(cString: strerror(-r)))"
+                return false
+            }
+            let first = i * pagesPerSlot
+            let words = min(scratchWords, (usedPages - first + 63) / 64)
+            for w in 0..<words {
+                var v = scratch[w]
+                while v != 0 {
+                    markPage(first + w * 64 + v.trailingZeroBitCount)
+                    v &= v &- 1
+                }
+            }
+        }
+        return true
+    }
+
+    /// After a checkpoint or a rollback: nothing has changed since.
+    func clear() {
+        for page in pages { seen[Int(page >> 6)] = 0 }
+        pages.removeAll(keepingCapacity: true)
+        released.removeAll(keepingCapacity: true)
+    }
+}
