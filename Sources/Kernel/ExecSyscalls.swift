@@ -71,14 +71,15 @@ public enum ExecSyscalls {
         let p = c.process
         // The point of no return: the old image goes.
         let machine = try UserMachine(device: p.machine.device, cpuid: p.machine.cpuid)
-        p.machine = machine
-        p.space = AddressSpace(mmapBase: Process.mmapBase)
+        for t in p.threads { p.mm.leave(t) }
+        p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)
+        // A vfork parent had lent this memory: it runs on from here.
+        p.releaseVforkParent()
         for (fd, entry) in p.files.entries where entry.closeOnExec { p.files.remove(fd) }
         for (signal, action) in p.signals.actions where SignalAction(action).handler > SignalAction.SIG_IGN {
             p.signals.actions[signal] = nil
         }
         p.signals.altStack = SignalState().altStack
-        p.futexOrder = []
         let absolute = programPath.hasPrefix("/") ? programPath : currentDirectory(c) + "/" + programPath
         p.executablePath = absolute
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,

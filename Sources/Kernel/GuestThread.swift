@@ -19,6 +19,9 @@ public struct BlockedSyscall {
     /// A wait that ends when this says so (wait4: a child ended, stopped
     /// or continued); the syscall runs again then.
     public var wakeWhen: (() -> Bool)?
+    /// Whether a signal ends the wait (EINTR or a restart). A vfork
+    /// parent's wait is not: Linux's is killable only.
+    public var interruptible = true
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -36,6 +39,9 @@ public final class GuestThread {
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var blocked: BlockedSyscall?
+    /// The child of a CLONE_VFORK this thread waits for, until its call
+    /// returns (`ProcessSyscalls.vforkCompleted`).
+    var vforkChild: Process?
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -97,6 +103,8 @@ public struct MustBlock: Error {
     }
 
     public var wakeWhen: (() -> Bool)?
+    /// False for a wait no signal cuts short (`BlockedSyscall.interruptible`).
+    public var interruptible = true
 
     /// Wait until a host descriptor is ready, then run the syscall again.
     public init(hostFD: Int32?, events: Int16) {
@@ -114,22 +122,29 @@ public struct MustBlock: Error {
 extension Process {
     public func thread(_ tid: Int32) -> GuestThread? { threads.first { $0.tid == tid } }
 
-    /// Puts `thread` on the vCPU, saving the state of the one there.
+    /// Puts `thread` on the vCPU, saving the state of the one there. The
+    /// vCPU may hold a thread of another process that shares this memory
+    /// (vfork, CLONE_VM): its registers are saved into that thread all the same.
     public func switchTo(_ thread: GuestThread) throws {
+        if mm.loaded !== thread {
+            if let holder = mm.loaded {
+                holder.registers = machine.registers
+                holder.fsBase = machine.fsBase
+                holder.gsBase = machine.gsBase
+                holder.extendedState = try machine.extendedState()
+            }
+            machine.registers = thread.registers
+            machine.fsBase = thread.fsBase
+            machine.gsBase = thread.gsBase
+            if let state = thread.extendedState { try machine.setExtendedState(state) }
+            thread.extendedState = nil
+            mm.loaded = thread
+        }
         guard thread !== current else { return }
         if threads.contains(where: { $0 === current }) {
-            current.registers = machine.registers
-            current.fsBase = machine.fsBase
-            current.gsBase = machine.gsBase
-            current.extendedState = try machine.extendedState()
             current.signalMask = signals.mask
             current.altStack = signals.altStack
         }
-        machine.registers = thread.registers
-        machine.fsBase = thread.fsBase
-        machine.gsBase = thread.gsBase
-        if let state = thread.extendedState { try machine.setExtendedState(state) }
-        thread.extendedState = nil
         signals.mask = thread.signalMask
         signals.altStack = thread.altStack
         current = thread

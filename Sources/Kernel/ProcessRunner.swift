@@ -234,7 +234,8 @@ public final class ProcessRunner {
             } catch let b as MustBlock {
                 try world.blocked(entry)
                 thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
-                                                hostFD: b.hostFD, events: b.events, wakeWhen: b.wakeWhen)
+                                                hostFD: b.hostFD, events: b.events, wakeWhen: b.wakeWhen,
+                                                interruptible: b.interruptible)
                 if b.futex != 0 { process.futexOrder.append(thread) }
                 return try reschedule(.blocked)
             } catch is Yield {
@@ -297,7 +298,8 @@ public final class ProcessRunner {
         // A signal that ends the wait makes the syscall fail with EINTR
         // (restarted after an SA_RESTART handler), and it is delivered. (Stop
         // signals never wait here: they act when sent, JobControl.)
-        let interrupted = b.result == nil && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
+        let interrupted = b.result == nil && b.interruptible && next.signalWait == 0
+            && process.interruptingSignals(of: next) != 0
         if b.futex == 0 && !interrupted {
             // A descriptor wait: the syscall starts over, now that it can proceed.
             next.blocked = nil
@@ -365,8 +367,9 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        for t in p.threads { p.mm.leave(t) }
         p.threads = []
-        p.futexOrder = []
+        p.releaseVforkParent()
         p.files = FileTable()
         for other in p.family.processes where other.parent === p { other.parent = nil }
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
@@ -381,6 +384,6 @@ public final class ProcessRunner {
             _ = process.wake(thread.clearChildTID, count: 1)
         }
         process.threads.removeAll { $0 === thread }
-        process.futexOrder.removeAll { $0 === thread }
+        process.mm.leave(thread)
     }
 }

@@ -10,7 +10,14 @@ enum ProcessSyscalls {
             if let parent = c.process.parent { return Int64(parent.pid) }
             return try c.host { _ in hostSyscall(SYS.getppid) }
         }
-        t.add(SYS.fork) { c in try fork(c, flags: 17, stack: 0, parentTID: 0, childTID: 0, tls: 0) }
+        t.add(SYS.fork) { c in
+            try newProcess(c, flags: 0, exitSignal: JobControl.SIGCHLD, stack: 0, parentTID: 0, childTID: 0, tls: 0)
+        }
+        t.add(SYS.vfork) { c in
+            if let pid = try vforkCompleted(c) { return pid }
+            return try newProcess(c, flags: CLONE_VM | CLONE_VFORK, exitSignal: JobControl.SIGCHLD, stack: 0,
+                                  parentTID: 0, childTID: 0, tls: 0)
+        }
         t.add(SYS.wait4, wait4)
         t.add(SYS.waitid, waitid)
         for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,

@@ -16,8 +16,15 @@ extension ProcessSyscalls {
 
     static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WEXITED: Int32 = 4, WCONTINUED: Int32 = 8
     static let WNOWAIT: Int32 = 0x0100_0000
-    /// __WNOTHREAD, __WALL, __WCLONE: nothing to change for one-thread children.
+    /// __WNOTHREAD, __WALL, __WCLONE.
     static let threadOptions: Int32 = 0x2000_0000 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000)
+    static let WALL: Int32 = 0x4000_0000, WCLONE = Int32(bitPattern: 0x8000_0000)
+
+    /// Linux's eligible_child: without __WALL, a wait sees only the
+    /// children whose exit signal is SIGCHLD, or with __WCLONE only the others.
+    static func eligible(_ child: Process, options: Int32) -> Bool {
+        options & WALL != 0 || (child.exitSignal != JobControl.SIGCHLD) == (options & WCLONE != 0)
+    }
 
     /// What happened to a child that a wait can report.
     struct ChildChange {
@@ -67,7 +74,7 @@ extension ProcessSyscalls {
         let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
         guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | threadOptions) == 0 else { throw Errno.inval }
         let p = c.process
-        let named: (Process) -> Bool = { target <= 0 || $0.pid == target }
+        let named: (Process) -> Bool = { (target <= 0 || $0.pid == target) && eligible($0, options: options) }
         guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
@@ -96,10 +103,11 @@ extension ProcessSyscalls {
         default: throw Errno.inval   // P_PIDFD: detrec hands out no pidfds
         }
         let p = c.process
-        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
+        let matching: (Process) -> Bool = { named($0) && eligible($0, options: options) }
+        guard p.family.processes.contains(where: { $0.parent === p && matching($0) }) else { throw Errno.child }
         if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
         func ready() -> ChildChange? {
-            change(of: p, named: named, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
+            change(of: p, named: matching, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
