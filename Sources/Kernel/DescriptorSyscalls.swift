@@ -28,6 +28,7 @@ enum DescriptorSyscalls {
         var opened: Int32 = -1
         var listing: [(Int32, String)]?
         let process = c.process
+        let cwd = process.cwd, umask = process.umask
         let r = try c.host { _ throws(Errno) -> Int64 in
             let text = String(decoding: name, as: UTF8.self)
             if directory == nil, let node = ProcFS.node(text, pid: getpid()) {
@@ -45,9 +46,12 @@ enum DescriptorSyscalls {
                     return Int64(fd)
                 }
             }
-            let dirFD = directory.map { $0.hostFD ?? -1 } ?? -100
-            let h = (name + [0]).withUnsafeBytes { p in
-                hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+            let dirFD = directory.map { $0.hostFD ?? -1 } ?? cwd.hostFD
+            let creates = flags & O_CREAT != 0 || flags & __O_TMPFILE == __O_TMPFILE
+            let h = FileCreationMask.applying(creates ? umask : nil) {
+                (name + [0]).withUnsafeBytes { p in
+                    hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+                }
             }
             guard h >= 0 else { return h }
             opened = Int32(h)

@@ -31,19 +31,18 @@ enum FileSyscalls {
         t.add(SYS.faccessat2, passthrough(.dirfd, .path, .value, .value))
         t.add(SYS.readlink) { c in try readlink(c, directory: nil, path: 0, buffer: 1, size: 2) }
         t.add(SYS.readlinkat) { c in try readlink(c, directory: try c.directory(0), path: 1, buffer: 2, size: 3) }
-        t.add(SYS.getcwd, passthrough(.outFilled(sizeArg: 1), .value))
-        t.add(SYS.chdir, passthrough(.path))
-        t.add(SYS.fchdir, passthrough(.fd))
         t.add(SYS.mkdir, passthrough(.path, .value))
         t.add(SYS.mkdirat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.mknod, passthrough(.path, .value, .value))
+        t.add(SYS.mknodat, passthrough(.dirfd, .path, .value, .value))
         t.add(SYS.rmdir, passthrough(.path))
         t.add(SYS.unlink, passthrough(.path))
         t.add(SYS.unlinkat, passthrough(.dirfd, .path, .value))
         t.add(SYS.rename, passthrough(.path, .path))
         t.add(SYS.renameat, passthrough(.dirfd, .path, .dirfd, .path))
         t.add(SYS.renameat2, passthrough(.dirfd, .path, .dirfd, .path, .value))
-        t.add(SYS.symlink, passthrough(.path, .path))
-        t.add(SYS.symlinkat, passthrough(.path, .dirfd, .path))
+        t.add(SYS.symlink, passthrough(.string, .path))
+        t.add(SYS.symlinkat, passthrough(.string, .dirfd, .path))
         t.add(SYS.link, passthrough(.path, .path))
         t.add(SYS.linkat, passthrough(.dirfd, .path, .dirfd, .path, .value))
         t.add(SYS.chmod, passthrough(.path, .value))
@@ -61,7 +60,6 @@ enum FileSyscalls {
         t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
         t.add(SYS.flock, passthrough(.fd, .value))
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
-        t.add(SYS.umask, passthrough(.value))
     }
 
     /// readlink: the host answers, except for the /proc links that must
@@ -73,6 +71,7 @@ enum FileSyscalls {
         try c.checkWritable(c.arg(buffer), count: count)
         let process = c.process
         let address = c.arg(buffer)
+        let cwd = process.cwd
         return try c.host { effects throws(Errno) -> Int64 in
             let text = String(decoding: name, as: UTF8.self)
             if directory == nil, let node = ProcFS.node(text, pid: getpid()), node != .cwd {
@@ -82,7 +81,9 @@ enum FileSyscalls {
                 return Int64(bytes.count)
             }
             var out = [UInt8](repeating: 0, count: count)
-            let dirFD = directory.map { Int($0.hostFD ?? -1) } ?? -100
+            let dirFD = directory.map { Int($0.hostFD ?? -1) } ?? Int(cwd.hostFD)
+            // /proc/self/cwd is the process's directory, not detrec's.
+            let name = directory == nil && ProcFS.node(text, pid: getpid()) == .cwd ? Array("/proc/self/fd/\(cwd.hostFD)".utf8) : name
             let n = (name + [0]).withUnsafeBytes { p in
                 out.withUnsafeMutableBytes { o in
                     hostSyscall(SYS.readlinkat, dirFD, Int(bitPattern: p.baseAddress), Int(bitPattern: o.baseAddress), count)

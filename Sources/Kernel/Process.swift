@@ -108,6 +108,12 @@ public final class Process {
     /// Every process of the recording (fork makes more), sharing one id space.
     public var family: ProcessFamily!
     public weak var parent: Process?
+    /// prctl(PR_SET_PDEATHSIG): the signal it gets when its parent ends.
+    /// Not inherited: fork leaves the child's at 0.
+    public var parentDeathSignal: Int32 = 0
+    /// Set once it has exec'd: its parent may no longer move it to another
+    /// process group (setpgid's EACCES).
+    public var hasExeced = false
     /// The signal its parent gets when it ends (SIGCHLD unless clone said
     /// otherwise; 0 for none).
     public var exitSignal: Int32 = 17
@@ -139,10 +145,12 @@ public final class Process {
     public static let mmapBase: UInt64 = stackTop - (128 << 20)
     public static let pieBase: UInt64 = 0x5555_5555_4000
 
-    public init(machine: UserMachine, executablePath: String) {
+    public init(machine: UserMachine, executablePath: String,
+                cwd: WorkingDirectory = WorkingDirectory(file: OpenFile(hostFD: nil, path: "/"), path: "/"),
+                inherited: InheritedState = InheritedState()) {
         let thread = GuestThread(tid: 0)
         mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: thread)
-        attributes = ProcessAttributes(executablePath: executablePath)
+        attributes = ProcessAttributes(executablePath: executablePath, cwd: cwd, inherited: inherited)
         current = thread
         threads = [thread]
         family = ProcessFamily(root: self)
@@ -196,7 +204,13 @@ public final class ProcessFamily {
     public var processes: [Process]
     private var created: Int32 = 0
 
-    init(root: Process) { processes = [root] }
+    /// The process group the recording started in (detrec's own).
+    public let inheritedGroup: Int32
+
+    init(root: Process) {
+        processes = [root]
+        inheritedGroup = root.processGroup
+    }
 
     public var root: Process? { processes.first }
 

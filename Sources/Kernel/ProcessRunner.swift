@@ -371,7 +371,14 @@ public final class ProcessRunner {
         p.threads = []
         p.releaseVforkParent()
         p.files = FileTable()
-        for other in p.family.processes where other.parent === p { other.parent = nil }
+        for other in p.family.processes where other.parent === p {
+            other.parent = nil
+            // prctl(PR_SET_PDEATHSIG): the orphan hears of it.
+            if other.parentDeathSignal != 0, other.zombieStatus == nil {
+                SignalDelivery.generate(other, signal: other.parentDeathSignal,
+                                        info: SignalDelivery.siginfo(signal: other.parentDeathSignal, code: Signals.SI_USER, pid: p.pid, uid: p.uid))
+            }
+        }
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
     }

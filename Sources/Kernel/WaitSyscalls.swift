@@ -1,7 +1,7 @@
 /// wait4 and waitid: a parent learns that a child of the recording ended,
 /// stopped or continued (JobControl), each reported once (waitid's WNOWAIT
-/// leaves it to be reported again). Every process of the recording shares
-/// one process group, so a group id names all of them.
+/// leaves it to be reported again). Group ids are the emulated ones
+/// (`ProcessGroups`).
 extension ProcessSyscalls {
     /// The wait status of a process that ended: exit code or signal.
     static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
@@ -74,7 +74,12 @@ extension ProcessSyscalls {
         let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
         guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | threadOptions) == 0 else { throw Errno.inval }
         let p = c.process
-        let named: (Process) -> Bool = { (target <= 0 || $0.pid == target) && eligible($0, options: options) }
+        guard target != Int32.min else { throw Errno.srch }
+        let group = target == 0 ? p.processGroup : -target
+        let named: (Process) -> Bool = { child in
+            let chosen = target == -1 || (target > 0 ? child.pid == target : child.processGroup == group)
+            return chosen && eligible(child, options: options)
+        }
         guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
@@ -99,7 +104,9 @@ extension ProcessSyscalls {
         switch idType {
         case P_ALL: named = { _ in true }
         case P_PID where id > 0: named = { $0.pid == id }
-        case P_PGID where id >= 0: named = { _ in true }
+        case P_PGID where id >= 0:
+            let group = id == 0 ? c.process.processGroup : id
+            named = { $0.processGroup == group }
         default: throw Errno.inval   // P_PIDFD: detrec hands out no pidfds
         }
         let p = c.process
