@@ -46,7 +46,14 @@ enum DescriptorSyscalls {
                     return Int64(fd)
                 }
             }
-            let dirFD = directory.map { $0.hostFD ?? -1 } ?? cwd.hostFD
+            var dirFD = directory.map { $0.hostFD ?? -1 } ?? cwd.hostFD
+            var name = name
+            // The links that name the guest's program and directory, not detrec's.
+            switch directory == nil ? ProcFS.node(text, pid: getpid()) : nil {
+            case .exe?: name = Array(process.executablePath.utf8); dirFD = -100
+            case .cwd? where cwd.file.hostFD != nil: name = Array("/proc/self/fd/\(cwd.hostFD)".utf8)
+            default: break
+            }
             let creates = flags & O_CREAT != 0 || flags & __O_TMPFILE == __O_TMPFILE
             let h = FileCreationMask.applying(creates ? umask : nil) {
                 (name + [0]).withUnsafeBytes { p in

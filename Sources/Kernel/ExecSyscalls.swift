@@ -26,11 +26,37 @@ public enum ExecSyscalls {
         }
     }
 
+    static let AT_SYMLINK_NOFOLLOW: Int32 = 0x100, AT_EMPTY_PATH: Int32 = 0x1000
+
+    /// Where the host finds the file an exec names (recording only): a
+    /// relative path against `dir` or the working directory, the /proc
+    /// links that name the guest's own program or descriptors as the guest
+    /// means them (not detrec's), and `dir` itself for AT_EMPTY_PATH.
+    static func hostLocation(_ path: String, relativeTo dir: OpenFile?, emptyPath: Bool,
+                             process: Process) throws(Errno) -> (dirFD: Int, path: String) {
+        if path.isEmpty && emptyPath {
+            guard let fd = (dir?.hostFD ?? process.cwd.file.hostFD) else { throw .badf }
+            return (-100, "/proc/self/fd/\(fd)")
+        }
+        if dir == nil, let node = ProcFS.node(path, pid: getpid()) {
+            switch node {
+            case .exe: return (-100, process.executablePath)
+            case .fd(let n):
+                guard let fd = process.files[n]?.hostFD else { throw .noent }
+                return (-100, "/proc/self/fd/\(fd)")
+            default: break
+            }
+        }
+        return (Int(dir.map { $0.hostFD ?? -1 } ?? process.cwd.hostFD), path)
+    }
+
     /// Reads a host file the guest names, with exec's checks (recording only).
-    static func readHostFile(_ path: String, relativeTo dir: OpenFile?) throws(Errno) -> FileContent {
-        let dirFD = dir.map { Int($0.hostFD ?? -1) } ?? -100
-        let fd = Int32(truncatingIfNeeded: Array(path.utf8CString).withUnsafeBufferPointer {
-            hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC))
+    static func readHostFile(_ path: String, relativeTo dir: OpenFile?, flags: Int32 = 0,
+                             process: Process) throws(Errno) -> FileContent {
+        let (dirFD, hostPath) = try hostLocation(path, relativeTo: dir, emptyPath: flags & AT_EMPTY_PATH != 0, process: process)
+        let noFollow = flags & AT_SYMLINK_NOFOLLOW != 0 ? O_NOFOLLOW : 0
+        let fd = Int32(truncatingIfNeeded: Array(hostPath.utf8CString).withUnsafeBufferPointer {
+            hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC | noFollow))
         })
         guard fd >= 0 else { throw Errno(-fd) }
         defer { close(fd) }
@@ -42,15 +68,29 @@ public enum ExecSyscalls {
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {
+        guard flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0 else { throw Errno.inval }
         let name = try c.path(path)
         var argv = try strings(c, c.arg(argvArg))
         let envp = try strings(c, c.arg(envpArg))
         let world = c.world
-        func load(_ p: String, _ d: OpenFile?) throws -> FileContent {
-            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(p, relativeTo: d) }
+        let p = c.process
+        func load(_ path: String, _ d: OpenFile?, flags: Int32 = 0) throws -> FileContent {
+            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(path, relativeTo: d, flags: flags, process: p) }
         }
-        var programPath = name
-        var program = try load(name, dir)
+        // The name the new program gets (AT_EXECFN, a script's argument):
+        // Linux's bprm->filename, "/dev/fd/N" for a descriptor.
+        let fromDescriptor = name.isEmpty && flags & AT_EMPTY_PATH != 0
+        var programPath = fromDescriptor ? "/dev/fd/\(c.int(0))" : name
+        // What /proc/self/exe will name: the program's own path.
+        var absolute: String
+        if fromDescriptor {
+            absolute = WorkingDirectory.resolve(dir?.path ?? ".", against: p.cwd.path)
+        } else if dir == nil, ProcFS.node(name, pid: p.family.root?.pid ?? 0) == .exe || ProcFS.node(name, pid: p.pid) == .exe {
+            absolute = p.executablePath
+        } else {
+            absolute = WorkingDirectory.resolve(name, against: dir.map { $0.path.hasPrefix("/") ? $0.path : p.cwd.path + "/" + $0.path } ?? p.cwd.path)
+        }
+        var program = try load(name, dir, flags: flags)
         // binfmt_script: "#!interpreter [arg]" runs the interpreter on the script.
         var depth = 0
         while let (interp, arg) = scriptInterpreter(program.bytes) {
@@ -59,6 +99,7 @@ public enum ExecSyscalls {
             guard !interp.isEmpty else { throw Errno(ENOEXEC) }
             argv = [interp] + (arg.map { [$0] } ?? []) + [programPath] + argv.dropFirst()
             programPath = interp
+            absolute = WorkingDirectory.resolve(interp, against: p.cwd.path)
             program = try load(interp, nil)
         }
         let image: ELFImage
@@ -68,7 +109,6 @@ public enum ExecSyscalls {
             interpreter = (interp, try load(interp, nil).bytes)
         }
         let random = try world.randomBytes(16)
-        let p = c.process
         // The point of no return: the old image goes.
         let machine = try UserMachine(device: p.machine.device, cpuid: p.machine.cpuid)
         for t in p.threads { p.mm.leave(t) }
@@ -76,12 +116,23 @@ public enum ExecSyscalls {
         // A vfork parent had lent this memory: it runs on from here.
         p.releaseVforkParent()
         for (fd, entry) in p.files.entries where entry.closeOnExec { p.files.remove(fd) }
-        for (signal, action) in p.signals.actions where SignalAction(action).handler > SignalAction.SIG_IGN {
-            p.signals.actions[signal] = nil
+        // flush_signal_handlers: handled signals go back to the default,
+        // ignored ones stay ignored; flags, masks and restorers are cleared.
+        for (signal, action) in p.signals.actions {
+            if SignalAction(action).handler == SignalAction.SIG_IGN {
+                p.signals.actions[signal] = Bytes.u64(SignalAction.SIG_IGN) + [UInt8](repeating: 0, count: 24)
+            } else {
+                p.signals.actions[signal] = nil
+            }
         }
         p.signals.altStack = SignalState().altStack
-        let absolute = programPath.hasPrefix("/") ? programPath : currentDirectory(c) + "/" + programPath
+        // POSIX timers do not survive exec (interval timers do).
+        p.posixTimers = []
+        p.hasExeced = true
         p.executablePath = absolute
+        // Signals pending for the thread that execs stay pending for it;
+        // the process's other threads are gone.
+        let pending = p.current.pending
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
                                uid: p.credentials[0], euid: p.credentials[1], gid: p.credentials[2], egid: p.credentials[3],
                                pid: p.pid)
@@ -96,6 +147,7 @@ public enum ExecSyscalls {
         p.family = family
         p.signals.mask = mask
         p.current.signalMask = mask
+        p.current.pending = pending
         return 0
     }
 
@@ -109,12 +161,5 @@ public enum ExecSyscalls {
         guard let end = trimmed.firstIndex(where: blank) else { return (trimmed, nil) }
         let arg = String(trimmed[end...].drop(while: blank))
         return (String(trimmed[..<end]), arg.isEmpty ? nil : arg)
-    }
-
-    /// The guest's working directory as the recording saw it (only for naming
-    /// the program; relative exec paths are resolved by the host).
-    static func currentDirectory(_ c: SyscallCall) -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        return getcwd(&buf, buf.count) != nil ? String(cString: buf) : ""
     }
 }
