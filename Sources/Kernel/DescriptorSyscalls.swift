@@ -9,15 +9,15 @@ enum DescriptorSyscalls {
         t.add(SYS.open) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
         t.add(SYS.openat) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
         t.add(SYS.creat) { c in try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1)) }
-        t.add(SYS.close, close)
-        t.add(SYS.dup, dup)
-        t.add(SYS.dup2) { c in try dup3(c, flags: 0, sameIsError: false) }
-        t.add(SYS.dup3) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
+        t.add(SYS.close, .emulated, close)
+        t.add(SYS.dup, .emulated, dup)
+        t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
+        t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
         t.add(SYS.fcntl, fcntl)
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
-        t.add(SYS.poll) { c in try poll(c, timeout: c.int(2)) }
-        t.add(SYS.ppoll, ppoll)
+        t.addOutcome(SYS.poll, .host) { c in try poll(c, timeout: c.int(2)) }
+        t.addOutcome(SYS.ppoll, .host, ppoll)
         t.add(SYS.ioctl, ioctl)
     }
 
@@ -130,7 +130,7 @@ enum DescriptorSyscalls {
         }
     }
 
-    static func ppoll(_ c: SyscallCall) throws -> Int64 {
+    static func ppoll(_ c: SyscallCall) throws -> SyscallOutcome {
         var timeout: Int32 = -1
         if c.arg(2) != 0 {
             let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
@@ -140,7 +140,7 @@ enum DescriptorSyscalls {
         return try poll(c, timeout: timeout)
     }
 
-    static func poll(_ c: SyscallCall, timeout: Int32) throws -> Int64 {
+    static func poll(_ c: SyscallCall, timeout: Int32) throws -> SyscallOutcome {
         // The kernel takes nfds as an unsigned int.
         let nfds = UInt32(truncatingIfNeeded: c.arg(1))
         guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
@@ -188,7 +188,7 @@ enum DescriptorSyscalls {
             try effects.write(address, out)
             return Int64(ready)
         }
-        return count < c.number ? SignalWait.rewindIfRestart(c, r) : r
+        return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
     }
 
     /// The terminal and socket ioctls glibc and common tools use, with the

@@ -5,10 +5,10 @@ import Glibc
 /// handling and the replay echo of stdout/stderr.
 enum FileSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.read) { c in
+        t.addOutcome(SYS.read, .host) { c in
             if let mask = try c.file(0).signalMask { return try SignalFD.read(c, try c.file(0), mask: mask) }
-            try c.waitUntilReady(try c.file(0), events: Int16(POLLIN))
-            return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN)))
+            if let parked = c.waitUntilReady(try c.file(0), events: Int16(POLLIN)) { return parked }
+            return .result(try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN))))
         }
         t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
         t.add(SYS.write, write)

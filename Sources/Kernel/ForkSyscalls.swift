@@ -41,7 +41,7 @@ extension ProcessSyscalls {
     /// A new process. `exitSignal` is what the parent gets when it ends
     /// (clone's CSIGNAL byte, clone3's exit_signal).
     static func newProcess(_ c: SyscallCall, flags: UInt64, exitSignal: Int32, stack: UInt64,
-                           parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> Int64 {
+                           parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> SyscallOutcome {
         let parent = c.process
         if let unsupported = refused.first(where: { flags & $0.flag != 0 }) {
             parent.report("clone with \(unsupported.name) is not supported; returning EINVAL", key: 0x6_0000_0000 | unsupported.flag,
@@ -102,30 +102,28 @@ extension ProcessSyscalls {
         }
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.pid)) }
         parent.family.processes.append(child)
-        guard flags & CLONE_VFORK != 0 else { return Int64(child.pid) }
+        guard flags & CLONE_VFORK != 0 else { return .result(Int64(child.pid)) }
         let caller = parent.current
         child.vforkParent = caller
         caller.vforkChild = child
-        throw vforkWait(child)
+        return vforkWait(child)
     }
 
     /// The vfork parent parks until its child lets go of the memory. No
     /// signal cuts the wait short (Linux's is killable only); the call
     /// then runs again and `vforkCompleted` returns the child's pid.
-    static func vforkWait(_ child: Process) -> MustBlock {
-        var wait = MustBlock { child.vforkParent == nil }
-        wait.interruptible = false
-        return wait
+    static func vforkWait(_ child: Process) -> SyscallOutcome {
+        .park(.killable { child.vforkParent == nil })
     }
 
     /// A clone, vfork or clone3 that runs again after its CLONE_VFORK
     /// wait: the child's pid, without reading the arguments again (the
     /// child may have written over them).
-    static func vforkCompleted(_ c: SyscallCall) throws -> Int64? {
+    static func vforkCompleted(_ c: SyscallCall) -> SyscallOutcome? {
         guard let child = c.process.current.vforkChild else { return nil }
-        guard child.vforkParent == nil else { throw vforkWait(child) }
+        guard child.vforkParent == nil else { return vforkWait(child) }
         c.process.current.vforkChild = nil
-        return Int64(child.pid)
+        return .result(Int64(child.pid))
     }
 
     /// Copies every mapped page (skipping pages that read as zero, which a

@@ -265,7 +265,7 @@ extension Process {
     func canRun(_ thread: GuestThread) -> Bool {
         guard stoppedBy == nil else { return false }
         if thread.isRunnable { return true }
-        guard let b = thread.blocked, b.result == nil, b.interruptible, thread.signalWait == 0 else { return false }
+        guard let b = thread.blocked, b.result == nil, b.condition.interruptible, thread.signalWait == 0 else { return false }
         return interruptingSignals(of: thread) != 0
     }
 

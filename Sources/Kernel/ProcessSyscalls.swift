@@ -10,16 +10,16 @@ enum ProcessSyscalls {
             if let parent = c.process.parent { return Int64(parent.pid) }
             return try c.host { _ in hostSyscall(SYS.getppid) }
         }
-        t.add(SYS.fork) { c in
+        t.addOutcome(SYS.fork, .emulated, note: "a new machine with a copy of the memory") { c in
             try newProcess(c, flags: 0, exitSignal: JobControl.SIGCHLD, stack: 0, parentTID: 0, childTID: 0, tls: 0)
         }
-        t.add(SYS.vfork) { c in
-            if let pid = try vforkCompleted(c) { return pid }
+        t.addOutcome(SYS.vfork, .emulated, note: "the child borrows the memory; the parent waits for its exec or exit") { c in
+            if let pid = vforkCompleted(c) { return pid }
             return try newProcess(c, flags: CLONE_VM | CLONE_VFORK, exitSignal: JobControl.SIGCHLD, stack: 0,
                                   parentTID: 0, childTID: 0, tls: 0)
         }
-        t.add(SYS.wait4, wait4)
-        t.add(SYS.waitid, waitid)
+        t.addOutcome(SYS.wait4, .emulated, note: "children of the recording only", wait4)
+        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID; no P_PIDFD", waitid)
         for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid] {
             t.add(n, passthrough())
         }
@@ -35,7 +35,7 @@ enum ProcessSyscalls {
         t.add(SYS.sched_getaffinity, passthrough(.value, .value, .outFilled(sizeArg: 1)))
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
-        t.add(SYS.rseq) { _ in throw Errno.nosys }
+        t.add(SYS.rseq, .refused("ENOSYS on purpose: glibc then runs without restartable sequences")) { _ in throw Errno.nosys }
         t.add(SYS.prlimit64) { c in try prlimit(c, pid: c.int(0), resource: c.int(1), new: c.arg(2), old: c.arg(3)) }
         t.add(SYS.getrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: 0, old: c.arg(1)) }
         t.add(SYS.setrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: c.arg(1), old: 0) }

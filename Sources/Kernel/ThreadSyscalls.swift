@@ -1,18 +1,15 @@
 import Glibc
 import KVMUser
 
-/// sched_yield: the scheduler may switch threads here.
-public struct Yield: Error {}
-
 /// Threads: clone with the flags pthread_create uses, clone3, thread ids,
 /// the CHILD_CLEARTID word and the robust list. Thread ids are the pid plus
 /// a creation index, the same in record and replay.
 enum ThreadSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.clone) { c in
+        t.addOutcome(SYS.clone, .emulated, note: "threads, fork, vfork and CLONE_VM processes; namespaces, CLONE_FS/FILES/SIGHAND between processes and CLONE_PIDFD refused") { c in
             try clone(c, flags: c.arg(0), stack: c.arg(1), parentTID: c.arg(2), childTID: c.arg(3), tls: c.arg(4))
         }
-        t.add(SYS.clone3, clone3)
+        t.addOutcome(SYS.clone3, .emulated, note: "as clone; CLONE_CLEAR_SIGHAND; set_tid and CLONE_INTO_CGROUP refused", clone3)
         t.add(SYS.gettid) { c in Int64(c.process.current.tid) }
         t.add(SYS.set_tid_address) { c in
             c.process.current.clearChildTID = c.arg(0)
@@ -31,7 +28,11 @@ enum ThreadSyscalls {
             try c.writeValue(c.arg(2), list.length)
             return 0
         }
-        t.add(SYS.sched_yield) { _ in throw Yield() }
+        t.addOutcome(SYS.sched_yield, .emulated) { _ in .yield }
+        t.addOutcome(SYS.exit, .emulated, note: "the last thread's exit ends the process") { c in
+            .exit(status: c.int(0) & 0xff, wholeProcess: false)
+        }
+        t.addOutcome(SYS.exit_group, .emulated) { c in .exit(status: c.int(0) & 0xff, wholeProcess: true) }
     }
 
     static let CLONE_VM: UInt64 = 0x100, CLONE_SIGHAND: UInt64 = 0x800, CLONE_THREAD: UInt64 = 0x10000
@@ -40,8 +41,8 @@ enum ThreadSyscalls {
     static let CLONE_CHILD_SETTID: UInt64 = 0x1000000
 
     /// struct clone_args as of Linux 5.7 (CLONE_ARGS_SIZE_VER2): 88 bytes.
-    static func clone3(_ c: SyscallCall) throws -> Int64 {
-        if let pid = try ProcessSyscalls.vforkCompleted(c) { return pid }
+    static func clone3(_ c: SyscallCall) throws -> SyscallOutcome {
+        if let pid = ProcessSyscalls.vforkCompleted(c) { return pid }
         let size = c.arg(1)
         guard size >= 64 else { throw Errno.inval }
         guard size <= 4096 else { throw Errno(E2BIG) }
@@ -63,8 +64,8 @@ enum ThreadSyscalls {
     /// clone and clone3: a thread (CLONE_THREAD, with the flags
     /// pthread_create passes), or a new process (`ProcessSyscalls.newProcess`),
     /// with Linux's checks of which flags go together.
-    static func clone(_ c: SyscallCall, flags rawFlags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> Int64 {
-        if let pid = try ProcessSyscalls.vforkCompleted(c) { return pid }
+    static func clone(_ c: SyscallCall, flags rawFlags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> SyscallOutcome {
+        if let pid = ProcessSyscalls.vforkCompleted(c) { return pid }
         let flags = rawFlags & ~ProcessSyscalls.CSIGNAL
         guard flags & CLONE_THREAD == 0 || flags & CLONE_SIGHAND != 0,
               flags & CLONE_SIGHAND == 0 || flags & CLONE_VM != 0,
@@ -93,6 +94,6 @@ enum ThreadSyscalls {
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.tid)) }
         if flags & CLONE_CHILD_SETTID != 0 { try c.writeValue(childTID, UInt32(bitPattern: child.tid)) }
         p.threads.append(child)
-        return Int64(child.tid)
+        return .result(Int64(child.tid))
     }
 }
