@@ -19,6 +19,7 @@ enum DescriptorSyscalls {
         t.addOutcome(SYS.poll, .host) { c in try poll(c, timeout: c.int(2)) }
         t.addOutcome(SYS.ppoll, .host, ppoll)
         t.add(SYS.ioctl, ioctl)
+        t.add(SYS.memfd_create, memfdCreate)
     }
 
     static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> Int64 {
@@ -119,6 +120,19 @@ enum DescriptorSyscalls {
             return try performPassthrough(c, [.fd, .value, .inOut(32)])
         default:
             throw Errno.inval
+        }
+    }
+
+    /// memfd_create: a host memfd (sealing with F_ADD_SEALS/F_GET_SEALS
+    /// goes to it); its MAP_SHARED mappings are shared memory (`SharedMemory`).
+    static func memfdCreate(_ c: SyscallCall) throws -> Int64 {
+        let name = try c.cString(0, limit: 250)
+        guard name.count <= 249 else { throw Errno.inval }
+        let flags = c.int(1)
+        let MFD_CLOEXEC: Int32 = 1, MFD_ALLOW_SEALING: Int32 = 2, MFD_NOEXEC_SEAL: Int32 = 8, MFD_EXEC: Int32 = 0x10
+        guard flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC) == 0 else { throw Errno.inval }
+        return try c.newDescriptor(name: "memfd:" + String(decoding: name, as: UTF8.self), closeOnExec: flags & MFD_CLOEXEC != 0) { _ in
+            (name + [0]).withUnsafeBytes { hostSyscall(SYS.memfd_create, Int(bitPattern: $0.baseAddress), Int(flags | MFD_CLOEXEC)) }
         }
     }
 

@@ -112,6 +112,7 @@ public enum ExecSyscalls {
         // The point of no return: the old image goes.
         let machine = try UserMachine(device: p.machine.device, cpuid: p.machine.cpuid)
         for t in p.threads { p.mm.leave(t) }
+        SharedMemory.push(p.mm)
         p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)
         // A vfork parent had lent this memory: it runs on from here.
         p.releaseVforkParent()

@@ -62,6 +62,8 @@ extension ProcessSyscalls {
         } else {
             let machine = try UserMachine(device: pm.device, cpuid: pm.cpuid)
             mm = MemoryContext(machine: machine, space: parent.space, loaded: nil)
+            // The child's MAP_SHARED ranges show the same objects as the parent's.
+            mm.sharedViews = parent.mm.sharedViews
         }
         let child = Process(sharing: mm, thread: thread, from: parent)
         child.pid = thread.tid

@@ -12,7 +12,7 @@ enum FutexSyscalls {
 
     static let WAIT: Int32 = 0, WAKE: Int32 = 1, REQUEUE: Int32 = 3, CMP_REQUEUE: Int32 = 4
     static let WAKE_OP: Int32 = 5, WAIT_BITSET: Int32 = 9, WAKE_BITSET: Int32 = 10
-    static let CLOCK_REALTIME_FLAG: Int32 = 256
+    static let CLOCK_REALTIME_FLAG: Int32 = 256, PRIVATE_FLAG: Int32 = 128
 
     static func count(_ v: UInt64) -> Int { Int(Int32(truncatingIfNeeded: v)) < 0 ? Int(Int32.max) : Int(Int32(truncatingIfNeeded: v)) }
 
@@ -25,6 +25,10 @@ enum FutexSyscalls {
         case WAKE, WAKE_BITSET:
             let bitset = command == WAKE_BITSET ? UInt32(truncatingIfNeeded: c.arg(5)) : 0xffff_ffff
             guard bitset != 0 else { throw Errno.inval }
+            // A word in shared memory wakes waiters of other processes too.
+            if c.int(1) & PRIVATE_FLAG == 0, let key = SharedMemory.futexKey(p.mm, address) {
+                return .result(Int64(SharedMemory.wake(p.family, key, count: count(c.arg(2)), bitset: bitset)))
+            }
             return .result(Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset)))
         case REQUEUE, CMP_REQUEUE:
             if command == CMP_REQUEUE {

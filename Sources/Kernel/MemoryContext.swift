@@ -16,6 +16,8 @@ public final class MemoryContext {
     /// Threads parked in futex waits on this memory, in the order they
     /// started waiting (threads of every process that shares it).
     public var futexOrder: [GuestThread] = []
+    /// The MAP_SHARED ranges of this memory and what they show (`SharedMemory`).
+    public var sharedViews: [SharedView] = []
     /// The thread whose registers, FS/GS base and XSAVE state the vCPU
     /// holds now; nil when none does (it left: exec or exit).
     weak var loaded: GuestThread?

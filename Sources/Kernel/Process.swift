@@ -174,6 +174,7 @@ public final class Process {
     }
 
     public func unmap(_ start: UInt64, _ end: UInt64) {
+        SharedMemory.unmapped(mm, start, end)
         memory.unmap(start, pages: Int((end - start) / 4096))
         space.remove(start, end)
     }
@@ -204,6 +205,9 @@ public final class ProcessFamily {
     public var processes: [Process]
     private var created: Int32 = 0
 
+    /// The files and memory objects MAP_SHARED mappings show, by what
+    /// names them (`SharedMemory`).
+    var sharedObjects: [SharedObject.Key: SharedObject] = [:]
     /// The process group the recording started in (detrec's own).
     public let inheritedGroup: Int32
 

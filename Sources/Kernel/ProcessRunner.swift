@@ -291,6 +291,11 @@ public final class ProcessRunner {
             return .reschedule(.exited)
         }
         guard process !== root else {
+            // The program's last writes through shared file mappings reach their files.
+            if !world.isReplaying {
+                SharedMemory.push(process.mm)
+                SharedMemory.writeBack(process.family)
+            }
             try world.processExit(status: status)
             return .end(.exited(status))
         }
@@ -329,6 +334,7 @@ public final class ProcessRunner {
         // Each process has its own vCPU: switching processes only changes
         // which one runs; switching threads swaps state on that vCPU.
         process = owner
+        SharedMemory.switchMemory(from: running.mm, to: owner.mm)
         try owner.switchTo(next)
         let process = owner
         world.currentThread = tid

@@ -158,13 +158,26 @@ public struct SyscallCall {
     /// return exactly what the syscall returns to the guest: replay hands
     /// the recorded result back in its place.
     public func host(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
-        try world.host(memory: memory, body).result
+        try hostOutcome(body).result
     }
 
     /// `host`, for a handler that also needs to know what was filled from
     /// files (mmap: where the mapped file ends).
+    /// With MAP_SHARED file mappings in the recording, the files are kept
+    /// coherent around the host call (`SharedMemory`).
     public func hostOutcome(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
-        try world.host(memory: memory, body)
+        let family: ProcessFamily = process.family
+        guard !family.sharedObjects.isEmpty else { return try world.host(memory: memory, body) }
+        let mm = process.mm
+        SharedMemory.push(mm)
+        let outcome = try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
+            SharedMemory.writeBack(family)
+            let result = try body(&effects)
+            SharedMemory.refresh(mm, &effects)
+            return result
+        }
+        SharedMemory.push(mm)
+        return outcome
     }
 }
 
