@@ -37,7 +37,9 @@ enum FutexSyscalls {
             }
             let woken = p.wake(address, count: count(c.arg(2)))
             let moved = p.requeue(from: address, to: c.arg(4), count: count(c.arg(3)))
-            return .result(Int64(woken + (command == CMP_REQUEUE ? moved : 0)))
+            // Both count the waiters woken and the ones requeued (futex_requeue's
+            // task_count), whatever the man page says of FUTEX_REQUEUE.
+            return .result(Int64(woken + moved))
         case WAKE_OP:
             let fire = try wakeOp(c)
             var woken = p.wake(address, count: count(c.arg(2)))
