@@ -405,6 +405,8 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        // Robust mutexes in shared memory that its threads held go to the next waiter.
+        for t in p.threads { RobustFutexes.release(t, of: p) }
         for t in p.threads { p.mm.leave(t) }
         p.threads = []
         p.releaseVforkParent()
@@ -424,6 +426,7 @@ public final class ProcessRunner {
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what
     /// pthread_join waits on), and it leaves the process.
     private func exitThread(_ thread: GuestThread) throws {
+        RobustFutexes.release(thread, of: process)
         if thread.clearChildTID != 0 {
             try? process.memory.writeValue(thread.clearChildTID, UInt32(0))
             _ = process.wake(thread.clearChildTID, count: 1)
