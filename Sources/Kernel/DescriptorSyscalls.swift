@@ -9,16 +9,17 @@ enum DescriptorSyscalls {
         t.add(SYS.open) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
         t.add(SYS.openat) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
         t.add(SYS.creat) { c in try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1)) }
-        t.add(SYS.close, close)
-        t.add(SYS.dup, dup)
-        t.add(SYS.dup2) { c in try dup3(c, flags: 0, sameIsError: false) }
-        t.add(SYS.dup3) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
+        t.add(SYS.close, .emulated, close)
+        t.add(SYS.dup, .emulated, dup)
+        t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
+        t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
         t.add(SYS.fcntl, fcntl)
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
-        t.add(SYS.poll) { c in try poll(c, timeout: c.int(2)) }
-        t.add(SYS.ppoll, ppoll)
+        t.addOutcome(SYS.poll, .host) { c in try poll(c, timeout: c.int(2)) }
+        t.addOutcome(SYS.ppoll, .host, ppoll)
         t.add(SYS.ioctl, ioctl)
+        t.add(SYS.memfd_create, memfdCreate)
     }
 
     static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> Int64 {
@@ -28,6 +29,7 @@ enum DescriptorSyscalls {
         var made: ProcFS.Opened?
         let process = c.process
         let follow = flags & O_NOFOLLOW == 0 && !(flags & O_CREAT != 0 && flags & O_EXCL != 0)
+        let cwd = process.cwd, umask = process.umask
         let r = try c.host { _ throws(Errno) -> Int64 in
             let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
             switch target {
@@ -42,9 +44,12 @@ enum DescriptorSyscalls {
             case .host:
                 break
             }
-            let dirFD = hostDir.map { $0.hostFD ?? -1 } ?? -100
-            let h = (hostName + [0]).withUnsafeBytes { p in
-                hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+            let dirFD = hostDir.map { $0.hostFD ?? -1 } ?? cwd.hostFD
+            let creates = flags & O_CREAT != 0 || flags & __O_TMPFILE == __O_TMPFILE
+            let h = FileCreationMask.applying(creates ? umask : nil) {
+                (hostName + [0]).withUnsafeBytes { p in
+                    hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+                }
             }
             guard h >= 0 else { return h }
             made = ProcFS.Opened(hostFD: Int32(h))
@@ -111,6 +116,19 @@ enum DescriptorSyscalls {
         }
     }
 
+    /// memfd_create: a host memfd (sealing with F_ADD_SEALS/F_GET_SEALS
+    /// goes to it); its MAP_SHARED mappings are shared memory (`SharedMemory`).
+    static func memfdCreate(_ c: SyscallCall) throws -> Int64 {
+        let name = try c.cString(0, limit: 250)
+        guard name.count <= 249 else { throw Errno.inval }
+        let flags = c.int(1)
+        let MFD_CLOEXEC: Int32 = 1, MFD_ALLOW_SEALING: Int32 = 2, MFD_NOEXEC_SEAL: Int32 = 8, MFD_EXEC: Int32 = 0x10
+        guard flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL | MFD_EXEC) == 0 else { throw Errno.inval }
+        return try c.newDescriptor(name: "memfd:" + String(decoding: name, as: UTF8.self), closeOnExec: flags & MFD_CLOEXEC != 0) { _ in
+            (name + [0]).withUnsafeBytes { hostSyscall(SYS.memfd_create, Int(bitPattern: $0.baseAddress), Int(flags | MFD_CLOEXEC)) }
+        }
+    }
+
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
         guard flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000) == 0 else { throw Errno.inval }
         return try c.newDescriptorPair(name: "pipe:", closeOnExec: flags & O_CLOEXEC != 0, at: 0) { pair in
@@ -119,7 +137,7 @@ enum DescriptorSyscalls {
         }
     }
 
-    static func ppoll(_ c: SyscallCall) throws -> Int64 {
+    static func ppoll(_ c: SyscallCall) throws -> SyscallOutcome {
         var timeout: Int32 = -1
         if c.arg(2) != 0 {
             let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
@@ -134,7 +152,7 @@ enum DescriptorSyscalls {
         return try poll(c, timeout: timeout)
     }
 
-    static func poll(_ c: SyscallCall, timeout: Int32) throws -> Int64 {
+    static func poll(_ c: SyscallCall, timeout: Int32) throws -> SyscallOutcome {
         // The kernel takes nfds as an unsigned int.
         let nfds = UInt32(truncatingIfNeeded: c.arg(1))
         guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
@@ -182,7 +200,7 @@ enum DescriptorSyscalls {
             try effects.write(address, out)
             return Int64(ready)
         }
-        return count < c.number ? SignalWait.rewindIfRestart(c, r) : r
+        return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
     }
 
     /// The terminal and socket ioctls glibc and common tools use, with the

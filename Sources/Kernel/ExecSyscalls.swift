@@ -26,24 +26,65 @@ public enum ExecSyscalls {
         }
     }
 
-    /// Reads a host file the guest names, with exec's checks (recording only).
-    static func readHostFile(_ path: String, relativeTo dir: OpenFile?, process: Process) throws(Errno) -> FileContent {
-        // The guest's /proc decides what /proc/self/exe or /proc/self/fd/N are.
-        var (target, hostPath, hostDir) = GuestPath.hostArguments(Array(path.utf8), from: dir, process: process, follow: true)
-        switch target {
-        case .denied(let e): throw e
-        case .proc(let location):
-            guard location.rest.count == 2, location.rest[0] == "fd",
-                  let file = process.family.processes.first(where: { $0.pid == location.pid })?.files[Int32(location.rest[1]) ?? -1],
-                  let h = file.hostFD, file.procLocation == nil, !file.generated else { throw .acces }
-            hostPath = Array("/proc/self/fd/\(h)".utf8)
-            hostDir = nil
-        case .host, .hostProc:
-            break
+    static let AT_SYMLINK_NOFOLLOW: Int32 = 0x100, AT_EMPTY_PATH: Int32 = 0x1000
+
+    /// Where the host finds the file an exec names (recording only): a
+    /// relative path against `dir` or the working directory, the /proc
+    /// links that name the guest's own program or descriptors as the guest
+    /// means them (not detrec's), and `dir` itself for AT_EMPTY_PATH.
+    static func hostLocation(_ path: String, relativeTo dir: OpenFile?, emptyPath: Bool,
+                             process: Process) throws(Errno) -> (dirFD: Int, path: String) {
+        if path.isEmpty && emptyPath {
+            guard let fd = (dir?.hostFD ?? process.cwd.file.hostFD) else { throw .badf }
+            return (-100, "/proc/self/fd/\(fd)")
         }
-        let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? -100
+        return (Int(dir.map { $0.hostFD ?? -1 } ?? process.cwd.hostFD), path)
+    }
+
+    /// The process whose /proc exe link `path` names, read lexically (the
+    /// same in record and replay): /proc/self/exe, /proc/<pid>/exe, and
+    /// their task/<tid>/exe forms.
+    static func exeLinkOwner(_ path: String, _ p: Process) -> Process? {
+        var parts = path.split(separator: "/", omittingEmptySubsequences: true).filter { $0 != "." }.map(String.init)
+        guard parts.count >= 3, parts[0] == "proc" else { return nil }
+        let owner: Process?
+        switch parts[1] {
+        case "self", "thread-self": owner = p
+        default: owner = Int32(parts[1]).flatMap { pid in p.family.processes.first { $0.pid == pid && $0.zombieStatus == nil } }
+        }
+        parts.removeFirst(2)
+        if parts.count == 3, parts[0] == "task" { parts.removeFirst(2) }
+        return parts == ["exe"] ? owner : nil
+    }
+
+    /// Reads a host file the guest names, with exec's checks (recording only).
+    static func readHostFile(_ path: String, relativeTo dir: OpenFile?, flags: Int32 = 0,
+                             process: Process) throws(Errno) -> FileContent {
+        let noFollow = flags & AT_SYMLINK_NOFOLLOW != 0 ? O_NOFOLLOW : 0
+        var hostPath: [UInt8], dirFD: Int
+        if path.isEmpty && flags & AT_EMPTY_PATH != 0 {
+            // fexecve: the descriptor itself.
+            let (d, p) = try hostLocation(path, relativeTo: dir, emptyPath: true, process: process)
+            (dirFD, hostPath) = (d, Array(p.utf8))
+        } else {
+            // The guest's /proc decides what /proc/self/exe or /proc/self/fd/N are.
+            var (target, name, hostDir) = GuestPath.hostArguments(Array(path.utf8), from: dir, process: process, follow: noFollow == 0)
+            switch target {
+            case .denied(let e): throw e
+            case .proc(let location):
+                guard location.rest.count == 2, location.rest[0] == "fd",
+                      let file = process.family.processes.first(where: { $0.pid == location.pid })?.files[Int32(location.rest[1]) ?? -1],
+                      let h = file.hostFD, file.procLocation == nil, !file.generated else { throw .acces }
+                name = Array("/proc/self/fd/\(h)".utf8)
+                hostDir = nil
+            case .host, .hostProc:
+                break
+            }
+            hostPath = name
+            dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? Int(process.cwd.hostFD)
+        }
         let fd = Int32(truncatingIfNeeded: (hostPath + [0]).withUnsafeBufferPointer {
-            hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC))
+            hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC | noFollow))
         })
         guard fd >= 0 else { throw Errno(-fd) }
         defer { close(fd) }
@@ -55,16 +96,29 @@ public enum ExecSyscalls {
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {
+        guard flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH) == 0 else { throw Errno.inval }
         let name = try c.path(path)
         var argv = try strings(c, c.arg(argvArg))
         let envp = try strings(c, c.arg(envpArg))
         let world = c.world
-        let process = c.process
-        func load(_ p: String, _ d: OpenFile?) throws -> FileContent {
-            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(p, relativeTo: d, process: process) }
+        let p = c.process
+        func load(_ path: String, _ d: OpenFile?, flags: Int32 = 0) throws -> FileContent {
+            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(path, relativeTo: d, flags: flags, process: p) }
         }
-        var programPath = name
-        var program = try load(name, dir)
+        // The name the new program gets (AT_EXECFN, a script's argument):
+        // Linux's bprm->filename, "/dev/fd/N" for a descriptor.
+        let fromDescriptor = name.isEmpty && flags & AT_EMPTY_PATH != 0
+        var programPath = fromDescriptor ? "/dev/fd/\(c.int(0))" : name
+        // What /proc/self/exe will name: the program's own path.
+        var absolute: String
+        if fromDescriptor {
+            absolute = WorkingDirectory.resolve(dir?.path ?? ".", against: p.cwd.path)
+        } else if dir == nil, let owner = exeLinkOwner(name, p) {
+            absolute = owner.executablePath
+        } else {
+            absolute = WorkingDirectory.resolve(name, against: dir.map { $0.path.hasPrefix("/") ? $0.path : p.cwd.path + "/" + $0.path } ?? p.cwd.path)
+        }
+        var program = try load(name, dir, flags: flags)
         // binfmt_script: "#!interpreter [arg]" runs the interpreter on the script.
         var depth = 0
         while let (interp, arg) = scriptInterpreter(program.bytes) {
@@ -73,6 +127,7 @@ public enum ExecSyscalls {
             guard !interp.isEmpty else { throw Errno(ENOEXEC) }
             argv = [interp] + (arg.map { [$0] } ?? []) + [programPath] + argv.dropFirst()
             programPath = interp
+            absolute = WorkingDirectory.resolve(interp, against: p.cwd.path)
             program = try load(interp, nil)
         }
         let image: ELFImage
@@ -82,19 +137,31 @@ public enum ExecSyscalls {
             interpreter = (interp, try load(interp, nil).bytes)
         }
         let random = try world.randomBytes(16)
-        let p = c.process
         // The point of no return: the old image goes.
         let machine = try UserMachine(device: p.machine.device, cpuid: p.machine.cpuid)
-        p.machine = machine
-        p.space = AddressSpace(mmapBase: Process.mmapBase)
+        for t in p.threads { p.mm.leave(t) }
+        SharedMemory.push(p.mm)
+        p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)
+        // A vfork parent had lent this memory: it runs on from here.
+        p.releaseVforkParent()
         for (fd, entry) in p.files.entries where entry.closeOnExec { p.files.remove(fd) }
-        for (signal, action) in p.signals.actions where SignalAction(action).handler > SignalAction.SIG_IGN {
-            p.signals.actions[signal] = nil
+        // flush_signal_handlers: handled signals go back to the default,
+        // ignored ones stay ignored; flags, masks and restorers are cleared.
+        for (signal, action) in p.signals.actions {
+            if SignalAction(action).handler == SignalAction.SIG_IGN {
+                p.signals.actions[signal] = Bytes.u64(SignalAction.SIG_IGN) + [UInt8](repeating: 0, count: 24)
+            } else {
+                p.signals.actions[signal] = nil
+            }
         }
         p.signals.altStack = SignalState().altStack
-        p.futexOrder = []
-        let absolute = programPath.hasPrefix("/") ? programPath : currentDirectory(c) + "/" + programPath
+        // POSIX timers do not survive exec (interval timers do).
+        p.posixTimers = []
+        p.hasExeced = true
         p.executablePath = absolute
+        // Signals pending for the thread that execs stay pending for it;
+        // the process's other threads are gone.
+        let pending = p.current.pending
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
                                uid: p.credentials[0], euid: p.credentials[1], gid: p.credentials[2], egid: p.credentials[3],
                                pid: p.pid)
@@ -109,6 +176,7 @@ public enum ExecSyscalls {
         p.family = family
         p.signals.mask = mask
         p.current.signalMask = mask
+        p.current.pending = pending
         return 0
     }
 
@@ -122,12 +190,5 @@ public enum ExecSyscalls {
         guard let end = trimmed.firstIndex(where: blank) else { return (trimmed, nil) }
         let arg = String(trimmed[end...].drop(while: blank))
         return (String(trimmed[..<end]), arg.isEmpty ? nil : arg)
-    }
-
-    /// The guest's working directory as the recording saw it (only for naming
-    /// the program; relative exec paths are resolved by the host).
-    static func currentDirectory(_ c: SyscallCall) -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        return getcwd(&buf, buf.count) != nil ? String(cString: buf) : ""
     }
 }

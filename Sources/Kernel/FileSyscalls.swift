@@ -6,10 +6,10 @@ import KVMUser
 /// handling and the replay echo of stdout/stderr.
 enum FileSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.read) { c in
+        t.addOutcome(SYS.read, .host) { c in
             if let mask = try c.file(0).signalMask { return try SignalFD.read(c, try c.file(0), mask: mask) }
-            try c.waitUntilReady(try c.file(0), events: Int16(POLLIN))
-            return try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN)))
+            if let parked = c.waitUntilReady(try c.file(0), events: Int16(POLLIN)) { return parked }
+            return .result(try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN))))
         }
         t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
         t.add(SYS.write, write)
@@ -32,19 +32,18 @@ enum FileSyscalls {
         t.add(SYS.faccessat2, passthrough(.dirfd, .path, .value, .value))
         t.add(SYS.readlink) { c in try readlink(c, directory: nil, path: 0, buffer: 1, size: 2) }
         t.add(SYS.readlinkat) { c in try readlink(c, directory: try c.directory(0), path: 1, buffer: 2, size: 3) }
-        t.add(SYS.getcwd, passthrough(.outFilled(sizeArg: 1), .value))
-        t.add(SYS.chdir, passthrough(.path))
-        t.add(SYS.fchdir, passthrough(.fd))
         t.add(SYS.mkdir, passthrough(.path, .value))
         t.add(SYS.mkdirat, passthrough(.dirfd, .path, .value))
+        t.add(SYS.mknod, passthrough(.path, .value, .value))
+        t.add(SYS.mknodat, passthrough(.dirfd, .path, .value, .value))
         t.add(SYS.rmdir, passthrough(.path))
         t.add(SYS.unlink, passthrough(.path))
         t.add(SYS.unlinkat, passthrough(.dirfd, .path, .value))
         t.add(SYS.rename, passthrough(.path, .path))
         t.add(SYS.renameat, passthrough(.dirfd, .path, .dirfd, .path))
         t.add(SYS.renameat2, passthrough(.dirfd, .path, .dirfd, .path, .value))
-        t.add(SYS.symlink, passthrough(.path, .path))
-        t.add(SYS.symlinkat, passthrough(.path, .dirfd, .path))
+        t.add(SYS.symlink, passthrough(.string, .path))
+        t.add(SYS.symlinkat, passthrough(.string, .dirfd, .path))
         t.add(SYS.link, passthrough(.path, .path))
         t.add(SYS.linkat, passthrough(.dirfd, .path, .dirfd, .path, .value))
         t.add(SYS.chmod, passthrough(.path, .value))
@@ -62,7 +61,6 @@ enum FileSyscalls {
         t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
         t.add(SYS.flock, passthrough(.fd, .value))
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
-        t.add(SYS.umask, passthrough(.value))
     }
 
     /// readlink: the host answers, except for the links of the guest's
@@ -74,6 +72,7 @@ enum FileSyscalls {
         try c.checkWritable(c.arg(buffer), count: count)
         let process = c.process
         let address = c.arg(buffer)
+        let cwd = process.cwd
         return try c.host { effects throws(Errno) -> Int64 in
             let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: false)
             switch target {
@@ -88,7 +87,7 @@ enum FileSyscalls {
                 break
             }
             var out = [UInt8](repeating: 0, count: count)
-            let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? -100
+            let dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? Int(cwd.hostFD)
             let n = (hostName + [0]).withUnsafeBytes { p in
                 out.withUnsafeMutableBytes { o in
                     hostSyscall(SYS.readlinkat, dirFD, Int(bitPattern: p.baseAddress), Int(bitPattern: o.baseAddress), count)

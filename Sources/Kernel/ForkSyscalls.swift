@@ -1,53 +1,131 @@
 import KVMUser
 
-/// New processes: fork (clone without CLONE_VM); waiting for them is
-/// `WaitSyscalls.swift`.
-/// A child gets its own machine (VM and vCPU) with a copy of the parent's
-/// memory; one vCPU runs at a time, and threads of every process are
-/// scheduled together at syscalls, so the trace is still the schedule.
+/// New processes: fork, vfork and clone without CLONE_THREAD; waiting for
+/// them is `WaitSyscalls.swift`.
+///
+/// A forked child gets its own machine (VM and vCPU) with a copy of the
+/// parent's memory. A CLONE_VM child (vfork, posix_spawn's
+/// clone(CLONE_VM|CLONE_VFORK)) shares the parent's `MemoryContext`: the
+/// same machine, memory and mappings, its registers swapped in and out
+/// like another thread's. With CLONE_VFORK the calling thread parks until
+/// the child execs or ends (Linux's vfork_done). One vCPU runs at a time,
+/// and threads of every process are scheduled together at syscalls, so
+/// the trace is still the schedule.
 extension ProcessSyscalls {
-    static let CLONE_SETTLS: UInt64 = 0x80000, CLONE_PARENT_SETTID: UInt64 = 0x100000
-    static let CLONE_CHILD_CLEARTID: UInt64 = 0x200000, CLONE_CHILD_SETTID: UInt64 = 0x1000000
+    static let CSIGNAL: UInt64 = 0xff
+    static let CLONE_VM: UInt64 = 0x100, CLONE_FS: UInt64 = 0x200, CLONE_FILES: UInt64 = 0x400
+    static let CLONE_SIGHAND: UInt64 = 0x800, CLONE_PIDFD: UInt64 = 0x1000, CLONE_PTRACE: UInt64 = 0x2000
+    static let CLONE_VFORK: UInt64 = 0x4000, CLONE_PARENT: UInt64 = 0x8000, CLONE_THREAD: UInt64 = 0x10000
+    static let CLONE_SYSVSEM: UInt64 = 0x40000, CLONE_SETTLS: UInt64 = 0x80000, CLONE_PARENT_SETTID: UInt64 = 0x100000
+    static let CLONE_CHILD_CLEARTID: UInt64 = 0x200000, CLONE_DETACHED: UInt64 = 0x400000
+    static let CLONE_UNTRACED: UInt64 = 0x800000, CLONE_CHILD_SETTID: UInt64 = 0x1000000, CLONE_IO: UInt64 = 0x8000_0000
+    static let CLONE_CLEAR_SIGHAND: UInt64 = 0x1_0000_0000, CLONE_INTO_CGROUP: UInt64 = 0x2_0000_0000
 
-    static func fork(_ c: SyscallCall, flags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> Int64 {
+    /// Flags with nothing for detrec to do: tracing (nobody traces a
+    /// recorded process), legacy bits Linux ignores, SysV undo lists
+    /// (semop is not offered) and I/O contexts (scheduling only).
+    static let inertFlags = CLONE_PTRACE | CLONE_UNTRACED | CLONE_DETACHED | CLONE_SYSVSEM | CLONE_IO
+
+    /// Flags detrec refuses for a new process, each with its name.
+    static let refused: [(flag: UInt64, name: String)] = [
+        (CLONE_FS, "CLONE_FS (a working directory shared between processes)"),
+        (CLONE_FILES, "CLONE_FILES (a descriptor table shared between processes)"),
+        (CLONE_SIGHAND, "CLONE_SIGHAND without CLONE_THREAD (signal handlers shared between processes)"),
+        (CLONE_PIDFD, "CLONE_PIDFD (detrec hands out no pidfds)"),
+        (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP (cgroups are the host's)"),
+        (0x20000, "CLONE_NEWNS"), (0x2000000, "CLONE_NEWCGROUP"), (0x4000000, "CLONE_NEWUTS"),
+        (0x8000000, "CLONE_NEWIPC"), (0x10000000, "CLONE_NEWUSER"), (0x20000000, "CLONE_NEWPID"),
+        (0x40000000, "CLONE_NEWNET"),
+    ]
+
+    /// A new process. `exitSignal` is what the parent gets when it ends
+    /// (clone's CSIGNAL byte, clone3's exit_signal).
+    static func newProcess(_ c: SyscallCall, flags: UInt64, exitSignal: Int32, stack: UInt64,
+                           parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> SyscallOutcome {
         let parent = c.process
+        if let unsupported = refused.first(where: { flags & $0.flag != 0 }) {
+            parent.report("clone with \(unsupported.name) is not supported; returning EINVAL", key: 0x6_0000_0000 | unsupported.flag,
+                          rip: c.rip)
+            throw Errno.inval
+        }
+        guard flags & CLONE_PARENT == 0 || parent.parent != nil else {
+            parent.report("clone with CLONE_PARENT from the first process (its parent is outside the recording) is not supported; returning EINVAL",
+                          key: 0x6_0000_0000 | CLONE_PARENT, rip: c.rip)
+            throw Errno.inval
+        }
+        guard exitSignal >= 0, exitSignal <= 64 else { throw Errno.inval }
         let pm = parent.machine
-        let machine = try UserMachine(device: pm.device, cpuid: pm.cpuid)
-        let child = Process(machine: machine, executablePath: parent.executablePath)
-        child.family = parent.family
-        child.parent = parent
-        child.pid = parent.family.allocateID()
-        child.uid = parent.uid
-        child.credentials = parent.credentials
-        child.space = parent.space
+        let thread = GuestThread(tid: parent.family.allocateID())
+        let mm: MemoryContext
+        if flags & CLONE_VM != 0 {
+            mm = parent.mm
+        } else {
+            let machine = try UserMachine(device: pm.device, cpuid: pm.cpuid)
+            mm = MemoryContext(machine: machine, space: parent.space, loaded: nil)
+            // The child's MAP_SHARED ranges show the same objects as the parent's.
+            mm.sharedViews = parent.mm.sharedViews
+        }
+        let child = Process(sharing: mm, thread: thread, from: parent)
+        child.pid = thread.tid
+        child.exitSignal = exitSignal
+        child.parent = flags & CLONE_PARENT != 0 ? parent.parent : parent
         child.files = parent.files
         child.signals = parent.signals
         child.signals.shared = PendingSignals()
-        child.auxv = parent.auxv
-        child.argv = parent.argv
-        child.commandName = parent.commandName
-        child.envp = parent.envp
-        try copyMemory(from: parent, to: child)
-        for (site, kind) in parent.patchedSites where parent.memory.patches[site] != nil {
-            if (try? child.memory.insertPatch(site)) != nil { child.patchedSites[site] = kind }
+        if flags & CLONE_CLEAR_SIGHAND != 0 {
+            // Handlers go back to the default; ignored signals stay ignored.
+            for (signal, action) in child.signals.actions where SignalAction(action).handler > SignalAction.SIG_IGN {
+                child.signals.actions[signal] = nil
+            }
         }
-        let thread = GuestThread(tid: child.pid)
-        child.threads = [thread]
-        child.current = thread
+        if flags & (CLONE_VM | CLONE_VFORK) == CLONE_VM {
+            // A child running beside its parent on the same memory must not
+            // share its alternate signal stack (copy_process clears it).
+            child.signals.altStack = SignalState().altStack
+        }
+        if flags & CLONE_VM == 0 {
+            try copyMemory(from: parent, to: child)
+            for (site, kind) in parent.patchedSites where parent.memory.patches[site] != nil {
+                if (try? child.memory.insertPatch(site)) != nil { child.patchedSites[site] = kind }
+            }
+        }
         var regs = pm.registers
         regs.rax = 0
         if stack != 0 { regs.rsp = stack }
-        machine.registers = regs
-        machine.fsBase = flags & CLONE_SETTLS != 0 ? tls : pm.fsBase
-        machine.gsBase = pm.gsBase
-        try machine.setExtendedState(try pm.extendedState())
+        thread.registers = regs
+        thread.fsBase = flags & CLONE_SETTLS != 0 ? tls : pm.fsBase
+        thread.gsBase = pm.gsBase
+        thread.extendedState = try pm.extendedState()
+        thread.signalMask = parent.signals.mask
+        thread.altStack = child.signals.altStack
         if flags & CLONE_CHILD_CLEARTID != 0 { thread.clearChildTID = childTID }
         if flags & CLONE_CHILD_SETTID != 0 {
             try? child.memory.writeValue(childTID, UInt32(bitPattern: child.pid))
         }
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.pid)) }
         parent.family.processes.append(child)
-        return Int64(child.pid)
+        guard flags & CLONE_VFORK != 0 else { return .result(Int64(child.pid)) }
+        let caller = parent.current
+        child.vforkParent = caller
+        caller.vforkChild = child
+        return vforkWait(child)
+    }
+
+    /// The vfork parent parks until its child lets go of the memory. No
+    /// signal cuts the wait short (Linux's is killable only); the call
+    /// then runs again and `vforkCompleted` returns the child's pid.
+    static func vforkWait(_ child: Process) -> SyscallOutcome {
+        .park(.killable { child.vforkParent == nil })
+    }
+
+    /// A clone, vfork or clone3 that runs again after its CLONE_VFORK
+    /// wait: the child's pid, without reading the arguments again (the
+    /// child may have written over them).
+    static func vforkCompleted(_ c: SyscallCall) -> SyscallOutcome? {
+        guard let child = c.process.current.vforkChild else { return nil }
+        guard child.vforkParent == nil else { return vforkWait(child) }
+        c.process.current.vforkChild = nil
+        return .result(Int64(child.pid))
     }
 
     /// Copies every mapped page (skipping pages that read as zero, which a
@@ -68,5 +146,13 @@ extension ProcessSyscalls {
             }
             child.protectPages(m.start, m.end)
         }
+    }
+}
+
+extension Process {
+    /// The process's memory is its own again, or it has ended: a vfork
+    /// parent waiting for it runs on (Linux's mm_release).
+    func releaseVforkParent() {
+        vforkParent = nil
     }
 }

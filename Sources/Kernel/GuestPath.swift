@@ -25,11 +25,16 @@ public enum PathTarget: Equatable {
 }
 
 public enum GuestPath {
-    /// The guest's working directory, absolute (the host's: detrec runs in
-    /// the guest's directory).
+    /// The process's working directory, absolute: where its directory
+    /// descriptor leads now (it may have been renamed), else the path its
+    /// chdir calls named.
     static func currentDirectory(_ process: Process) -> String {
-        var buf = [CChar](repeating: 0, count: 4097)
-        return getcwd(&buf, buf.count) != nil ? String(cString: buf) : "/"
+        let cwd = process.cwd
+        if let fd = cwd.file.hostFD, let target = hostReadlink("/proc/self/fd/\(fd)"), target.hasPrefix("/"),
+           !target.hasSuffix(" (deleted)") {
+            return target
+        }
+        return cwd.path
     }
 
     /// The absolute path a guest directory descriptor stands for; nil when

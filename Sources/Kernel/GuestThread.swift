@@ -1,24 +1,26 @@
 import Glibc
 import KVMUser
 
-/// A syscall a thread is parked in (a futex wait): it completes when the
-/// scheduler resumes the thread.
+/// A syscall a thread is parked in: it resumes when its condition holds
+/// (`WaitCondition`), or when a signal interrupts it.
 public struct BlockedSyscall {
     public var entry: SyscallEntry
-    /// The futex word waited on, and the FUTEX_WAIT_BITSET mask.
-    public var futex: UInt64
-    public var bitset: UInt32
-    /// When the wait times out, in host CLOCK_MONOTONIC seconds (recording only).
-    public var deadline: Double?
-    /// Set when another thread woke it: what the syscall returns.
+    public var condition: WaitCondition
+    /// Set when another thread woke it (a futex) or its deadline passed:
+    /// what the syscall returns.
     public var result: Int64?
-    /// A wait for a host descriptor to become ready (recording): the
-    /// syscall runs again from the start once it is.
-    public var hostFD: Int32?
-    public var events: Int16 = 0
-    /// A wait that ends when this says so (wait4: a child ended, stopped
-    /// or continued); the syscall runs again then.
-    public var wakeWhen: (() -> Bool)?
+
+    /// The futex word and bitset, for a futex wait.
+    var futex: (address: UInt64, bitset: UInt32)? {
+        if case .futex(let address, let bitset, _) = condition { return (address, bitset) }
+        return nil
+    }
+
+    /// The host descriptors it waits for, for a host wait.
+    var hostWait: HostReadiness? {
+        if case .host(let h) = condition { return h }
+        return nil
+    }
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -36,6 +38,9 @@ public final class GuestThread {
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var blocked: BlockedSyscall?
+    /// The child of a CLONE_VFORK this thread waits for, until its call
+    /// returns (`ProcessSyscalls.vforkCompleted`).
+    var vforkChild: Process?
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -55,18 +60,21 @@ public final class GuestThread {
 
     public init(tid: Int32) { self.tid = tid }
 
-    /// Can run now: not parked, or parked and already woken, or waiting
-    /// for a host descriptor that is ready.
+    /// Can run now: not parked, or parked and already woken, or its
+    /// condition holds.
     var isRunnable: Bool {
         guard let b = blocked else { return true }
         if b.result != nil { return true }
-        if let fd = b.hostFD { return GuestThread.ready(fd, b.events, timeout: 0) }
-        if let wakeWhen = b.wakeWhen { return wakeWhen() }
-        if signalWait != 0, let p = signalWaitProcess {
+        switch b.condition {
+        case .futex: return false
+        case .host(let h): return h.isReady()
+        case .guest(let ready), .killable(let ready): return ready()
+        case .signals:
+            guard signalWait != 0, let p = signalWaitProcess else { return false }
             if p.pendingSignals(of: self) & signalWait != 0 { return true }
             if let d = wakeDeadline, d <= Scheduler.monotonicNow() { return true }
+            return false
         }
-        return false
     }
 
     /// When a parked thread is due to run again without being woken: its
@@ -74,8 +82,9 @@ public final class GuestThread {
     /// its signals (recording only).
     var wakeDeadline: Double? {
         guard let b = blocked else { return nil }
-        guard signalWait != 0, let p = signalWaitProcess else { return b.deadline }
-        return [b.deadline, p.earliestTimerDeadline(signals: signalWait)].compactMap { $0 }.min()
+        let own = b.condition.deadline.map(\.doubleSeconds)
+        guard signalWait != 0, let p = signalWaitProcess else { return own }
+        return [own, p.earliestTimerDeadline(signals: signalWait)].compactMap { $0 }.min()
     }
 
     static func ready(_ fd: Int32, _ events: Int16, timeout: Int32) -> Bool {
@@ -84,52 +93,32 @@ public final class GuestThread {
     }
 }
 
-/// Thrown by a handler whose syscall must wait for another thread.
-public struct MustBlock: Error {
-    public var futex: UInt64
-    public var bitset: UInt32
-    public var deadline: Double?
-    public var hostFD: Int32?
-    public var events: Int16 = 0
-
-    public init(futex: UInt64, bitset: UInt32, deadline: Double?) {
-        self.futex = futex; self.bitset = bitset; self.deadline = deadline
-    }
-
-    public var wakeWhen: (() -> Bool)?
-
-    /// Wait until a host descriptor is ready, then run the syscall again.
-    public init(hostFD: Int32?, events: Int16) {
-        futex = 0; bitset = 0; deadline = nil
-        self.hostFD = hostFD; self.events = events
-    }
-
-    /// Wait until `ready` says so, then run the syscall again.
-    public init(until ready: @escaping () -> Bool) {
-        futex = 0; bitset = 0; deadline = nil
-        wakeWhen = ready
-    }
-}
-
 extension Process {
     public func thread(_ tid: Int32) -> GuestThread? { threads.first { $0.tid == tid } }
 
-    /// Puts `thread` on the vCPU, saving the state of the one there.
+    /// Puts `thread` on the vCPU, saving the state of the one there. The
+    /// vCPU may hold a thread of another process that shares this memory
+    /// (vfork, CLONE_VM): its registers are saved into that thread all the same.
     public func switchTo(_ thread: GuestThread) throws {
+        if mm.loaded !== thread {
+            if let holder = mm.loaded {
+                holder.registers = machine.registers
+                holder.fsBase = machine.fsBase
+                holder.gsBase = machine.gsBase
+                holder.extendedState = try machine.extendedState()
+            }
+            machine.registers = thread.registers
+            machine.fsBase = thread.fsBase
+            machine.gsBase = thread.gsBase
+            if let state = thread.extendedState { try machine.setExtendedState(state) }
+            thread.extendedState = nil
+            mm.loaded = thread
+        }
         guard thread !== current else { return }
         if threads.contains(where: { $0 === current }) {
-            current.registers = machine.registers
-            current.fsBase = machine.fsBase
-            current.gsBase = machine.gsBase
-            current.extendedState = try machine.extendedState()
             current.signalMask = signals.mask
             current.altStack = signals.altStack
         }
-        machine.registers = thread.registers
-        machine.fsBase = thread.fsBase
-        machine.gsBase = thread.gsBase
-        if let state = thread.extendedState { try machine.setExtendedState(state) }
-        thread.extendedState = nil
         signals.mask = thread.signalMask
         signals.altStack = thread.altStack
         current = thread
@@ -139,7 +128,7 @@ extension Process {
     public func wake(_ futex: UInt64, count: Int, bitset: UInt32 = 0xffff_ffff) -> Int {
         var woken = 0
         for t in futexOrder where woken < count {
-            guard var b = t.blocked, b.result == nil, b.futex == futex, b.bitset & bitset != 0 else { continue }
+            guard var b = t.blocked, b.result == nil, let f = b.futex, f.address == futex, f.bitset & bitset != 0 else { continue }
             b.result = 0
             t.blocked = b
             woken += 1
@@ -152,8 +141,8 @@ extension Process {
     public func requeue(from: UInt64, to: UInt64, count: Int) -> Int {
         var moved = 0
         for t in futexOrder where moved < count {
-            guard var b = t.blocked, b.result == nil, b.futex == from else { continue }
-            b.futex = to
+            guard var b = t.blocked, b.result == nil, case .futex(from, let bitset, let deadline) = b.condition else { continue }
+            b.condition = .futex(address: to, bitset: bitset, deadline: deadline)
             t.blocked = b
             moved += 1
         }

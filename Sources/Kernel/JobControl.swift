@@ -50,14 +50,18 @@ public enum JobControl {
         notifyParent(p, code: CLD_STOPPED, status: signal)
     }
 
-    /// The SIGCHLD a parent gets when its child stops, continues or ends.
+    /// The SIGCHLD a parent gets when its child stops, continues or ends
+    /// (the child's exit signal for its end, which clone may have chosen:
+    /// none when it is 0).
     public static func notifyParent(_ p: Process, code: Int32, status: Int32) {
         guard let parent = p.parent else { return }
         if code == CLD_STOPPED || code == CLD_CONTINUED,
            parent.signals.action(SIGCHLD).flags & SA_NOCLDSTOP != 0 { return }
-        var info = SignalDelivery.siginfo(signal: SIGCHLD, code: code, pid: p.pid, uid: p.uid)
+        let signal = code == CLD_EXITED || code == CLD_KILLED ? p.exitSignal : SIGCHLD
+        guard signal != 0 else { return }
+        var info = SignalDelivery.siginfo(signal: signal, code: code, pid: p.pid, uid: p.uid)
         for (i, b) in Bytes.i32(status).enumerated() { info[24 + i] = b }   // si_status
-        SignalDelivery.generate(parent, signal: SIGCHLD, info: info)
+        SignalDelivery.generate(parent, signal: signal, info: info)
     }
 
     private static func discard(_ p: Process, _ mask: UInt64) {

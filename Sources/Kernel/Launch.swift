@@ -59,8 +59,11 @@ public enum Launch {
 
     public static func process(machine: UserMachine, executable: [UInt8], interpreter: (path: String, bytes: [UInt8])?,
                                info: StartupInfo,
-                               stdio: [Int32], recording: Bool) throws(ProgramLoader.Failure) -> Process {
-        let process = Process(machine: machine, executablePath: info.exePath)
+                               stdio: [Int32], recording: Bool, cwd: String? = nil,
+                               inherited: InheritedState = InheritedState()) throws(ProgramLoader.Failure) -> Process {
+        // The working directory is detrec's as it starts (replay: the recording's, from the trace header).
+        let process = Process(machine: machine, executablePath: info.exePath,
+                              cwd: WorkingDirectory.initial(recording: recording, path: cwd), inherited: inherited)
         for fd in stdio where fd >= 0 && fd < process.files.limit {
             // While recording, each guest descriptor owns a duplicate, so the
             // guest closing its stdout never closes detrec's.

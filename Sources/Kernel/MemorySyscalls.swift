@@ -1,3 +1,4 @@
+import Glibc
 import KVMUser
 
 /// The address space calls. They only change the guest (page tables and
@@ -11,6 +12,7 @@ enum MemorySyscalls {
         t.add(SYS.mprotect, mprotect)
         t.add(SYS.mremap, mremap)
         t.add(SYS.madvise, madvise)
+        t.add(SYS.msync, .emulated, note: "writes shared file pages back", msync)
     }
 
     static func protection(_ prot: Int32) throws(Errno) -> PageProtection {
@@ -68,11 +70,10 @@ enum MemorySyscalls {
         var file: OpenFile?
         if !anonymous {
             file = try c.file(4)
-            if kind != MAP_PRIVATE && prot.contains(.write) {
-                c.process.report("mmap of a file with MAP_SHARED and PROT_WRITE is not supported yet; returning ENODEV", key: 0x2_0000_0001, rip: c.rip)
-                throw Errno.nodev
-            }
         }
+        // Writable shared file mappings and shared anonymous memory stay
+        // coherent between processes and with the file (`SharedMemory`).
+        let sharedView = kind != MAP_PRIVATE && (anonymous || prot.contains(.write))
         let p = c.process
         let start: UInt64
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
@@ -88,9 +89,20 @@ enum MemorySyscalls {
         var mapping = Mapping(start: start, end: start + length, protection: prot, shared: kind != MAP_PRIVATE,
                               name: file?.path ?? "", fileOffset: anonymous ? 0 : offset)
         try p.map(mapping)
-        guard let file else { return Int64(start) }
+        guard let file else {
+            if sharedView {
+                p.mm.sharedViews.append(SharedView(start: start, end: start + length, object: SharedMemory.object(for: nil, process: p), offset: 0))
+            }
+            return Int64(start)
+        }
         let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
+            if sharedView {
+                // As Linux: the file must be open for reading and writing, and not sealed against writes.
+                guard Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR else { throw .acces }
+                let seals = Glibc.fcntl(fd, 1034)   // F_GET_SEALS
+                if seals > 0 && seals & (8 | 16) != 0 { throw .perm }   // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
+            }
             try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
             return Int64(start)
         }
@@ -108,6 +120,18 @@ enum MemorySyscalls {
             p.protectPages(start, start + length)
         }
         if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: start + length) }
+        if sharedView {
+            let object = SharedMemory.object(for: file, process: p)
+            if p.mm.sharedViews.contains(where: { $0.object === object && $0.offset < offset + length && offset < $0.offset + ($0.end - $0.start) }) {
+                // Two ranges of one memory showing the same pages would need
+                // one frame behind both; each is its own copy until the next
+                // process switch.
+                p.report("mmap of a range of \(file.path) this process already maps MAP_SHARED: writes through one are not seen through the other at once",
+                         key: 0x2_0000_0003, rip: c.rip)
+            }
+            p.mm.sharedViews.append(SharedView(start: start, end: start + length, object: object, offset: offset))
+            SharedMemory.push(p.mm, from: start, to: start + length)
+        }
         return r
     }
 
@@ -165,6 +189,10 @@ enum MemorySyscalls {
         // The old range must lie within one mapping, as Linux requires.
         guard old < GuestMemory.userLimit, oldSize <= GuestMemory.userLimit - old,
               let m = p.space.mapping(containing: old), old + oldSize <= m.end else { throw Errno.fault }
+        if p.mm.sharedViews.contains(where: { $0.start < old + oldSize && old < $0.end }) {
+            p.report("mremap of a MAP_SHARED mapping is not supported yet; returning EINVAL", key: 0x2_0000_0002, rip: c.rip)
+            throw Errno.inval
+        }
         if flags & FIXED == 0 && newSize <= oldSize {
             p.unmap(old + newSize, old + oldSize)
             return Int64(old)
@@ -200,6 +228,19 @@ enum MemorySyscalls {
         extra.start = start
         extra.end = end
         try p.map(extra)
+    }
+
+    /// msync: the range must be mapped; pages of shared file mappings reach
+    /// their files in the host call (`SyscallCall.hostOutcome`).
+    static func msync(_ c: SyscallCall) throws -> Int64 {
+        let start = c.arg(0), flags = c.int(2)
+        let MS_ASYNC: Int32 = 1, MS_INVALIDATE: Int32 = 2, MS_SYNC: Int32 = 4
+        guard start & 4095 == 0, flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) == 0,
+              flags & (MS_ASYNC | MS_SYNC) != (MS_ASYNC | MS_SYNC),
+              let length = AddressSpace.pageUp(c.arg(1)), start < GuestMemory.userLimit,
+              length <= GuestMemory.userLimit - start else { throw Errno.inval }
+        guard length == 0 || c.process.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
+        return try c.host { _ in 0 }
     }
 
     /// madvise as mm/madvise.c does it: the advice applies to the mapped

@@ -4,7 +4,7 @@ import Glibc
 /// How one argument of a syscall that detrec performs on the host as it is
 /// is carried across: guest descriptors become host descriptors, guest
 /// pointers become host buffers copied in or out.
-public enum PassArg {
+public enum PassArg: Equatable {
     /// A plain number, passed unchanged.
     case value
     /// A guest file descriptor.
@@ -15,6 +15,8 @@ public enum PassArg {
     case path
     /// A path or NULL.
     case pathOrNull
+    /// A NUL-terminated string the kernel does not resolve (a symlink's target).
+    case string
     /// A struct of this size the kernel fills in on success.
     case out(Int)
     /// The same, or NULL.
@@ -39,8 +41,15 @@ let maxTransfer = 64 << 20
 
 /// A handler that performs the syscall on the host with its arguments
 /// carried across as `spec` says, and copies its outputs back into the guest.
-public func passthrough(_ spec: PassArg...) -> SyscallHandler {
-    return { c in try performPassthrough(c, spec) }
+public func passthrough(_ spec: PassArg...) -> Passthrough {
+    Passthrough(spec: spec)
+}
+
+/// What `passthrough` makes: `SyscallTable.add` registers it as performed
+/// on the host.
+public struct Passthrough {
+    public let spec: [PassArg]
+    public var handler: SyscallHandler { { [spec] c in try performPassthrough(c, spec) } }
 }
 
 /// One argument of a passthrough call, decoded.
@@ -66,12 +75,13 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             carried.append(.file(try c.file(i)))
         case .dirfd:
             carried.append(.file(try c.directory(i)))
-        case .path:
+        case .path, .pathOrNull:
+            if c.arg(i) == 0, case .pathOrNull = kind { carried.append(.value(0)); continue }
+            // The guest's path as it gave it: GuestPathGate sees it so, and
+            // it is made relative to the process's own directory after.
             carried.append(.buffer(try c.cString(i, limit: SyscallCall.pathMax) + [0], guest: c.arg(i), copyOut: .none))
-        case .pathOrNull:
-            if c.arg(i) == 0 { carried.append(.value(0)) } else {
-                carried.append(.buffer(try c.cString(i, limit: SyscallCall.pathMax) + [0], guest: c.arg(i), copyOut: .none))
-            }
+        case .string:
+            carried.append(.buffer(try c.cString(i, limit: SyscallCall.pathMax) + [0], guest: c.arg(i), copyOut: .none))
         case .out(let n), .outOrNull(let n):
             if c.arg(i) == 0, case .outOrNull = kind { carried.append(.value(0)); continue }
             try c.checkWritable(c.arg(i), count: n)
@@ -104,19 +114,29 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
     let number = c.number
     let args = c.args
     let rip = c.rip
+    let cwd = process.cwd
+    let cwdFD = cwd.hostFD
+    let umask = process.umask
     return try c.host { (effects: inout HostEffects) throws(Errno) -> Int64 in
         var buffers = carried
         if let memory = ProcMemoryCalls.intercept(number, buffers: carried, args: args, effects: &effects, process: process) {
             return memory
         }
         try GuestPathGate.apply(number, spec: spec, carried: &buffers, args: args, process: process, rip: rip)
+        // Relative to the process's working directory, not detrec's: a path
+        // after a directory argument is the *at call's (AT_FDCWD becomes the
+        // working directory below); any other goes through it.
+        for (i, kind) in spec.enumerated() where kind == .path || kind == .pathOrNull {
+            guard i == 0 || spec[i - 1] != .dirfd, case .buffer(let bytes, let guest, let copyOut) = buffers[i] else { continue }
+            buffers[i] = .buffer(cwd.hostPath(Array(bytes.dropLast())) + [0], guest: guest, copyOut: copyOut)
+        }
         var raw = [Int](repeating: 0, count: 6)
         var bufferIndex: [Int] = []
         for (i, item) in buffers.enumerated() {
             switch item {
             case .value(let v): raw[i] = Int(bitPattern: UInt(v))
             case .file(let f):
-                if let f { guard let fd = f.hostFD else { throw .badf }; raw[i] = Int(fd) } else { raw[i] = -100 }
+                if let f { guard let fd = f.hostFD else { throw .badf }; raw[i] = Int(fd) } else { raw[i] = Int(cwdFD) }
             case .buffer: bufferIndex.append(i)
             }
         }
@@ -132,8 +152,10 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             default: break
             }
         }
-        let r = HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
-            chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
+        let r = FileCreationMask.applying(FileCreationMask.creating.contains(number) ? umask : nil) {
+            HostCall.withBuffers(&buffers, bufferIndex, raw) { raw in
+                chost_syscall(Int(number), raw[0], raw[1], raw[2], raw[3], raw[4], raw[5])
+            }
         }
         guard r >= 0 || r == -Int(EINTR) else { return Int64(r) }
         for i in bufferIndex {

@@ -33,9 +33,14 @@ public enum PatchedInstruction: Sendable, Equatable {
 public enum PatchedInstructions {
     /// Scans [start, end) of guest code and patches every rdtsc/rdtscp/cpuid.
     public static func patch(_ process: Process, from start: UInt64, to end: UInt64) {
+        patch(process.mm, from: start, to: end)
+    }
+
+    static func patch(_ mm: MemoryContext, from start: UInt64, to end: UInt64) {
+        let memory = mm.machine.memory
         guard end > start, end - start < 1 << 30 else { return }
         let size = Int(end - start)
-        guard let code = try? process.memory.read(start, count: size, access: .kernel) else { return }
+        guard let code = try? memory.read(start, count: size, access: .kernel) else { return }
         let max = 4096
         var offsets = [UInt32](repeating: 0, count: max)
         var kinds = [UInt8](repeating: 0, count: max)
@@ -49,9 +54,9 @@ public enum PatchedInstructions {
         guard found > 0 else { return }
         for i in 0..<Int(found) {
             let site = start + UInt64(offsets[i])
-            guard let kind = PatchedInstruction(kind: kinds[i]), process.patchedSites[site] == nil else { continue }
-            if (try? process.memory.insertPatch(site)) != nil {
-                process.patchedSites[site] = kind
+            guard let kind = PatchedInstruction(kind: kinds[i]), mm.patchedSites[site] == nil else { continue }
+            if (try? memory.insertPatch(site)) != nil {
+                mm.patchedSites[site] = kind
             }
         }
     }
@@ -60,9 +65,13 @@ public enum PatchedInstructions {
     /// there, and an int3 left over a byte it replaced would be taken for
     /// an instruction that is gone.
     public static func unpatch(_ process: Process, from start: UInt64, to end: UInt64) {
-        for (site, _) in process.patchedSites where site >= start && site < end {
-            process.memory.removePatch(site)
-            process.patchedSites[site] = nil
+        unpatch(process.mm, from: start, to: end)
+    }
+
+    static func unpatch(_ mm: MemoryContext, from start: UInt64, to end: UInt64) {
+        for (site, _) in mm.patchedSites where site >= start && site < end {
+            mm.machine.memory.removePatch(site)
+            mm.patchedSites[site] = nil
         }
     }
 

@@ -147,8 +147,11 @@ extension ProcessRunner {
         return process.family.threads.contains { t in
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
-            return b.result != nil || b.hostFD != nil || b.deadline != nil || b.wakeWhen != nil
-                || process.family.canRun(t)
+            switch b.condition {
+            case .host, .guest: return true
+            case .futex, .signals, .killable:
+                return b.result != nil || b.condition.deadline != nil || process.family.canRun(t)
+            }
         }
     }
 

@@ -1,21 +1,34 @@
 import Glibc
 import KVMUser
 
-/// The emulated Linux process: its machine, mappings, descriptors and the
-/// little per-process state the kernel keeps. One thread for now.
+/// The emulated Linux process: its memory, threads, descriptors and
+/// signals, and the per-process state fork copies (`ProcessAttributes`,
+/// whose fields read as the process's own: `process.uid`).
+@dynamicMemberLookup
 public final class Process {
-    public var machine: UserMachine { didSet { watchWrites() } }
-    public var memory: GuestMemory { machine.memory }
-    public var space: AddressSpace
+    /// What fork copies as it is, in one value, so a new field cannot be
+    /// left behind (`ProcessAttributes.swift`).
+    public var attributes: ProcessAttributes
+
+    public subscript<T>(dynamicMember key: WritableKeyPath<ProcessAttributes, T>) -> T {
+        get { attributes[keyPath: key] }
+        set { attributes[keyPath: key] = newValue }
+    }
+
+    /// The machine, memory and mappings: shared with a vfork or CLONE_VM
+    /// child, replaced by execve (`MemoryContext`).
+    public var mm: MemoryContext
+    public var machine: UserMachine { mm.machine }
+    public var memory: GuestMemory { mm.machine.memory }
+    public var space: AddressSpace {
+        get { mm.space }
+        _modify { yield &mm.space }
+        set { mm.space = newValue }
+    }
     public var files = FileTable()
-    /// The path the program was started with (AT_EXECFN, /proc/self/exe).
-    public var executablePath: String
     /// The process id the guest sees (the recorder's own, from the trace on
     /// replay); its one thread's id equals it.
     public var pid: Int32 = 0
-    public var uid: UInt32 = 0
-    /// uid, euid, gid, egid, as the auxiliary vector gives them.
-    public var credentials: [UInt32] = [0, 0, 0, 0]
     /// The threads, in creation order; `current` is the one on the vCPU.
     public var threads: [GuestThread]
     public var current: GuestThread
@@ -85,36 +98,46 @@ public final class Process {
         return deadlines.min()
     }
 
-    /// Threads parked in futex waits, in the order they started waiting.
-    public var futexOrder: [GuestThread] = []
+    /// Threads parked in futex waits on this process's memory, in the
+    /// order they started waiting (the memory's: CLONE_VM shares it).
+    public var futexOrder: [GuestThread] {
+        get { mm.futexOrder }
+        _modify { yield &mm.futexOrder }
+        set { mm.futexOrder = newValue }
+    }
     /// Every process of the recording (fork makes more), sharing one id space.
     public var family: ProcessFamily!
     public weak var parent: Process?
+    /// prctl(PR_SET_PDEATHSIG): the signal it gets when its parent ends.
+    /// Not inherited: fork leaves the child's at 0.
+    public var parentDeathSignal: Int32 = 0
+    /// Set once it has exec'd: its parent may no longer move it to another
+    /// process group (setpgid's EACCES).
+    public var hasExeced = false
+    /// The signal its parent gets when it ends (SIGCHLD unless clone said
+    /// otherwise; 0 for none).
+    public var exitSignal: Int32 = 17
+    /// The thread that vforked this process, parked until this process
+    /// execs or ends (`releaseVforkParent`).
+    public weak var vforkParent: GuestThread?
     /// Set when the process has ended and waits to be reaped: its wait status.
     public var zombieStatus: Int32?
     /// The signal that stopped the process, while it is stopped (JobControl).
     public var stoppedBy: Int32?
     /// A stop or continue its parent's wait4 has not yet reported.
     public var jobReport: JobControl.Report?
-    /// Set by `detrec record --chaos`: randomized scheduling (recording only).
-    public var chaos: Scheduler.Chaos?
     public var signals = SignalState()
-    /// Resource limits the guest set (prlimit64), by resource number.
-    public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
     /// Syscalls already reported as unimplemented, reported once each.
     public var reportedUnimplemented: Set<UInt64> = []
-    /// The auxiliary vector as built (for /proc/self/auxv), argv and envp.
-    public var auxv: [UInt8] = []
     /// Patched rdtsc/rdtscp/cpuid instructions (PatchedInstructions).
-    public var patchedSites: [UInt64: PatchedInstruction] = [:]
+    public var patchedSites: [UInt64: PatchedInstruction] {
+        get { mm.patchedSites }
+        _modify { yield &mm.patchedSites }
+        set { mm.patchedSites = newValue }
+    }
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?
-    public var argv: [String] = []
-    /// The task's name (/proc/<pid>/comm): the last part of the path it was
-    /// executed by, at most 15 bytes.
-    public var commandName = ""
-    public var envp: [String] = []
 
     /// Linux's layout without address randomization.
     public static let stackTop: UInt64 = Layout.systemBase - 0x1000
@@ -122,23 +145,25 @@ public final class Process {
     public static let mmapBase: UInt64 = stackTop - (128 << 20)
     public static let pieBase: UInt64 = 0x5555_5555_4000
 
-    public init(machine: UserMachine, executablePath: String) {
-        self.machine = machine
-        self.executablePath = executablePath
-        space = AddressSpace(mmapBase: Process.mmapBase)
-        current = GuestThread(tid: 0)
-        threads = [current]
+    public init(machine: UserMachine, executablePath: String,
+                cwd: WorkingDirectory = WorkingDirectory(file: OpenFile(hostFD: nil, path: "/"), path: "/"),
+                inherited: InheritedState = InheritedState()) {
+        let thread = GuestThread(tid: 0)
+        mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: thread)
+        attributes = ProcessAttributes(executablePath: executablePath, cwd: cwd, inherited: inherited)
+        current = thread
+        threads = [thread]
         family = ProcessFamily(root: self)
-        watchWrites()
     }
 
-    /// Syscalls writing into a page of generated code move it back to its
-    /// writable phase first (`WriteXorExecute`).
-    private func watchWrites() {
-        memory.makeWritable = { [weak self] page in
-            guard let self else { return false }
-            return WriteXorExecute.makeWritable(self, page)
-        }
+    /// A process on memory it shares (vfork, CLONE_VM) or has just copied
+    /// (fork), with `thread` as its one thread, not yet on the vCPU.
+    init(sharing mm: MemoryContext, thread: GuestThread, from parent: Process) {
+        self.mm = mm
+        attributes = parent.attributes
+        current = thread
+        threads = [thread]
+        family = parent.family
     }
 
     /// Maps fresh pages and records the mapping (pages beyond a mapped
@@ -149,6 +174,7 @@ public final class Process {
     }
 
     public func unmap(_ start: UInt64, _ end: UInt64) {
+        SharedMemory.unmapped(mm, start, end)
         memory.unmap(start, pages: Int((end - start) / 4096))
         space.remove(start, end)
         // The pages are gone, and with them their patches and phases.
@@ -182,7 +208,16 @@ public final class ProcessFamily {
     public var processes: [Process]
     private var created: Int32 = 0
 
-    init(root: Process) { processes = [root] }
+    /// The files and memory objects MAP_SHARED mappings show, by what
+    /// names them (`SharedMemory`).
+    var sharedObjects: [SharedObject.Key: SharedObject] = [:]
+    /// The process group the recording started in (detrec's own).
+    public let inheritedGroup: Int32
+
+    init(root: Process) {
+        processes = [root]
+        inheritedGroup = root.processGroup
+    }
 
     public var root: Process? { processes.first }
 
@@ -237,7 +272,7 @@ extension Process {
     func canRun(_ thread: GuestThread) -> Bool {
         guard stoppedBy == nil else { return false }
         if thread.isRunnable { return true }
-        guard let b = thread.blocked, b.result == nil, thread.signalWait == 0 else { return false }
+        guard let b = thread.blocked, b.result == nil, b.condition.interruptible, thread.signalWait == 0 else { return false }
         return interruptingSignals(of: thread) != 0
     }
 

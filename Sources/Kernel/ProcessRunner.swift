@@ -76,7 +76,7 @@ public final class ProcessRunner {
                 }
                 let signal = Signals.forException(e, page: process.faultedPage(e))
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
-                   let end = try die(fatal) {
+                   let end = try drive(die(fatal)) {
                     return .exited(end)
                 }
             case .interrupted:
@@ -101,9 +101,9 @@ public final class ProcessRunner {
     func afterPreemption() throws -> Termination? {
         let process = self.process
         try raiseOutsideSignals()
-        if let end = try deliverSignals() { return end }
-        guard process.family.threads.count > 1 else { return nil }
-        return try reschedule(.yielded)
+        let next = try deliverSignals()
+        guard case .resumeGuest = next, process.family.threads.count > 1 else { return try drive(next) }
+        return try drive(.reschedule(.yielded))
     }
 
     /// Makes pending the signals of timers that expired and the host
@@ -143,11 +143,11 @@ public final class ProcessRunner {
     /// The process on the vCPU dies of a signal. A child ends as a zombie
     /// its parent can wait for, and another thread takes the vCPU; the
     /// first process's death ends the recording.
-    private func die(_ f: FatalSignal) throws -> Termination? {
-        guard process !== root else { return try endRecording(f) }
+    private func die(_ f: FatalSignal) throws -> Next {
+        guard process !== root else { return .end(try endRecording(f)) }
         try world.processKilled(f)
         endProcess(process, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
-        return try reschedule(.exited)
+        return .reschedule(.exited)
     }
 
     private func endRecording(_ f: FatalSignal) throws -> Termination {
@@ -159,12 +159,12 @@ public final class ProcessRunner {
     /// user code. A stop signal parks its process (JobControl): another
     /// process runs meanwhile, or, when none is left that could continue
     /// it, the recording itself waits stopped (`waitWhileStopped`).
-    private func deliverSignals() throws -> Termination? {
+    private func deliverSignals() throws -> Next {
         while true {
             if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
-            guard process.stoppedBy != nil else { return nil }
+            guard process.stoppedBy != nil else { return .resumeGuest }
             let others = process.family.processes.contains { $0.zombieStatus == nil && $0.stoppedBy == nil }
-            if others { return try reschedule(.yielded) }
+            if others { return .reschedule(.yielded) }
             try waitWhileStopped()
         }
     }
@@ -200,8 +200,42 @@ public final class ProcessRunner {
         return true
     }
 
+    /// What the run loop does next on the way from a syscall back to
+    /// guest code. Each step returns the next one and `drive` loops over
+    /// them, so a thread that parks and one that resumes never nest calls
+    /// however long the program runs.
+    enum Next {
+        /// Back to the vCPU with the current thread.
+        case resumeGuest
+        /// The recording ends (the first process exited or was killed).
+        case end(Termination)
+        /// Handle the syscall in the current thread's registers (a new one,
+        /// or a parked one running again from the start).
+        case runSyscall
+        /// Complete a syscall with this result.
+        case complete(SyscallEntry, result: Int64, yielded: Bool)
+        /// Let the scheduler (replay: the trace) pick who runs next.
+        case reschedule(Scheduler.Reason)
+    }
+
+    /// Runs steps until one goes back to guest code or ends the run.
+    func drive(_ first: Next) throws -> Termination? {
+        var next = first
+        while true {
+            switch next {
+            case .resumeGuest: return nil
+            case .end(let t): return t
+            case .runSyscall: next = try dispatchSyscall()
+            case .complete(let entry, let result, let yielded): next = try finish(entry, result: result, yielded: yielded)
+            case .reschedule(let reason): next = try switchThreads(reason)
+            }
+        }
+    }
+
     /// Handles the syscall in the registers; a termination when it ended the process.
-    private func handleSyscall() throws -> Termination? {
+    private func handleSyscall() throws -> Termination? { try drive(.runSyscall) }
+
+    private func dispatchSyscall() throws -> Next {
         spuriousFaults = 0
         let machine = process.machine
         let regs = machine.registers
@@ -210,61 +244,74 @@ public final class ProcessRunner {
         let entry = SyscallEntry(number: regs.rax, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
         world.currentThread = thread.tid
         // A host signal that arrived while the guest ran: before this syscall.
-        if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return end }
-        if let end = try world.enterSyscall(entry) { return end }
-        let lastThread = process.threads.count == 1
-        if number == SYS.exit_group || (number == SYS.exit && lastThread) {
-            let status = Int32(truncatingIfNeeded: entry.args[0]) & 0xff
-            guard process !== root else {
-                try world.processExit(status: status)
-                return .exited(status)
-            }
-            // A child process ends: it waits as a zombie for its parent's wait4.
-            try world.exitSyscall(entry, result: 0)
-            endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
-            return try reschedule(.exited)
-        }
-        if number == SYS.exit {
-            try world.exitSyscall(entry, result: 0)
-            try exitThread(thread)
-            return try reschedule(.exited)
-        }
-        let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
-        var result: Int64
-        if let handler = table[number] {
-            do {
-                result = try handler(call)
-            } catch let e as Errno {
-                result = e.result
-            } catch let b as MustBlock {
-                try world.blocked(entry)
-                thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
-                                                hostFD: b.hostFD, events: b.events, wakeWhen: b.wakeWhen)
-                if b.futex != 0 { process.futexOrder.append(thread) }
-                return try reschedule(.blocked)
-            } catch is Yield {
-                result = 0
-            }
-        } else {
+        if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return .end(end) }
+        if let end = try world.enterSyscall(entry) { return .end(end) }
+        let description = table.description(number)
+        guard let handler = description?.handler else {
             let name = SyscallNames.name(number)
             if strict {
                 throw RunStopped("unimplemented syscall \(name) (\(number)) at guest rip 0x\(String(entry.rip, radix: 16)) (--strict)")
             }
             process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
-            result = Errno.nosys.result
+            return .complete(entry, result: Errno.nosys.result, yielded: false)
         }
-        // A host signal cut the host call short: the program dies of it at
-        // this syscall, or the call returns EINTR and the signal follows.
-        if result == Errno.intr.result, let signal = world.takeHostSignal(),
-           let end = try hostSignalArrived(signal, rip: entry.rip) {
-            return end
+        let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
+        let outcome: SyscallOutcome
+        do {
+            outcome = try handler(call)
+        } catch let e as Errno {
+            outcome = .result(e.result)
         }
-        return try finish(entry, result: result, yielded: number == SYS.sched_yield)
+        switch outcome {
+        case .result(let result):
+            // A host signal cut the host call short: the program dies of it at
+            // this syscall, or the call returns EINTR and the signal follows.
+            if result == Errno.intr.result, let signal = world.takeHostSignal(),
+               let end = try hostSignalArrived(signal, rip: entry.rip) {
+                return .end(end)
+            }
+            return .complete(entry, result: result, yielded: false)
+        case .yield:
+            return .complete(entry, result: 0, yielded: true)
+        case .restart:
+            // RIP back on the SYSCALL; RAX gets the number as the result.
+            process.machine.registers.rip &-= 2
+            return .complete(entry, result: Int64(number), yielded: false)
+        case .park(let condition):
+            try world.blocked(entry)
+            thread.blocked = BlockedSyscall(entry: entry, condition: condition)
+            if condition.completesWithResult { process.futexOrder.append(thread) }
+            return .reschedule(.blocked)
+        case .exit(let status, let wholeProcess):
+            return try exit(entry, status: status, wholeProcess: wholeProcess || process.threads.count == 1)
+        }
+    }
+
+    /// exit and exit_group. The first process's exit ends the recording; a
+    /// child process waits as a zombie for its parent's wait4.
+    private func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
+        guard wholeProcess else {
+            try world.exitSyscall(entry, result: 0)
+            try exitThread(process.current)
+            return .reschedule(.exited)
+        }
+        guard process !== root else {
+            // The program's last writes through shared file mappings reach their files.
+            if !world.isReplaying {
+                SharedMemory.push(process.mm)
+                SharedMemory.writeBack(process.family)
+            }
+            try world.processExit(status: status)
+            return .end(.exited(status))
+        }
+        try world.exitSyscall(entry, result: 0)
+        endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
+        return .reschedule(.exited)
     }
 
     /// Completes a syscall: logs it, returns the result, delivers signals,
     /// and lets the scheduler switch threads.
-    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool = false) throws -> Termination? {
+    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool = false) throws -> Next {
         try world.exitSyscall(entry, result: result)
         process.machine.registers.rax = UInt64(bitPattern: result)
         process.current.syscallsInSlice += 1
@@ -275,14 +322,14 @@ public final class ProcessRunner {
         let process = self.process
         let fromHost = try raiseOutsideSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
-        if let end = try deliverSignals() { return end }
-        guard process.family.threads.count > 1 else { return nil }
-        return try reschedule(yielded ? .yielded : .syscallDone)
+        let next = try deliverSignals()
+        guard case .resumeGuest = next, process.family.threads.count > 1 else { return next }
+        return .reschedule(yielded ? .yielded : .syscallDone)
     }
 
     /// Lets the scheduler (or, on replay, the trace) pick the next thread,
     /// and completes the syscall it is parked in, if any.
-    func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
+    private func switchThreads(_ reason: Scheduler.Reason) throws -> Next {
         let running = self.process
         let tid = try world.pickThread { try Scheduler.choose(running, reason: reason) }
         guard let (owner, next) = running.family.find(tid) else {
@@ -292,6 +339,7 @@ public final class ProcessRunner {
         // Each process has its own vCPU: switching processes only changes
         // which one runs; switching threads swaps state on that vCPU.
         process = owner
+        SharedMemory.switchMemory(from: running.mm, to: owner.mm)
         try owner.switchTo(next)
         let process = owner
         world.currentThread = tid
@@ -302,29 +350,21 @@ public final class ProcessRunner {
         // A signal that ends the wait makes the syscall fail with EINTR
         // (restarted after an SA_RESTART handler), and it is delivered. (Stop
         // signals never wait here: they act when sent, JobControl.)
-        let interrupted = b.result == nil && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
-        if b.futex == 0 && !interrupted {
-            // A descriptor wait: the syscall starts over, now that it can proceed.
+        let interrupted = b.result == nil && b.condition.interruptible && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
+        if !b.condition.completesWithResult && !interrupted {
+            // The syscall starts over, now that it can proceed.
             next.blocked = nil
-            var regs = process.machine.registers
-            regs.rax = b.entry.number
-            process.machine.registers = regs
-            return try handleSyscall()
+            process.machine.registers.rax = b.entry.number
+            return .runSyscall
         }
         // Resume the parked syscall with what woke it, EINTR when nothing but
         // a signal did (replay: the recorded result).
-        if let end = try world.enterSyscall(b.entry) { return end }
+        if let end = try world.enterSyscall(b.entry) { return .end(end) }
         next.blocked = nil
         process.futexOrder.removeAll { $0 === next }
         let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
-        return try finish(b.entry, result: result)
+        return .complete(b.entry, result: result, yielded: false)
     }
-
-    /// Syscalls Linux restarts after a handler with SA_RESTART (they fail
-    /// with -ERESTARTSYS inside the kernel); sleeps and poll never restart.
-    static let restartable: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.write, SYS.writev, SYS.recvfrom,
-                                           SYS.recvmsg, SYS.sendto, SYS.sendmsg, SYS.accept, SYS.accept4,
-                                           SYS.wait4, SYS.waitid, SYS.futex, SYS.connect, SYS.ioctl]
 
     /// An interrupted syscall whose signal has an SA_RESTART handler runs
     /// again once the handler returns, as Linux does it: the frame saves
@@ -335,7 +375,7 @@ public final class ProcessRunner {
         let ready = process.pendingSignals() & ~process.signals.mask
         let takenFromHost = fromHost.contains { ready & SignalState.bit($0) != 0 }
         if fromHost.isEmpty || takenFromHost {
-            guard ProcessRunner.restartable.contains(SyscallNumber.dispatched(entry.number)), ready != 0 else { return }
+            guard table.restartRule(SyscallNumber.dispatched(entry.number)) == .withSARestart, ready != 0 else { return }
             let signal = Int32(ready.trailingZeroBitCount + 1)
             let action = process.signals.action(signal)
             guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }
@@ -370,10 +410,20 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        // Robust mutexes in shared memory that its threads held go to the next waiter.
+        for t in p.threads { RobustFutexes.release(t, of: p) }
+        for t in p.threads { p.mm.leave(t) }
         p.threads = []
-        p.futexOrder = []
+        p.releaseVforkParent()
         p.files = FileTable()
-        for other in p.family.processes where other.parent === p { other.parent = nil }
+        for other in p.family.processes where other.parent === p {
+            other.parent = nil
+            // prctl(PR_SET_PDEATHSIG): the orphan hears of it.
+            if other.parentDeathSignal != 0, other.zombieStatus == nil {
+                SignalDelivery.generate(other, signal: other.parentDeathSignal,
+                                        info: SignalDelivery.siginfo(signal: other.parentDeathSignal, code: Signals.SI_USER, pid: p.pid, uid: p.uid))
+            }
+        }
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
     }
@@ -381,11 +431,12 @@ public final class ProcessRunner {
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what
     /// pthread_join waits on), and it leaves the process.
     private func exitThread(_ thread: GuestThread) throws {
+        RobustFutexes.release(thread, of: process)
         if thread.clearChildTID != 0 {
             try? process.memory.writeValue(thread.clearChildTID, UInt32(0))
             _ = process.wake(thread.clearChildTID, count: 1)
         }
         process.threads.removeAll { $0 === thread }
-        process.futexOrder.removeAll { $0 === thread }
+        process.mm.leave(thread)
     }
 }

@@ -10,15 +10,22 @@ enum ProcessSyscalls {
             if let parent = c.process.parent { return Int64(parent.pid) }
             return try c.host { _ in hostSyscall(SYS.getppid) }
         }
-        t.add(SYS.fork) { c in try fork(c, flags: 17, stack: 0, parentTID: 0, childTID: 0, tls: 0) }
-        t.add(SYS.wait4, wait4)
-        t.add(SYS.waitid, waitid)
-        for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
-                  SYS.getpgrp, SYS.setsid] {
+        t.addOutcome(SYS.fork, .emulated, note: "a new machine with a copy of the memory") { c in
+            try newProcess(c, flags: 0, exitSignal: JobControl.SIGCHLD, stack: 0, parentTID: 0, childTID: 0, tls: 0)
+        }
+        t.addOutcome(SYS.vfork, .emulated, note: "the child borrows the memory; the parent waits for its exec or exit") { c in
+            if let pid = vforkCompleted(c) { return pid }
+            return try newProcess(c, flags: CLONE_VM | CLONE_VFORK, exitSignal: JobControl.SIGCHLD, stack: 0,
+                                  parentTID: 0, childTID: 0, tls: 0)
+        }
+        t.addOutcome(SYS.wait4, .emulated, note: "children of the recording only", wait4)
+        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID; no P_PIDFD", waitid)
+        for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid] {
             t.add(n, passthrough())
         }
-        t.add(SYS.getpgid, passthrough(.value))
-        t.add(SYS.getsid, passthrough(.value))
+        ProcessGroups.register(&t)
+        t.add(SYS.getpriority, getpriority)
+        t.add(SYS.setpriority, setpriority)
         t.add(SYS.getresuid, passthrough(.out(4), .out(4), .out(4)))
         t.add(SYS.getresgid, passthrough(.out(4), .out(4), .out(4)))
         t.add(SYS.getgroups, getgroups)
@@ -34,7 +41,7 @@ enum ProcessSyscalls {
         t.add(SYS.sched_getaffinity, passthrough(.value, .value, .outFilled(sizeArg: 1)))
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
-        t.add(SYS.rseq) { _ in throw Errno.nosys }
+        t.add(SYS.rseq, .refused("ENOSYS on purpose: glibc then runs without restartable sequences")) { _ in throw Errno.nosys }
         t.add(SYS.prlimit64) { c in try prlimit(c, pid: c.int(0), resource: c.int(1), new: c.arg(2), old: c.arg(3)) }
         // getrlimit/setrlimit copy the struct unconditionally: NULL is EFAULT
         // (prlimit64 alone treats NULL as "not wanted").
@@ -101,6 +108,12 @@ enum ProcessSyscalls {
 
     static func prlimit(_ c: SyscallCall, pid: Int32, resource: Int32, new: UInt64, old: UInt64) throws -> Int64 {
         guard resource >= 0, resource < 16 else { throw Errno.inval }
+        // Another process of the recording has its own limits; the ones it
+        // has not set are still detrec's (pid 0 on the host).
+        guard let target = try ProcessGroups.target(c, pid) else {
+            return try performPassthrough(c.with(args: [UInt64(bitPattern: Int64(pid)), UInt64(resource), new, old, 0, 0]),
+                                          [.value, .value, .inputOrNull(16), .outOrNull(16)])
+        }
         var replacement: (soft: UInt64, hard: UInt64)?
         if new != 0 {
             let raw = try c.read(new, count: 16)
@@ -110,17 +123,17 @@ enum ProcessSyscalls {
         }
         if old != 0 {
             try c.checkWritable(old, count: 16)
-            if let kept = c.process.limits[resource] {
+            if let kept = target.limits[resource] {
                 try c.write(old, Bytes.u64(kept.soft) + Bytes.u64(kept.hard))
             } else {
-                let r = try performPassthrough(c.with(args: [UInt64(bitPattern: Int64(pid)), UInt64(resource), 0, old, 0, 0]),
+                let r = try performPassthrough(c.with(args: [0, UInt64(resource), 0, old, 0, 0]),
                                                [.value, .value, .value, .out(16)])
                 guard r >= 0 else { return r }
             }
         }
         if let replacement {
-            c.process.limits[resource] = replacement
-            if resource == 7 { c.process.files.limit = Int32(clamping: replacement.soft) }   // RLIMIT_NOFILE
+            target.limits[resource] = replacement
+            if resource == 7 { target.files.limit = Int32(clamping: replacement.soft) }   // RLIMIT_NOFILE
         }
         return 0
     }
@@ -130,5 +143,65 @@ extension SyscallCall {
     /// The same call with other argument values (for calls that delegate).
     func with(args: [UInt64]) -> SyscallCall {
         SyscallCall(number: number == SYS.prlimit64 ? number : SYS.prlimit64, args: args, rip: rip, process: process, world: world)
+    }
+}
+
+/// getpriority and setpriority: the nice value of a process of the
+/// recording is its own (`ProcessAttributes.nice`), so a program that
+/// renices itself leaves detrec alone. PRIO_USER names the host user's
+/// processes, which are the host's business.
+extension ProcessSyscalls {
+    static let PRIO_PROCESS: Int32 = 0, PRIO_PGRP: Int32 = 1, PRIO_USER: Int32 = 2
+
+    /// The processes `which`/`who` name; nil when the host must answer.
+    static func priorityTargets(_ c: SyscallCall) throws(Errno) -> [Process]? {
+        let who = c.int(1)
+        switch c.int(0) {
+        case PRIO_PROCESS:
+            return try ProcessGroups.target(c, who).map { $0.zombieStatus == nil ? [$0] : [] }
+        case PRIO_PGRP:
+            let members = ProcessGroups.members(c.process.family, who == 0 ? c.process.processGroup : who)
+            return members.isEmpty && who != 0 ? nil : members
+        case PRIO_USER:
+            return nil
+        default:
+            throw .inval
+        }
+    }
+
+    /// The raw syscall's answer: 20 - nice of the highest-priority target.
+    static func getpriority(_ c: SyscallCall) throws -> Int64 {
+        guard let targets = try priorityTargets(c) else { return try performPassthrough(c, [.value, .value]) }
+        guard let nice = targets.map(\.nice).min() else { throw Errno.srch }
+        return Int64(20 - nice)
+    }
+
+    static func setpriority(_ c: SyscallCall) throws -> Int64 {
+        guard let targets = try priorityTargets(c) else { return try performPassthrough(c, [.value, .value, .value]) }
+        guard !targets.isEmpty else { throw Errno.srch }
+        let nice = min(max(c.int(2), -20), 19)
+        // Raising priority needs CAP_SYS_NICE or RLIMIT_NICE room, as the host decides.
+        if targets.contains(where: { nice < $0.nice }) {
+            let limit = c.process.limits[13]?.soft
+            let allowed = try c.host { _ in
+                var rl = rlimit()
+                let soft = limit ?? (getrlimit(__rlimit_resource_t(13), &rl) == 0 ? UInt64(rl.rlim_cur) : 0)
+                return 20 - Int64(nice) <= Int64(clamping: soft) || hasCapability(23) ? 0 : Errno.acces.result
+            }
+            guard allowed == 0 else { return allowed }
+        }
+        for p in targets { p.nice = nice }
+        return 0
+    }
+
+    /// Whether detrec holds a capability in its effective set (recording only).
+    static func hasCapability(_ bit: Int) -> Bool {
+        let fd = Glibc.open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { Glibc.close(fd) }
+        guard let bytes = try? HostFile.readAll(fd),
+              let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+              let value = UInt64(line.dropFirst(7).filter { !$0.isWhitespace }, radix: 16) else { return false }
+        return value & (1 << UInt64(bit)) != 0
     }
 }

@@ -231,6 +231,7 @@ public enum ProgramLoader {
         process.pid = info.pid
         process.threads = [GuestThread(tid: info.pid)]
         process.current = process.threads[0]
+        process.mm.loaded = process.current
         process.uid = info.uid
         process.credentials = [info.uid, info.euid, info.gid, info.egid]
         process.argv = info.argv

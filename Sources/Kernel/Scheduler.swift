@@ -41,27 +41,42 @@ public enum Scheduler {
             if eligible(e) { return e.thread.tid }
         }
         // Everyone waits: for a descriptor (the host's poll blocks until one
-        // is ready or the earliest futex timeout), or for a timeout.
-        let fdWaiters = threads.filter { $0.blocked?.hostFD != nil }
+        // is ready or the earliest timeout), or for a timeout.
+        let hostWaiters = threads.compactMap { t in t.blocked?.hostWait.map { (thread: t, wait: $0) } }
         let waiting = threads.filter { $0.wakeDeadline != nil }
-        if !fdWaiters.isEmpty {
-            var set = fdWaiters.map { pollfd(fd: $0.blocked?.hostFD ?? -1, events: $0.blocked?.events ?? 0, revents: 0) }
+        if !hostWaiters.isEmpty {
+            var set = hostWaiters.flatMap(\.wait.descriptors)
             let earliest = waiting.compactMap { $0.wakeDeadline }.min()
             let timeout: Int32 = earliest.map { Int32(clamping: Int(max(0, ($0 - monotonicNow()) * 1000) + 1)) } ?? -1
             if poll(&set, nfds_t(set.count), timeout) > 0, let i = set.firstIndex(where: { $0.revents != 0 }) {
-                return fdWaiters[i].tid
+                // The thread whose descriptors hold index i.
+                var end = 0
+                for w in hostWaiters {
+                    end += w.wait.descriptors.count
+                    if i < end { return w.thread.tid }
+                }
             }
         }
         if let next = waiting.min(by: { ($0.wakeDeadline ?? 0) < ($1.wakeDeadline ?? 0) }),
            let deadline = next.wakeDeadline {
             let now = monotonicNow()
             if deadline > now { TimerSyscalls.nap(deadline - now) }
-            next.blocked?.result = -Int64(ETIMEDOUT)
+            if next.blocked?.condition.completesWithResult == true { next.blocked?.result = -Int64(ETIMEDOUT) }
             return next.tid
         }
-        var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) on futex 0x\(String($0.futex, radix: 16))" } }
+        var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) \(describe($0.condition))" } }
         waits += live.compactMap { p in p.stoppedBy.map { "process \(p.pid) stopped by \(Signals.name($0))" } }
         throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
+    }
+
+    static func describe(_ condition: WaitCondition) -> String {
+        switch condition {
+        case .futex(let address, _, _): return "on futex 0x\(String(address, radix: 16))"
+        case .host(let h): return "on host descriptors \(h.descriptors.map(\.fd))"
+        case .guest: return "for a child"
+        case .killable: return "for a vfork child to exec or exit"
+        case .signals: return "for a signal"
+        }
     }
 
     /// Chaos mode's source of choices (SplitMix64): reproducible from its

@@ -46,9 +46,6 @@ enum SignalSending {
         return raw
     }
 
-    /// Marks the host call's answer for "that group is the recording's own".
-    private static let ownGroup: Int64 = 1
-
     /// kill(2)'s targets: a pid, 0 (own group), -1 (all but the caller), -pgid.
     static func send(_ c: SyscallCall, to pid: Int32, signal: Int32, info: [UInt8]) throws -> Int64 {
         guard signal >= 0, signal <= 64 else { throw Errno.inval }
@@ -57,7 +54,7 @@ enum SignalSending {
         var targets: [Process]
         switch pid {
         case 0:
-            targets = live
+            targets = ProcessGroups.members(family, c.process.processGroup)
         case -1:
             targets = live.filter { $0 !== c.process }
             guard !targets.isEmpty else { throw Errno.srch }
@@ -73,11 +70,14 @@ enum SignalSending {
                 return try c.host { _ in hostSignal { Glibc.kill(pid, signal) } }
             }
         default:
-            let r = try c.host { _ in
-                -pid == getpgrp() ? ownGroup : hostSignal { Glibc.kill(pid, signal) }
+            targets = ProcessGroups.members(family, -pid)
+            if targets.isEmpty {
+                // A group of the recording's that has emptied, or detrec's
+                // own (which the recording's processes have all left), has
+                // nobody to signal; any other is the host's.
+                guard !family.allocated(-pid), -pid != family.inheritedGroup else { throw Errno.srch }
+                return try c.host { _ in hostSignal { Glibc.kill(pid, signal) } }
             }
-            guard r == ownGroup else { return r }
-            targets = live
         }
         guard signal != 0 else { return 0 }
         for p in targets { SignalDelivery.generate(p, signal: signal, info: info) }

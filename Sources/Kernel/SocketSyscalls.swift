@@ -15,14 +15,14 @@ enum SocketSyscalls {
         t.add(SYS.connect, passthrough(.fd, .inputSized(sizeArg: 2), .value))
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
-        t.add(SYS.accept) { c in try accept(c, flags: 0) }
-        t.add(SYS.accept4) { c in try accept(c, flags: c.int(3)) }
+        t.addOutcome(SYS.accept, .host) { c in try accept(c, flags: 0) }
+        t.addOutcome(SYS.accept4, .host) { c in try accept(c, flags: c.int(3)) }
         t.add(SYS.getsockname) { c in try addressOut(c, number: SYS.getsockname) }
         t.add(SYS.getpeername) { c in try addressOut(c, number: SYS.getpeername) }
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
         t.add(SYS.sendto, sendto)
-        t.add(SYS.recvfrom, recvfrom)
+        t.addOutcome(SYS.recvfrom, .host, recvfrom)
     }
 
     static func socket(_ c: SyscallCall) throws -> Int64 {
@@ -67,17 +67,17 @@ enum SocketSyscalls {
         return r
     }
 
-    static func accept(_ c: SyscallCall, flags: Int32) throws -> Int64 {
+    static func accept(_ c: SyscallCall, flags: Int32) throws -> SyscallOutcome {
         let file = try c.file(0)
         guard flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK) == 0 else { throw Errno.inval }
         let capacity = try addressSlot(c, address: 1, length: 2)
-        try c.waitUntilReady(file, events: Int16(POLLIN))
-        return try c.newDescriptor(name: "socket:", closeOnExec: flags & SOCK_CLOEXEC != 0) { effects throws(Errno) -> Int64 in
+        if let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
+        return .result(try c.newDescriptor(name: "socket:", closeOnExec: flags & SOCK_CLOEXEC != 0) { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
             return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
                 hostSyscall(SYS.accept4, Int(h), a, l, Int(flags | SOCK_CLOEXEC))
             }
-        }
+        })
     }
 
     static func addressOut(_ c: SyscallCall, number: UInt64) throws -> Int64 {
@@ -122,15 +122,15 @@ enum SocketSyscalls {
         return r
     }
 
-    static func recvfrom(_ c: SyscallCall) throws -> Int64 {
+    static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         try c.checkWritable(c.arg(1), count: count)
         let capacity = try addressSlot(c, address: 4, length: 5)
         let flags = c.int(3)
-        if flags & MSG_DONTWAIT == 0 { try c.waitUntilReady(file, events: Int16(POLLIN)) }
+        if flags & MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
         let buffer = c.arg(1)
-        return try c.host { effects throws(Errno) -> Int64 in
+        return .result(try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
             var data = [UInt8](repeating: 0, count: count)
             let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
@@ -144,6 +144,6 @@ enum SocketSyscalls {
             // MSG_TRUNC returns a datagram's real length, which may exceed the buffer.
             if n > 0 { try effects.write(buffer, data[0..<min(Int(n), count)]) }
             return n
-        }
+        })
     }
 }

@@ -108,17 +108,28 @@ public struct SyscallCall {
         do { try memory.writeValue(address, value) } catch { throw .fault }
     }
 
-    /// Parks the thread instead of blocking detrec in a host call, when
-    /// other threads could run meanwhile and `file` is not ready for
-    /// `events` (POLLIN 1, POLLOUT 4). Threads then make progress while one
-    /// waits for a socket or pipe, and replay parks it at the same call.
-    public func waitUntilReady(_ file: OpenFile, events: Int16) throws {
-        let others = process.family.threads.contains { $0 !== process.current }
-        guard others else { return }
-        let fd = file.hostFD
-        if world.shouldBlock({ fd.map { !GuestThread.ready($0, events, timeout: 0) } ?? false }) {
-            throw MustBlock(hostFD: fd, events: events)
-        }
+    /// Whether another guest thread (of any process) could take the vCPU
+    /// while this one waits.
+    public var othersCouldRun: Bool { process.family.threads.contains { $0 !== process.current } }
+
+    /// Parks the thread on `condition` instead of blocking detrec in a host
+    /// call, when other threads could run meanwhile and `satisfied` (asked
+    /// only while recording) says the call would wait now; replay parks
+    /// where the recording did. Nil: go on with the call.
+    ///
+    ///     if let parked = c.park(.host(wait), unless: wait.isReady) { return parked }
+    public func park(_ condition: WaitCondition, unless satisfied: () -> Bool) -> SyscallOutcome? {
+        guard othersCouldRun else { return nil }
+        return world.shouldBlock({ !satisfied() }) ? .park(condition) : nil
+    }
+
+    /// Parks until `file` is ready for `events` (POLLIN 1, POLLOUT 4), when
+    /// it is not now and other threads could run. Threads then make
+    /// progress while one waits for a socket or pipe.
+    /// (On replay descriptors have no host side: the trace decides.)
+    public func waitUntilReady(_ file: OpenFile, events: Int16) -> SyscallOutcome? {
+        let wait = HostReadiness(fd: file.hostFD ?? -1, events: events)
+        return park(.host(wait), unless: { file.hostFD == nil || wait.isReady() })
     }
 
     /// A syscall that makes one descriptor from a host call (socket,
@@ -163,13 +174,26 @@ public struct SyscallCall {
     /// return exactly what the syscall returns to the guest: replay hands
     /// the recorded result back in its place.
     public func host(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> Int64 {
-        try world.host(memory: memory, body).result
+        try hostOutcome(body).result
     }
 
     /// `host`, for a handler that also needs to know what was filled from
     /// files (mmap: where the mapped file ends).
+    /// With MAP_SHARED file mappings in the recording, the files are kept
+    /// coherent around the host call (`SharedMemory`).
     public func hostOutcome(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
-        try world.host(memory: memory, body)
+        let family: ProcessFamily = process.family
+        guard !family.sharedObjects.isEmpty else { return try world.host(memory: memory, body) }
+        let mm = process.mm
+        SharedMemory.push(mm)
+        let outcome = try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
+            SharedMemory.writeBack(family)
+            let result = try body(&effects)
+            SharedMemory.refresh(mm, &effects)
+            return result
+        }
+        SharedMemory.push(mm)
+        return outcome
     }
 }
 

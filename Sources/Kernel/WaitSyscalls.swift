@@ -1,7 +1,7 @@
 /// wait4 and waitid: a parent learns that a child of the recording ended,
 /// stopped or continued (JobControl), each reported once (waitid's WNOWAIT
-/// leaves it to be reported again). Every process of the recording shares
-/// one process group, so a group id names all of them.
+/// leaves it to be reported again). Group ids are the emulated ones
+/// (`ProcessGroups`).
 extension ProcessSyscalls {
     /// The wait status of a process that ended: exit code or signal.
     static func waitStatus(exited code: Int32) -> Int32 { (code & 0xff) << 8 }
@@ -16,8 +16,15 @@ extension ProcessSyscalls {
 
     static let WNOHANG: Int32 = 1, WUNTRACED: Int32 = 2, WEXITED: Int32 = 4, WCONTINUED: Int32 = 8
     static let WNOWAIT: Int32 = 0x0100_0000
-    /// __WNOTHREAD, __WALL, __WCLONE: nothing to change for one-thread children.
+    /// __WNOTHREAD, __WALL, __WCLONE.
     static let threadOptions: Int32 = 0x2000_0000 | 0x4000_0000 | Int32(bitPattern: 0x8000_0000)
+    static let WALL: Int32 = 0x4000_0000, WCLONE = Int32(bitPattern: 0x8000_0000)
+
+    /// Linux's eligible_child: without __WALL, a wait sees only the
+    /// children whose exit signal is SIGCHLD, or with __WCLONE only the others.
+    static func eligible(_ child: Process, options: Int32) -> Bool {
+        options & WALL != 0 || (child.exitSignal != JobControl.SIGCHLD) == (options & WCLONE != 0)
+    }
 
     /// What happened to a child that a wait can report.
     struct ChildChange {
@@ -63,28 +70,33 @@ extension ProcessSyscalls {
         }
     }
 
-    static func wait4(_ c: SyscallCall) throws -> Int64 {
+    static func wait4(_ c: SyscallCall) throws -> SyscallOutcome {
         let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
         guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | threadOptions) == 0 else { throw Errno.inval }
         let p = c.process
-        let named: (Process) -> Bool = { target <= 0 || $0.pid == target }
+        guard target != Int32.min else { throw Errno.srch }
+        let group = target == 0 ? p.processGroup : -target
+        let named: (Process) -> Bool = { child in
+            let chosen = target == -1 || (target > 0 ? child.pid == target : child.processGroup == group)
+            return chosen && eligible(child, options: options)
+        }
         guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG != 0 { return 0 }
-            throw MustBlock { ready() != nil }
+            if options & WNOHANG != 0 { return .result(0) }
+            return .park(.guest { ready() != nil })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
         if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
         consume(change, of: p)
-        return Int64(change.child.pid)
+        return .result(Int64(change.child.pid))
     }
 
     static let P_ALL: Int32 = 0, P_PID: Int32 = 1, P_PGID: Int32 = 2
 
-    static func waitid(_ c: SyscallCall) throws -> Int64 {
+    static func waitid(_ c: SyscallCall) throws -> SyscallOutcome {
         let idType = c.int(0), id = c.int(1), infoAddress = c.arg(2), options = c.int(3)
         guard options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | threadOptions) == 0,
               options & (WUNTRACED | WEXITED | WCONTINUED) != 0 else { throw Errno.inval }
@@ -92,21 +104,24 @@ extension ProcessSyscalls {
         switch idType {
         case P_ALL: named = { _ in true }
         case P_PID where id > 0: named = { $0.pid == id }
-        case P_PGID where id >= 0: named = { _ in true }
+        case P_PGID where id >= 0:
+            let group = id == 0 ? c.process.processGroup : id
+            named = { $0.processGroup == group }
         default: throw Errno.inval   // P_PIDFD: detrec hands out no pidfds
         }
         let p = c.process
-        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
+        let matching: (Process) -> Bool = { named($0) && eligible($0, options: options) }
+        guard p.family.processes.contains(where: { $0.parent === p && matching($0) }) else { throw Errno.child }
         if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
         func ready() -> ChildChange? {
-            change(of: p, named: named, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
+            change(of: p, named: matching, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG == 0 { throw MustBlock { ready() != nil } }
+            if options & WNOHANG == 0 { return .park(.guest { ready() != nil }) }
             // Linux zeroes the siginfo when no child is ready.
             if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
-            return 0
+            return .result(0)
         }
         if infoAddress != 0 {
             var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: change.code, pid: change.child.pid, uid: change.child.uid)
@@ -115,6 +130,6 @@ extension ProcessSyscalls {
         }
         if c.arg(4) != 0 { try c.write(c.arg(4), [UInt8](repeating: 0, count: 144)) }
         if options & WNOWAIT == 0 { consume(change, of: p) }
-        return 0
+        return .result(0)
     }
 }

@@ -44,11 +44,11 @@ enum WriteXorExecute {
         let page = e.address & ~4095
         let write = code & 2 != 0, fetch = code & 16 != 0
         if fetch && !p.space.codePages.contains(page) {
-            toCode(p, page, m.protection)
+            toCode(p.mm, page, m.protection)
             return true
         }
         if write && p.space.codePages.contains(page) {
-            toData(p, page, m.protection)
+            toData(p.mm, page, m.protection)
             return true
         }
         return false
@@ -56,23 +56,23 @@ enum WriteXorExecute {
 
     /// A syscall is about to write into `page` with the guest's rights:
     /// a page in its code phase moves back to data first.
-    static func makeWritable(_ p: Process, _ page: UInt64) -> Bool {
-        guard p.space.codePages.contains(page), let m = p.space.mapping(containing: page), applies(m.protection) else {
+    static func makeWritable(_ mm: MemoryContext, _ page: UInt64) -> Bool {
+        guard mm.space.codePages.contains(page), let m = mm.space.mapping(containing: page), applies(m.protection) else {
             return false
         }
-        toData(p, page, m.protection)
+        toData(mm, page, m.protection)
         return true
     }
 
-    private static func toCode(_ p: Process, _ page: UInt64, _ protection: PageProtection) {
-        p.space.codePages.insert(page)
-        p.memory.protect(page, pages: 1, protection: protection.subtracting(.write))
-        PatchedInstructions.patch(p, from: page, to: page + 4096)
+    private static func toCode(_ mm: MemoryContext, _ page: UInt64, _ protection: PageProtection) {
+        mm.space.codePages.insert(page)
+        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.write))
+        PatchedInstructions.patch(mm, from: page, to: page + 4096)
     }
 
-    private static func toData(_ p: Process, _ page: UInt64, _ protection: PageProtection) {
-        p.space.codePages.remove(page)
-        PatchedInstructions.unpatch(p, from: page, to: page + 4096)
-        p.memory.protect(page, pages: 1, protection: protection.subtracting(.execute))
+    private static func toData(_ mm: MemoryContext, _ page: UInt64, _ protection: PageProtection) {
+        mm.space.codePages.remove(page)
+        PatchedInstructions.unpatch(mm, from: page, to: page + 4096)
+        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.execute))
     }
 }

@@ -58,6 +58,7 @@ public struct Recorder {
         let cpuid = try CPUIDTable.forRecording(device: device, model: model)
         let machine = try UserMachine(device: device, cpuid: cpuid)
         let inherited = Launch.inheritedSignals()
+        let inheritedState = InheritedState.ofThisProcess()
         let envp = Recorder.environment()
         let header = TraceHeader(
             detrecVersion: options.detrecVersion,
@@ -81,7 +82,7 @@ public struct Recorder {
                 "pid": String(getpid()),
                 "uid": String(getuid()), "euid": String(geteuid()),
                 "gid": String(getgid()), "egid": String(getegid()),
-            ])
+            ].merging(inheritedState.extra) { a, _ in a })
         let writer = try TraceWriter(directory: options.traceDirectory, header: header)
         try writer.storeFile(executable)
         if let interpreter { try writer.storeFile(interpreter.bytes) }
@@ -93,7 +94,8 @@ public struct Recorder {
                                uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid())
         let termination: Termination
         do {
-            let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true)
+            let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true,
+                                             inherited: inheritedState)
             Launch.inherit(process, mask: inherited.mask, ignored: inherited.ignored)
             if let seed = options.chaosSeed { process.chaos = Scheduler.Chaos(seed: seed) }
             let runner = ProcessRunner(process: process, world: world)

@@ -56,7 +56,8 @@ public struct Replayer {
                                atRandom: try world.startupRandom(),
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),
                                pid: Int32(bitPattern: id("pid")))
-        let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false)
+        let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false,
+                                             cwd: header.cwd, inherited: InheritedState(extra: header.extra, pid: info.pid))
         Launch.inherit(process, mask: header.extra["sigmask"].flatMap { UInt64($0) } ?? 0,
                        ignored: header.extra["sigignored"].flatMap { UInt64($0) } ?? 0)
         return Prepared(reader: reader, world: world, process: process)

@@ -170,4 +170,62 @@ import Testing
 
             """)
     }
+
+    /// pthread_kill to threads that are not on the vCPU (parked in a
+    /// condition wait, or runnable and yielding): each handler runs on its
+    /// own thread's state: its TLS (the index it bumps), its alternate
+    /// signal stack, its registers.
+    @Test func signalsToThreadsOffTheVCPURunOnTheirOwnState() throws {
+        let out = try matchesNative(#"""
+            #include <pthread.h>
+            #include <sched.h>
+            #include <signal.h>
+            #include <stdatomic.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #define N 5
+            static __thread int my_index = -1;
+            static volatile int hits[N];
+            static atomic_int ready, go;
+            static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+            static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+            static char altstacks[N][65536];
+            static void *volatile handler_stack[N];
+            static void on(int s) { (void)s; int local; hits[my_index]++; handler_stack[my_index] = &local; }
+            static void *run(void *a) {
+              my_index = (int)(long)a;
+              stack_t ss = { .ss_sp = altstacks[my_index], .ss_size = sizeof altstacks[0], .ss_flags = 0 };
+              sigaltstack(&ss, 0);
+              if (my_index % 2) {
+                pthread_mutex_lock(&mu);
+                atomic_fetch_add(&ready, 1);
+                while (!atomic_load(&go)) pthread_cond_wait(&cv, &mu);
+                pthread_mutex_unlock(&mu);
+              } else {
+                atomic_fetch_add(&ready, 1);
+                while (!atomic_load(&go)) sched_yield();
+              }
+              return 0;
+            }
+            int main(void) {
+              struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on; sa.sa_flags = SA_RESTART | SA_ONSTACK;
+              sigaction(SIGUSR1, &sa, 0);
+              pthread_t t[N];
+              my_index = 0;
+              for (long i = 1; i < N; i++) pthread_create(&t[i], 0, run, (void *)i);
+              while (atomic_load(&ready) < N - 1) sched_yield();
+              for (int i = 1; i < N; i++) pthread_kill(t[i], SIGUSR1);
+              while (hits[1] + hits[2] + hits[3] + hits[4] < N - 1) sched_yield();
+              pthread_mutex_lock(&mu); atomic_store(&go, 1); pthread_cond_broadcast(&cv); pthread_mutex_unlock(&mu);
+              for (int i = 1; i < N; i++) pthread_join(t[i], 0);
+              for (int i = 0; i < N; i++) {
+                char *s = (char *)handler_stack[i];
+                printf("hits[%d]=%d on its alternate stack %d\n", i, hits[i], s >= altstacks[i] && s < altstacks[i] + sizeof altstacks[0]);
+              }
+              return 0;
+            }
+            """#, name: "offcpu_signals")
+        #expect(out == (0..<5).map { "hits[\($0)]=\($0 == 0 ? 0 : 1) on its alternate stack \($0 == 0 ? 0 : 1)\n" }.joined())
+    }
 }

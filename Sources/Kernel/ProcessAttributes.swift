@@ -1,0 +1,86 @@
+import Glibc
+
+/// The per-process kernel state a child inherits: fork copies this value
+/// as a whole (`Process.init(sharing:thread:from:)`), and each field says
+/// what exec does to it. Kept by the emulation, never the host's
+/// process-wide state, so one recorded process changing it leaves the
+/// others and detrec alone.
+public struct ProcessAttributes {
+    /// The path the program was started with (AT_EXECFN, /proc/self/exe);
+    /// exec sets it.
+    public var executablePath: String
+    public var uid: UInt32 = 0
+    /// uid, euid, gid, egid, as the auxiliary vector gives them.
+    public var credentials: [UInt32] = [0, 0, 0, 0]
+    /// Resource limits the guest set (prlimit64), by resource number; exec keeps them.
+    public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
+    /// Set by `detrec record --chaos`: randomized scheduling (recording only).
+    public var chaos: Scheduler.Chaos?
+    /// The auxiliary vector as built (for /proc/self/auxv), argv and envp; exec sets them.
+    public var auxv: [UInt8] = []
+    public var argv: [String] = []
+    public var envp: [String] = []
+    /// The task's name (/proc/<pid>/comm): the last part of the path it was
+    /// executed by, at most 15 bytes.
+    public var commandName = ""
+
+    /// The working directory, against which relative paths resolve; exec keeps it.
+    public var cwd: WorkingDirectory
+    /// The file mode creation mask; exec keeps it.
+    public var umask: UInt32
+    /// The process group and session; exec keeps them.
+    public var processGroup: Int32
+    public var session: Int32
+    /// The nice value (-20 to 19); exec keeps it.
+    public var nice: Int32
+
+    public init(executablePath: String, cwd: WorkingDirectory, inherited: InheritedState = InheritedState()) {
+        self.executablePath = executablePath
+        self.cwd = cwd
+        umask = inherited.umask
+        processGroup = inherited.processGroup
+        session = inherited.session
+        nice = inherited.nice
+    }
+}
+
+/// What the first process inherits from detrec's own process besides its
+/// ids and signals, as a program exec'd in detrec's place would: the
+/// umask, process group, session and nice value. Recording reads them from
+/// the host; the trace header's extras carry them to replay.
+public struct InheritedState: Equatable {
+    public var umask: UInt32 = 0o022
+    public var processGroup: Int32 = 0
+    public var session: Int32 = 0
+    public var nice: Int32 = 0
+
+    public init() {}
+
+    /// detrec's own, now.
+    public static func ofThisProcess() -> InheritedState {
+        var s = InheritedState()
+        let mask = Glibc.umask(0o022)
+        Glibc.umask(mask)
+        s.umask = UInt32(mask)
+        s.processGroup = getpgrp()
+        s.session = getsid(0)
+        errno = 0
+        let prio = Int32(truncatingIfNeeded: hostSyscall(SYS.getpriority, 0, 0))
+        s.nice = prio > 0 ? 20 - prio : 0
+        return s
+    }
+
+    /// As the trace header's extras keep them.
+    public var extra: [String: String] {
+        ["umask": String(umask), "pgid": String(processGroup), "sid": String(session), "nice": String(nice)]
+    }
+
+    /// From the header's extras; a trace from before they were kept gets
+    /// the first process as leader of its own group and session.
+    public init(extra: [String: String], pid: Int32) {
+        umask = extra["umask"].flatMap { UInt32($0) } ?? 0o022
+        processGroup = extra["pgid"].flatMap { Int32($0) } ?? pid
+        session = extra["sid"].flatMap { Int32($0) } ?? pid
+        nice = extra["nice"].flatMap { Int32($0) } ?? 0
+    }
+}

@@ -1,0 +1,191 @@
+import Glibc
+import KVMUser
+
+/// What MAP_SHARED mappings share: a file (writable MAP_SHARED of a
+/// regular file, /dev/shm or a memfd), or the memory of one
+/// MAP_SHARED|MAP_ANONYMOUS mmap, which fork hands down.
+///
+/// Each process has its own machine, so each mapping is its own copy of
+/// the pages, kept coherent by the emulation. Only one thread runs at a
+/// time, so the copy of the memory that runs is the freshest: its shared
+/// pages are pushed into the object's `pages` when another memory takes
+/// the vCPU, and that one pulls them in (`switchMemory`). Both are guest
+/// state, the same in record and replay.
+///
+/// While recording, the file is kept coherent with read/write: before each
+/// host call, pages that changed are written to the file (`writeBack`);
+/// after it, the current process's mappings are read again from the file
+/// and what changed is written into guest memory as the call's effect, so
+/// the trace carries it and replay, which touches no file, gets the same
+/// pages (`refresh`). A write(2) to the file is seen by another process's
+/// mapping at that process's next host call. Processes outside the
+/// recording that change the file are not seen (docs/architecture.md).
+public final class SharedObject {
+    /// Which file the object is, to find it again when another process
+    /// maps it: the path, resolved against the working directory (names
+    /// through other links are other objects), or the open file of a memfd.
+    enum Key: Hashable {
+        case path(String)
+        case open(ObjectIdentifier)
+        case anonymous
+    }
+
+    let key: Key
+    /// The file, for writing pages back and reading them again (recording).
+    let file: OpenFile?
+    /// The content as last pushed from a process's memory, by page index
+    /// (file offset / 4096).
+    var pages: [UInt64: [UInt8]] = [:]
+    /// What the host file holds, as far as detrec wrote or read it
+    /// (recording only).
+    var onFile: [UInt64: [UInt8]] = [:]
+
+    init(key: Key, file: OpenFile?) {
+        self.key = key
+        self.file = file
+    }
+}
+
+/// A range of one process's memory that shows `object` from `offset`.
+public struct SharedView {
+    public var start: UInt64
+    public var end: UInt64
+    let object: SharedObject
+    public var offset: UInt64
+}
+
+enum SharedMemory {
+    /// The object a new MAP_SHARED mapping shows: the one the recording
+    /// already has for this file, or a new one.
+    static func object(for file: OpenFile?, process p: Process) -> SharedObject {
+        guard let file else { return SharedObject(key: .anonymous, file: nil) }
+        let key: SharedObject.Key = file.path.hasPrefix("memfd:") || file.path.isEmpty
+            ? .open(ObjectIdentifier(file))
+            : .path(WorkingDirectory.resolve(file.path, against: p.cwd.path))
+        if let known = p.family.sharedObjects[key] { return known }
+        let object = SharedObject(key: key, file: file)
+        p.family.sharedObjects[key] = object
+        return object
+    }
+
+    /// Pages of `view` one at a time: (address, page index in the object).
+    static func forEachPage(_ view: SharedView, from: UInt64? = nil, to: UInt64? = nil,
+                            _ body: (UInt64, UInt64) -> Void) {
+        var at = max(view.start, from ?? view.start)
+        let end = min(view.end, to ?? view.end)
+        while at < end {
+            body(at, (view.offset + (at - view.start)) / 4096)
+            at += 4096
+        }
+    }
+
+    /// The memory's shared pages go into their objects (it is the freshest copy).
+    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil) {
+        var page = [UInt8](repeating: 0, count: 4096)
+        for view in mm.sharedViews {
+            forEachPage(view, from: from, to: to) { address, index in
+                let ok = page.withUnsafeMutableBytes { b in
+                    (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
+                }
+                if ok, view.object.pages[index] != page { view.object.pages[index] = page }
+            }
+        }
+    }
+
+    /// The objects' pages come into the memory that is about to run.
+    static func pull(_ mm: MemoryContext) {
+        for view in mm.sharedViews {
+            forEachPage(view) { address, index in
+                guard let content = view.object.pages[index] else { return }
+                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != content else { return }
+                try? mm.machine.memory.write(address, content, access: .kernel)
+            }
+        }
+    }
+
+    /// Another memory takes the vCPU.
+    static func switchMemory(from old: MemoryContext, to new: MemoryContext) {
+        guard old !== new, !old.sharedViews.isEmpty || !new.sharedViews.isEmpty else { return }
+        push(old)
+        pull(new)
+    }
+
+    /// Pages of file objects that changed since the file last had them go
+    /// to the file (recording only). Objects of every process count: a
+    /// process that ran before may have left some.
+    static func writeBack(_ family: ProcessFamily) {
+        for object in family.sharedObjects.values {
+            guard let fd = object.file?.hostFD else { continue }
+            for (index, content) in object.pages where object.onFile[index] != content {
+                let (offset, overflow) = index.multipliedReportingOverflow(by: 4096)
+                guard !overflow, offset <= UInt64(Int64.max) else { continue }
+                // Never past the file's end: a mapping does not grow the file.
+                var st = stat()
+                guard fstat(fd, &st) == 0, Int64(offset) < Int64(st.st_size) else { continue }
+                let n = min(4096, Int(Int64(st.st_size) - Int64(offset)))
+                let written = content.withUnsafeBytes { pwrite(fd, $0.baseAddress, n, off_t(offset)) }
+                if written == n { object.onFile[index] = content }
+            }
+        }
+    }
+
+    /// The current process's file mappings read again from their files;
+    /// what changed goes into guest memory through `effects`, so replay
+    /// sees it (recording only).
+    static func refresh(_ mm: MemoryContext, _ effects: inout HostEffects) {
+        for view in mm.sharedViews {
+            guard let fd = view.object.file?.hostFD else { continue }
+            forEachPage(view) { address, index in
+                var fresh = [UInt8](repeating: 0, count: 4096)
+                let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(index * 4096)) }
+                guard n >= 0 else { return }
+                if view.object.onFile[index] == fresh { return }
+                view.object.onFile[index] = fresh
+                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != fresh else { return }
+                // A page the guest made read-only since keeps its old copy.
+                try? effects.write(address, fresh)
+            }
+        }
+    }
+
+    /// `[start, end)` leaves the memory's shared views (munmap, a mapping
+    /// over it, exec): its pages are pushed first, as munmap writes back.
+    static func unmapped(_ mm: MemoryContext, _ start: UInt64, _ end: UInt64) {
+        guard mm.sharedViews.contains(where: { $0.start < end && start < $0.end }) else { return }
+        push(mm, from: start, to: end)
+        var kept: [SharedView] = []
+        for v in mm.sharedViews {
+            guard v.start < end && start < v.end else { kept.append(v); continue }
+            if v.start < start { kept.append(SharedView(start: v.start, end: start, object: v.object, offset: v.offset)) }
+            if end < v.end { kept.append(SharedView(start: end, end: v.end, object: v.object, offset: v.offset + (end - v.start))) }
+        }
+        mm.sharedViews = kept
+    }
+
+    /// FUTEX_WAKE on shared memory: up to `count` waiters on the same word
+    /// of the same object, in any process of the recording.
+    static func wake(_ family: ProcessFamily, _ key: (ObjectIdentifier, UInt64), count: Int, bitset: UInt32) -> Int {
+        var woken = 0
+        var seen: Set<ObjectIdentifier> = []
+        for p in family.processes where p.zombieStatus == nil && seen.insert(ObjectIdentifier(p.mm)).inserted {
+            let mm = p.mm
+            for t in mm.futexOrder where woken < count {
+                guard var b = t.blocked, b.result == nil, let f = b.futex, f.bitset & bitset != 0,
+                      let k = futexKey(mm, f.address), k == key else { continue }
+                b.result = 0
+                t.blocked = b
+                woken += 1
+            }
+            mm.futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
+        }
+        return woken
+    }
+
+    /// The object and page a futex word lies in, when it is shared memory:
+    /// FUTEX_WAKE without FUTEX_PRIVATE_FLAG reaches waiters of every
+    /// process that maps the same page.
+    static func futexKey(_ mm: MemoryContext, _ address: UInt64) -> (ObjectIdentifier, UInt64)? {
+        guard let v = mm.sharedViews.first(where: { $0.start <= address && address < $0.end }) else { return nil }
+        return (ObjectIdentifier(v.object), v.offset + (address - v.start))
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Testing
+
+/// execve as Linux does it: handled signals back to the default, ignored
+/// ones and the mask kept, close-on-exec descriptors closed, and the new
+/// program found where the guest means (/proc/self/exe is the guest's
+/// program, fexecve runs the file behind a descriptor).
+@Suite(.serialized) struct ExecTests {
+    let dir = Harness.temporaryDirectory()
+
+    @Test func execResetsHandlersKeepsIgnoredAndMaskClosesCloexec() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <unistd.h>
+            static void on(int s) { (void)s; }
+            int main(int argc, char **argv) {
+              if (argc > 1) {
+                struct sigaction a; sigset_t m; sigprocmask(SIG_SETMASK, 0, &m);
+                sigaction(SIGINT, 0, &a); int intDefault = a.sa_handler == SIG_DFL;
+                sigaction(SIGUSR2, 0, &a); int usr2Ignored = a.sa_handler == SIG_IGN;
+                sigaction(SIGTERM, 0, &a); int termDefault = a.sa_handler == SIG_DFL && a.sa_flags == 0;
+                printf("after exec: INT default %d, USR2 ignored %d, TERM default %d, USR1 blocked %d, "
+                       "fd 5 open %d, fd 6 open %d, pending USR1 %d\n",
+                       intDefault, usr2Ignored, termDefault, sigismember(&m, SIGUSR1),
+                       fcntl(5, F_GETFD) >= 0, fcntl(6, F_GETFD) >= 0, ({ sigset_t p; sigpending(&p); sigismember(&p, SIGUSR1); }));
+                return 0;
+              }
+              signal(SIGINT, on);
+              struct sigaction a; memset(&a, 0, sizeof a); a.sa_handler = on; a.sa_flags = SA_RESTART | SA_ONSTACK; sigaction(SIGTERM, &a, 0);
+              signal(SIGUSR2, SIG_IGN);
+              sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR1); sigprocmask(SIG_BLOCK, &m, 0);
+              raise(SIGUSR1);
+              int fd = open("/dev/null", O_RDONLY);
+              dup2(fd, 5);
+              dup3(fd, 6, O_CLOEXEC);
+              fflush(stdout);
+              execl("/proc/self/exe", argv[0], "child", (char *)0);
+              perror("exec");
+              return 1;
+            }
+            """#, name: "execsig", in: dir)
+        #expect(out == "after exec: INT default 1, USR2 ignored 1, TERM default 1, USR1 blocked 1, fd 5 open 1, fd 6 open 0, pending USR1 1\n")
+    }
+
+    @Test func fexecveAndExecveatRunTheGuestsFile() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/syscall.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            extern char **environ;
+            int main(int argc, char **argv) {
+              if (argc > 1) { printf("ran as %s: %s\n", argv[1], strncmp(argv[0], "/", 1) == 0 ? "absolute" : argv[0]); return 0; }
+              int fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+              int st;
+              if (fork() == 0) { char *a[] = {"fexecve", "fexecve", 0}; fexecve(fd, a, environ); _exit(127); }
+              wait(&st);
+              if (fork() == 0) {
+                char *a[] = {"execveat", "execveat", 0};
+                syscall(SYS_execveat, fd, "", a, environ, AT_EMPTY_PATH);
+                _exit(127);
+              }
+              wait(&st);
+              int dfd = open("/bin", O_RDONLY | O_DIRECTORY);
+              if (fork() == 0) {
+                char *a[] = {"echo", "relative to a directory", 0};
+                syscall(SYS_execveat, dfd, "echo", a, environ, 0);
+                _exit(127);
+              }
+              wait(&st);
+              char *a[] = {"x", 0};
+              long r = syscall(SYS_execveat, dfd, "echo", a, environ, 0x4);
+              printf("bad flags: %ld\n", r);
+              return 0;
+            }
+            """#, name: "fexec", in: dir)
+        #expect(out == "ran as fexecve: fexecve\nran as execveat: execveat\nrelative to a directory\nbad flags: -1\n")
+    }
+}

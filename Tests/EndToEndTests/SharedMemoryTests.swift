@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+
+/// MAP_SHARED as Linux has it: writable file mappings, /dev/shm and memfds
+/// coherent with read/write and between recorded processes, shared
+/// anonymous memory across fork, futexes in it, and a replay that takes
+/// the shared pages from the trace without touching the files.
+@Suite(.serialized) struct SharedMemoryTests {
+    let dir = Harness.temporaryDirectory()
+
+    @Test func sharedFileMappingsAreCoherentWithReadWriteAndAcrossFork() throws {
+        let path = dir.appendingPathComponent("shared-\(UUID().uuidString.prefix(8))").path
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
+              ftruncate(fd, 8192);
+              char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              strcpy(m, "through the mapping");
+              char buf[64] = {0};
+              pread(fd, buf, 19, 0);
+              printf("read sees: %s\n", buf);
+              pwrite(fd, "by pwrite", 9, 4096);
+              printf("mapping sees: %s\n", m + 4096);
+              pid_t c = fork();
+              if (c == 0) { strcpy(m + 100, "from the child"); _exit(0); }
+              waitpid(c, 0, 0);
+              printf("parent sees: %s\n", m + 100);
+              msync(m, 8192, MS_SYNC);
+              int other = open(argv[1], O_RDWR);
+              memset(buf, 0, sizeof buf);
+              pread(other, buf, 14, 100);
+              printf("another descriptor reads: %s\n", buf);
+              strcpy(m + 300, "before munmap");
+              munmap(m, 8192);
+              memset(buf, 0, sizeof buf);
+              pread(fd, buf, 13, 300);
+              printf("after munmap the file has: %s\n", buf);
+              int ro = open(argv[1], O_RDONLY);
+              void *bad = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0);
+              printf("read-only descriptor: %s\n", bad == MAP_FAILED ? "refused" : "mapped");
+              unlink(argv[1]);
+              return 0;
+            }
+            """#, name: "sharedfile", args: [path], in: dir)
+        #expect(out == """
+            read sees: through the mapping
+            mapping sees: by pwrite
+            parent sees: from the child
+            another descriptor reads: from the child
+            after munmap the file has: before munmap
+            read-only descriptor: refused
+
+            """)
+    }
+
+    /// A process-shared semaphore in MAP_SHARED|MAP_ANONYMOUS memory and
+    /// one from sem_open (/dev/shm): the futex wake of one process reaches
+    /// the waiter in another. A memfd shares its pages across fork and
+    /// honours F_SEAL_WRITE.
+    @Test func semaphoresBetweenProcessesAndMemfdSeals() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <semaphore.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(void) {
+              struct shared { sem_t ready, done; int value; } *s =
+                mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+              sem_init(&s->ready, 1, 0); sem_init(&s->done, 1, 0);
+              pid_t c = fork();
+              if (c == 0) { sem_wait(&s->ready); s->value *= 2; sem_post(&s->done); _exit(0); }
+              s->value = 21;
+              sem_post(&s->ready);
+              sem_wait(&s->done);
+              waitpid(c, 0, 0);
+              printf("anonymous shared: %d\n", s->value);
+
+              char name[64]; snprintf(name, sizeof name, "/detrec-test-%d", getpid());
+              sem_t *named = sem_open(name, O_CREAT | O_EXCL, 0600, 0);
+              c = fork();
+              if (c == 0) { sem_post(named); _exit(0); }
+              sem_wait(named);
+              waitpid(c, 0, 0);
+              printf("named semaphore: posted\n");
+              sem_close(named); sem_unlink(name);
+
+              int fd = memfd_create("detrec", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+              ftruncate(fd, 4096);
+              char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              c = fork();
+              if (c == 0) { strcpy(m, "memfd from the child"); _exit(0); }
+              waitpid(c, 0, 0);
+              char buf[32] = {0}; pread(fd, buf, 20, 0);
+              printf("memfd: %s / read: %s\n", m, buf);
+              munmap(m, 4096);
+              int r = fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE);
+              printf("seal: %d seals %d\n", r, fcntl(fd, F_GET_SEALS));
+              void *w = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              int e = errno;
+              printf("writable mapping of a sealed memfd: %s (%s)\n", w == MAP_FAILED ? "refused" : "mapped", strerror(e));
+              return 0;
+            }
+            """#, name: "sems", in: dir)
+        #expect(out.contains("anonymous shared: 42\n"))
+        #expect(out.contains("named semaphore: posted\n"))
+        #expect(out.contains("memfd: memfd from the child / read: memfd from the child\n"))
+        #expect(out.contains("writable mapping of a sealed memfd: refused (Operation not permitted)\n"))
+    }
+
+    /// Replay takes the shared pages from the trace: the file may be gone.
+    @Test func replayTouchesNoFile() throws {
+        let path = dir.appendingPathComponent("gone-\(UUID().uuidString.prefix(8))").path
+        let exe = try Harness.compile(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDWR | O_CREAT, 0600);
+              ftruncate(fd, 4096);
+              char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              m[0]++;
+              char buf[8] = {0}; pwrite(fd, "abc", 3, 1); pread(fd, buf, 4, 0);
+              printf("count %d then %s\n", buf[0], m + 1);
+              return 0;
+            }
+            """#, name: "gone", in: dir)
+        let trace = dir.appendingPathComponent("gone-trace")
+        let rec = try Harness.record([exe, path], trace: trace)
+        #expect(rec.stdout == "count 1 then abc\n")
+        try "changed".write(toFile: path, atomically: false, encoding: .utf8)
+        let rep = try Harness.replay(trace)
+        #expect(rep.stdout == rec.stdout)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "changed")
+        try FileManager.default.removeItem(atPath: path)
+        let again = try Harness.replay(trace)
+        #expect(again.stdout == rec.stdout)
+    }
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""What a new process costs under `detrec record`: fork+wait and
+vfork+exec+wait of a small static program, N times each, against an empty
+loop of the same program (the baseline in the same run), for one or more
+detrec binaries (e.g. before and after a change).
+
+Per-process cost = (median wall time of the N-process run - median of the
+0-process run) / N. Runs are interleaved across binaries so a noisy
+neighbour hurts all alike. It never asserts on timings: it is a
+measurement, not a test (docs/benchmarks.md).
+
+  python3 scripts/bench_processes.py --detrec .build/release/detrec \
+      --detrec /tmp/baseline/.build/release/detrec --count 20 --runs 5
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PROGRAM = r"""
+/* argv[1]: fork, vfork or none; argv[2]: how many. vfork execs argv[0] with "child". */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "child") == 0) return 0;
+  const char *mode = argc > 1 ? argv[1] : "none";
+  int n = argc > 2 ? atoi(argv[2]) : 0;
+  for (int i = 0; i < n; i++) {
+    pid_t c;
+    if (strcmp(mode, "fork") == 0) {
+      c = fork();
+      if (c == 0) _exit(0);
+    } else if (strcmp(mode, "vfork") == 0) {
+      c = vfork();
+      if (c == 0) { execl(argv[0], argv[0], "child", (char *)0); _exit(127); }
+    } else if (strcmp(mode, "forkexec") == 0) {
+      c = fork();
+      if (c == 0) { execl(argv[0], argv[0], "child", (char *)0); _exit(127); }
+    } else {
+      break;
+    }
+    if (c < 0) return 2;
+    int st;
+    if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 1;
+  }
+  return 0;
+}
+"""
+
+
+def timed(argv, trace_dir):
+    """Wall seconds, or None when the program failed (a detrec without vfork)."""
+    start = time.perf_counter()
+    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=trace_dir)
+    elapsed = time.perf_counter() - start
+    return elapsed if p.returncode == 0 else None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--detrec", action="append", required=True, help="a detrec binary (repeat to compare)")
+    ap.add_argument("--count", type=int, default=20, help="processes per run")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--modes", default="fork,forkexec,vfork")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        exe = os.path.join(work, "procs")
+        src = exe + ".c"
+        with open(src, "w") as f:
+            f.write(PROGRAM)
+        subprocess.run(["gcc", "-O1", "-static", "-o", exe, src], check=True)
+        modes = args.modes.split(",")
+        times = {(d, m): [] for d in args.detrec for m in ["none"] + modes}
+        native = {m: [] for m in ["none"] + modes}
+        for r in range(args.runs):
+            for m in ["none"] + modes:
+                n = "0" if m == "none" else str(args.count)
+                t = timed([exe, m, n], work)
+                if t is None:
+                    raise SystemExit(f"native {m} failed")
+                native[m].append(t)
+                for d in args.detrec:
+                    trace = os.path.join(work, f"t-{r}-{m}-{abs(hash(d))}")
+                    times[(d, m)].append(timed([os.path.abspath(d), "record", "-q", "-o", trace, "--", exe, m, n], work))
+        print(f"{args.count} processes per run, median of {args.runs} runs; cost per process = (run - empty run) / {args.count}")
+        base = statistics.median(native["none"])
+        for m in modes:
+            print(f"  native {m:8s}: {1000 * (statistics.median(native[m]) - base) / args.count:8.3f} ms per process")
+        for d in args.detrec:
+            empty = statistics.median(times[(d, "none")])
+            for m in modes:
+                ok = [t for t in times[(d, m)] if t is not None]
+                if len(ok) < len(times[(d, m)]):
+                    print(f"  {d}: record {m:8s}: fails (unsupported)")
+                    continue
+                per = (statistics.median(ok) - empty) / args.count
+                print(f"  {d}: record {m:8s}: {1000 * per:8.2f} ms per process (empty recording {empty:.3f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
