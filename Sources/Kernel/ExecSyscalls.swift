@@ -66,8 +66,11 @@ public enum ExecSyscalls {
             // fexecve: the descriptor itself.
             let (d, p) = try hostLocation(path, relativeTo: dir, emptyPath: true, process: process)
             (dirFD, hostPath) = (d, Array(p.utf8))
+        } else if dir == nil, let owner = exeLinkOwner(path, process) {
+            // The guest's program, not detrec.
+            (dirFD, hostPath) = (-100, Array(owner.executablePath.utf8))
         } else {
-            // The guest's /proc decides what /proc/self/exe or /proc/self/fd/N are.
+            // The guest's /proc decides what /proc/self/fd/N are.
             var (target, name, hostDir) = GuestPath.hostArguments(Array(path.utf8), from: dir, process: process, follow: noFollow == 0)
             switch target {
             case .denied(let e): throw e

@@ -59,7 +59,7 @@ public enum GuestPath {
     /// the host when `dir` is a directory of the guest's /proc, which the
     /// host cannot resolve relative paths against).
     static func resolveWithPath(_ path: [UInt8], from dir: OpenFile?, process: Process,
-                                follow: Bool) -> (target: PathTarget, canonical: String) {
+                                follow: Bool) -> (target: PathTarget, canonical: String, rewritten: Bool) {
         let text = String(decoding: path, as: UTF8.self)
         var full = text
         if !text.hasPrefix("/") {
@@ -68,7 +68,7 @@ public enum GuestPath {
                 guard let p = directoryPath(dir) else {
                     // A descriptor with no path of its own (a pipe, a deleted
                     // directory): the host answers, and can only fail or stay there.
-                    return (.host, text)
+                    return (.host, text, false)
                 }
                 base = p
             } else {
@@ -78,15 +78,17 @@ public enum GuestPath {
         }
         var walk = Walk(process: process, procMounts: procMountPoints)
         let target = walk.run(full, follow: follow)
-        return (target, walk.joined)
+        return (target, walk.joined, walk.rewritten)
     }
 
     /// The path and directory descriptor to give the host for a path that
     /// `resolve` sent there.
     static func hostArguments(_ path: [UInt8], from dir: OpenFile?, process: Process,
                               follow: Bool) -> (PathTarget, [UInt8], OpenFile?) {
-        let (target, canonical) = resolveWithPath(path, from: dir, process: process, follow: follow)
-        if dir?.procLocation != nil { return (target, Array(canonical.utf8), nil) }
+        let (target, canonical, rewritten) = resolveWithPath(path, from: dir, process: process, follow: follow)
+        // The host must not read the guest's /proc names (self, a guest pid,
+        // exe) as its own: a path the walk rewrote goes as where it led.
+        if dir?.procLocation != nil || rewritten { return (target, Array(canonical.utf8), nil) }
         return (target, path, dir)
     }
 
@@ -95,6 +97,9 @@ public enum GuestPath {
         let procMounts: Set<String>
         var stack: [String] = []
         var links = 0
+        /// Whether the walk went through the guest's /proc names (self,
+        /// thread-self, a link of a guest pid directory).
+        var rewritten = false
         /// The guest pid directories entered (a process's, then maybe one
         /// of its task/<tid>): the index in `stack` of the directory's
         /// component, and which process/thread it names.
@@ -144,6 +149,7 @@ public enum GuestPath {
                         return .denied(e)
                     case .jump(let target):
                         guard bumpLinks() else { return .denied(Errno(ELOOP)) }
+                        rewritten = true
                         stack = []
                         frames = []
                         pending.append(contentsOf: target.split(separator: "/").map(String.init).reversed())
@@ -163,6 +169,7 @@ public enum GuestPath {
                         continue
                     case .replace(let components):
                         guard bumpLinks() else { return .denied(Errno(ELOOP)) }
+                        rewritten = true
                         stack.removeLast()
                         pending.append(contentsOf: components.reversed())
                         continue
