@@ -47,6 +47,10 @@ public final class GuestThread {
     /// The mask rt_sigsuspend replaced: the handler's frame saves it, or it
     /// comes back once the syscall has returned (Linux's saved_sigmask).
     public var savedSignalMask: UInt64?
+    /// A descriptor wait (epoll_wait, select, ppoll) this thread parked in,
+    /// and when it times out: the call runs again with the same deadline
+    /// (`DescriptorWait.deadline`; recording only).
+    var parkedWait: (entry: SyscallEntry, deadline: Double?)?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
     /// Forced preemptions since its last slice that ended at a syscall

@@ -310,6 +310,7 @@ public final class ProcessRunner {
         // a signal did (replay: the recorded result).
         if let end = try world.enterSyscall(b.entry) { return end }
         next.blocked = nil
+        next.parkedWait = nil
         process.futexOrder.removeAll { $0 === next }
         let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
         return try finish(b.entry, result: result)

@@ -1,3 +1,4 @@
+import Glibc
 import KVMUser
 
 /// One syscall being handled: its decoded arguments and the process it
@@ -100,7 +101,8 @@ public struct SyscallCall {
         let others = process.family.threads.contains { $0 !== process.current }
         guard others else { return }
         let fd = file.hostFD
-        if world.shouldBlock({ fd.map { !GuestThread.ready($0, events, timeout: 0) } ?? false }) {
+        // A non-blocking descriptor never waits: its call fails with EAGAIN.
+        if world.shouldBlock({ fd.map { fcntl($0, F_GETFL) & O_NONBLOCK == 0 && !GuestThread.ready($0, events, timeout: 0) } ?? false }) {
             throw MustBlock(hostFD: fd, events: events)
         }
     }

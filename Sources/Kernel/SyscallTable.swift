@@ -35,6 +35,8 @@ public struct SyscallTable {
         TimerFDSyscalls.register(&t)
         SignalFD.register(&t)
         ExecSyscalls.register(&t)
+        EpollSyscalls.register(&t)
+        EventFD.register(&t)
         Unsupported.register(&t)
         return t
     }()
