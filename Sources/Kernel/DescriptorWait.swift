@@ -52,18 +52,47 @@ enum DescriptorWait {
         throw block
     }
 
-    /// The host wait of these calls (recording): `set` polled once; if
-    /// nothing is ready, the call ends at once for a zero timeout, with
-    /// EINTR for a pending signal that interrupts it, or else waits until a
-    /// descriptor is ready, the deadline or a timer (SignalWait.poll).
+    /// How a host wait ended.
+    enum Outcome: Equatable {
+        /// This many descriptors are ready.
+        case ready(Int32)
+        case timedOut
+        /// A signal ends it: EINTR (a timer's, or one pending already, or
+        /// a host signal that cut the host poll short).
+        case interrupted
+        /// A timer is due whose signal a polled signalfd reads: the call
+        /// runs again once it is pending (`SignalWait.rewindIfRestart`).
+        case restart
+        case failed(Int64)
+    }
+
+    /// The host wait of these calls (recording), as Linux's do_poll orders
+    /// it: `set` is polled; ready descriptors end the wait, then a zero
+    /// timeout, then a signal pending already; otherwise it waits until a
+    /// descriptor is ready, the deadline passes or a timer is due whose
+    /// signal is in `interrupting` (EINTR) or read by a polled signalfd
+    /// (`signalfds`: restart).
     static func hostWait(_ c: SyscallCall, _ set: inout [pollfd], deadline: Double?, zeroTimeout: Bool,
-                         signalfds: UInt64, interrupting: UInt64, pendingInterrupt: Bool) -> SignalWait.PollOutcome {
-        let n = Glibc.poll(&set, nfds_t(set.count), 0)
-        if n < 0 { return .returns(-Int64(errno)) }
-        if n > 0 || zeroTimeout { return .ready(n) }
-        if pendingInterrupt { return .returns(Errno.intr.result) }
-        if let deadline, deadline <= Scheduler.monotonicNow() { return .ready(0) }
-        return SignalWait.poll(c, &set, timeout: milliseconds(until: deadline), signalfds: signalfds, interrupting: interrupting)
+                         signalfds: UInt64, interrupting: UInt64, pendingInterrupt: Bool) -> Outcome {
+        let p = c.process
+        var first = true
+        while true {
+            let due = p.earliestTimerDeadline(signals: signalfds | interrupting)
+            let until = [deadline, due].compactMap { $0 }.min()
+            let ms = first ? 0 : milliseconds(until: until)
+            let n = Glibc.poll(&set, nfds_t(set.count), ms)
+            if n < 0 { return errno == EINTR ? .interrupted : .failed(-Int64(errno)) }
+            if n > 0 { return .ready(n) }
+            if zeroTimeout { return .timedOut }
+            if first && pendingInterrupt { return .interrupted }
+            first = false
+            let now = Scheduler.monotonicNow()
+            if let deadline, deadline <= now { return .timedOut }
+            if let due, due <= now {
+                let read = p.earliestTimerDeadline(signals: signalfds).map { $0 <= now } ?? false
+                return read ? .restart : .interrupted
+            }
+        }
     }
 
     /// The temporary signal mask of pselect6, ppoll and epoll_pwait: in

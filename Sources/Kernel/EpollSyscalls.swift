@@ -140,10 +140,10 @@ enum EpollSyscalls {
             while true {
                 switch DescriptorWait.hostWait(c, &set, deadline: deadline, zeroTimeout: zero, signalfds: signalfds,
                                                interrupting: interrupting, pendingInterrupt: pendingInterrupt) {
-                case .returns(let r):
-                    return r
-                case .ready(0):
-                    return 0
+                case .failed(let r): return r
+                case .interrupted: return Errno.intr.result
+                case .restart: return SignalWait.restart(c)
+                case .timedOut, .ready(0): return 0
                 case .ready:
                     let n = buffer.withUnsafeMutableBytes { b in
                         hostSyscall(SYS.epoll_wait, Int(h), Int(bitPattern: b.baseAddress), capacity, 0)

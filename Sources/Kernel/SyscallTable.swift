@@ -37,6 +37,7 @@ public struct SyscallTable {
         ExecSyscalls.register(&t)
         EpollSyscalls.register(&t)
         EventFD.register(&t)
+        SelectSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()
