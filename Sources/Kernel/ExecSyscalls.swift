@@ -81,6 +81,7 @@ public enum ExecSyscalls {
         p.futexOrder = []
         let absolute = programPath.hasPrefix("/") ? programPath : currentDirectory(c) + "/" + programPath
         p.executablePath = absolute
+        p.control.executed()
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
                                uid: p.credentials[0], euid: p.credentials[1], gid: p.credentials[2], egid: p.credentials[3],
                                pid: p.pid)

@@ -24,6 +24,7 @@ extension ProcessSyscalls {
         child.signals = parent.signals
         child.signals.shared = PendingSignals()
         child.auxv = parent.auxv
+        child.control = parent.control.forked(by: parent.current.tid, child: child.pid)
         child.argv = parent.argv
         child.envp = parent.envp
         try copyMemory(from: parent, to: child)

@@ -105,6 +105,8 @@ public final class Process {
     public var reportedUnimplemented: Set<UInt64> = []
     /// The auxiliary vector as built (for /proc/self/auxv), argv and envp.
     public var auxv: [UInt8] = []
+    /// What prctl set (`ProcessControl`).
+    public var control = ProcessControl()
     /// Patched rdtsc/rdtscp instructions and their lengths (TimestampCounter).
     public var timestampSites: [UInt64: Int] = [:]
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):

@@ -369,7 +369,7 @@ public final class ProcessRunner {
         p.threads = []
         p.futexOrder = []
         p.files = FileTable()
-        for other in p.family.processes where other.parent === p { other.parent = nil }
+        ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
     }

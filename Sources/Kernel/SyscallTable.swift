@@ -38,6 +38,7 @@ public struct SyscallTable {
         EpollSyscalls.register(&t)
         EventFD.register(&t)
         SelectSyscalls.register(&t)
+        ProcessControlSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()
