@@ -39,6 +39,7 @@ public struct SyscallTable {
         EventFD.register(&t)
         SelectSyscalls.register(&t)
         ProcessControlSyscalls.register(&t)
+        InotifySyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()
