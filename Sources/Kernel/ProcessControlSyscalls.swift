@@ -17,6 +17,13 @@ public struct ProcessControl {
     /// PR_SET_TIMERSLACK, in nanoseconds (Linux's default 50 µs).
     public var timerSlack: UInt64 = ProcessControl.defaultTimerSlack
     public static let defaultTimerSlack: UInt64 = 50_000
+    /// Scheduling policies set by sched_setscheduler, by tid (SCHED_OTHER
+    /// when absent), with SCHED_RESET_ON_FORK.
+    public var policies: [Int32: Int32] = [:]
+    /// membarrier registrations of the process (its mm's).
+    public var membarrierRegistrations: Int32 = 0
+    /// personality(2): PER_LINUX and the flags detrec honours.
+    public var persona: UInt32 = 0
 
     public init() {}
 
@@ -30,13 +37,17 @@ public struct ProcessControl {
     /// A thread made by clone takes its creator's name.
     public mutating func threadCreated(_ tid: Int32, by creator: Int32) {
         if let name = names[creator] { names[tid] = name }
+        if let policy = policies[creator] { policies[tid] = policy & ProcessControl.SCHED_RESET_ON_FORK != 0 ? 0 : policy }
     }
+    static let SCHED_RESET_ON_FORK: Int32 = 0x4000_0000
 
     /// The child of fork: the calling thread's name and the inherited
     /// settings; no parent-death signal and not a subreaper (Linux's copy_process).
     public func forked(by creator: Int32, child tid: Int32) -> ProcessControl {
         var c = self
         c.names = names[creator].map { [tid: $0] } ?? [:]
+        c.policies = policies[creator].map { [tid: $0 & ProcessControl.SCHED_RESET_ON_FORK != 0 ? 0 : $0] } ?? [:]
+        c.membarrierRegistrations = 0
         c.parentDeathSignal = 0
         c.childSubreaper = false
         return c
@@ -46,6 +57,7 @@ public struct ProcessControl {
     /// dumpable again and keeps no capabilities on a uid change.
     public mutating func executed() {
         names = [:]
+        membarrierRegistrations = 0
         dumpable = 1
         keepCapabilities = false
     }
@@ -75,6 +87,121 @@ enum ProcessControlSyscalls {
             throw Errno(ENOSPC)
         }
         t.add(SYS.pkey_free) { _ in throw Errno.inval }
+        t.add(SYS.membarrier, membarrier)
+        t.add(SYS.personality, personality)
+        t.add(SYS.sched_getscheduler) { c in
+            let tid = try thread(c, 0)
+            return Int64(c.process.control.policies[tid] ?? 0)
+        }
+        t.add(SYS.sched_setscheduler) { c in
+            let tid = try thread(c, 0)
+            let policy = c.int(1)
+            guard policy >= 0 else { throw Errno.inval }
+            let priority: Int32 = try c.readValue(c.arg(2))
+            try setPolicy(c, tid: tid, policy: policy, priority: priority)
+            return 0
+        }
+        t.add(SYS.sched_getparam) { c in
+            _ = try thread(c, 0)
+            try c.writeValue(c.arg(1), Int32(0))
+            return 0
+        }
+        t.add(SYS.sched_setparam) { c in
+            let priority: Int32 = try c.readValue(c.arg(1))
+            let tid = try thread(c, 0)
+            let policy = c.process.control.policies[tid] ?? 0
+            try setPolicy(c, tid: tid, policy: policy, priority: priority)
+            return 0
+        }
+        t.add(SYS.sched_get_priority_max) { c in
+            switch c.int(0) { case 1, 2: return 99; case 0, 3, 5, 6: return 0; default: throw Errno.inval }
+        }
+        t.add(SYS.sched_get_priority_min) { c in
+            switch c.int(0) { case 1, 2: return 1; case 0, 3, 5, 6: return 0; default: throw Errno.inval }
+        }
+        t.add(SYS.sched_rr_get_interval) { c in
+            _ = try thread(c, 0)
+            // The host's time slice for a SCHED_OTHER thread.
+            return try performPassthrough(SyscallCall(number: c.number, args: [0] + c.args.dropFirst(), rip: c.rip,
+                                                      process: c.process, world: c.world), [.value, .out(16)])
+        }
+    }
+
+    /// The thread a scheduling call names: the caller for 0, or a thread of
+    /// the recording (others are ESRCH, a negative id EINVAL).
+    static func thread(_ c: SyscallCall, _ i: Int) throws(Errno) -> Int32 {
+        let pid = c.int(i)
+        guard pid >= 0 else { throw .inval }
+        if pid == 0 { return c.process.current.tid }
+        guard c.process.family.find(pid) != nil else { throw .srch }
+        return pid
+    }
+
+    /// SCHED_OTHER, SCHED_BATCH and SCHED_IDLE (priority 0) are kept; the
+    /// real-time policies are refused as for an unprivileged process
+    /// (EPERM, reported): every thread of a recording shares one vCPU
+    /// under detrec's scheduler, which could not honour them.
+    static func setPolicy(_ c: SyscallCall, tid: Int32, policy: Int32, priority: Int32) throws(Errno) {
+        let base = policy & ~ProcessControl.SCHED_RESET_ON_FORK
+        switch base {
+        case 0, 3, 5:
+            guard priority == 0 else { throw .inval }
+        case 1, 2:
+            guard (1...99).contains(priority) else { throw .inval }
+            c.process.report("real-time scheduling policy \(base) is not offered: the recording's threads share one vCPU; returning EPERM", key: SYS.sched_setscheduler, rip: c.rip)
+            throw .perm
+        default:
+            throw .inval
+        }
+        // The policy lives with the thread's process.
+        guard let owner = c.process.family.find(tid)?.0 else { throw .srch }
+        owner.control.policies[tid] = policy
+    }
+
+    static let MEMBARRIER_CMD_QUERY: Int32 = 0, MEMBARRIER_CMD_GET_REGISTRATIONS: Int32 = 512
+    /// Every command up to GET_REGISTRATIONS.
+    static let membarrierCommands: Int32 = 0x3ff
+
+    /// membarrier: one vCPU runs one thread at a time, switching only at
+    /// exits to detrec (serializing), so every barrier holds already; what
+    /// remains is Linux's bookkeeping: registration before a private
+    /// expedited barrier (EPERM otherwise), flags EINVAL.
+    static func membarrier(_ c: SyscallCall) throws -> Int64 {
+        let cmd = c.int(0), flags = c.int(1)
+        let p = c.process
+        guard flags == 0 || (cmd == 128 && flags == 1) else { throw Errno.inval }
+        switch cmd {
+        case MEMBARRIER_CMD_QUERY: return Int64(membarrierCommands)
+        case MEMBARRIER_CMD_GET_REGISTRATIONS: return Int64(p.control.membarrierRegistrations)
+        case 1, 2: return 0                                   // GLOBAL, GLOBAL_EXPEDITED
+        case 4, 16, 64, 256:                                  // REGISTER_*
+            p.control.membarrierRegistrations |= cmd
+            return 0
+        case 8, 32, 128:                                      // PRIVATE_EXPEDITED{,_SYNC_CORE,_RSEQ}
+            guard p.control.membarrierRegistrations & (cmd * 2) != 0 else { throw Errno.perm }
+            return 0
+        default:
+            throw Errno.inval
+        }
+    }
+
+    static let ADDR_NO_RANDOMIZE: UInt32 = 0x0040000
+
+    /// personality: the query (0xffffffff) and PER_LINUX, with
+    /// ADDR_NO_RANDOMIZE (detrec's layout is never randomized). Others
+    /// would change how mappings, uname or timeouts behave, which detrec
+    /// does not emulate: EINVAL, reported.
+    static func personality(_ c: SyscallCall) throws -> Int64 {
+        let wanted = UInt32(truncatingIfNeeded: c.arg(0))
+        let p = c.process
+        let old = Int64(p.control.persona)
+        guard wanted != 0xffff_ffff else { return old }
+        guard wanted & ~ADDR_NO_RANDOMIZE == 0 else {
+            p.report("personality 0x\(String(wanted, radix: 16)) is not supported (only PER_LINUX and ADDR_NO_RANDOMIZE); returning EINVAL", key: SYS.personality, rip: c.rip)
+            throw Errno.inval
+        }
+        p.control.persona = wanted
+        return old
     }
 
     // prctl options (include/uapi/linux/prctl.h).
@@ -269,19 +396,11 @@ enum ProcessControlSyscalls {
         return r
     }
 
-    /// The thread a scheduling call names: 0 for the caller, or a thread
-    /// of the recording; others are ESRCH.
-    static func checkThread(_ c: SyscallCall, _ i: Int) throws(Errno) {
-        let pid = c.int(i)
-        guard pid >= 0 else { throw .inval }
-        if pid != 0 && c.process.family.find(pid) == nil { throw .srch }
-    }
-
     /// One CPU: the mask has bit 0 and is 8 bytes long (cpumask_size()).
     static func getaffinity(_ c: SyscallCall) throws -> Int64 {
         let length = c.arg(1)
         guard length > 0, length & 7 == 0 else { throw Errno.inval }
-        try checkThread(c, 0)
+        _ = try thread(c, 0)
         try c.write(c.arg(2), Bytes.u64(1))
         return 8
     }
@@ -290,7 +409,7 @@ enum ProcessControlSyscalls {
     static func setaffinity(_ c: SyscallCall) throws -> Int64 {
         let length = min(Int(clamping: c.arg(1)), 8)
         let bytes = try c.read(c.arg(2), count: length)
-        try checkThread(c, 0)
+        _ = try thread(c, 0)
         guard let first = bytes.first, first & 1 != 0 else { throw Errno.inval }
         return 0
     }

@@ -40,6 +40,8 @@ public struct SyscallTable {
         SelectSyscalls.register(&t)
         ProcessControlSyscalls.register(&t)
         InotifySyscalls.register(&t)
+        FileSystemSyscalls.register(&t)
+        CloseRange.register(&t)
         Unsupported.register(&t)
         return t
     }()
