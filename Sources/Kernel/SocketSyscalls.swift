@@ -141,7 +141,8 @@ enum SocketSyscalls {
                 }
             }
             let n = try outcome.get()
-            if n > 0 { try effects.write(buffer, data[0..<Int(n)]) }
+            // MSG_TRUNC reports a datagram's whole length, which may pass the buffer.
+            if n > 0 { try effects.write(buffer, data[0..<min(Int(n), count)]) }
             return n
         }
     }

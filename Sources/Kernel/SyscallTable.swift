@@ -42,6 +42,7 @@ public struct SyscallTable {
         InotifySyscalls.register(&t)
         FileSystemSyscalls.register(&t)
         CloseRange.register(&t)
+        MessageSyscalls.register(&t)
         Unsupported.register(&t)
         return t
     }()

@@ -19,7 +19,7 @@ final class RecordingWorld: HostWorld {
     static let mayBlock: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.poll, SYS.ppoll, SYS.select,
                                         SYS.pselect6, SYS.nanosleep, SYS.clock_nanosleep, SYS.wait4,
                                         SYS.pause, SYS.futex, SYS.accept, SYS.accept4, SYS.recvfrom,
-                                        SYS.recvmsg, SYS.connect, SYS.epoll_wait, SYS.epoll_pwait, SYS.epoll_pwait2, SYS.write]
+                                        SYS.recvmsg, SYS.recvmmsg, SYS.connect, SYS.epoll_wait, SYS.epoll_pwait, SYS.epoll_pwait2, SYS.write]
 
     static let producesOutput: Set<UInt64> = [SYS.write, SYS.writev, SYS.pwrite64, SYS.pwritev, SYS.sendto, SYS.sendmsg]
 
