@@ -152,8 +152,16 @@ extension ProcessRunner {
         }
     }
 
+    /// Another thread can run now, or its parked wait has timed out (the
+    /// scheduler then resumes it with its timeout).
     private func othersRunnable() -> Bool {
-        process.family.threads.contains { $0 !== process.current && process.family.canRun($0) }
+        let now = Scheduler.monotonicNow()
+        return process.family.threads.contains { t in
+            guard t !== process.current else { return false }
+            if process.family.canRun(t) { return true }
+            guard let b = t.blocked, b.result == nil, let deadline = t.wakeDeadline else { return false }
+            return deadline <= now
+        }
     }
 
     /// The watchdog interrupted the guest: roll the slice back and start

@@ -21,24 +21,39 @@ public enum Scheduler {
         let live = process.family.processes.filter { $0.zombieStatus == nil }
         let entries = live.filter { $0.stoppedBy == nil }.flatMap { p in p.threads.map { (owner: p, thread: $0) } }
         let threads = entries.map(\.thread)
+        // A parked wait whose timeout has passed may run even while other
+        // threads compute: a futex wait returns ETIMEDOUT, a descriptor or
+        // signal wait runs again and finds its deadline. Only the thread
+        // picked is marked, as it resumes at once (a wake in between would
+        // count it differently on replay).
+        let now = monotonicNow()
+        func expired(_ t: GuestThread) -> Bool {
+            guard let b = t.blocked, b.result == nil, let deadline = t.wakeDeadline else { return false }
+            return deadline <= now
+        }
         func eligible(_ e: (owner: Process, thread: GuestThread)) -> Bool {
-            e.owner.canRun(e.thread) && !(e.thread === current && reason == .blocked)
+            (e.owner.canRun(e.thread) || (e.owner.stoppedBy == nil && expired(e.thread)))
+                && !(e.thread === current && reason == .blocked)
+        }
+        func pick(_ t: GuestThread) -> Int32 {
+            if expired(t) { t.blocked?.result = -Int64(ETIMEDOUT) }
+            return t.tid
         }
         if var chaos = process.chaos {
             // Chaos mode: a random runnable thread, and a random slice for it.
             let candidates = entries.filter(eligible).map(\.thread)
             if !candidates.isEmpty {
-                let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
+                let chosen = candidates[Int(chaos.next() % UInt64(candidates.count))]
                 chaos.slice = 1 + Int(chaos.next() % 16)
                 process.chaos = chaos
-                return pick.tid
+                return pick(chosen)
             }
         }
         // Round-robin from the thread after the current one; the current one last.
         let start = (threads.firstIndex { $0 === current } ?? -1) + 1
         for k in 0..<entries.count {
             let e = entries[(start + k) % entries.count]
-            if eligible(e) { return e.thread.tid }
+            if eligible(e) { return pick(e.thread) }
         }
         // Everyone waits: for a descriptor (the host's poll blocks until one
         // is ready or the earliest futex timeout), or for a timeout.
