@@ -9,15 +9,15 @@ enum DescriptorSyscalls {
         t.add(SYS.open) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
         t.add(SYS.openat) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
         t.add(SYS.creat) { c in try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1)) }
-        t.add(SYS.close, close)
-        t.add(SYS.dup, dup)
-        t.add(SYS.dup2) { c in try dup3(c, flags: 0, sameIsError: false) }
-        t.add(SYS.dup3) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
+        t.add(SYS.close, .emulated, close)
+        t.add(SYS.dup, .emulated, dup)
+        t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
+        t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
         t.add(SYS.fcntl, fcntl)
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
-        t.add(SYS.poll) { c in try poll(c, milliseconds: c.int(2)) }
-        t.add(SYS.ppoll, ppoll)
+        t.addOutcome(SYS.poll, .host) { c in try poll(c, milliseconds: c.int(2)) }
+        t.addOutcome(SYS.ppoll, .host, note: "signal mask; timespec written back", ppoll)
         t.add(SYS.ioctl, ioctl)
     }
 
@@ -122,21 +122,21 @@ enum DescriptorSyscalls {
     /// ppoll: poll with a timespec timeout (EINVAL unless valid), written
     /// back as the time left, and a signal mask in force during the wait
     /// (EINVAL unless sigsetsize is 8; see `DescriptorWait.setMask`).
-    static func ppoll(_ c: SyscallCall) throws -> Int64 {
+    static func ppoll(_ c: SyscallCall) throws -> SyscallOutcome {
         let timeout = try DescriptorWait.timespec(c, at: c.arg(2))
         try DescriptorWait.setMask(c, at: c.arg(3), size: c.arg(4))
-        return try EpollSyscalls.withMaskRestored(c) {
+        return try DescriptorWait.withMask(c) {
             try poll(c, timeout: timeout, writeBack: c.arg(2) == 0 ? nil : c.arg(2))
         }
     }
 
-    static func poll(_ c: SyscallCall, milliseconds ms: Int32) throws -> Int64 {
-        try poll(c, timeout: ms < 0 ? nil : Double(ms) / 1000, writeBack: nil)
+    static func poll(_ c: SyscallCall, milliseconds ms: Int32) throws -> SyscallOutcome {
+        try poll(c, timeout: ms < 0 ? nil : .milliseconds(Int64(ms)), writeBack: nil)
     }
 
     /// poll and ppoll: `timeout` in seconds (nil: none); `writeBack`, where
     /// ppoll's timespec gets the time left.
-    static func poll(_ c: SyscallCall, timeout: Double?, writeBack: UInt64?) throws -> Int64 {
+    static func poll(_ c: SyscallCall, timeout: Nanoseconds?, writeBack: UInt64?) throws -> SyscallOutcome {
         // The kernel takes nfds as an unsigned int.
         let nfds = UInt32(truncatingIfNeeded: c.arg(1))
         guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
@@ -156,16 +156,15 @@ enum DescriptorSyscalls {
         let signalfds = entries.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
         let interrupting = SignalWait.deliverable(process, mask: process.signals.mask)
         let pendingInterrupt = process.pendingSignals() & interrupting != 0
-        let zero = timeout == 0
+        let zero = timeout == .zero
         let deadline = DescriptorWait.deadline(c, timeout: timeout)
-        DescriptorWait.finished(c)
         let restart = SignalWait.restart(c)
         let r = try c.host { effects throws(Errno) -> Int64 in
             // ppoll writes the time left back whatever the outcome, unless
             // the timeout was zero (poll_select_finish).
             func finish(_ r: Int64) throws(Errno) -> Int64 {
-                if let address = writeBack, let deadline, !zero, (try? c.checkWritable(address, count: 16)) != nil {
-                    let (sec, nsec) = DescriptorWait.remaining(until: deadline)
+                if let address = writeBack, !zero, (try? c.checkWritable(address, count: 16)) != nil {
+                    let (sec, nsec) = DescriptorWait.remaining(until: deadline ?? .never)
                     try effects.write(address, Bytes.u64(UInt64(sec)) + Bytes.u64(UInt64(nsec)))
                 }
                 return r
@@ -204,7 +203,7 @@ enum DescriptorSyscalls {
             try effects.write(address, out)
             return try finish(Int64(ready))
         }
-        return count < c.number ? SignalWait.rewindIfRestart(c, r) : r
+        return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
     }
 
     /// The terminal and socket ioctls glibc and common tools use, with the

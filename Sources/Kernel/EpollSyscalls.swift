@@ -48,30 +48,23 @@ enum EpollSyscalls {
             return try create(c, closeOnExec: c.int(0) & EPOLL_CLOEXEC != 0)
         }
         t.add(SYS.epoll_ctl, control)
-        t.add(SYS.epoll_wait) { c in
-            let ms = c.int(3)
-            return try wait(c, timeout: ms < 0 ? nil : Double(ms) / 1000)
+        for n in [SYS.epoll_ctl_old, SYS.epoll_wait_old] { t.refuse(n, "not implemented by Linux on x86-64 either") }
+        t.addOutcome(SYS.epoll_wait, .host, note: "a host epoll instance; waits park") { c in
+            try wait(c, timeout: milliseconds(c.int(3)))
         }
-        t.add(SYS.epoll_pwait) { c in
-            let ms = c.int(3)
+        t.addOutcome(SYS.epoll_pwait, .host, note: "with the signal mask in force during the wait") { c in
             try DescriptorWait.setMask(c, at: c.arg(4), size: c.arg(5))
-            return try withMaskRestored(c) { try wait(c, timeout: ms < 0 ? nil : Double(ms) / 1000) }
+            return try DescriptorWait.withMask(c) { try wait(c, timeout: milliseconds(c.int(3))) }
         }
-        t.add(SYS.epoll_pwait2) { c in
+        t.addOutcome(SYS.epoll_pwait2, .host, note: "timespec timeout, signal mask") { c in
             let timeout = try DescriptorWait.timespec(c, at: c.arg(3))
             try DescriptorWait.setMask(c, at: c.arg(4), size: c.arg(5))
-            return try withMaskRestored(c) { try wait(c, timeout: timeout) }
+            return try DescriptorWait.withMask(c) { try wait(c, timeout: timeout) }
         }
     }
 
-    /// Runs a call under the temporary mask `DescriptorWait.setMask` put
-    /// in place, and ends it as Linux does. A call that parks keeps it.
-    static func withMaskRestored(_ c: SyscallCall, _ body: () throws -> Int64) throws -> Int64 {
-        let r: Int64
-        do { r = try body() } catch let e as Errno { r = e.result }
-        DescriptorWait.restoreMask(c, result: r)
-        return r
-    }
+    /// An int timeout in milliseconds; negative is none.
+    static func milliseconds(_ ms: Int32) -> Nanoseconds? { ms < 0 ? nil : .milliseconds(Int64(ms)) }
 
     static func create(_ c: SyscallCall, closeOnExec: Bool) throws -> Int64 {
         let r = try c.newDescriptor(name: "anon_inode:[eventpoll]", closeOnExec: closeOnExec) { _ in
@@ -110,7 +103,7 @@ enum EpollSyscalls {
         return r
     }
 
-    static func wait(_ c: SyscallCall, timeout: Double?) throws -> Int64 {
+    static func wait(_ c: SyscallCall, timeout: Nanoseconds?) throws -> SyscallOutcome {
         let maxevents = c.int(2)
         guard maxevents > 0, maxevents <= maxEvents else { throw Errno.inval }
         let address = c.arg(1)
@@ -120,16 +113,16 @@ enum EpollSyscalls {
         guard let interest = file.epoll else { throw Errno.inval }
 
         let p = c.process
-        let zero = timeout == 0
+        let zero = timeout == .zero
         let deadline = DescriptorWait.deadline(c, timeout: timeout)
         let interrupting = SignalWait.deliverable(p, mask: p.signals.mask)
         let pendingInterrupt = p.pendingSignals() & interrupting != 0
         let signalfds = interest.signalfdSignals()
         let hostFD = file.hostFD
-        if !zero && !pendingInterrupt {
-            try DescriptorWait.parkIfWaiting(c, hostFD: hostFD, deadline: deadline, wake: signalfds | interrupting)
+        if !zero && !pendingInterrupt,
+           let parked = DescriptorWait.parkIfWaiting(c, hostFD: hostFD, deadline: deadline, wake: signalfds | interrupting) {
+            return parked
         }
-        DescriptorWait.finished(c)
         // Fewer than the call's number, so that a count never reads as
         // SignalWait's restart (Linux may return fewer than maxevents).
         let capacity = min(Int(maxevents), 1024, Int(c.number) - 1)
@@ -160,7 +153,7 @@ enum EpollSyscalls {
                 }
             }
         }
-        return SignalWait.rewindIfRestart(c, r)
+        return r == SignalWait.restart(c) ? .restart : .result(r)
     }
 }
 

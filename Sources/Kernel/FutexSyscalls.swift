@@ -1,13 +1,13 @@
 import Glibc
 
 /// futex(2) between guest threads. Waiters park in the emulated kernel
-/// (`MustBlock`); wakes, requeues and WAKE_OP act on the parked threads.
+/// (`WaitCondition.futex`); wakes, requeues and WAKE_OP act on the parked threads.
 /// All of it is computed from guest state, so replay does the same; only
 /// which thread runs next, and when a timed wait times out, come from the
 /// scheduler while recording and from the trace on replay.
 enum FutexSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.futex, futex)
+        t.addOutcome(SYS.futex, .emulated, note: "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; no PI futexes", futex)
     }
 
     static let WAIT: Int32 = 0, WAKE: Int32 = 1, REQUEUE: Int32 = 3, CMP_REQUEUE: Int32 = 4
@@ -16,7 +16,7 @@ enum FutexSyscalls {
 
     static func count(_ v: UInt64) -> Int { Int(Int32(truncatingIfNeeded: v)) < 0 ? Int(Int32.max) : Int(Int32(truncatingIfNeeded: v)) }
 
-    static func futex(_ c: SyscallCall) throws -> Int64 {
+    static func futex(_ c: SyscallCall) throws -> SyscallOutcome {
         let address = c.arg(0)
         let command = c.int(1) & 127
         guard address & 3 == 0 else { throw Errno.inval }
@@ -25,7 +25,7 @@ enum FutexSyscalls {
         case WAKE, WAKE_BITSET:
             let bitset = command == WAKE_BITSET ? UInt32(truncatingIfNeeded: c.arg(5)) : 0xffff_ffff
             guard bitset != 0 else { throw Errno.inval }
-            return Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset))
+            return .result(Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset)))
         case REQUEUE, CMP_REQUEUE:
             if command == CMP_REQUEUE {
                 let value: UInt32 = try c.readValue(address)
@@ -33,34 +33,36 @@ enum FutexSyscalls {
             }
             let woken = p.wake(address, count: count(c.arg(2)))
             let moved = p.requeue(from: address, to: c.arg(4), count: count(c.arg(3)))
-            return Int64(woken + (command == CMP_REQUEUE ? moved : 0))
+            return .result(Int64(woken + (command == CMP_REQUEUE ? moved : 0)))
         case WAKE_OP:
             let fire = try wakeOp(c)
             var woken = p.wake(address, count: count(c.arg(2)))
             if fire { woken += p.wake(c.arg(4), count: count(c.arg(3))) }
-            return Int64(woken)
+            return .result(Int64(woken))
         case WAIT, WAIT_BITSET:
             let bitset = command == WAIT_BITSET ? UInt32(truncatingIfNeeded: c.arg(5)) : 0xffff_ffff
             guard bitset != 0 else { throw Errno.inval }
             let value: UInt32 = try c.readValue(address)
             guard value == UInt32(truncatingIfNeeded: c.arg(2)) else { throw Errno.again }
-            var deadline: Double?
+            var deadline: MonotonicInstant?
             if c.arg(3) != 0 {
-                let span = try TimerSyscalls.parseTimespec(try c.read(c.arg(3), count: 16), at: 0)
+                let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(3), count: 16), at: 0)
+                let span = Nanoseconds(seconds: sec, nanoseconds: nsec)
                 // WAIT's timeout is relative; WAIT_BITSET's is absolute on
                 // CLOCK_MONOTONIC (or CLOCK_REALTIME with the flag). Only
                 // the recording's scheduler reads it.
                 if command == WAIT {
-                    deadline = Scheduler.monotonicNow() + span
+                    deadline = MonotonicInstant.now() + span
                 } else if c.int(1) & CLOCK_REALTIME_FLAG != 0 {
                     var now = timespec()
                     clock_gettime(CLOCK_REALTIME, &now)
-                    deadline = Scheduler.monotonicNow() + span - (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)
+                    let realNow = Nanoseconds(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec))
+                    deadline = MonotonicInstant.now() + (span - realNow)
                 } else {
-                    deadline = span
+                    deadline = MonotonicInstant(absolute: span)
                 }
             }
-            throw MustBlock(futex: address, bitset: bitset, deadline: deadline)
+            return .park(.futex(address: address, bitset: bitset, deadline: deadline))
         default:
             p.report("futex operation \(command) is not supported; returning ENOSYS", key: 0x4_0000_0000 | UInt64(command), rip: c.rip)
             throw Errno.nosys

@@ -1,24 +1,32 @@
 import Glibc
 import KVMUser
 
-/// A syscall a thread is parked in (a futex wait): it completes when the
-/// scheduler resumes the thread.
+/// A syscall a thread is parked in: it resumes when its condition holds
+/// (`WaitCondition`), or when a signal interrupts it.
 public struct BlockedSyscall {
     public var entry: SyscallEntry
-    /// The futex word waited on, and the FUTEX_WAIT_BITSET mask.
-    public var futex: UInt64
-    public var bitset: UInt32
-    /// When the wait times out, in host CLOCK_MONOTONIC seconds (recording only).
-    public var deadline: Double?
-    /// Set when another thread woke it: what the syscall returns.
+    public var condition: WaitCondition
+    /// Set when another thread woke it (a futex) or its deadline passed:
+    /// what the syscall returns.
     public var result: Int64?
-    /// A wait for a host descriptor to become ready (recording): the
-    /// syscall runs again from the start once it is.
-    public var hostFD: Int32?
-    public var events: Int16 = 0
-    /// A wait that ends when this says so (wait4: a child ended, stopped
-    /// or continued); the syscall runs again then.
-    public var wakeWhen: (() -> Bool)?
+
+    /// The futex word and bitset, for a futex wait.
+    var futex: (address: UInt64, bitset: UInt32)? {
+        if case .futex(let address, let bitset, _) = condition { return (address, bitset) }
+        return nil
+    }
+
+    /// The host descriptors it waits for, for a host wait.
+    var hostWait: HostReadiness? {
+        if case .host(let h) = condition { return h }
+        return nil
+    }
+}
+
+/// What a parked syscall keeps between its attempts.
+struct Resumption {
+    var entry: SyscallEntry
+    var started: MonotonicInstant
 }
 
 /// A guest thread. One vCPU runs one thread at a time; the others keep
@@ -36,6 +44,15 @@ public final class GuestThread {
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var blocked: BlockedSyscall?
+    /// A syscall that parked and will run again from the start: when it
+    /// first started (its timeout runs from there).
+    var resumption: Resumption?
+    /// Bytes the current call has written in earlier attempts, when a
+    /// blocking write is done in parts (recording only; `HostTransfer`).
+    var transferred: Int64 = 0
+    /// Set when a signal ended the parked call's wait: it runs again once
+    /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
+    var interruptedWait = false
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -47,10 +64,6 @@ public final class GuestThread {
     /// The mask rt_sigsuspend replaced: the handler's frame saves it, or it
     /// comes back once the syscall has returned (Linux's saved_sigmask).
     public var savedSignalMask: UInt64?
-    /// A descriptor wait (epoll_wait, select, ppoll) this thread parked in,
-    /// and when it times out: the call runs again with the same deadline
-    /// (`DescriptorWait.deadline`; recording only).
-    var parkedWait: (entry: SyscallEntry, deadline: Double?)?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
     /// Forced preemptions since its last slice that ended at a syscall
@@ -59,59 +72,36 @@ public final class GuestThread {
 
     public init(tid: Int32) { self.tid = tid }
 
-    /// Can run now: not parked, or parked and already woken, or waiting
-    /// for a host descriptor that is ready.
+    /// Can run now: not parked, or parked and already woken, or its
+    /// condition holds.
     var isRunnable: Bool {
         guard let b = blocked else { return true }
         if b.result != nil { return true }
-        if let fd = b.hostFD { return GuestThread.ready(fd, b.events, timeout: 0) }
-        if let wakeWhen = b.wakeWhen { return wakeWhen() }
-        if signalWait != 0, let p = signalWaitProcess {
-            if p.pendingSignals(of: self) & signalWait != 0 { return true }
-            if let d = wakeDeadline, d <= Scheduler.monotonicNow() { return true }
+        if let d = wakeDeadline, d.hasPassed { return true }
+        switch b.condition {
+        case .futex: return false
+        case .host(let h): return h.isReady()
+        case .guest(let ready): return ready()
+        case .signals:
+            guard signalWait != 0, let p = signalWaitProcess else { return false }
+            return p.pendingSignals(of: self) & signalWait != 0
         }
-        return false
     }
 
     /// When a parked thread is due to run again without being woken: its
     /// timeout, or for a signal wait also the next timer that sends one of
     /// its signals (recording only).
-    var wakeDeadline: Double? {
+    var wakeDeadline: MonotonicInstant? {
         guard let b = blocked else { return nil }
-        guard signalWait != 0, let p = signalWaitProcess else { return b.deadline }
-        return [b.deadline, p.earliestTimerDeadline(signals: signalWait)].compactMap { $0 }.min()
+        let own = b.condition.deadline
+        guard signalWait != 0, let p = signalWaitProcess,
+              let timer = p.earliestTimerDeadline(signals: signalWait) else { return own }
+        return min(own ?? .never, MonotonicInstant(doubleSeconds: timer))
     }
 
     static func ready(_ fd: Int32, _ events: Int16, timeout: Int32) -> Bool {
         var p = pollfd(fd: fd, events: events, revents: 0)
         return poll(&p, 1, timeout) > 0
-    }
-}
-
-/// Thrown by a handler whose syscall must wait for another thread.
-public struct MustBlock: Error {
-    public var futex: UInt64
-    public var bitset: UInt32
-    public var deadline: Double?
-    public var hostFD: Int32?
-    public var events: Int16 = 0
-
-    public init(futex: UInt64, bitset: UInt32, deadline: Double?) {
-        self.futex = futex; self.bitset = bitset; self.deadline = deadline
-    }
-
-    public var wakeWhen: (() -> Bool)?
-
-    /// Wait until a host descriptor is ready, then run the syscall again.
-    public init(hostFD: Int32?, events: Int16) {
-        futex = 0; bitset = 0; deadline = nil
-        self.hostFD = hostFD; self.events = events
-    }
-
-    /// Wait until `ready` says so, then run the syscall again.
-    public init(until ready: @escaping () -> Bool) {
-        futex = 0; bitset = 0; deadline = nil
-        wakeWhen = ready
     }
 }
 
@@ -143,7 +133,7 @@ extension Process {
     public func wake(_ futex: UInt64, count: Int, bitset: UInt32 = 0xffff_ffff) -> Int {
         var woken = 0
         for t in futexOrder where woken < count {
-            guard var b = t.blocked, b.result == nil, b.futex == futex, b.bitset & bitset != 0 else { continue }
+            guard var b = t.blocked, b.result == nil, let f = b.futex, f.address == futex, f.bitset & bitset != 0 else { continue }
             b.result = 0
             t.blocked = b
             woken += 1
@@ -156,8 +146,8 @@ extension Process {
     public func requeue(from: UInt64, to: UInt64, count: Int) -> Int {
         var moved = 0
         for t in futexOrder where moved < count {
-            guard var b = t.blocked, b.result == nil, b.futex == from else { continue }
-            b.futex = to
+            guard var b = t.blocked, b.result == nil, case .futex(from, let bitset, let deadline) = b.condition else { continue }
+            b.condition = .futex(address: to, bitset: bitset, deadline: deadline)
             t.blocked = b
             moved += 1
         }

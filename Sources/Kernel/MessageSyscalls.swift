@@ -31,11 +31,11 @@ enum MessageSyscalls {
             try FileSyscalls.echo(c, file, message.data, r)
             return r
         }
-        t.add(SYS.recvmsg) { c in
+        t.addOutcome(SYS.recvmsg, .host) { c in
             let file = try c.file(0)
             let message = try Incoming(c, at: c.arg(1))
             let flags = c.int(2)
-            if flags & SocketSyscalls.MSG_DONTWAIT == 0 { try c.waitUntilReady(file, events: Int16(POLLIN)) }
+            if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
             var received: [Int32] = []
             let r = try c.host { effects throws(Errno) -> Int64 in
                 guard let h = file.hostFD else { throw .badf }
@@ -43,10 +43,10 @@ enum MessageSyscalls {
                 return try message.receive(h, flags: flags, &effects, numbering: &probe, &received)
             }
             if r >= 0 { try message.install(c, received: received, closeOnExec: flags & MSG_CMSG_CLOEXEC != 0) }
-            return r
+            return .result(r)
         }
         t.add(SYS.sendmmsg, sendmmsg)
-        t.add(SYS.recvmmsg, recvmmsg)
+        t.addOutcome(SYS.recvmmsg, .host, recvmmsg)
     }
 
     /// A message to send: everything read from the guest before the host part.
@@ -292,7 +292,7 @@ enum MessageSyscalls {
     /// recvmmsg: messages received in turn in one host part (after the
     /// first, without waiting when MSG_WAITFORONE is set); the timeout is
     /// looked at after each message, as Linux does.
-    static func recvmmsg(_ c: SyscallCall) throws -> Int64 {
+    static func recvmmsg(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
         let base = c.arg(1)
@@ -303,9 +303,9 @@ enum MessageSyscalls {
         }
         let flags = c.int(3)
         let timeout = try DescriptorWait.timespec(c, at: c.arg(4))
-        if flags & SocketSyscalls.MSG_DONTWAIT == 0 { try c.waitUntilReady(file, events: Int16(POLLIN)) }
+        if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
         var received: [[Int32]] = Array(repeating: [], count: count)
-        let end = timeout.map { Scheduler.monotonicNow() + $0 }
+        let end = timeout.map { MonotonicInstant.now() + $0 }
         let r = try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
             var got: Int64 = 0
@@ -317,13 +317,13 @@ enum MessageSyscalls {
                 if n < 0 { return got > 0 ? got : n }
                 try effects.write(base + UInt64(i * multiSize + headerSize), Bytes.u32(UInt32(truncatingIfNeeded: n)))
                 got += 1
-                if let end, Scheduler.monotonicNow() >= end { break }
+                if let end, end.hasPassed { break }
             }
             return got
         }
         for i in 0..<max(0, Int(min(r, Int64(count)))) {
             try messages[i].install(c, received: received[i], closeOnExec: flags & MSG_CMSG_CLOEXEC != 0)
         }
-        return r
+        return .result(r)
     }
 }

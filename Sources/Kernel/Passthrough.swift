@@ -39,8 +39,15 @@ let maxTransfer = 64 << 20
 
 /// A handler that performs the syscall on the host with its arguments
 /// carried across as `spec` says, and copies its outputs back into the guest.
-public func passthrough(_ spec: PassArg...) -> SyscallHandler {
-    return { c in try performPassthrough(c, spec) }
+public func passthrough(_ spec: PassArg...) -> Passthrough {
+    Passthrough(spec: spec)
+}
+
+/// What `passthrough` makes: `SyscallTable.add` registers it as performed
+/// on the host.
+public struct Passthrough {
+    public let spec: [PassArg]
+    public var handler: SyscallHandler { { [spec] c in try performPassthrough(c, spec) } }
 }
 
 /// `waitOn`: the argument holding a descriptor the call may wait on, and

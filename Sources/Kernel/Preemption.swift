@@ -147,21 +147,16 @@ extension ProcessRunner {
         return process.family.threads.contains { t in
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
-            return b.result != nil || b.hostFD != nil || b.deadline != nil || b.wakeWhen != nil
-                || process.family.canRun(t)
+            switch b.condition {
+            case .host, .guest: return true
+            case .futex, .signals:
+                return b.result != nil || b.condition.deadline != nil || process.family.canRun(t)
+            }
         }
     }
 
-    /// Another thread can run now, or its parked wait has timed out (the
-    /// scheduler then resumes it with its timeout).
     private func othersRunnable() -> Bool {
-        let now = Scheduler.monotonicNow()
-        return process.family.threads.contains { t in
-            guard t !== process.current else { return false }
-            if process.family.canRun(t) { return true }
-            guard let b = t.blocked, b.result == nil, let deadline = t.wakeDeadline else { return false }
-            return deadline <= now
-        }
+        process.family.threads.contains { $0 !== process.current && process.family.canRun($0) }
     }
 
     /// The watchdog interrupted the guest: roll the slice back and start

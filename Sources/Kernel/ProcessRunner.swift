@@ -71,7 +71,7 @@ public final class ProcessRunner {
                 }
                 let signal = Signals.forException(e, page: process.faultedPage(e))
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
-                   let end = try die(fatal) {
+                   let end = try drive(die(fatal)) {
                     return .exited(end)
                 }
             case .interrupted:
@@ -96,27 +96,37 @@ public final class ProcessRunner {
     func afterPreemption() throws -> Termination? {
         let process = self.process
         try raiseOutsideSignals()
-        if let end = try deliverSignals() { return end }
-        guard process.family.threads.count > 1 else { return nil }
-        return try reschedule(.yielded)
+        let next = try deliverSignals()
+        guard case .resumeGuest = next, process.family.threads.count > 1 else { return try drive(next) }
+        return try drive(.reschedule(.yielded))
     }
 
     /// Makes pending the signals of timers that expired and the host
     /// signals queued for the program (recording asks the clock and the
-    /// queue, replay the trace). Returns the host signals among them.
+    /// queue, replay the trace). `everyProcess`: the timers of every
+    /// process of the recording, not only the current one's (at a thread
+    /// switch, so that a timer ends a wait in a process that is not
+    /// running). Returns the host signals among them.
     @discardableResult
-    private func raiseOutsideSignals() throws -> [Int32] {
+    private func raiseOutsideSignals(everyProcess: Bool = false) throws -> [Int32] {
         let process = self.process
         var fromHost: [Int32] = []
         let signals = try world.outsideSignals {
             defer { outsideQueue = [] }
-            return process.dueTimerSignals() + outsideQueue.map { -$0 }
+            let owners = everyProcess ? process.family.processes.filter { $0.zombieStatus == nil } : [process]
+            var due: [OutsideSignal] = []
+            for p in owners {
+                // A process without threads cannot be the target (it is ending).
+                guard let tid = (p === process ? process.current : p.threads.first)?.tid else { continue }
+                due += p.dueTimerSignals().map { OutsideSignal(tid: tid, signal: $0) }
+            }
+            return due + outsideQueue.map { OutsideSignal(tid: process.current.tid, signal: -$0) }
         }
-        for signal in signals {
+        for s in signals {
             // A host signal is the first process's (docs/trace-format.md: below zero).
-            let target = signal < 0 ? root : process
-            let number = signal < 0 ? -signal : signal
-            if signal < 0 { fromHost.append(number) }
+            let target = s.signal < 0 ? root : (process.family.find(s.tid)?.0 ?? process)
+            let number = s.signal < 0 ? -s.signal : s.signal
+            if s.signal < 0 { fromHost.append(number) }
             SignalDelivery.generate(target, signal: number, info: SignalDelivery.siginfo(signal: number, code: Signals.SI_KERNEL))
         }
         return fromHost
@@ -138,11 +148,11 @@ public final class ProcessRunner {
     /// The process on the vCPU dies of a signal. A child ends as a zombie
     /// its parent can wait for, and another thread takes the vCPU; the
     /// first process's death ends the recording.
-    private func die(_ f: FatalSignal) throws -> Termination? {
-        guard process !== root else { return try endRecording(f) }
+    private func die(_ f: FatalSignal) throws -> Next {
+        guard process !== root else { return .end(try endRecording(f)) }
         try world.processKilled(f)
         endProcess(process, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
-        return try reschedule(.exited)
+        return .reschedule(.exited)
     }
 
     private func endRecording(_ f: FatalSignal) throws -> Termination {
@@ -154,12 +164,12 @@ public final class ProcessRunner {
     /// user code. A stop signal parks its process (JobControl): another
     /// process runs meanwhile, or, when none is left that could continue
     /// it, the recording itself waits stopped (`waitWhileStopped`).
-    private func deliverSignals() throws -> Termination? {
+    private func deliverSignals() throws -> Next {
         while true {
             if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
-            guard process.stoppedBy != nil else { return nil }
+            guard process.stoppedBy != nil else { return .resumeGuest }
             let others = process.family.processes.contains { $0.zombieStatus == nil && $0.stoppedBy == nil }
-            if others { return try reschedule(.yielded) }
+            if others { return .reschedule(.yielded) }
             try waitWhileStopped()
         }
     }
@@ -171,9 +181,9 @@ public final class ProcessRunner {
     private func waitWhileStopped() throws {
         let continued = try world.outsideSignals {
             Glibc.kill(getpid(), SIGSTOP)
-            return [JobControl.SIGCONT]
+            return [OutsideSignal(tid: process.current.tid, signal: JobControl.SIGCONT)]
         }
-        guard continued.contains(JobControl.SIGCONT) else {
+        guard continued.contains(where: { $0.signal == JobControl.SIGCONT }) else {
             throw RunStopped("the recording ends while the program is stopped by \(Signals.name(process.stoppedBy ?? 0))")
         }
         for p in process.family.processes where p.stoppedBy != nil {
@@ -195,8 +205,42 @@ public final class ProcessRunner {
         return true
     }
 
+    /// What the run loop does next on the way from a syscall back to
+    /// guest code. Each step returns the next one and `drive` loops over
+    /// them, so a thread that parks and one that resumes never nest calls
+    /// however long the program runs.
+    enum Next {
+        /// Back to the vCPU with the current thread.
+        case resumeGuest
+        /// The recording ends (the first process exited or was killed).
+        case end(Termination)
+        /// Handle the syscall in the current thread's registers (a new one,
+        /// or a parked one running again from the start).
+        case runSyscall
+        /// Complete a syscall with this result.
+        case complete(SyscallEntry, result: Int64, yielded: Bool)
+        /// Let the scheduler (replay: the trace) pick who runs next.
+        case reschedule(Scheduler.Reason)
+    }
+
+    /// Runs steps until one goes back to guest code or ends the run.
+    func drive(_ first: Next) throws -> Termination? {
+        var next = first
+        while true {
+            switch next {
+            case .resumeGuest: return nil
+            case .end(let t): return t
+            case .runSyscall: next = try dispatchSyscall()
+            case .complete(let entry, let result, let yielded): next = try finish(entry, result: result, yielded: yielded)
+            case .reschedule(let reason): next = try switchThreads(reason)
+            }
+        }
+    }
+
     /// Handles the syscall in the registers; a termination when it ended the process.
-    private func handleSyscall() throws -> Termination? {
+    private func handleSyscall() throws -> Termination? { try drive(.runSyscall) }
+
+    private func dispatchSyscall() throws -> Next {
         spuriousFaults = 0
         let machine = process.machine
         let regs = machine.registers
@@ -205,61 +249,83 @@ public final class ProcessRunner {
         let entry = SyscallEntry(number: number, args: regs.syscallArguments, rip: regs.rip, tid: thread.tid)
         world.currentThread = thread.tid
         // A host signal that arrived while the guest ran: before this syscall.
-        if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return end }
-        if let end = try world.enterSyscall(entry) { return end }
-        let lastThread = process.threads.count == 1
-        if number == SYS.exit_group || (number == SYS.exit && lastThread) {
-            let status = Int32(truncatingIfNeeded: entry.args[0]) & 0xff
-            guard process !== root else {
-                try world.processExit(status: status)
-                return .exited(status)
-            }
-            // A child process ends: it waits as a zombie for its parent's wait4.
-            try world.exitSyscall(entry, result: 0)
-            endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
-            return try reschedule(.exited)
-        }
-        if number == SYS.exit {
-            try world.exitSyscall(entry, result: 0)
-            try exitThread(thread)
-            return try reschedule(.exited)
-        }
-        let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
-        var result: Int64
-        if let handler = table[number] {
-            do {
-                result = try handler(call)
-            } catch let e as Errno {
-                result = e.result
-            } catch let b as MustBlock {
-                try world.blocked(entry)
-                thread.blocked = BlockedSyscall(entry: entry, futex: b.futex, bitset: b.bitset, deadline: b.deadline,
-                                                hostFD: b.hostFD, events: b.events, wakeWhen: b.wakeWhen)
-                if b.futex != 0 { process.futexOrder.append(thread) }
-                return try reschedule(.blocked)
-            } catch is Yield {
-                result = 0
-            }
-        } else {
+        if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return .end(end) }
+        if let end = try world.enterSyscall(entry) { return .end(end) }
+        let description = table.description(number)
+        guard let handler = description?.handler else {
             let name = SyscallNames.name(number)
             if strict {
                 throw RunStopped("unimplemented syscall \(name) (\(number)) at guest rip 0x\(String(entry.rip, radix: 16)) (--strict)")
             }
             process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
-            result = Errno.nosys.result
+            return .complete(entry, result: Errno.nosys.result, yielded: false)
         }
-        // A host signal cut the host call short: the program dies of it at
-        // this syscall, or the call returns EINTR and the signal follows.
-        if result == Errno.intr.result, let signal = world.takeHostSignal(),
-           let end = try hostSignalArrived(signal, rip: entry.rip) {
-            return end
+        var call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
+        // A call that parked before runs again: what it did so far.
+        let resumed = thread.resumption.flatMap { $0.entry == entry ? $0 : nil }
+        call.resumedStart = resumed?.started
+        call.interrupted = thread.interruptedWait
+        thread.interruptedWait = false
+        thread.resumption = nil
+        if resumed == nil { thread.transferred = 0 }
+        let outcome: SyscallOutcome
+        do {
+            outcome = try handler(call)
+        } catch let e as Errno {
+            outcome = .result(e.result)
         }
-        return try finish(entry, result: result, yielded: number == SYS.sched_yield)
+        switch outcome {
+        case .result(let result):
+            // A host signal cut the host call short: the program dies of it at
+            // this syscall, or the call returns EINTR and the signal follows.
+            if result == Errno.intr.result, let signal = world.takeHostSignal(),
+               let end = try hostSignalArrived(signal, rip: entry.rip) {
+                return .end(end)
+            }
+            return .complete(entry, result: result, yielded: false)
+        case .yield:
+            return .complete(entry, result: 0, yielded: true)
+        case .restart:
+            // RIP back on the SYSCALL; RAX gets the number as the result.
+            process.machine.registers.rip &-= 2
+            return .complete(entry, result: Int64(number), yielded: false)
+        case .park(let condition):
+            return try park(thread, entry, condition, started: resumed?.started)
+        case .exit(let status, let wholeProcess):
+            return try exit(entry, status: status, wholeProcess: wholeProcess || process.threads.count == 1)
+        }
+    }
+
+    /// The thread parks in its syscall (a `blocked` event) and another runs.
+    private func park(_ thread: GuestThread, _ entry: SyscallEntry, _ condition: WaitCondition,
+                      started: MonotonicInstant?) throws -> Next {
+        try world.blocked(entry)
+        thread.blocked = BlockedSyscall(entry: entry, condition: condition)
+        thread.resumption = Resumption(entry: entry, started: started ?? .now())
+        if condition.completesWithResult { process.futexOrder.append(thread) }
+        return .reschedule(.blocked)
+    }
+
+    /// exit and exit_group. The first process's exit ends the recording; a
+    /// child process waits as a zombie for its parent's wait4.
+    private func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
+        guard wholeProcess else {
+            try world.exitSyscall(entry, result: 0)
+            try exitThread(process.current)
+            return .reschedule(.exited)
+        }
+        guard process !== root else {
+            try world.processExit(status: status)
+            return .end(.exited(status))
+        }
+        try world.exitSyscall(entry, result: 0)
+        endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
+        return .reschedule(.exited)
     }
 
     /// Completes a syscall: logs it, returns the result, delivers signals,
     /// and lets the scheduler switch threads.
-    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool = false) throws -> Termination? {
+    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool) throws -> Next {
         try world.exitSyscall(entry, result: result)
         process.machine.registers.rax = UInt64(bitPattern: result)
         process.current.syscallsInSlice += 1
@@ -270,16 +336,35 @@ public final class ProcessRunner {
         let process = self.process
         let fromHost = try raiseOutsideSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
-        if let end = try deliverSignals() { return end }
-        guard process.family.threads.count > 1 else { return nil }
-        return try reschedule(yielded ? .yielded : .syscallDone)
+        let next = try deliverSignals()
+        guard case .resumeGuest = next, process.family.threads.count > 1 else { return next }
+        return .reschedule(yielded ? .yielded : .syscallDone)
     }
 
     /// Lets the scheduler (or, on replay, the trace) pick the next thread,
     /// and completes the syscall it is parked in, if any.
-    func reschedule(_ reason: Scheduler.Reason) throws -> Termination? {
+    private func switchThreads(_ reason: Scheduler.Reason) throws -> Next {
         let running = self.process
-        let tid = try world.pickThread { try Scheduler.choose(running, reason: reason) }
+        // Where a thread may have to wait for others: timers of every
+        // process and host signals due now become pending first, so that
+        // they end the waits they interrupt (replay takes them here too).
+        if reason != .syscallDone { try raiseOutsideSignals(everyProcess: true) }
+        var ended: Termination?
+        let tid = try world.pickThread {
+            // When every thread waits, the scheduler blocks on the host until
+            // a descriptor, a timeout, a timer or a host signal: `woke` makes
+            // what came due pending, or ends the recording.
+            try Scheduler.choose(running, reason: reason) {
+                if let signal = world.takeHostSignal(),
+                   let end = try hostSignalArrived(signal, rip: running.machine.registers.rip) {
+                    ended = end
+                    return true
+                }
+                try raiseOutsideSignals(everyProcess: true)
+                return false
+            }
+        }
+        if let ended { return .end(ended) }
         guard let (owner, next) = running.family.find(tid) else {
             throw RunStopped("replay diverged: the recording runs thread \(tid), which does not exist here")
         }
@@ -298,29 +383,29 @@ public final class ProcessRunner {
         // (restarted after an SA_RESTART handler), and it is delivered. (Stop
         // signals never wait here: they act when sent, JobControl.)
         let interrupted = b.result == nil && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
-        if b.futex == 0 && !interrupted {
-            // A descriptor wait: the syscall starts over, now that it can proceed.
+        if !b.condition.completesWithResult {
+            // The syscall starts over, now that it can proceed, or to return
+            // EINTR (or what it had transferred) when a signal ended its wait.
             next.blocked = nil
-            var regs = process.machine.registers
-            regs.rax = b.entry.number
-            process.machine.registers = regs
-            return try handleSyscall()
+            next.interruptedWait = interrupted
+            process.machine.registers.rax = b.entry.number
+            return .runSyscall
         }
-        // Resume the parked syscall with what woke it, EINTR when nothing but
-        // a signal did (replay: the recorded result).
-        if let end = try world.enterSyscall(b.entry) { return end }
+        // Resume the parked futex wait with what woke it: 0 from a wake,
+        // ETIMEDOUT at its deadline, EINTR when a signal ended it (replay:
+        // the recorded result).
+        if let end = try world.enterSyscall(b.entry) { return .end(end) }
         next.blocked = nil
-        next.parkedWait = nil
+        next.resumption = nil
         process.futexOrder.removeAll { $0 === next }
-        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
-        return try finish(b.entry, result: result)
+        let deadline = b.condition.deadline
+        let result = try world.host(memory: process.memory) { _ in
+            if let r = b.result { return r }
+            if !interrupted, let deadline, deadline.hasPassed { return -Int64(ETIMEDOUT) }
+            return Errno.intr.result
+        }.result
+        return .complete(b.entry, result: result, yielded: false)
     }
-
-    /// Syscalls Linux restarts after a handler with SA_RESTART (they fail
-    /// with -ERESTARTSYS inside the kernel); sleeps and poll never restart.
-    static let restartable: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.write, SYS.writev, SYS.recvfrom,
-                                           SYS.recvmsg, SYS.sendto, SYS.sendmsg, SYS.accept, SYS.accept4,
-                                           SYS.wait4, SYS.waitid, SYS.futex, SYS.connect, SYS.ioctl]
 
     /// An interrupted syscall whose signal has an SA_RESTART handler runs
     /// again once the handler returns, as Linux does it: the frame saves
@@ -331,7 +416,7 @@ public final class ProcessRunner {
         let ready = process.pendingSignals() & ~process.signals.mask
         let takenFromHost = fromHost.contains { ready & SignalState.bit($0) != 0 }
         if fromHost.isEmpty || takenFromHost {
-            guard ProcessRunner.restartable.contains(entry.number), ready != 0 else { return }
+            guard table.restartRule(entry.number) == .withSARestart, ready != 0 else { return }
             let signal = Int32(ready.trailingZeroBitCount + 1)
             let action = process.signals.action(signal)
             guard action.handler > SignalAction.SIG_IGN, action.flags & SignalAction.SA_RESTART != 0 else { return }

@@ -11,8 +11,8 @@ enum ProcessSyscalls {
             return try c.host { _ in hostSyscall(SYS.getppid) }
         }
         t.add(SYS.fork) { c in try fork(c, flags: 17, stack: 0, parentTID: 0, childTID: 0, tls: 0) }
-        t.add(SYS.wait4, wait4)
-        t.add(SYS.waitid, waitid)
+        t.addOutcome(SYS.wait4, .emulated, note: "children of the recording only", wait4)
+        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID; no P_PIDFD", waitid)
         for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid,
                   SYS.getpgrp, SYS.setsid] {
             t.add(n, passthrough())
@@ -27,7 +27,7 @@ enum ProcessSyscalls {
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
-        t.add(SYS.rseq) { _ in throw Errno.nosys }
+        t.add(SYS.rseq, .refused("ENOSYS on purpose: glibc then runs without restartable sequences")) { _ in throw Errno.nosys }
         t.add(SYS.prlimit64) { c in try prlimit(c, pid: c.int(0), resource: c.int(1), new: c.arg(2), old: c.arg(3)) }
         t.add(SYS.getrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: 0, old: c.arg(1)) }
         t.add(SYS.setrlimit) { c in try prlimit(c, pid: 0, resource: c.int(0), new: c.arg(1), old: 0) }

@@ -15,8 +15,8 @@ import Glibc
 /// does); a timer ends it as it ends poll.
 enum SelectSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.select) { c in
-            var timeout: Double?
+        t.addOutcome(SYS.select, .host, note: "timeval written back") { c in
+            var timeout: Nanoseconds?
             if c.arg(4) != 0 {
                 let raw = try c.read(c.arg(4), count: 16)
                 let sec = Int64(bitPattern: Bytes.u64(raw, at: 0)), usec = Int64(bitPattern: Bytes.u64(raw, at: 8))
@@ -25,18 +25,18 @@ enum SelectSyscalls {
                 let (total, overflow) = sec.addingReportingOverflow(usec / 1_000_000)
                 let nsec = (usec % 1_000_000) * 1000
                 guard !overflow, total >= 0, nsec >= 0 else { throw Errno.inval }
-                timeout = Double(total) + Double(nsec) / 1e9
+                timeout = Nanoseconds(seconds: total, nanoseconds: nsec)
             }
             return try select(c, timeout: timeout, writeBack: c.arg(4) == 0 ? nil : (c.arg(4), .timeval))
         }
-        t.add(SYS.pselect6) { c in
+        t.addOutcome(SYS.pselect6, .host, note: "signal mask; timespec written back") { c in
             let timeout = try DescriptorWait.timespec(c, at: c.arg(4))
             // The sixth argument points at { const sigset_t *ss; size_t ss_len; }.
             if c.arg(5) != 0 {
                 let pack = try c.read(c.arg(5), count: 16)
                 try DescriptorWait.setMask(c, at: Bytes.u64(pack, at: 0), size: Bytes.u64(pack, at: 8))
             }
-            return try EpollSyscalls.withMaskRestored(c) {
+            return try DescriptorWait.withMask(c) {
                 try select(c, timeout: timeout, writeBack: c.arg(4) == 0 ? nil : (c.arg(4), .timespec))
             }
         }
@@ -58,7 +58,7 @@ enum SelectSyscalls {
         return slots * 128
     }
 
-    static func select(_ c: SyscallCall, timeout: Double?, writeBack: (UInt64, TimeLayout)?) throws -> Int64 {
+    static func select(_ c: SyscallCall, timeout: Nanoseconds?, writeBack: (UInt64, TimeLayout)?) throws -> SyscallOutcome {
         let requested = c.int(0)
         guard requested >= 0 else { throw Errno.inval }
         let n = min(Int(requested), tableSize(c.process.files))
@@ -85,9 +85,8 @@ enum SelectSyscalls {
         }
 
         let p = c.process
-        let zero = timeout == 0
+        let zero = timeout == .zero
         let deadline = DescriptorWait.deadline(c, timeout: timeout)
-        DescriptorWait.finished(c)
         let interrupting = SignalWait.deliverable(p, mask: p.signals.mask)
         let pendingInterrupt = p.pendingSignals() & interrupting != 0
         let signalfds = polled.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
@@ -96,7 +95,9 @@ enum SelectSyscalls {
             // The time left goes back whatever the outcome (poll_select_finish),
             // unless the timeout was zero.
             func finish(_ r: Int64) throws(Errno) -> Int64 {
-                if let (address, layout) = writeBack, let deadline, !zero, r != number {
+                if let (address, layout) = writeBack, !zero {
+                    // A timeout too long for the clock is never left with less.
+                    let deadline = deadline ?? .never
                     let (sec, nsec) = DescriptorWait.remaining(until: deadline)
                     let second = layout == .timeval ? nsec / 1000 : nsec
                     // A read-only timeout is not an error (Linux ignores the failed copy).
@@ -117,7 +118,7 @@ enum SelectSyscalls {
             switch outcome {
             case .failed(let r): return try finish(r)
             case .interrupted: return try finish(Errno.intr.result)
-            case .restart: return SignalWait.restart(c)
+            case .restart: return number
             case .timedOut where pendingInterrupt:
                 // Nothing ready and a signal pending: EINTR even for a zero
                 // timeout (core_sys_select's ERESTARTNOHAND).
@@ -142,6 +143,7 @@ enum SelectSyscalls {
                 return try finish(count)
             }
         }
-        return SignalWait.rewindIfRestart(c, r)
+        // Only with a signalfd polled can a count equal to the call's number mean a restart.
+        return r == number && signalfds != 0 ? .restart : .result(r)
     }
 }

@@ -40,7 +40,7 @@ enum SignalFD {
 
     /// read(2) on a signalfd: as many signals as fit, at least one (waiting
     /// for it unless the descriptor is non-blocking).
-    static func read(_ c: SyscallCall, _ file: OpenFile, mask: UInt64) throws -> Int64 {
+    static func read(_ c: SyscallCall, _ file: OpenFile, mask: UInt64) throws -> SyscallOutcome {
         SignalWait.clear(c)
         let count = try c.size(2) / 128
         guard count > 0 else { throw Errno.inval }
@@ -49,9 +49,9 @@ enum SignalFD {
         let p = c.process
         if p.pendingSignals() & mask == 0 {
             let other = SignalWait.deliverable(p, mask: p.signals.mask)
-            if p.pendingSignals() & other != 0 { return Errno.intr.result }
-            let r = try SignalWait.wait(c, wake: mask | other, restartOn: mask, deadline: nil, file: file)
-            guard p.pendingSignals() & mask != 0 else { return r }
+            if p.pendingSignals() & other != 0 { return .result(Errno.intr.result) }
+            let outcome = try SignalWait.wait(c, wake: mask | other, restartOn: mask, deadline: nil, file: file)
+            guard case .result = outcome, p.pendingSignals() & mask != 0 else { return outcome }
         }
         var taken = 0
         while taken < count, (try? c.checkWritable(buffer + UInt64(taken * 128), count: 128)) != nil,
@@ -59,7 +59,7 @@ enum SignalFD {
             try c.write(buffer + UInt64(taken * 128), layout(info))
             taken += 1
         }
-        return Int64(taken * 128)
+        return .result(Int64(taken * 128))
     }
 
     /// struct signalfd_siginfo from a siginfo, field by field as Linux's

@@ -16,13 +16,13 @@ import Glibc
 /// finds it.
 enum SignalWaitSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.rt_sigsuspend, sigsuspend)
-        t.add(SYS.rt_sigtimedwait, sigtimedwait)
+        t.addOutcome(SYS.rt_sigsuspend, .emulated, sigsuspend)
+        t.addOutcome(SYS.rt_sigtimedwait, .emulated, sigtimedwait)
     }
 
     static let unblockable = SignalDelivery.unblockable
 
-    static func sigsuspend(_ c: SyscallCall) throws -> Int64 {
+    static func sigsuspend(_ c: SyscallCall) throws -> SyscallOutcome {
         SignalWait.clear(c)
         guard c.arg(1) == 8 else { throw Errno.inval }
         let temporary: UInt64 = try c.readValue(c.arg(0)) & ~unblockable
@@ -31,18 +31,18 @@ enum SignalWaitSyscalls {
         // not discarded on arrival.
         let wake = SignalWait.deliverable(p, mask: temporary)
         if p.pendingSignals() & wake == 0 {
-            let r = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
-            if r != Errno.intr.result { return r }
+            let outcome = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
+            if outcome.result != Errno.intr.result { return outcome }
         }
         // Return EINTR with the new mask in force: the signal is delivered
         // on the way out, its frame saving the old mask (Linux's
         // saved_sigmask), which comes back when the handler returns.
         p.current.savedSignalMask = p.signals.mask
         p.signals.mask = temporary
-        return Errno.intr.result
+        return .result(Errno.intr.result)
     }
 
-    static func sigtimedwait(_ c: SyscallCall) throws -> Int64 {
+    static func sigtimedwait(_ c: SyscallCall) throws -> SyscallOutcome {
         SignalWait.clear(c)
         guard c.arg(3) == 8 else { throw Errno.inval }
         let set: UInt64 = try c.readValue(c.arg(0)) & ~unblockable
@@ -55,16 +55,16 @@ enum SignalWaitSyscalls {
         let p = c.process
         if let (signal, info) = SignalDelivery.dequeue(p, from: set) {
             if infoAddress != 0 { try c.write(infoAddress, info) }
-            return Int64(signal)
+            return .result(Int64(signal))
         }
         // While it waits, Linux unblocks the set: a signal of the set or
         // any other the mask lets through ends the wait (the latter with
         // EINTR, after which its handler runs).
         let other = SignalWait.deliverable(p, mask: p.signals.mask)
-        if p.pendingSignals() & other != 0 { return Errno.intr.result }
-        if timeout == 0 { return Errno.again.result }
-        let r = try SignalWait.wait(c, wake: set | other, restartOn: set, deadline: timeout, file: nil)
-        return r == SignalWait.timedOut ? Errno.again.result : r
+        if p.pendingSignals() & other != 0 { return .result(Errno.intr.result) }
+        if timeout == 0 { return .result(Errno.again.result) }
+        let outcome = try SignalWait.wait(c, wake: set | other, restartOn: set, deadline: timeout, file: nil)
+        return outcome.result == SignalWait.timedOut ? .result(Errno.again.result) : outcome
     }
 }
 
@@ -107,9 +107,9 @@ enum SignalWait {
     /// is not in `restartOn` ended it (the caller returns EINTR, and the
     /// signal is delivered), -ETIMEDOUT at the deadline, -EAGAIN for a
     /// non-blocking `fd`, or rewinds the call to run again (see
-    /// `SignalWaitSyscalls`) and returns what RAX must hold for that.
-    /// Throws `MustBlock` to park the thread while others can run.
-    static func wait(_ c: SyscallCall, wake: UInt64, restartOn: UInt64, deadline seconds: Double?, file: OpenFile?) throws -> Int64 {
+    /// `SignalWaitSyscalls`: `.restart`). Parks the thread while others
+    /// can run.
+    static func wait(_ c: SyscallCall, wake: UInt64, restartOn: UInt64, deadline seconds: Double?, file: OpenFile?) throws -> SyscallOutcome {
         let p = c.process
         let fd = file?.hostFD
         let restart = restart(c)
@@ -127,7 +127,7 @@ enum SignalWait {
             p.current.signalWait = wake
             p.current.signalWaitProcess = p
             if p.current.signalWaitStarted == nil { p.current.signalWaitStarted = started }
-            throw MustBlock(futex: 0, bitset: 0, deadline: deadline)
+            return .park(.signals(wake, deadline: deadline.map { MonotonicInstant(doubleSeconds: $0) }))
         }
         p.current.signalWaitStarted = nil
         let r = try c.host { _ throws(Errno) -> Int64 in
@@ -148,17 +148,7 @@ enum SignalWait {
                 if !TimerSyscalls.nap(until - now) { return Errno.intr.result }
             }
         }
-        return rewindIfRestart(c, r)
-    }
-
-    /// A recorded `restart`: the guest runs the call again (RIP back on
-    /// SYSCALL, RAX the call's number), after the signals due are pending.
-    static func rewindIfRestart(_ c: SyscallCall, _ r: Int64) -> Int64 {
-        guard r == restart(c) else { return r }
-        var regs = c.process.machine.registers
-        regs.rip &-= 2
-        c.process.machine.registers = regs
-        return Int64(c.number)
+        return r == restart ? .restart : .result(r)
     }
 
     /// How a host poll ended: with its count of ready descriptors, or with

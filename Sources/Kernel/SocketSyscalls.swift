@@ -15,14 +15,14 @@ enum SocketSyscalls {
         t.add(SYS.connect, passthrough(.fd, .inputSized(sizeArg: 2), .value))
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
-        t.add(SYS.accept) { c in try accept(c, flags: 0) }
-        t.add(SYS.accept4) { c in try accept(c, flags: c.int(3)) }
+        t.addOutcome(SYS.accept, .host) { c in try accept(c, flags: 0) }
+        t.addOutcome(SYS.accept4, .host) { c in try accept(c, flags: c.int(3)) }
         t.add(SYS.getsockname) { c in try addressOut(c, number: SYS.getsockname) }
         t.add(SYS.getpeername) { c in try addressOut(c, number: SYS.getpeername) }
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
-        t.add(SYS.sendto, sendto)
-        t.add(SYS.recvfrom, recvfrom)
+        t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
+        t.addOutcome(SYS.recvfrom, .host, recvfrom)
     }
 
     static func socket(_ c: SyscallCall) throws -> Int64 {
@@ -67,17 +67,17 @@ enum SocketSyscalls {
         return r
     }
 
-    static func accept(_ c: SyscallCall, flags: Int32) throws -> Int64 {
+    static func accept(_ c: SyscallCall, flags: Int32) throws -> SyscallOutcome {
         let file = try c.file(0)
         guard flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK) == 0 else { throw Errno.inval }
         let capacity = try addressSlot(c, address: 1, length: 2)
-        try c.waitUntilReady(file, events: Int16(POLLIN))
-        return try c.newDescriptor(name: "socket:", closeOnExec: flags & SOCK_CLOEXEC != 0) { effects throws(Errno) -> Int64 in
+        if let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
+        return .result(try c.newDescriptor(name: "socket:", closeOnExec: flags & SOCK_CLOEXEC != 0) { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
             return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
                 hostSyscall(SYS.accept4, Int(h), a, l, Int(flags | SOCK_CLOEXEC))
             }
-        }
+        })
     }
 
     static func addressOut(_ c: SyscallCall, number: UInt64) throws -> Int64 {
@@ -102,35 +102,41 @@ enum SocketSyscalls {
         }
     }
 
-    static func sendto(_ c: SyscallCall) throws -> Int64 {
+    static func sendto(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         let bytes = try c.read(c.arg(1), count: count)
         var address: [UInt8] = []
         if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
         let flags = c.int(3)
-        let r = try c.host { _ throws(Errno) -> Int64 in
-            guard let h = file.hostFD else { throw .badf }
-            return bytes.withUnsafeBytes { b in
-                address.withUnsafeBytes { a in
-                    hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), count, Int(flags | MSG_NOSIGNAL),
-                                Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
-                }
+        // Datagrams go whole or not at all: only a stream is written in parts.
+        let send: (Int32, UnsafeRawBufferPointer) -> Int64 = { h, b in
+            address.withUnsafeBytes { a in
+                hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
+                            Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
             }
         }
-        try FileSyscalls.echo(c, file, bytes, r)
-        return r
+        if flags & MSG_DONTWAIT != 0 || !address.isEmpty {
+            let r = try c.host { _ throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                return bytes.withUnsafeBytes { send(h, $0) }
+            }
+            try FileSyscalls.echo(c, file, bytes, r)
+            if r == Errno.pipe.result && flags & MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
+            return .result(r)
+        }
+        return try HostTransfer.write(c, file, bytes, flags: flags | MSG_NOSIGNAL, plain: send)
     }
 
-    static func recvfrom(_ c: SyscallCall) throws -> Int64 {
+    static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         try c.checkWritable(c.arg(1), count: count)
         let capacity = try addressSlot(c, address: 4, length: 5)
         let flags = c.int(3)
-        if flags & MSG_DONTWAIT == 0 { try c.waitUntilReady(file, events: Int16(POLLIN)) }
+        if flags & MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
         let buffer = c.arg(1)
-        return try c.host { effects throws(Errno) -> Int64 in
+        return .result(try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
             var data = [UInt8](repeating: 0, count: count)
             let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
@@ -144,6 +150,6 @@ enum SocketSyscalls {
             // MSG_TRUNC reports a datagram's whole length, which may pass the buffer.
             if n > 0 { try effects.write(buffer, data[0..<min(Int(n), count)]) }
             return n
-        }
+        })
     }
 }

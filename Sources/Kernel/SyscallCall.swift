@@ -10,6 +10,11 @@ public struct SyscallCall {
     public let rip: UInt64
     public let process: Process
     let world: HostWorld
+    /// This call parked, a signal ended its wait, and it runs again to
+    /// fail with EINTR (or return what it had transferred): `park` says so.
+    public var interrupted = false
+    /// When this call first started, if it parked before.
+    public var resumedStart: MonotonicInstant?
 
     public init(number: UInt64, args: [UInt64], rip: UInt64, process: Process, world: HostWorld) {
         self.number = number
@@ -93,18 +98,43 @@ public struct SyscallCall {
         do { try memory.writeValue(address, value) } catch { throw .fault }
     }
 
-    /// Parks the thread instead of blocking detrec in a host call, when
-    /// other threads could run meanwhile and `file` is not ready for
-    /// `events` (POLLIN 1, POLLOUT 4). Threads then make progress while one
-    /// waits for a socket or pipe, and replay parks it at the same call.
-    public func waitUntilReady(_ file: OpenFile, events: Int16) throws {
-        let others = process.family.threads.contains { $0 !== process.current }
-        guard others else { return }
-        let fd = file.hostFD
+    /// Whether another guest thread (of any process) could take the vCPU
+    /// while this one waits.
+    public var othersCouldRun: Bool { process.family.threads.contains { $0 !== process.current } }
+
+    /// Parks the thread on `condition` instead of blocking detrec in a host
+    /// call, when other threads could run meanwhile and `satisfied` (asked
+    /// only while recording) says the call would wait now; replay parks
+    /// where the recording did. Nil: go on with the call. A call whose wait
+    /// a signal ended gets its EINTR here.
+    ///
+    ///     if let parked = c.park(.host(wait), unless: wait.isReady) { return parked }
+    public func park(_ condition: WaitCondition, unless satisfied: () -> Bool) -> SyscallOutcome? {
+        if interrupted { return .result(Errno.intr.result) }
+        guard othersCouldRun else { return nil }
+        return world.shouldBlock({ !satisfied() }) ? .park(condition) : nil
+    }
+
+    /// Parks on a condition of guest state (no host check): wait4, or a
+    /// transfer that must go on. EINTR instead when a signal ended the wait.
+    public func parkUnlessInterrupted(_ condition: WaitCondition) -> SyscallOutcome {
+        interrupted ? .result(Errno.intr.result) : .park(condition)
+    }
+
+    /// When a timeout of `span` that started with this call ends (the
+    /// first attempt's start, for a call that parked before).
+    public func deadline(after span: Nanoseconds) -> MonotonicInstant {
+        (resumedStart ?? .now()) + span
+    }
+
+    /// Parks until `file` is ready for `events` (POLLIN 1, POLLOUT 4), when
+    /// it is not now and other threads could run. Threads then make
+    /// progress while one waits for a socket or pipe.
+    /// (On replay descriptors have no host side: the trace decides.)
+    public func waitUntilReady(_ file: OpenFile, events: Int16) -> SyscallOutcome? {
+        let wait = HostReadiness(fd: file.hostFD ?? -1, events: events)
         // A non-blocking descriptor never waits: its call fails with EAGAIN.
-        if world.shouldBlock({ fd.map { fcntl($0, F_GETFL) & O_NONBLOCK == 0 && !GuestThread.ready($0, events, timeout: 0) } ?? false }) {
-            throw MustBlock(hostFD: fd, events: events)
-        }
+        return park(.host(wait), unless: { file.hostFD.map { fcntl($0, F_GETFL) & O_NONBLOCK != 0 } ?? true || wait.isReady() })
     }
 
     /// A syscall that makes one descriptor from a host call (socket,

@@ -1,8 +1,5 @@
 import KVMUser
 
-/// sched_yield: the scheduler may switch threads here.
-public struct Yield: Error {}
-
 /// Threads: clone with the flags pthread_create uses, clone3, thread ids,
 /// the CHILD_CLEARTID word and the robust list. Thread ids are the pid plus
 /// a creation index, the same in record and replay.
@@ -30,7 +27,11 @@ enum ThreadSyscalls {
             try c.writeValue(c.arg(2), list.length)
             return 0
         }
-        t.add(SYS.sched_yield) { _ in throw Yield() }
+        t.addOutcome(SYS.sched_yield, .emulated) { _ in .yield }
+        t.addOutcome(SYS.exit, .emulated, note: "the last thread's exit ends the process") { c in
+            .exit(status: c.int(0) & 0xff, wholeProcess: false)
+        }
+        t.addOutcome(SYS.exit_group, .emulated) { c in .exit(status: c.int(0) & 0xff, wholeProcess: true) }
     }
 
     static let CLONE_VM: UInt64 = 0x100, CLONE_FS: UInt64 = 0x200, CLONE_FILES: UInt64 = 0x400

@@ -13,7 +13,7 @@ enum TimerSyscalls {
         t.add(SYS.alarm, alarm)
         t.add(SYS.nanosleep) { c in try sleep(c, clock: CLOCK_MONOTONIC, flags: 0, request: 0, remainder: 1) }
         t.add(SYS.clock_nanosleep) { c in try sleep(c, clock: c.int(0), flags: c.int(1), request: 2, remainder: 3) }
-        t.add(SYS.pause, pause)
+        t.addOutcome(SYS.pause, .emulated, pause)
     }
 
     static func now() -> Double { Scheduler.monotonicNow() }
@@ -174,14 +174,14 @@ enum TimerSyscalls {
 
     /// pause(2): waits, as rt_sigsuspend with the current mask, until a
     /// signal is delivered (a timer's, another thread's or process's).
-    static func pause(_ c: SyscallCall) throws -> Int64 {
+    static func pause(_ c: SyscallCall) throws -> SyscallOutcome {
         SignalWait.clear(c)
         let p = c.process
         let wake = SignalWait.deliverable(p, mask: p.signals.mask)
         if p.pendingSignals() & wake == 0 {
-            let r = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
-            if r != Errno.intr.result { return r }
+            let outcome = try SignalWait.wait(c, wake: wake, restartOn: 0, deadline: nil, file: nil)
+            if outcome.result != Errno.intr.result { return outcome }
         }
-        return Errno.intr.result
+        return .result(Errno.intr.result)
     }
 }

@@ -63,7 +63,7 @@ extension ProcessSyscalls {
         }
     }
 
-    static func wait4(_ c: SyscallCall) throws -> Int64 {
+    static func wait4(_ c: SyscallCall) throws -> SyscallOutcome {
         let target = c.int(0), statusAddress = c.arg(1), options = c.int(2)
         guard options & ~(WNOHANG | WUNTRACED | WCONTINUED | threadOptions) == 0 else { throw Errno.inval }
         let p = c.process
@@ -73,18 +73,18 @@ extension ProcessSyscalls {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG != 0 { return 0 }
-            throw MustBlock { ready() != nil }
+            if options & WNOHANG != 0 { return .result(0) }
+            return c.parkUnlessInterrupted(.guest { ready() != nil })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
         if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
         consume(change, of: p)
-        return Int64(change.child.pid)
+        return .result(Int64(change.child.pid))
     }
 
     static let P_ALL: Int32 = 0, P_PID: Int32 = 1, P_PGID: Int32 = 2
 
-    static func waitid(_ c: SyscallCall) throws -> Int64 {
+    static func waitid(_ c: SyscallCall) throws -> SyscallOutcome {
         let idType = c.int(0), id = c.int(1), infoAddress = c.arg(2), options = c.int(3)
         guard options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | threadOptions) == 0,
               options & (WUNTRACED | WEXITED | WCONTINUED) != 0 else { throw Errno.inval }
@@ -103,10 +103,10 @@ extension ProcessSyscalls {
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG == 0 { throw MustBlock { ready() != nil } }
+            if options & WNOHANG == 0 { return c.parkUnlessInterrupted(.guest { ready() != nil }) }
             // Linux zeroes the siginfo when no child is ready.
             if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
-            return 0
+            return .result(0)
         }
         if infoAddress != 0 {
             var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: change.code, pid: change.child.pid, uid: change.child.uid)
@@ -115,6 +115,6 @@ extension ProcessSyscalls {
         }
         if c.arg(4) != 0 { try c.write(c.arg(4), [UInt8](repeating: 0, count: 144)) }
         if options & WNOWAIT == 0 { consume(change, of: p) }
-        return 0
+        return .result(0)
     }
 }

@@ -14,14 +14,10 @@ final class RecordingWorld: HostWorld {
     private var contentCache: [String: FileContent] = [:]
     private var lastFlush = RecordingWorld.now()
 
-    /// Syscalls that can wait on the outside world: the trace is flushed
-    /// before them, so a recording killed while the guest waits loses nothing.
-    static let mayBlock: Set<UInt64> = [SYS.read, SYS.readv, SYS.pread64, SYS.poll, SYS.ppoll, SYS.select,
-                                        SYS.pselect6, SYS.nanosleep, SYS.clock_nanosleep, SYS.wait4,
-                                        SYS.pause, SYS.futex, SYS.accept, SYS.accept4, SYS.recvfrom,
-                                        SYS.recvmsg, SYS.recvmmsg, SYS.connect, SYS.epoll_wait, SYS.epoll_pwait, SYS.epoll_pwait2, SYS.write]
-
-    static let producesOutput: Set<UInt64> = [SYS.write, SYS.writev, SYS.pwrite64, SYS.pwritev, SYS.sendto, SYS.sendmsg]
+    /// The syscall descriptions: calls that can wait by their nature flush
+    /// the trace before their host part, so a recording killed while the
+    /// guest waits loses nothing; calls that produce output flush after.
+    private let table = SyscallTable.linux
 
     init(writer: TraceWriter) {
         self.writer = writer
@@ -69,7 +65,7 @@ final class RecordingWorld: HostWorld {
         // One host interaction per syscall: replay hands back one result.
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true
-        if let n = current?.number, RecordingWorld.mayBlock.contains(n) { try flush() }
+        if let n = current?.number, table.waitsByNature(n) { try flush() }
         var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.content(of: fd) })
         let result: Int64
         do { result = try body(&effects) } catch { result = error.result }
@@ -100,7 +96,7 @@ final class RecordingWorld: HostWorld {
         }
         // What the user has seen the program print is in the trace at once,
         // so a recorder killed right after still replays it.
-        if RecordingWorld.producesOutput.contains(entry.number) || RecordingWorld.now() - lastFlush > 0.5 { try flush() }
+        if table.producesOutput(entry.number) || RecordingWorld.now() - lastFlush > 0.5 { try flush() }
     }
 
     func processExit(status: Int32) throws {
@@ -135,11 +131,14 @@ final class RecordingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { check() }
 
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
         let signals = due()
         // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code
-        // SI_TIMER; below zero: a host signal for the first process.
-        for s in signals { try append(.signal(tid: currentThread, signal: s, code: s > 64 ? -2 : Signals.SI_KERNEL)) }
+        // SI_TIMER; below zero: a host signal for the first process. The
+        // tid names the process the signal is for.
+        for s in signals {
+            try append(.signal(tid: s.tid, signal: s.signal, code: s.signal > 64 ? -2 : Signals.SI_KERNEL))
+        }
         return signals
     }
 

@@ -227,7 +227,8 @@ final class ReplayingWorld: HostWorld {
 
     func pace(seconds: Double) {
         guard !skipSleeps, seconds > 0 else { return }
-        var ts = timespec(tv_sec: Int(seconds), tv_nsec: Int((seconds - seconds.rounded(.down)) * 1e9))
+        let span = Nanoseconds(Int64(min(seconds, 9e9) * 1e9))
+        var ts = timespec(tv_sec: Int(span.seconds), tv_nsec: Int(span.subsecondNanoseconds))
         nanosleep(&ts, nil)
     }
 
@@ -235,10 +236,10 @@ final class ReplayingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { expectBlock }
 
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
-        var out: [Int32] = []
-        while let e = try peek(), case .signal(_, let signal, _) = e {
-            out.append(signal)
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
+        var out: [OutsideSignal] = []
+        while let e = try peek(), case .signal(let tid, let signal, _) = e {
+            out.append(OutsideSignal(tid: tid, signal: signal))
             consume()
         }
         return out

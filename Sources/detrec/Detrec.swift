@@ -8,7 +8,8 @@ struct Detrec: ParsableCommand {
         commandName: "detrec",
         abstract: "Record a Linux x86-64 program on a KVM vCPU and replay the exact same execution.",
         version: version,
-        subcommands: [RecordCommand.self, ReplayCommand.self, DumpCommand.self, DoctorCommand.self, BenchCommand.self])
+        subcommands: [RecordCommand.self, ReplayCommand.self, DumpCommand.self, DoctorCommand.self, BenchCommand.self,
+                      SyscallsCommand.self])
 }
 
 /// Ends detrec with a one-line message on stderr.
