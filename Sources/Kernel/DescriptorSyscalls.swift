@@ -16,8 +16,8 @@ enum DescriptorSyscalls {
         t.add(SYS.fcntl, fcntl)
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
-        t.addOutcome(SYS.poll, .host) { c in try poll(c, timeout: c.int(2)) }
-        t.addOutcome(SYS.ppoll, .host, ppoll)
+        t.addOutcome(SYS.poll, .host) { c in try poll(c, milliseconds: c.int(2)) }
+        t.addOutcome(SYS.ppoll, .host, note: "signal mask; timespec written back", ppoll)
         t.add(SYS.ioctl, ioctl)
         t.add(SYS.memfd_create, memfdCreate)
     }
@@ -137,22 +137,24 @@ enum DescriptorSyscalls {
         }
     }
 
+    /// ppoll: poll with a timespec timeout (EINVAL unless valid), written
+    /// back as the time left, and a signal mask in force during the wait
+    /// (EINVAL unless sigsetsize is 8; see `DescriptorWait.setMask`).
     static func ppoll(_ c: SyscallCall) throws -> SyscallOutcome {
-        var timeout: Int32 = -1
-        if c.arg(2) != 0 {
-            let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
-            let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
-            timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
+        let timeout = try DescriptorWait.timespec(c, at: c.arg(2))
+        try DescriptorWait.setMask(c, at: c.arg(3), size: c.arg(4))
+        return try DescriptorWait.withMask(c) {
+            try poll(c, timeout: timeout, writeBack: c.arg(2) == 0 ? nil : c.arg(2))
         }
-        // set_user_sigmask, after the timeout is read: a mask needs sigsetsize 8.
-        if c.arg(3) != 0 {
-            guard c.arg(4) == 8 else { throw Errno.inval }
-            _ = try c.read(c.arg(3), count: 8)
-        }
-        return try poll(c, timeout: timeout)
     }
 
-    static func poll(_ c: SyscallCall, timeout: Int32) throws -> SyscallOutcome {
+    static func poll(_ c: SyscallCall, milliseconds ms: Int32) throws -> SyscallOutcome {
+        try poll(c, timeout: ms < 0 ? nil : .milliseconds(Int64(ms)), writeBack: nil)
+    }
+
+    /// poll and ppoll: `timeout` in seconds (nil: none); `writeBack`, where
+    /// ppoll's timespec gets the time left.
+    static func poll(_ c: SyscallCall, timeout: Nanoseconds?, writeBack: UInt64?) throws -> SyscallOutcome {
         // The kernel takes nfds as an unsigned int.
         let nfds = UInt32(truncatingIfNeeded: c.arg(1))
         guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
@@ -171,7 +173,20 @@ enum DescriptorSyscalls {
         let process = c.process
         let signalfds = entries.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
         let interrupting = SignalWait.deliverable(process, mask: process.signals.mask)
+        let pendingInterrupt = process.pendingSignals() & interrupting != 0
+        let zero = timeout == .zero
+        let deadline = DescriptorWait.deadline(c, timeout: timeout)
+        let restart = SignalWait.restart(c)
         let r = try c.host { effects throws(Errno) -> Int64 in
+            // ppoll writes the time left back whatever the outcome, unless
+            // the timeout was zero (poll_select_finish).
+            func finish(_ r: Int64) throws(Errno) -> Int64 {
+                if let address = writeBack, !zero, (try? c.checkWritable(address, count: 16)) != nil {
+                    let (sec, nsec) = DescriptorWait.remaining(until: deadline ?? .never)
+                    try effects.write(address, Bytes.u64(UInt64(sec)) + Bytes.u64(UInt64(nsec)))
+                }
+                return r
+            }
             var host = entries.map { e -> pollfd in
                 // A closed descriptor polls as POLLNVAL; a negative one is ignored.
                 pollfd(fd: e.fd < 0 ? -1 : (e.file?.hostFD ?? Int32.max), events: e.events, revents: 0)
@@ -180,14 +195,20 @@ enum DescriptorSyscalls {
             for i in invalid { host[i].fd = -1 }
             let n: Int32
             if invalid.isEmpty {
-                switch SignalWait.poll(c, &host, timeout: timeout, signalfds: signalfds, interrupting: interrupting) {
-                case .ready(let count): n = count
-                case .returns(let r): return r
+                switch DescriptorWait.hostWait(c, &host, deadline: deadline, zeroTimeout: zero, signalfds: signalfds,
+                                               interrupting: interrupting, pendingInterrupt: pendingInterrupt) {
+                case .ready(let k): n = k
+                case .timedOut: n = 0
+                case .interrupted: return try finish(Errno.intr.result)
+                // Only with fewer descriptors than the call's number can a
+                // restart not read as a count.
+                case .restart: return count < c.number ? restart : try finish(Errno.intr.result)
+                case .failed(let r): return try finish(r)
                 }
             } else {
                 n = Glibc.poll(&host, nfds_t(count), 0)
             }
-            guard n >= 0 else { return -Int64(errno) }
+            guard n >= 0 else { return try finish(-Int64(errno)) }
             for i in invalid { host[i].revents = Int16(POLLNVAL) }
             var out = raw
             var ready = 0
@@ -198,7 +219,7 @@ enum DescriptorSyscalls {
                 if rev != 0 { ready += 1 }
             }
             try effects.write(address, out)
-            return Int64(ready)
+            return try finish(Int64(ready))
         }
         return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
     }

@@ -38,7 +38,6 @@ enum ProcessSyscalls {
         t.add(SYS.uname, passthrough(.out(390)))
         t.add(SYS.sysinfo, passthrough(.out(112)))
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
-        t.add(SYS.sched_getaffinity, passthrough(.value, .value, .outFilled(sizeArg: 1)))
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
         t.add(SYS.rseq, .refused("ENOSYS on purpose: glibc then runs without restartable sequences")) { _ in throw Errno.nosys }

@@ -21,7 +21,7 @@ enum SocketSyscalls {
         t.add(SYS.getpeername) { c in try addressOut(c, number: SYS.getpeername) }
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
-        t.add(SYS.sendto, sendto)
+        t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
         t.addOutcome(SYS.recvfrom, .host, recvfrom)
     }
 
@@ -102,24 +102,30 @@ enum SocketSyscalls {
         }
     }
 
-    static func sendto(_ c: SyscallCall) throws -> Int64 {
+    static func sendto(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         let bytes = try c.read(c.arg(1), count: count)
         var address: [UInt8] = []
         if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
         let flags = c.int(3)
-        let r = try c.host { _ throws(Errno) -> Int64 in
-            guard let h = file.hostFD else { throw .badf }
-            return bytes.withUnsafeBytes { b in
-                address.withUnsafeBytes { a in
-                    hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), count, Int(flags | MSG_NOSIGNAL),
-                                Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
-                }
+        // Datagrams go whole or not at all: only a stream is written in parts.
+        let send: (Int32, UnsafeRawBufferPointer) -> Int64 = { h, b in
+            address.withUnsafeBytes { a in
+                hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
+                            Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
             }
         }
-        try FileSyscalls.echo(c, file, bytes, r)
-        return r
+        if flags & MSG_DONTWAIT != 0 || !address.isEmpty {
+            let r = try c.host { _ throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                return bytes.withUnsafeBytes { send(h, $0) }
+            }
+            try FileSyscalls.echo(c, file, bytes, r)
+            if r == Errno.pipe.result && flags & MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
+            return .result(r)
+        }
+        return try HostTransfer.write(c, file, bytes, flags: flags | MSG_NOSIGNAL, plain: send)
     }
 
     static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {
