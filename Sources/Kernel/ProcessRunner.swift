@@ -267,7 +267,10 @@ public final class ProcessRunner {
         call.interrupted = thread.interruptedWait
         thread.interruptedWait = false
         thread.resumption = nil
-        if resumed == nil { thread.transferred = 0 }
+        if resumed == nil {
+            thread.transferred = 0
+            thread.connecting = false
+        }
         let outcome: SyscallOutcome
         do {
             outcome = try handler(call)
