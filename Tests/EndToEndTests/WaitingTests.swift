@@ -120,6 +120,44 @@ import Testing
         #expect(out.hasSuffix("connect 0 echo ping\n"))
     }
 
+    @Test func sendfileSpliceAndTeeBetweenPipesWait() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/sendfile.h>
+            #include <sys/wait.h>
+            static int a[2];
+            static long drain(int fd) { long total = 0; char b[1000]; ssize_t k; while ((k = read(fd, b, sizeof b)) > 0) total += k; return total; }
+            static void *reader(void *x) { return (void *)drain(a[0]); }
+            int main(int argc, char **argv) {
+              int f = open(argv[0], O_RDONLY); off_t size = lseek(f, 0, SEEK_END), off = 0;
+              pipe(a); pthread_t t; pthread_create(&t, 0, reader, 0);
+              long sent = 0; while (sent < size) { ssize_t n = sendfile(a[1], f, &off, size - sent); if (n <= 0) break; sent += n; }
+              close(a[1]); void *got; pthread_join(t, &got);
+              // splice from a child's pipe into another, and tee a copy.
+              int from[2], to[2], copy[2]; pipe(from); pipe(to); pipe(copy);
+              pid_t w = fork();
+              if (w == 0) { close(from[0]); static char big[200000]; memset(big, 'y', sizeof big); write(from[1], big, sizeof big); _exit(0); }
+              close(from[1]);
+              pid_t r = fork();
+              if (r == 0) { close(to[1]); _exit(drain(to[0]) == 200000 ? 0 : 1); }
+              close(to[0]);
+              long moved = 0, teed = 0; ssize_t n;
+              while ((n = tee(from[0], copy[1], 1000, 0)) > 0) { teed += n;
+                char b[1000]; read(copy[0], b, n); ssize_t s = splice(from[0], 0, to[1], 0, n, 0); if (s > 0) moved += s; }
+              close(to[1]); int st; waitpid(w, &st, 0); waitpid(r, &st, 0);
+              // tee copies what is in the pipe; splice may take less, which the next tee copies again.
+              printf("sendfile %d splice %ld tee %d reader %d\n", sent == size && (long)got == size, moved, teed >= moved, WEXITSTATUS(st));
+              return 0;
+            }
+            """#, name: "splice", in: dir)
+        #expect(out == "sendfile 1 splice 200000 tee 1 reader 0\n")
+    }
+
     @Test func hugeTimeoutsNeverEndAndNeverCrash() throws {
         let out = try Harness.matchesNative(#"""
             #include <errno.h>
