@@ -57,9 +57,10 @@ public final class ProcessRunner {
                 disarmCounter()
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
-                if let handled = try counterTrap(e) {
-                    if let end = handled { return .exited(end) }
-                    continue
+                switch try counterTrap(e) {
+                case .ended(let end): return .exited(end)
+                case .handled: continue
+                case .notMine: break
                 }
                 if isSpurious(e) { continue }
                 if let (site, length) = TimestampCounter.site(process, e) {
