@@ -13,7 +13,9 @@ enum DescriptorSyscalls {
         t.add(SYS.dup, .emulated, dup)
         t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
         t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
-        t.add(SYS.fcntl, fcntl)
+        t.addOutcome(SYS.fcntl, .host, note: "F_SETLKW parks while the lock is held elsewhere, trying again every 10 ms") { c in
+            [7, 38].contains(c.int(1)) ? try setLockWaiting(c) : .result(try fcntl(c))
+        }
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
         t.addOutcome(SYS.poll, .host) { c in try poll(c, milliseconds: c.int(2)) }
@@ -109,7 +111,7 @@ enum DescriptorSyscalls {
             // GETFL/SETFL, GETOWN/SETOWN, pipe size, seals, GETSIG/SETSIG: plain numbers.
             return try performPassthrough(c, [.fd, .value, .value])
         case 5, 6, 7, 36, 37, 38:
-            // GETLK/SETLK/SETLKW and the OFD variants: a struct flock in and out.
+            // GETLK/SETLK and the OFD variants: a struct flock in and out.
             return try performPassthrough(c, [.fd, .value, .inOut(32)])
         default:
             throw Errno.inval
@@ -127,6 +129,22 @@ enum DescriptorSyscalls {
         return try c.newDescriptor(name: "memfd:" + String(decoding: name, as: UTF8.self), closeOnExec: flags & MFD_CLOEXEC != 0) { _ in
             (name + [0]).withUnsafeBytes { hostSyscall(SYS.memfd_create, Int(bitPattern: $0.baseAddress), Int(flags | MFD_CLOEXEC)) }
         }
+    }
+
+    /// F_SETLKW and F_OFD_SETLKW: F_SETLK is the form that does not wait.
+    static func setLockWaiting(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let lock = try c.read(c.arg(2), count: 32)
+        let hostFD = file.hostFD ?? -1   // none on replay, which never calls the host
+        let call = { (command: Int32) -> Int64 in
+            var l = lock
+            return l.withUnsafeMutableBytes { hostSyscall(SYS.fcntl, Int(hostFD), Int(command), Int(bitPattern: $0.baseAddress)) }
+        }
+        let command = c.int(1)
+        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: {
+            let r = call(command - 1)
+            return r == Errno.again.result || r == Errno.acces.result ? nil : r
+        }, plain: { call(command) })
     }
 
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
@@ -177,6 +195,14 @@ enum DescriptorSyscalls {
         let zero = timeout == .zero
         let deadline = DescriptorWait.deadline(c, timeout: timeout)
         let restart = SignalWait.restart(c)
+        // While other threads could run, a poll that would wait parks until
+        // a descriptor is ready or its timeout (from the first attempt) ends.
+        if !zero, !pendingInterrupt, !entries.contains(where: { $0.fd >= 0 && $0.file == nil }) {
+            let waited = entries.compactMap { e in e.fd >= 0 ? e.file?.hostFD.map { (fd: $0, events: e.events) } : nil }
+            let readiness = HostReadiness(waited, deadline: deadline)
+            let unwaitable = entries.contains { $0.fd >= 0 && $0.file?.hostFD == nil }
+            if let parked = c.park(.host(readiness), unless: { unwaitable || readiness.isReady() }) { return parked }
+        }
         let r = try c.host { effects throws(Errno) -> Int64 in
             // ppoll writes the time left back whatever the outcome, unless
             // the timeout was zero (poll_select_finish).

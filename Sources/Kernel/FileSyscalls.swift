@@ -62,8 +62,23 @@ enum FileSyscalls {
         t.add(SYS.fdatasync, passthrough(.fd))
         t.add(SYS.fadvise64, passthrough(.fd, .value, .value, .value))
         t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
-        t.add(SYS.flock, passthrough(.fd, .value))
+        t.addOutcome(SYS.flock, .host, note: "a lock held elsewhere: the thread parks, trying again every 10 ms", flock)
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
+    }
+
+    static let LOCK_NB: Int32 = 4
+
+    /// flock(2): LOCK_NB is the form that does not wait.
+    static func flock(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let op = c.int(1)
+        let fd = file.hostFD ?? -1   // none on replay, which never calls the host
+        let call = { (op: Int32) -> Int64 in hostSyscall(SYS.flock, Int(fd), Int(op)) }
+        if op & LOCK_NB != 0 { return .result(try c.host { _ in call(op) }) }
+        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: {
+            let r = call(op | LOCK_NB)
+            return r == -Int64(EWOULDBLOCK) ? nil : r
+        }, plain: { call(op) })
     }
 
     /// readlink: the host answers, except for the links of the guest's
@@ -213,7 +228,7 @@ enum FileSyscalls {
         let offset = c.long(3)
         return try c.host { effects throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
-            var buffer = [UInt8](repeating: 0, count: total)
+            var buffer = [UInt8](unsafeUninitializedCapacity: total) { _, n in n = total }
             let n = buffer.withUnsafeMutableBytes { b in
                 positioned ? pread(fd, b.baseAddress, total, Int(offset)) : Glibc.read(fd, b.baseAddress, total)
             }

@@ -53,6 +53,8 @@ public final class GuestThread {
     /// Bytes the current call has written in earlier attempts, when a
     /// blocking write is done in parts (recording only; `HostTransfer`).
     var transferred: Int64 = 0
+    /// The current call is a connect that went on without waiting.
+    var connecting = false
     /// Set when a signal ended the parked call's wait: it runs again once
     /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
     var interruptedWait = false

@@ -100,6 +100,28 @@ enum HostTransfer {
         return .result(r)
     }
 
+    /// A call with a form that does not wait (flock's LOCK_NB, F_SETLK for
+    /// F_SETLKW, a non-blocking connect). While other threads could run
+    /// (recording), `attempt` tries that form: its result, or nil when the
+    /// call would have to wait; the thread then parks on `condition` and
+    /// tries again when it holds. `plain` is the call itself, for when
+    /// nothing else could run (it may block detrec; a host signal
+    /// interrupts it). Replay parks where the recording did and takes the
+    /// result from the trace.
+    static func withoutWaiting(_ c: SyscallCall, on condition: @escaping () -> WaitCondition,
+                               attempt: @escaping () -> Int64?, plain: @escaping () -> Int64) throws -> SyscallOutcome {
+        var finished: Int64?
+        if let parked = c.park(condition(), unless: {
+            finished = attempt()
+            return finished != nil
+        }) { return parked }
+        return .result(try c.host { _ in finished ?? plain() })
+    }
+
+    /// How often a wait with nothing to poll (a lock) looks again.
+    static let retry = Nanoseconds.milliseconds(10)
+    static func retryLater() -> WaitCondition { .host(HostReadiness([], deadline: .now() + retry)) }
+
     /// EPIPE on a write also sends the writer SIGPIPE, as Linux does.
     static func brokenPipe(_ c: SyscallCall) {
         SignalDelivery.generate(c.process, signal: Signals.SIGPIPE,

@@ -57,9 +57,10 @@ public final class ProcessRunner {
                 disarmCounter()
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
-                if let handled = try counterTrap(e) {
-                    if let end = handled { return .exited(end) }
-                    continue
+                switch try counterTrap(e) {
+                case .ended(let end): return .exited(end)
+                case .handled: continue
+                case .notMine: break
                 }
                 if WriteXorExecute.handleFault(process, e) { continue }
                 if isSpurious(e) { continue }
@@ -272,7 +273,10 @@ public final class ProcessRunner {
         call.interrupted = thread.interruptedWait
         thread.interruptedWait = false
         thread.resumption = nil
-        if resumed == nil { thread.transferred = 0 }
+        if resumed == nil {
+            thread.transferred = 0
+            thread.connecting = false
+        }
         let outcome: SyscallOutcome
         do {
             outcome = try handler(call)

@@ -12,7 +12,7 @@ enum SocketSyscalls {
         t.add(SYS.socket, socket)
         t.add(SYS.socketpair, socketpair)
         t.add(SYS.bind, passthrough(.fd, .inputSized(sizeArg: 2), .value))
-        t.add(SYS.connect, passthrough(.fd, .inputSized(sizeArg: 2), .value))
+        t.addOutcome(SYS.connect, .host, note: "a blocking connect becomes a non-blocking one the thread parks on", connect)
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
         t.addOutcome(SYS.accept, .host) { c in try accept(c, flags: 0) }
@@ -23,6 +23,37 @@ enum SocketSyscalls {
         t.add(SYS.getsockopt, getsockopt)
         t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
         t.addOutcome(SYS.recvfrom, .host, recvfrom)
+    }
+
+    /// connect(2). While other threads could run, a blocking socket
+    /// connects without waiting (O_NONBLOCK for the one call) and the
+    /// thread parks until the socket is writable; then SO_ERROR says how it
+    /// ended, as the blocking call would have returned it.
+    static func connect(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let length = min(try c.size(2), 4096)
+        let address = try c.read(c.arg(1), count: length)
+        let fd = file.hostFD ?? -1   // none on replay, which never calls the host
+        let thread = c.process.current
+        let call = { () -> Int64 in
+            address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), length) }
+        }
+        return try HostTransfer.withoutWaiting(c, on: { .host(HostReadiness(fd: fd, events: Int16(POLLOUT))) }, attempt: {
+            if thread.connecting {
+                var error: Int32 = 0
+                var size = socklen_t(4)
+                guard Glibc.getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 else { return -Int64(errno) }
+                return -Int64(error)
+            }
+            guard HostTransfer.mayWait(file) else { return call() }
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            let r = call()
+            _ = fcntl(fd, F_SETFL, flags)
+            guard r == -Int64(EINPROGRESS) else { return r }
+            thread.connecting = true
+            return nil
+        }, plain: call)
     }
 
     static func socket(_ c: SyscallCall) throws -> Int64 {
@@ -138,7 +169,7 @@ enum SocketSyscalls {
         let buffer = c.arg(1)
         return .result(try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
-            var data = [UInt8](repeating: 0, count: count)
+            var data = [UInt8](unsafeUninitializedCapacity: count) { _, n in n = count }
             let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
                 Result { () throws(Errno) -> Int64 in
                     try withAddress(c, &effects, address: 4, length: 5, capacity: capacity) { a, l in

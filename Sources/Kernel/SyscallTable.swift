@@ -141,6 +141,7 @@ public struct SyscallTable {
         t.family(.emulated, ThreadSyscalls.register)
         t.family(.emulated, TimerSyscalls.register)
         t.family(.host, SocketSyscalls.register)
+        t.family(.host, SpliceSyscalls.register)
         t.family(.emulated, SignalWaitSyscalls.register)
         t.family(.emulated, SignalSending.register)
         t.family(.emulated, PosixTimerSyscalls.register)
