@@ -13,11 +13,13 @@ enum DescriptorSyscalls {
         t.add(SYS.dup, .emulated, dup)
         t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
         t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
-        t.add(SYS.fcntl, fcntl)
+        t.addOutcome(SYS.fcntl, .host, note: "F_SETLKW parks while the lock is held elsewhere, trying again every 10 ms") { c in
+            [7, 38].contains(c.int(1)) ? try setLockWaiting(c) : .result(try fcntl(c))
+        }
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
-        t.addOutcome(SYS.poll, .host) { c in try poll(c, timeout: c.int(2)) }
-        t.addOutcome(SYS.ppoll, .host, ppoll)
+        t.addOutcome(SYS.poll, .host) { c in try poll(c, milliseconds: c.int(2)) }
+        t.addOutcome(SYS.ppoll, .host, note: "signal mask; timespec written back", ppoll)
         t.add(SYS.ioctl, ioctl)
         t.add(SYS.memfd_create, memfdCreate)
     }
@@ -109,7 +111,7 @@ enum DescriptorSyscalls {
             // GETFL/SETFL, GETOWN/SETOWN, pipe size, seals, GETSIG/SETSIG: plain numbers.
             return try performPassthrough(c, [.fd, .value, .value])
         case 5, 6, 7, 36, 37, 38:
-            // GETLK/SETLK/SETLKW and the OFD variants: a struct flock in and out.
+            // GETLK/SETLK and the OFD variants: a struct flock in and out.
             return try performPassthrough(c, [.fd, .value, .inOut(32)])
         default:
             throw Errno.inval
@@ -129,6 +131,22 @@ enum DescriptorSyscalls {
         }
     }
 
+    /// F_SETLKW and F_OFD_SETLKW: F_SETLK is the form that does not wait.
+    static func setLockWaiting(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let lock = try c.read(c.arg(2), count: 32)
+        let hostFD = file.hostFD ?? -1   // none on replay, which never calls the host
+        let call = { (command: Int32) -> Int64 in
+            var l = lock
+            return l.withUnsafeMutableBytes { hostSyscall(SYS.fcntl, Int(hostFD), Int(command), Int(bitPattern: $0.baseAddress)) }
+        }
+        let command = c.int(1)
+        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: {
+            let r = call(command - 1)
+            return r == Errno.again.result || r == Errno.acces.result ? nil : r
+        }, plain: { call(command) })
+    }
+
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
         guard flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000) == 0 else { throw Errno.inval }
         return try c.newDescriptorPair(name: "pipe:", closeOnExec: flags & O_CLOEXEC != 0, at: 0) { pair in
@@ -137,22 +155,24 @@ enum DescriptorSyscalls {
         }
     }
 
+    /// ppoll: poll with a timespec timeout (EINVAL unless valid), written
+    /// back as the time left, and a signal mask in force during the wait
+    /// (EINVAL unless sigsetsize is 8; see `DescriptorWait.setMask`).
     static func ppoll(_ c: SyscallCall) throws -> SyscallOutcome {
-        var timeout: Int32 = -1
-        if c.arg(2) != 0 {
-            let (sec, nsec) = try TimerSyscalls.timespecFields(try c.read(c.arg(2), count: 16), at: 0)
-            let (ms, overflow) = sec.multipliedReportingOverflow(by: 1000)
-            timeout = overflow ? Int32.max : Int32(clamping: ms &+ (nsec + 999_999) / 1_000_000)
+        let timeout = try DescriptorWait.timespec(c, at: c.arg(2))
+        try DescriptorWait.setMask(c, at: c.arg(3), size: c.arg(4))
+        return try DescriptorWait.withMask(c) {
+            try poll(c, timeout: timeout, writeBack: c.arg(2) == 0 ? nil : c.arg(2))
         }
-        // set_user_sigmask, after the timeout is read: a mask needs sigsetsize 8.
-        if c.arg(3) != 0 {
-            guard c.arg(4) == 8 else { throw Errno.inval }
-            _ = try c.read(c.arg(3), count: 8)
-        }
-        return try poll(c, timeout: timeout)
     }
 
-    static func poll(_ c: SyscallCall, timeout: Int32) throws -> SyscallOutcome {
+    static func poll(_ c: SyscallCall, milliseconds ms: Int32) throws -> SyscallOutcome {
+        try poll(c, timeout: ms < 0 ? nil : .milliseconds(Int64(ms)), writeBack: nil)
+    }
+
+    /// poll and ppoll: `timeout` in seconds (nil: none); `writeBack`, where
+    /// ppoll's timespec gets the time left.
+    static func poll(_ c: SyscallCall, timeout: Nanoseconds?, writeBack: UInt64?) throws -> SyscallOutcome {
         // The kernel takes nfds as an unsigned int.
         let nfds = UInt32(truncatingIfNeeded: c.arg(1))
         guard nfds <= UInt32(max(0, c.process.files.limit)) else { throw Errno.inval }
@@ -171,7 +191,28 @@ enum DescriptorSyscalls {
         let process = c.process
         let signalfds = entries.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
         let interrupting = SignalWait.deliverable(process, mask: process.signals.mask)
+        let pendingInterrupt = process.pendingSignals() & interrupting != 0
+        let zero = timeout == .zero
+        let deadline = DescriptorWait.deadline(c, timeout: timeout)
+        let restart = SignalWait.restart(c)
+        // While other threads could run, a poll that would wait parks until
+        // a descriptor is ready or its timeout (from the first attempt) ends.
+        if !zero, !pendingInterrupt, !entries.contains(where: { $0.fd >= 0 && $0.file == nil }) {
+            let waited = entries.compactMap { e in e.fd >= 0 ? e.file?.hostFD.map { (fd: $0, events: e.events) } : nil }
+            let readiness = HostReadiness(waited, deadline: deadline)
+            let unwaitable = entries.contains { $0.fd >= 0 && $0.file?.hostFD == nil }
+            if let parked = c.park(.host(readiness), unless: { unwaitable || readiness.isReady() }) { return parked }
+        }
         let r = try c.host { effects throws(Errno) -> Int64 in
+            // ppoll writes the time left back whatever the outcome, unless
+            // the timeout was zero (poll_select_finish).
+            func finish(_ r: Int64) throws(Errno) -> Int64 {
+                if let address = writeBack, !zero, (try? c.checkWritable(address, count: 16)) != nil {
+                    let (sec, nsec) = DescriptorWait.remaining(until: deadline ?? .never)
+                    try effects.write(address, Bytes.u64(UInt64(sec)) + Bytes.u64(UInt64(nsec)))
+                }
+                return r
+            }
             var host = entries.map { e -> pollfd in
                 // A closed descriptor polls as POLLNVAL; a negative one is ignored.
                 pollfd(fd: e.fd < 0 ? -1 : (e.file?.hostFD ?? Int32.max), events: e.events, revents: 0)
@@ -180,14 +221,20 @@ enum DescriptorSyscalls {
             for i in invalid { host[i].fd = -1 }
             let n: Int32
             if invalid.isEmpty {
-                switch SignalWait.poll(c, &host, timeout: timeout, signalfds: signalfds, interrupting: interrupting) {
-                case .ready(let count): n = count
-                case .returns(let r): return r
+                switch DescriptorWait.hostWait(c, &host, deadline: deadline, zeroTimeout: zero, signalfds: signalfds,
+                                               interrupting: interrupting, pendingInterrupt: pendingInterrupt) {
+                case .ready(let k): n = k
+                case .timedOut: n = 0
+                case .interrupted: return try finish(Errno.intr.result)
+                // Only with fewer descriptors than the call's number can a
+                // restart not read as a count.
+                case .restart: return count < c.number ? restart : try finish(Errno.intr.result)
+                case .failed(let r): return try finish(r)
                 }
             } else {
                 n = Glibc.poll(&host, nfds_t(count), 0)
             }
-            guard n >= 0 else { return -Int64(errno) }
+            guard n >= 0 else { return try finish(-Int64(errno)) }
             for i in invalid { host[i].revents = Int16(POLLNVAL) }
             var out = raw
             var ready = 0
@@ -198,7 +245,7 @@ enum DescriptorSyscalls {
                 if rev != 0 { ready += 1 }
             }
             try effects.write(address, out)
-            return Int64(ready)
+            return try finish(Int64(ready))
         }
         return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
     }

@@ -12,7 +12,7 @@ public struct Errno: Error, Equatable, Sendable, CustomStringConvertible {
     public static let inval = Errno(EINVAL), mfile = Errno(EMFILE), notty = Errno(ENOTTY)
     public static let nosys = Errno(ENOSYS), nametoolong = Errno(ENAMETOOLONG)
     public static let range = Errno(ERANGE), notsup = Errno(EOPNOTSUPP), nodev = Errno(ENODEV)
-    public static let overflow = Errno(EOVERFLOW), child = Errno(ECHILD)
+    public static let overflow = Errno(EOVERFLOW), child = Errno(ECHILD), pipe = Errno(EPIPE)
 
     /// The value the guest sees in RAX.
     public var result: Int64 { -Int64(code) }

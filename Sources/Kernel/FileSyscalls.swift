@@ -12,12 +12,15 @@ enum FileSyscalls {
             return .result(try performPassthrough(c, [.fd, .outFilled(sizeArg: 2), .value], waitOn: (0, Int16(POLLIN))))
         }
         t.add(SYS.pread64, passthrough(.fd, .outFilled(sizeArg: 2), .value, .value))
-        t.add(SYS.write, write)
+        t.addOutcome(SYS.write, .host, note: "a blocking pipe or socket is written in parts while other threads run", write)
         t.add(SYS.pwrite64, passthrough(.fd, .inputSized(sizeArg: 2), .value, .value))
-        t.add(SYS.readv, { c in try readv(c, positioned: false) })
+        t.addOutcome(SYS.readv, .host) { c in
+            if let parked = c.waitUntilReady(try c.file(0), events: Int16(POLLIN)) { return parked }
+            return .result(try readv(c, positioned: false))
+        }
         t.add(SYS.preadv, { c in try readv(c, positioned: true) })
-        t.add(SYS.writev, { c in try writev(c, positioned: false) })
-        t.add(SYS.pwritev, { c in try writev(c, positioned: true) })
+        t.addOutcome(SYS.writev, .host) { c in try writev(c) }
+        t.add(SYS.pwritev) { c in try pwritev(c) }
         t.add(SYS.lseek, passthrough(.fd, .value, .value))
         t.add(SYS.getdents64, getdents64)
         t.add(SYS.fstat, passthrough(.fd, .out(144)))
@@ -59,8 +62,23 @@ enum FileSyscalls {
         t.add(SYS.fdatasync, passthrough(.fd))
         t.add(SYS.fadvise64, passthrough(.fd, .value, .value, .value))
         t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
-        t.add(SYS.flock, passthrough(.fd, .value))
+        t.addOutcome(SYS.flock, .host, note: "a lock held elsewhere: the thread parks, trying again every 10 ms", flock)
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
+    }
+
+    static let LOCK_NB: Int32 = 4
+
+    /// flock(2): LOCK_NB is the form that does not wait.
+    static func flock(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let op = c.int(1)
+        let fd = file.hostFD ?? -1   // none on replay, which never calls the host
+        let call = { (op: Int32) -> Int64 in hostSyscall(SYS.flock, Int(fd), Int(op)) }
+        if op & LOCK_NB != 0 { return .result(try c.host { _ in call(op) }) }
+        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: {
+            let r = call(op | LOCK_NB)
+            return r == -Int64(EWOULDBLOCK) ? nil : r
+        }, plain: { call(op) })
     }
 
     /// readlink: the host answers, except for the links of the guest's
@@ -132,22 +150,25 @@ enum FileSyscalls {
     }
 
     /// write(2): performed on the host; replay re-emits what went to the
-    /// inherited stdout/stderr.
-    static func write(_ c: SyscallCall) throws -> Int64 {
+    /// inherited stdout/stderr. A pipe or socket waits as `HostTransfer` says.
+    static func write(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = try c.transferSize(buffer: 1, size: 2, write: false)
         let bytes = try c.read(c.arg(1), count: count)
-        let process = c.process
-        let r = try c.host { effects throws(Errno) -> Int64 in
-            if let mem = file.procMemory {
-                return ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process)
+        if let mem = file.procMemory {
+            let process = c.process
+            let r = try c.host { effects throws(Errno) -> Int64 in
+                ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process)
             }
-            guard let fd = file.hostFD else { throw .badf }
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, count) }
-            return n < 0 ? -Int64(errno) : Int64(n)
+            try echo(c, file, bytes, r)
+            return .result(r)
         }
-        try echo(c, file, bytes, r)
-        return r
+        return try HostTransfer.write(c, file, bytes, plain: plainWrite)
+    }
+
+    static func plainWrite(_ fd: Int32, _ b: UnsafeRawBufferPointer) -> Int64 {
+        let n = Glibc.write(fd, b.baseAddress, b.count)
+        return n < 0 ? -Int64(errno) : Int64(n)
     }
 
     /// After a write: the data is checked against the recording, and
@@ -207,7 +228,7 @@ enum FileSyscalls {
         let offset = c.long(3)
         return try c.host { effects throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
-            var buffer = [UInt8](repeating: 0, count: total)
+            var buffer = [UInt8](unsafeUninitializedCapacity: total) { _, n in n = total }
             let n = buffer.withUnsafeMutableBytes { b in
                 positioned ? pread(fd, b.baseAddress, total, Int(offset)) : Glibc.read(fd, b.baseAddress, total)
             }
@@ -222,18 +243,28 @@ enum FileSyscalls {
         }
     }
 
-    static func writev(_ c: SyscallCall, positioned: Bool) throws -> Int64 {
-        let file = try c.file(0)
+    /// The bytes an iovec array names, gathered (up to `maxTransfer`).
+    static func gather(_ c: SyscallCall) throws -> [UInt8] {
         var bytes: [UInt8] = []
         for (base, len) in try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: false) {
             bytes += try c.read(base, count: len)
         }
+        return bytes
+    }
+
+    /// writev(2): the gathered bytes, written as `write` writes them.
+    static func writev(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        return try HostTransfer.write(c, file, try gather(c), plain: plainWrite)
+    }
+
+    static func pwritev(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let bytes = try gather(c)
         let offset = c.long(3)
         let r = try c.host { _ throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
-            let n = bytes.withUnsafeBytes { b in
-                positioned ? pwrite(fd, b.baseAddress, b.count, Int(offset)) : Glibc.write(fd, b.baseAddress, b.count)
-            }
+            let n = bytes.withUnsafeBytes { b in pwrite(fd, b.baseAddress, b.count, Int(offset)) }
             return n < 0 ? -Int64(errno) : Int64(n)
         }
         try echo(c, file, bytes, r)

@@ -72,6 +72,7 @@ extension ProcessSyscalls {
         child.files = parent.files
         child.signals = parent.signals
         child.signals.shared = PendingSignals()
+        child.control = parent.control.forked(by: parent.current.tid, child: child.pid)
         if flags & CLONE_CLEAR_SIGHAND != 0 {
             // Handlers go back to the default; ignored signals stay ignored.
             for (signal, action) in child.signals.actions where SignalAction(action).handler > SignalAction.SIG_IGN {

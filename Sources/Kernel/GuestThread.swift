@@ -23,6 +23,12 @@ public struct BlockedSyscall {
     }
 }
 
+/// What a parked syscall keeps between its attempts.
+struct Resumption {
+    var entry: SyscallEntry
+    var started: MonotonicInstant
+}
+
 /// A guest thread. One vCPU runs one thread at a time; the others keep
 /// their registers, FS/GS base, XSAVE state and signal mask here.
 public final class GuestThread {
@@ -41,6 +47,17 @@ public final class GuestThread {
     /// The child of a CLONE_VFORK this thread waits for, until its call
     /// returns (`ProcessSyscalls.vforkCompleted`).
     var vforkChild: Process?
+    /// A syscall that parked and will run again from the start: when it
+    /// first started (its timeout runs from there).
+    var resumption: Resumption?
+    /// Bytes the current call has written in earlier attempts, when a
+    /// blocking write is done in parts (recording only; `HostTransfer`).
+    var transferred: Int64 = 0
+    /// The current call is a connect that went on without waiting.
+    var connecting = false
+    /// Set when a signal ended the parked call's wait: it runs again once
+    /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
+    var interruptedWait = false
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -65,26 +82,26 @@ public final class GuestThread {
     var isRunnable: Bool {
         guard let b = blocked else { return true }
         if b.result != nil { return true }
+        if let d = wakeDeadline, d.hasPassed { return true }
         switch b.condition {
         case .futex: return false
         case .host(let h): return h.isReady()
         case .guest(let ready), .killable(let ready): return ready()
         case .signals:
             guard signalWait != 0, let p = signalWaitProcess else { return false }
-            if p.pendingSignals(of: self) & signalWait != 0 { return true }
-            if let d = wakeDeadline, d <= Scheduler.monotonicNow() { return true }
-            return false
+            return p.pendingSignals(of: self) & signalWait != 0
         }
     }
 
     /// When a parked thread is due to run again without being woken: its
     /// timeout, or for a signal wait also the next timer that sends one of
     /// its signals (recording only).
-    var wakeDeadline: Double? {
+    var wakeDeadline: MonotonicInstant? {
         guard let b = blocked else { return nil }
-        let own = b.condition.deadline.map(\.doubleSeconds)
-        guard signalWait != 0, let p = signalWaitProcess else { return own }
-        return [own, p.earliestTimerDeadline(signals: signalWait)].compactMap { $0 }.min()
+        let own = b.condition.deadline
+        guard signalWait != 0, let p = signalWaitProcess,
+              let timer = p.earliestTimerDeadline(signals: signalWait) else { return own }
+        return min(own ?? .never, MonotonicInstant(doubleSeconds: timer))
     }
 
     static func ready(_ fd: Int32, _ events: Int16, timeout: Int32) -> Bool {

@@ -136,7 +136,9 @@ public protocol HostWorld: AnyObject {
     /// whose processes had all stopped. Recording asks `due` (the host
     /// clock against the guest's timers, or the host stop) and logs them
     /// as `signal` events; replay takes them from the trace.
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32]
+    /// Each is for the process of thread `tid` (a host signal, below zero,
+    /// is the first process's whatever the tid).
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal]
 
     /// A file the emulated kernel itself loads from the host (execve's
     /// program, interpreter or script interpreter): recording reads it,
@@ -179,6 +181,16 @@ public protocol HostWorld: AnyObject {
     /// still runs at `deadline`, host CLOCK_MONOTONIC seconds; nil leaves
     /// only the liveness watchdog. Replay ignores it.
     func interruptGuest(at deadline: Double?)
+}
+
+/// A signal from outside the guest's syscalls (`HostWorld.outsideSignals`),
+/// for the process that thread `tid` belongs to. `signal` is encoded as
+/// in the trace's `signal` event (above 64: a POSIX timer's expiry; below
+/// zero: a host signal for the first process).
+public struct OutsideSignal: Equatable, Sendable {
+    public var tid: Int32
+    public var signal: Int32
+    public init(tid: Int32, signal: Int32) { self.tid = tid; self.signal = signal }
 }
 
 /// Where a thread was preempted between two syscalls: the `hits`-th time

@@ -30,6 +30,10 @@ public final class OpenFile {
     public var signalMask: UInt64?
     /// Whether that eventfd is readable now.
     var signalReady = false
+    /// An epoll instance: what it watches (see `EpollSyscalls`).
+    public var epoll: EpollInterest?
+    /// What the host descriptor is, once looked up (`HostTransfer.kind`).
+    var hostKind: HostTransfer.Kind?
 
     public init(hostFD: Int32?, path: String, echo: Int32? = nil) {
         self.hostFD = hostFD

@@ -58,7 +58,7 @@ enum Carried {
     case file(OpenFile?)
     case buffer([UInt8], guest: UInt64, copyOut: CopyOut)
 }
-enum CopyOut { case none, fixed(Int), filled, onInterrupt(Int) }
+enum CopyOut { case none, fixed(Int), filled(Int), onInterrupt(Int) }
 
 /// `waitOn`: the argument holding a descriptor the call may wait on, and
 /// for what (POLLIN): a timer may interrupt that wait while recording.
@@ -94,7 +94,11 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
                 n = min(try c.size(sizeArg), maxTransfer)
                 try c.checkWritable(c.arg(i), count: n)
             }
-            carried.append(.buffer([UInt8](repeating: 0, count: n), guest: c.arg(i), copyOut: .filled))
+            // Allocated in the host part (so that it is not shared, and
+            // pinning it copies nothing) and not zeroed: the host fills what it
+            // returns and only that is copied out, so a large buffer costs
+            // what the call transfers.
+            carried.append(.buffer([], guest: c.arg(i), copyOut: .filled(n)))
         case .input(let n), .inputOrNull(let n):
             if c.arg(i) == 0, case .inputOrNull = kind { carried.append(.value(0)); continue }
             carried.append(.buffer(try c.read(c.arg(i), count: n), guest: c.arg(i), copyOut: .none))
@@ -137,6 +141,9 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
             case .value(let v): raw[i] = Int(bitPattern: UInt(v))
             case .file(let f):
                 if let f { guard let fd = f.hostFD else { throw .badf }; raw[i] = Int(fd) } else { raw[i] = Int(cwdFD) }
+            case .buffer(_, let guest, .filled(let n)):
+                buffers[i] = .buffer([UInt8](unsafeUninitializedCapacity: n) { _, count in count = n }, guest: guest, copyOut: .filled(n))
+                bufferIndex.append(i)
             case .buffer: bufferIndex.append(i)
             }
         }
@@ -177,6 +184,8 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
                 if k == indices.count { return body(raw) }
                 let i = indices[k]
                 guard case .buffer(var bytes, let guest, let copyOut) = items[i] else { return pin(k + 1, raw) }
+                // Drop the other reference first, so pinning does not copy the buffer.
+                items[i] = .value(0)
                 let r = bytes.withUnsafeMutableBytes { p -> Int in
                     var raw = raw
                     raw[i] = Int(bitPattern: p.baseAddress)

@@ -234,9 +234,18 @@ extension ProcessRunner {
         slice.counter = nil
     }
 
-    /// A #BP or #DB that belongs to the hit counter: nil when it does not.
-    func counterTrap(_ e: GuestException) throws -> Termination?? {
-        guard var c = slice.counter else { return .none }
+    /// What a #BP or #DB was to the hit counter.
+    enum CounterTrap {
+        /// Not the counter's: the exception is the program's (or a debugger's).
+        case notMine
+        /// The counter took it; the guest runs on.
+        case handled
+        /// The counter preempted the thread here, and the run ended.
+        case ended(Termination)
+    }
+
+    func counterTrap(_ e: GuestException) throws -> CounterTrap {
+        guard var c = slice.counter else { return .notMine }
         let machine = process.machine
         if c.stepping {
             // The step is over (#DB), or the instruction faulted: either way
@@ -245,21 +254,22 @@ extension ProcessRunner {
             c.stepping = false
             slice.counter = c
             process.memory.relayPatch(c.rip)
-            if e.vector == GuestException.debug && !c.debuggerStepping { return .some(nil) }
-            return .none
+            if e.vector == GuestException.debug && !c.debuggerStepping { return .handled }
+            return .notMine
         }
         guard e.vector == GuestException.breakpoint, machine.registers.rip == c.rip &+ 1,
-              process.memory.patches[c.rip] != nil else { return .none }
+              process.memory.patches[c.rip] != nil else { return .notMine }
         machine.registers.rip = c.rip
         c.hits += 1
         slice.counter = c
         if c.hits >= c.minimum, case .preempt(let spun) = decide(c) {
-            return .some(try preempt(hits: c.hits, spun: spun))
+            if let end = try preempt(hits: c.hits, spun: spun) { return .ended(end) }
+            return .handled
         }
         if debugTraps, process.memory.patchHolders(c.rip) > 1 {
             // A debugger's breakpoint here too: it stops, and steps over it.
             machine.registers.rip = c.rip &+ 1
-            return .none
+            return .notMine
         }
         // Step over the original instruction, then put the int3 back.
         process.memory.liftPatch(c.rip)
@@ -267,7 +277,7 @@ extension ProcessRunner {
         machine.registers.rflags |= ProcessRunner.trapFlag
         c.stepping = true
         slice.counter = c
-        return .some(nil)
+        return .handled
     }
 
     private enum HitDecision {

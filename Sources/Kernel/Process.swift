@@ -135,6 +135,8 @@ public final class Process {
         _modify { yield &mm.patchedSites }
         set { mm.patchedSites = newValue }
     }
+    /// What prctl set (`ProcessControl`).
+    public var control = ProcessControl()
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?

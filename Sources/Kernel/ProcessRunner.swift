@@ -57,9 +57,10 @@ public final class ProcessRunner {
                 disarmCounter()
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
-                if let handled = try counterTrap(e) {
-                    if let end = handled { return .exited(end) }
-                    continue
+                switch try counterTrap(e) {
+                case .ended(let end): return .exited(end)
+                case .handled: continue
+                case .notMine: break
                 }
                 if WriteXorExecute.handleFault(process, e) { continue }
                 if isSpurious(e) { continue }
@@ -108,20 +109,30 @@ public final class ProcessRunner {
 
     /// Makes pending the signals of timers that expired and the host
     /// signals queued for the program (recording asks the clock and the
-    /// queue, replay the trace). Returns the host signals among them.
+    /// queue, replay the trace). `everyProcess`: the timers of every
+    /// process of the recording, not only the current one's (at a thread
+    /// switch, so that a timer ends a wait in a process that is not
+    /// running). Returns the host signals among them.
     @discardableResult
-    private func raiseOutsideSignals() throws -> [Int32] {
+    private func raiseOutsideSignals(everyProcess: Bool = false) throws -> [Int32] {
         let process = self.process
         var fromHost: [Int32] = []
         let signals = try world.outsideSignals {
             defer { outsideQueue = [] }
-            return process.dueTimerSignals() + outsideQueue.map { -$0 }
+            let owners = everyProcess ? process.family.processes.filter { $0.zombieStatus == nil } : [process]
+            var due: [OutsideSignal] = []
+            for p in owners {
+                // A process without threads cannot be the target (it is ending).
+                guard let tid = (p === process ? process.current : p.threads.first)?.tid else { continue }
+                due += p.dueTimerSignals().map { OutsideSignal(tid: tid, signal: $0) }
+            }
+            return due + outsideQueue.map { OutsideSignal(tid: process.current.tid, signal: -$0) }
         }
-        for signal in signals {
+        for s in signals {
             // A host signal is the first process's (docs/trace-format.md: below zero).
-            let target = signal < 0 ? root : process
-            let number = signal < 0 ? -signal : signal
-            if signal < 0 { fromHost.append(number) }
+            let target = s.signal < 0 ? root : (process.family.find(s.tid)?.0 ?? process)
+            let number = s.signal < 0 ? -s.signal : s.signal
+            if s.signal < 0 { fromHost.append(number) }
             SignalDelivery.generate(target, signal: number, info: SignalDelivery.siginfo(signal: number, code: Signals.SI_KERNEL))
         }
         return fromHost
@@ -176,9 +187,9 @@ public final class ProcessRunner {
     private func waitWhileStopped() throws {
         let continued = try world.outsideSignals {
             Glibc.kill(getpid(), SIGSTOP)
-            return [JobControl.SIGCONT]
+            return [OutsideSignal(tid: process.current.tid, signal: JobControl.SIGCONT)]
         }
-        guard continued.contains(JobControl.SIGCONT) else {
+        guard continued.contains(where: { $0.signal == JobControl.SIGCONT }) else {
             throw RunStopped("the recording ends while the program is stopped by \(Signals.name(process.stoppedBy ?? 0))")
         }
         for p in process.family.processes where p.stoppedBy != nil {
@@ -255,7 +266,17 @@ public final class ProcessRunner {
             process.report("unimplemented syscall \(name) (\(number)) returns ENOSYS", key: number, rip: entry.rip)
             return .complete(entry, result: Errno.nosys.result, yielded: false)
         }
-        let call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
+        var call = SyscallCall(number: number, args: entry.args, rip: entry.rip, process: process, world: world)
+        // A call that parked before runs again: what it did so far.
+        let resumed = thread.resumption.flatMap { $0.entry == entry ? $0 : nil }
+        call.resumedStart = resumed?.started
+        call.interrupted = thread.interruptedWait
+        thread.interruptedWait = false
+        thread.resumption = nil
+        if resumed == nil {
+            thread.transferred = 0
+            thread.connecting = false
+        }
         let outcome: SyscallOutcome
         do {
             outcome = try handler(call)
@@ -278,13 +299,20 @@ public final class ProcessRunner {
             process.machine.registers.rip &-= 2
             return .complete(entry, result: Int64(number), yielded: false)
         case .park(let condition):
-            try world.blocked(entry)
-            thread.blocked = BlockedSyscall(entry: entry, condition: condition)
-            if condition.completesWithResult { process.futexOrder.append(thread) }
-            return .reschedule(.blocked)
+            return try park(thread, entry, condition, started: resumed?.started)
         case .exit(let status, let wholeProcess):
             return try exit(entry, status: status, wholeProcess: wholeProcess || process.threads.count == 1)
         }
+    }
+
+    /// The thread parks in its syscall (a `blocked` event) and another runs.
+    private func park(_ thread: GuestThread, _ entry: SyscallEntry, _ condition: WaitCondition,
+                      started: MonotonicInstant?) throws -> Next {
+        try world.blocked(entry)
+        thread.blocked = BlockedSyscall(entry: entry, condition: condition)
+        thread.resumption = Resumption(entry: entry, started: started ?? .now())
+        if condition.completesWithResult { process.futexOrder.append(thread) }
+        return .reschedule(.blocked)
     }
 
     /// exit and exit_group. The first process's exit ends the recording; a
@@ -311,7 +339,7 @@ public final class ProcessRunner {
 
     /// Completes a syscall: logs it, returns the result, delivers signals,
     /// and lets the scheduler switch threads.
-    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool = false) throws -> Next {
+    private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool) throws -> Next {
         try world.exitSyscall(entry, result: result)
         process.machine.registers.rax = UInt64(bitPattern: result)
         process.current.syscallsInSlice += 1
@@ -331,7 +359,26 @@ public final class ProcessRunner {
     /// and completes the syscall it is parked in, if any.
     private func switchThreads(_ reason: Scheduler.Reason) throws -> Next {
         let running = self.process
-        let tid = try world.pickThread { try Scheduler.choose(running, reason: reason) }
+        // Where a thread may have to wait for others: timers of every
+        // process and host signals due now become pending first, so that
+        // they end the waits they interrupt (replay takes them here too).
+        if reason != .syscallDone { try raiseOutsideSignals(everyProcess: true) }
+        var ended: Termination?
+        let tid = try world.pickThread {
+            // When every thread waits, the scheduler blocks on the host until
+            // a descriptor, a timeout, a timer or a host signal: `woke` makes
+            // what came due pending, or ends the recording.
+            try Scheduler.choose(running, reason: reason) {
+                if let signal = world.takeHostSignal(),
+                   let end = try hostSignalArrived(signal, rip: running.machine.registers.rip) {
+                    ended = end
+                    return true
+                }
+                try raiseOutsideSignals(everyProcess: true)
+                return false
+            }
+        }
+        if let ended { return .end(ended) }
         guard let (owner, next) = running.family.find(tid) else {
             throw RunStopped("replay diverged: the recording runs thread \(tid), which does not exist here")
         }
@@ -351,18 +398,27 @@ public final class ProcessRunner {
         // (restarted after an SA_RESTART handler), and it is delivered. (Stop
         // signals never wait here: they act when sent, JobControl.)
         let interrupted = b.result == nil && b.condition.interruptible && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
-        if !b.condition.completesWithResult && !interrupted {
-            // The syscall starts over, now that it can proceed.
+        if !b.condition.completesWithResult {
+            // The syscall starts over, now that it can proceed, or to return
+            // EINTR (or what it had transferred) when a signal ended its wait.
             next.blocked = nil
+            next.interruptedWait = interrupted
             process.machine.registers.rax = b.entry.number
             return .runSyscall
         }
-        // Resume the parked syscall with what woke it, EINTR when nothing but
-        // a signal did (replay: the recorded result).
+        // Resume the parked futex wait with what woke it: 0 from a wake,
+        // ETIMEDOUT at its deadline, EINTR when a signal ended it (replay:
+        // the recorded result).
         if let end = try world.enterSyscall(b.entry) { return .end(end) }
         next.blocked = nil
+        next.resumption = nil
         process.futexOrder.removeAll { $0 === next }
-        let result = try world.host(memory: process.memory) { _ in b.result ?? Errno.intr.result }.result
+        let deadline = b.condition.deadline
+        let result = try world.host(memory: process.memory) { _ in
+            if let r = b.result { return r }
+            if !interrupted, let deadline, deadline.hasPassed { return -Int64(ETIMEDOUT) }
+            return Errno.intr.result
+        }.result
         return .complete(b.entry, result: result, yielded: false)
     }
 
@@ -416,14 +472,7 @@ public final class ProcessRunner {
         p.threads = []
         p.releaseVforkParent()
         p.files = FileTable()
-        for other in p.family.processes where other.parent === p {
-            other.parent = nil
-            // prctl(PR_SET_PDEATHSIG): the orphan hears of it.
-            if other.parentDeathSignal != 0, other.zombieStatus == nil {
-                SignalDelivery.generate(other, signal: other.parentDeathSignal,
-                                        info: SignalDelivery.siginfo(signal: other.parentDeathSignal, code: Signals.SI_USER, pid: p.pid, uid: p.uid))
-            }
-        }
+        ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
     }

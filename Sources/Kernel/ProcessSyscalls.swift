@@ -29,16 +29,9 @@ enum ProcessSyscalls {
         t.add(SYS.getresuid, passthrough(.out(4), .out(4), .out(4)))
         t.add(SYS.getresgid, passthrough(.out(4), .out(4), .out(4)))
         t.add(SYS.getgroups, getgroups)
-        // The priority range of each policy (kernel/sched/syscalls.c): a
-        // constant of the kernel, the same everywhere.
-        t.add(SYS.sched_get_priority_max) { c in try priorityRange(c.int(0)).max }
-        t.add(SYS.sched_get_priority_min) { c in try priorityRange(c.int(0)).min }
-        // The CPU the call ran on, from the host (recorded: replay gives the same).
-        t.add(SYS.getcpu, passthrough(.outOrNull(4), .outOrNull(4), .value))
         t.add(SYS.uname, passthrough(.out(390)))
         t.add(SYS.sysinfo, passthrough(.out(112)))
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
-        t.add(SYS.sched_getaffinity, passthrough(.value, .value, .outFilled(sizeArg: 1)))
         t.add(SYS.arch_prctl, archPrctl)
         // Restartable sequences: glibc runs without them when the kernel says ENOSYS.
         t.add(SYS.rseq, .refused("ENOSYS on purpose: glibc then runs without restartable sequences")) { _ in throw Errno.nosys }
@@ -78,16 +71,6 @@ enum ProcessSyscalls {
             throw Errno.inval
         }
         return 0
-    }
-
-    /// Limits the guest reads come from the host; limits it sets are kept
-    /// per guest (detrec's own limits must not change under it).
-    static func priorityRange(_ policy: Int32) throws(Errno) -> (min: Int64, max: Int64) {
-        switch policy {
-        case 1, 2: return (1, 99)           // SCHED_FIFO, SCHED_RR
-        case 0, 3, 5, 6, 7: return (0, 0)   // SCHED_OTHER, BATCH, IDLE, DEADLINE, EXT
-        default: throw .inval
-        }
     }
 
     /// getgroups(int size, gid_t *list): size counts gids, not bytes; 0

@@ -9,7 +9,10 @@ public enum Scheduler {
 
     public static var slice = 64
 
-    public static func choose(_ process: Process, reason: Reason) throws -> Int32 {
+    /// `woke` runs whenever a wait on the host ends while every thread
+    /// waits (recording): it makes pending what came due (timers, host
+    /// signals) and says true when the recording must end.
+    public static func choose(_ process: Process, reason: Reason, woke: () throws -> Bool = { false }) throws -> Int32 {
         let current = process.current
         let limit = process.chaos?.slice ?? slice
         // The common case, decided without looking at the other threads.
@@ -17,56 +20,53 @@ public enum Scheduler {
            process.threads.contains(where: { $0 === current }), process.canRun(current) {
             return current.tid
         }
-        // Threads of stopped processes stay off the vCPU (JobControl).
-        let live = process.family.processes.filter { $0.zombieStatus == nil }
-        let entries = live.filter { $0.stoppedBy == nil }.flatMap { p in p.threads.map { (owner: p, thread: $0) } }
-        let threads = entries.map(\.thread)
-        func eligible(_ e: (owner: Process, thread: GuestThread)) -> Bool {
-            e.owner.canRun(e.thread) && !(e.thread === current && reason == .blocked)
-        }
-        if var chaos = process.chaos {
-            // Chaos mode: a random runnable thread, and a random slice for it.
-            let candidates = entries.filter(eligible).map(\.thread)
-            if !candidates.isEmpty {
-                let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
-                chaos.slice = 1 + Int(chaos.next() % 16)
-                process.chaos = chaos
-                return pick.tid
+        var parkedJustNow = reason == .blocked
+        while true {
+            // Threads of stopped processes stay off the vCPU (JobControl).
+            let live = process.family.processes.filter { $0.zombieStatus == nil }
+            let entries = live.filter { $0.stoppedBy == nil }.flatMap { p in p.threads.map { (owner: p, thread: $0) } }
+            let threads = entries.map(\.thread)
+            func eligible(_ e: (owner: Process, thread: GuestThread)) -> Bool {
+                e.owner.canRun(e.thread) && !(e.thread === current && parkedJustNow)
             }
-        }
-        // Round-robin from the thread after the current one; the current one last.
-        let start = (threads.firstIndex { $0 === current } ?? -1) + 1
-        for k in 0..<entries.count {
-            let e = entries[(start + k) % entries.count]
-            if eligible(e) { return e.thread.tid }
-        }
-        // Everyone waits: for a descriptor (the host's poll blocks until one
-        // is ready or the earliest timeout), or for a timeout.
-        let hostWaiters = threads.compactMap { t in t.blocked?.hostWait.map { (thread: t, wait: $0) } }
-        let waiting = threads.filter { $0.wakeDeadline != nil }
-        if !hostWaiters.isEmpty {
-            var set = hostWaiters.flatMap(\.wait.descriptors)
-            let earliest = waiting.compactMap { $0.wakeDeadline }.min()
-            let timeout: Int32 = earliest.map { Int32(clamping: Int(max(0, ($0 - monotonicNow()) * 1000) + 1)) } ?? -1
-            if poll(&set, nfds_t(set.count), timeout) > 0, let i = set.firstIndex(where: { $0.revents != 0 }) {
-                // The thread whose descriptors hold index i.
-                var end = 0
-                for w in hostWaiters {
-                    end += w.wait.descriptors.count
-                    if i < end { return w.thread.tid }
+            if var chaos = process.chaos {
+                // Chaos mode: a random runnable thread, and a random slice for it.
+                let candidates = entries.filter(eligible).map(\.thread)
+                if !candidates.isEmpty {
+                    let pick = candidates[Int(chaos.next() % UInt64(candidates.count))]
+                    chaos.slice = 1 + Int(chaos.next() % 16)
+                    process.chaos = chaos
+                    return pick.tid
                 }
             }
+            // Round-robin from the thread after the current one; the current one last.
+            let start = (threads.firstIndex { $0 === current } ?? -1) + 1
+            for k in 0..<entries.count {
+                let e = entries[(start + k) % entries.count]
+                if eligible(e) { return e.thread.tid }
+            }
+            if parkedJustNow, entries.contains(where: { $0.thread === current && $0.owner.canRun(current) }) {
+                return current.tid
+            }
+            parkedJustNow = false
+            // Everyone waits: on the host until a descriptor one of them waits
+            // for is ready, the earliest timeout or timer, or a host signal.
+            let hostWaits = threads.compactMap { $0.blocked?.hostWait }
+            var set = hostWaits.flatMap(\.descriptors)
+            let deadlines = threads.compactMap(\.wakeDeadline)
+                + live.compactMap { $0.earliestTimerDeadline().map { MonotonicInstant(doubleSeconds: $0) } }
+            let earliest = deadlines.min()
+            let signalWaiters = threads.contains { if case .signals = $0.blocked?.condition { return true } else { return false } }
+            if set.isEmpty && earliest == nil && !signalWaiters {
+                var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) \(describe($0.condition))" } }
+                waits += live.compactMap { p in p.stoppedBy.map { "process \(p.pid) stopped by \(Signals.name($0))" } }
+                throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
+            }
+            if case .failed(let e) = HostWake.wait(&set, until: earliest) {
+                throw RunStopped("waiting for the program's descriptors failed on the host: errno \(e)")
+            }
+            if try woke() { return current.tid }
         }
-        if let next = waiting.min(by: { ($0.wakeDeadline ?? 0) < ($1.wakeDeadline ?? 0) }),
-           let deadline = next.wakeDeadline {
-            let now = monotonicNow()
-            if deadline > now { TimerSyscalls.nap(deadline - now) }
-            if next.blocked?.condition.completesWithResult == true { next.blocked?.result = -Int64(ETIMEDOUT) }
-            return next.tid
-        }
-        var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) \(describe($0.condition))" } }
-        waits += live.compactMap { p in p.stoppedBy.map { "process \(p.pid) stopped by \(Signals.name($0))" } }
-        throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
     }
 
     static func describe(_ condition: WaitCondition) -> String {

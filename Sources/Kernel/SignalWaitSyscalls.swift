@@ -167,13 +167,20 @@ enum SignalWait {
         let end = timeout < 0 ? nil : Scheduler.monotonicNow() + Double(timeout) / 1000
         while true {
             // As Linux's do_poll: ready descriptors first, then the timeout,
-            // then a signal.
+            // then a signal. A host signal to detrec ends it too (HostWake).
             let now = Scheduler.monotonicNow()
             let due = p.earliestTimerDeadline(signals: wake)
             let until = [end, due].compactMap { $0 }.min()
             let ms = until.map { Int32(clamping: Int((max(0, $0 - now) * 1000).rounded(.up))) } ?? -1
-            let n = Glibc.poll(&set, nfds_t(set.count), ms)
+            var all = set
+            if let w = HostWake.pollEntry { all.append(w) }
+            let n = Glibc.poll(&all, nfds_t(all.count), ms)
+            for i in set.indices { set[i].revents = all[i].revents }
             if n < 0 { return .returns(-Int64(errno)) }
+            if all.count > set.count, all[set.count].revents != 0 {
+                let ready = set.filter { $0.revents != 0 }.count
+                return ready > 0 ? .ready(Int32(ready)) : .returns(Errno.intr.result)
+            }
             if n > 0 { return .ready(n) }
             let after = Scheduler.monotonicNow()
             if let end, end <= after { return .ready(0) }

@@ -12,7 +12,7 @@ enum SocketSyscalls {
         t.add(SYS.socket, socket)
         t.add(SYS.socketpair, socketpair)
         t.add(SYS.bind, passthrough(.fd, .inputSized(sizeArg: 2), .value))
-        t.add(SYS.connect, passthrough(.fd, .inputSized(sizeArg: 2), .value))
+        t.addOutcome(SYS.connect, .host, note: "a blocking connect becomes a non-blocking one the thread parks on", connect)
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
         t.addOutcome(SYS.accept, .host) { c in try accept(c, flags: 0) }
@@ -21,8 +21,39 @@ enum SocketSyscalls {
         t.add(SYS.getpeername) { c in try addressOut(c, number: SYS.getpeername) }
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
-        t.add(SYS.sendto, sendto)
+        t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
         t.addOutcome(SYS.recvfrom, .host, recvfrom)
+    }
+
+    /// connect(2). While other threads could run, a blocking socket
+    /// connects without waiting (O_NONBLOCK for the one call) and the
+    /// thread parks until the socket is writable; then SO_ERROR says how it
+    /// ended, as the blocking call would have returned it.
+    static func connect(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let length = min(try c.size(2), 4096)
+        let address = try c.read(c.arg(1), count: length)
+        let fd = file.hostFD ?? -1   // none on replay, which never calls the host
+        let thread = c.process.current
+        let call = { () -> Int64 in
+            address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), length) }
+        }
+        return try HostTransfer.withoutWaiting(c, on: { .host(HostReadiness(fd: fd, events: Int16(POLLOUT))) }, attempt: {
+            if thread.connecting {
+                var error: Int32 = 0
+                var size = socklen_t(4)
+                guard Glibc.getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 else { return -Int64(errno) }
+                return -Int64(error)
+            }
+            guard HostTransfer.mayWait(file) else { return call() }
+            let flags = fcntl(fd, F_GETFL)
+            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+            let r = call()
+            _ = fcntl(fd, F_SETFL, flags)
+            guard r == -Int64(EINPROGRESS) else { return r }
+            thread.connecting = true
+            return nil
+        }, plain: call)
     }
 
     static func socket(_ c: SyscallCall) throws -> Int64 {
@@ -102,24 +133,30 @@ enum SocketSyscalls {
         }
     }
 
-    static func sendto(_ c: SyscallCall) throws -> Int64 {
+    static func sendto(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         let bytes = try c.read(c.arg(1), count: count)
         var address: [UInt8] = []
         if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
         let flags = c.int(3)
-        let r = try c.host { _ throws(Errno) -> Int64 in
-            guard let h = file.hostFD else { throw .badf }
-            return bytes.withUnsafeBytes { b in
-                address.withUnsafeBytes { a in
-                    hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), count, Int(flags | MSG_NOSIGNAL),
-                                Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
-                }
+        // Datagrams go whole or not at all: only a stream is written in parts.
+        let send: (Int32, UnsafeRawBufferPointer) -> Int64 = { h, b in
+            address.withUnsafeBytes { a in
+                hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
+                            Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
             }
         }
-        try FileSyscalls.echo(c, file, bytes, r)
-        return r
+        if flags & MSG_DONTWAIT != 0 || !address.isEmpty {
+            let r = try c.host { _ throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                return bytes.withUnsafeBytes { send(h, $0) }
+            }
+            try FileSyscalls.echo(c, file, bytes, r)
+            if r == Errno.pipe.result && flags & MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
+            return .result(r)
+        }
+        return try HostTransfer.write(c, file, bytes, flags: flags | MSG_NOSIGNAL, plain: send)
     }
 
     static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {
@@ -132,7 +169,7 @@ enum SocketSyscalls {
         let buffer = c.arg(1)
         return .result(try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
-            var data = [UInt8](repeating: 0, count: count)
+            var data = [UInt8](unsafeUninitializedCapacity: count) { _, n in n = count }
             let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
                 Result { () throws(Errno) -> Int64 in
                     try withAddress(c, &effects, address: 4, length: 5, capacity: capacity) { a, l in

@@ -1,3 +1,4 @@
+import Glibc
 import KVMUser
 
 /// One syscall being handled: its decoded arguments and the process it
@@ -9,6 +10,11 @@ public struct SyscallCall {
     public let rip: UInt64
     public let process: Process
     let world: HostWorld
+    /// This call parked, a signal ended its wait, and it runs again to
+    /// fail with EINTR (or return what it had transferred): `park` says so.
+    public var interrupted = false
+    /// When this call first started, if it parked before.
+    public var resumedStart: MonotonicInstant?
 
     public init(number: UInt64, args: [UInt64], rip: UInt64, process: Process, world: HostWorld) {
         self.number = number
@@ -115,12 +121,26 @@ public struct SyscallCall {
     /// Parks the thread on `condition` instead of blocking detrec in a host
     /// call, when other threads could run meanwhile and `satisfied` (asked
     /// only while recording) says the call would wait now; replay parks
-    /// where the recording did. Nil: go on with the call.
+    /// where the recording did. Nil: go on with the call. A call whose wait
+    /// a signal ended gets its EINTR here.
     ///
     ///     if let parked = c.park(.host(wait), unless: wait.isReady) { return parked }
     public func park(_ condition: WaitCondition, unless satisfied: () -> Bool) -> SyscallOutcome? {
+        if interrupted { return .result(Errno.intr.result) }
         guard othersCouldRun else { return nil }
         return world.shouldBlock({ !satisfied() }) ? .park(condition) : nil
+    }
+
+    /// Parks on a condition of guest state (no host check): wait4, or a
+    /// transfer that must go on. EINTR instead when a signal ended the wait.
+    public func parkUnlessInterrupted(_ condition: WaitCondition) -> SyscallOutcome {
+        interrupted ? .result(Errno.intr.result) : .park(condition)
+    }
+
+    /// When a timeout of `span` that started with this call ends (the
+    /// first attempt's start, for a call that parked before).
+    public func deadline(after span: Nanoseconds) -> MonotonicInstant {
+        (resumedStart ?? .now()) + span
     }
 
     /// Parks until `file` is ready for `events` (POLLIN 1, POLLOUT 4), when
@@ -129,7 +149,8 @@ public struct SyscallCall {
     /// (On replay descriptors have no host side: the trace decides.)
     public func waitUntilReady(_ file: OpenFile, events: Int16) -> SyscallOutcome? {
         let wait = HostReadiness(fd: file.hostFD ?? -1, events: events)
-        return park(.host(wait), unless: { file.hostFD == nil || wait.isReady() })
+        // A non-blocking descriptor never waits: its call fails with EAGAIN.
+        return park(.host(wait), unless: { file.hostFD.map { fcntl($0, F_GETFL) & O_NONBLOCK != 0 } ?? true || wait.isReady() })
     }
 
     /// A syscall that makes one descriptor from a host call (socket,

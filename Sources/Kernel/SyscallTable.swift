@@ -102,11 +102,16 @@ public struct SyscallTable {
         guard number < UInt64(descriptions.count), var d = descriptions[Int(number)] else {
             preconditionFailure("syscall \(number) is not an x86-64 syscall number")
         }
+        if d.handler != nil { registeredTwice.append(number) }
         d.handler = handler
         d.support = support
         d.note = note
         descriptions[Int(number)] = d
     }
+
+    /// Numbers given a handler more than once: each syscall is described
+    /// once, so a second registration is a mistake (a test checks it).
+    public private(set) var registeredTwice: [UInt64] = []
 
     /// Explains why detrec refuses a syscall it has no handler for.
     mutating func refuse(_ number: UInt64, _ reason: String) {
@@ -136,6 +141,7 @@ public struct SyscallTable {
         t.family(.emulated, ThreadSyscalls.register)
         t.family(.emulated, TimerSyscalls.register)
         t.family(.host, SocketSyscalls.register)
+        t.family(.host, SpliceSyscalls.register)
         t.family(.emulated, SignalWaitSyscalls.register)
         t.family(.emulated, SignalSending.register)
         t.family(.emulated, PosixTimerSyscalls.register)
@@ -144,6 +150,14 @@ public struct SyscallTable {
         t.family(.emulated, ExecSyscalls.register)
         t.family(.emulated, WorkingDirectorySyscalls.register)
         t.family(.emulated, FileCreationMask.register)
+        t.family(.host, EpollSyscalls.register)
+        t.family(.host, EventFD.register)
+        t.family(.host, SelectSyscalls.register)
+        t.family(.emulated, ProcessControlSyscalls.register)
+        t.family(.host, InotifySyscalls.register)
+        t.family(.host, FileSystemSyscalls.register)
+        t.family(.emulated, CloseRange.register)
+        t.family(.host, MessageSyscalls.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()

@@ -82,6 +82,7 @@ enum ThreadSyscalls {
         }
         let p = c.process
         let child = GuestThread(tid: p.family.allocateID())
+        p.control.threadCreated(child.tid, by: p.current.tid)
         var regs = p.machine.registers
         regs.rax = 0
         if stack != 0 { regs.rsp = stack }

@@ -11,8 +11,12 @@ enum TimerSyscalls {
         t.add(SYS.setitimer, setitimer)
         t.add(SYS.getitimer, getitimer)
         t.add(SYS.alarm, alarm)
-        t.add(SYS.nanosleep) { c in try sleep(c, clock: CLOCK_MONOTONIC, flags: 0, request: 0, remainder: 1) }
-        t.add(SYS.clock_nanosleep) { c in try sleep(c, clock: c.int(0), flags: c.int(1), request: 2, remainder: 3) }
+        t.addOutcome(SYS.nanosleep, .emulated, note: "parks while other threads run") { c in
+            try sleep(c, clock: CLOCK_MONOTONIC, flags: 0, request: 0, remainder: 1)
+        }
+        t.addOutcome(SYS.clock_nanosleep, .emulated, note: "REALTIME, MONOTONIC, BOOTTIME, TAI; parks while other threads run") { c in
+            try sleep(c, clock: c.int(0), flags: c.int(1), request: 2, remainder: 3)
+        }
         t.addOutcome(SYS.pause, .emulated, pause)
     }
 
@@ -53,7 +57,8 @@ enum TimerSyscalls {
     /// Sleeps on the host for `seconds`; false when a host signal cut it short.
     @discardableResult
     static func nap(_ seconds: Double) -> Bool {
-        let s = max(0, seconds)
+        // NaN and huge spans (a TIME_T_MAX timeout) must not trap: 30 years is forever here.
+        let s = seconds > 0 ? min(seconds, 1e9) : 0
         var ts = Glibc.timespec(tv_sec: Int(s), tv_nsec: Int((s - s.rounded(.down)) * 1e9))
         return !(nanosleep(&ts, nil) != 0 && errno == EINTR)
     }
@@ -117,59 +122,80 @@ enum TimerSyscalls {
     /// ready, but no longer than until a timer would interrupt the wait.
     /// False when the timer came first: the syscall returns EINTR (or
     /// restarts after the handler, under SA_RESTART).
+    /// A host signal to detrec ends the wait as well (HostWake): false.
     static func waitReady(_ p: Process, fd: Int32, events: Int16) -> Bool {
-        guard let deadline = nextInterruption(p) else { return true }
-        var set = pollfd(fd: fd, events: events, revents: 0)
-        while true {
-            let left = deadline - now()
-            if left <= 0 { return Glibc.poll(&set, 1, 0) > 0 }
-            let r = Glibc.poll(&set, 1, Int32(clamping: Int(left * 1000) + 1))
-            if r > 0 { return true }
-            if r < 0 && errno != EINTR { return true }
+        // A non-blocking descriptor never waits: the call says EAGAIN itself.
+        guard fcntl(fd, F_GETFL) & O_NONBLOCK == 0 else { return true }
+        let deadline = nextInterruption(p).map { MonotonicInstant(doubleSeconds: $0) }
+        var set = [pollfd(fd: fd, events: events, revents: 0)]
+        switch HostWake.wait(&set, until: deadline) {
+        case .ready, .failed: return true
+        case .deadline: return Glibc.poll(&set, 1, 0) > 0
+        case .hostSignal: return false
         }
     }
 
-    static func sleep(_ c: SyscallCall, clock: Int32, flags: Int32, request: Int, remainder: Int) throws -> Int64 {
+    /// nanosleep and clock_nanosleep, relative or TIMER_ABSTIME. The end is
+    /// a point on the host's monotonic clock, in saturating integers (a
+    /// sleep of TIME_T_MAX seconds just never ends). While other threads
+    /// could run the thread parks until then; otherwise detrec sleeps on
+    /// the host until then, a timer that would interrupt it, or a host
+    /// signal. Interrupted, it writes the time left (relative sleeps) and
+    /// fails with EINTR, which its restart rule may turn into a restart.
+    static func sleep(_ c: SyscallCall, clock: Int32, flags: Int32, request: Int, remainder: Int) throws -> SyscallOutcome {
         let (sec, nsec) = try timespecFields(try c.read(c.arg(request), count: 16), at: 0)
         guard [CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI].contains(clock) else { throw Errno.inval }
         let absolute = flags & TIMER_ABSTIME != 0
         let rem = c.arg(remainder)
         if rem != 0 && !absolute { try c.checkWritable(rem, count: 16) }
         let p = c.process
+        let span = Nanoseconds(seconds: sec, nanoseconds: nsec)
+        // Recording only: replay never looks at the clock (the host part is
+        // skipped and parking follows the trace).
+        let deadline: MonotonicInstant
+        if absolute {
+            var t = timespec()
+            clock_gettime(clock, &t)
+            deadline = MonotonicInstant.now() + (span - Nanoseconds(seconds: Int64(t.tv_sec), nanoseconds: Int64(t.tv_nsec)))
+        } else {
+            deadline = c.deadline(after: span)
+        }
+        func interrupted(_ effects: inout HostEffects) throws(Errno) -> Int64 {
+            if rem != 0 && !absolute {
+                let left = deadline.remaining()
+                try effects.write(rem, Bytes.u64(UInt64(left.seconds)) + Bytes.u64(UInt64(left.subsecondNanoseconds)))
+            }
+            return Errno.intr.result
+        }
+        if c.interrupted { return .result(try c.host { effects throws(Errno) in try interrupted(&effects) }) }
+        if let parked = c.park(.host(HostReadiness([], deadline: deadline)), unless: { deadline.hasPassed }) {
+            return parked
+        }
         let r = try c.host { effects throws(Errno) -> Int64 in
-            var target = timespec(tv_sec: Int(sec), tv_nsec: Int(nsec))
-            if !absolute {
-                var t = timespec()
-                clock_gettime(clock, &t)
-                let total = (t.tv_nsec + target.tv_nsec)
-                target = timespec(tv_sec: t.tv_sec + target.tv_sec + total / 1_000_000_000, tv_nsec: total % 1_000_000_000)
+            // Sleep to the end, or to the first timer that would interrupt,
+            // or until a host signal arrives.
+            var none: [pollfd] = []
+            let timer = nextInterruption(p).map { MonotonicInstant(doubleSeconds: $0) }
+            let until = min(deadline, timer ?? .never)
+            switch HostWake.wait(&none, until: until.isNever ? nil : until) {
+            case .hostSignal: return try interrupted(&effects)
+            case .failed(let e): return -Int64(e)
+            case .ready, .deadline:
+                if deadline.hasPassed { return 0 }
+                return try interrupted(&effects)
             }
-            // Sleep to the target, or to the first timer that would interrupt.
-            var clockNow = timespec()
-            clock_gettime(clock, &clockNow)
-            let span = Double(target.tv_sec - clockNow.tv_sec) + Double(target.tv_nsec - clockNow.tv_nsec) / 1e9
-            let wake = nextInterruption(p)
-            if let wake, wake - now() < span {
-                let nap = max(0, wake - now())
-                TimerSyscalls.nap(nap)
-                if rem != 0 && !absolute {
-                    let left = max(0, span - nap)
-                    try effects.write(rem, Bytes.u64(UInt64(left)) + Bytes.u64(UInt64((left - left.rounded(.down)) * 1e9)))
-                }
-                return Errno.intr.result
-            }
-            var unused = timespec()
-            let r = clock_nanosleep(clock, TIMER_ABSTIME, &target, &unused)
-            return r == 0 ? 0 : -Int64(r)
         }
-        if !absolute {
-            var slept = Double(sec) + Double(nsec) / 1e9
+        // A sleep that blocked the recording is paced on replay; one that
+        // parked overlapped with other threads, which replay runs anyway.
+        if !absolute, c.resumedStart == nil, r == 0 || r == Errno.intr.result {
+            var slept = span
             if r == Errno.intr.result, rem != 0, let left = try? c.read(rem, count: 16) {
-                slept -= Double(Bytes.u64(left, at: 0)) + Double(Bytes.u64(left, at: 8)) / 1e9
+                slept = slept - Nanoseconds(seconds: Int64(bitPattern: Bytes.u64(left, at: 0)),
+                                            nanoseconds: Int64(bitPattern: Bytes.u64(left, at: 8)))
             }
-            if r == 0 || r == Errno.intr.result { c.world.pace(seconds: slept) }
+            c.world.pace(seconds: slept.doubleSeconds)
         }
-        return r
+        return .result(r)
     }
 
     /// pause(2): waits, as rt_sigsuspend with the current mask, until a

@@ -86,7 +86,7 @@ extension ProcessSyscalls {
         }
         guard let change = ready() else {
             if options & WNOHANG != 0 { return .result(0) }
-            return .park(.guest { ready() != nil })
+            return c.parkUnlessInterrupted(.guest { ready() != nil })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
         if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
@@ -118,7 +118,7 @@ extension ProcessSyscalls {
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG == 0 { return .park(.guest { ready() != nil }) }
+            if options & WNOHANG == 0 { return c.parkUnlessInterrupted(.guest { ready() != nil }) }
             // Linux zeroes the siginfo when no child is ready.
             if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
             return .result(0)

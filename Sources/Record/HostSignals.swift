@@ -12,11 +12,13 @@ enum HostSignals {
     static let forwarded = Signals.fromHost
 
     static func install() {
+        HostWake.install()
         for s in forwarded {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = { signal in
                 HostSignals.pending = signal
                 UserMachine.requestInterrupt()
+                HostWake.notify()
             }
             sigemptyset(&action.sa_mask)
             action.sa_flags = 0   // no SA_RESTART: a blocked host read returns EINTR
@@ -36,6 +38,7 @@ enum HostSignals {
         let s = pending
         guard s != 0 else { return nil }
         pending = 0
+        HostWake.drain()
         return s
     }
 }

@@ -131,11 +131,14 @@ final class RecordingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { check() }
 
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
         let signals = due()
         // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code
-        // SI_TIMER; below zero: a host signal for the first process.
-        for s in signals { try append(.signal(tid: currentThread, signal: s, code: s > 64 ? -2 : Signals.SI_KERNEL)) }
+        // SI_TIMER; below zero: a host signal for the first process. The
+        // tid names the process the signal is for.
+        for s in signals {
+            try append(.signal(tid: s.tid, signal: s.signal, code: s.signal > 64 ? -2 : Signals.SI_KERNEL))
+        }
         return signals
     }
 

@@ -265,13 +265,9 @@ final class ReplayingWorld: HostWorld {
     }
 
     func pace(seconds: Double) {
-        // `seconds` comes from the guest's arguments: any Double, even NaN or
-        // beyond Int's range (nanosleep of INT64_MAX seconds); clamp, never trap.
-        guard !skipSleeps, seconds > 0, !seconds.isNaN else { return }
-        let whole = seconds.rounded(.down)
-        let secs = whole < 0x1p62 ? Int(whole) : 1 << 62
-        let nanos = whole < 0x1p62 ? min(max(Int((seconds - whole) * 1e9), 0), 999_999_999) : 0
-        var ts = timespec(tv_sec: secs, tv_nsec: nanos)
+        guard !skipSleeps, seconds > 0 else { return }
+        let span = Nanoseconds(Int64(min(seconds, 9e9) * 1e9))
+        var ts = timespec(tv_sec: Int(span.seconds), tv_nsec: Int(span.subsecondNanoseconds))
         nanosleep(&ts, nil)
     }
 
@@ -279,13 +275,10 @@ final class ReplayingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { expectBlock }
 
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] {
-        var out: [Int32] = []
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
+        var out: [OutsideSignal] = []
         while let e = try peek(), case .signal(let tid, let signal, _) = e {
-            guard tid == currentThread else {
-                throw diverged("the recording raises \(describe(e)) where thread \(currentThread) runs")
-            }
-            out.append(signal)
+            out.append(OutsideSignal(tid: tid, signal: signal))
             consume()
         }
         return out

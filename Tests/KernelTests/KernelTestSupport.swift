@@ -63,7 +63,7 @@ final class StubWorld: HostWorld {
     func processKilled(_ signal: FatalSignal) throws {}
     func takeHostSignal() -> Int32? { nil }
     func takeStall() -> Bool { false }
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] { [] }
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] { [] }
     func pace(seconds: Double) {}
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { throw Errno.noent }
     func randomBytes(_ count: Int) throws -> [UInt8] { Array(repeating: 0xcd, count: count) }

@@ -36,6 +36,11 @@ import Testing
         #expect(SyscallNames.name(100_000) == "syscall_100000")
     }
 
+    @Test func everySyscallIsRegisteredOnce() {
+        let twice = SyscallTable.linux.registeredTwice.map { SyscallNames.name($0) }
+        #expect(twice.isEmpty, "registered more than once: \(twice)")
+    }
+
     @Test func everyHandlerHasASupportAndEveryMissingOneIsRefused() {
         for case let d? in SyscallTable.linux.descriptions {
             if d.handler == nil {

@@ -91,7 +91,7 @@ final class DebugWorld: HostWorld {
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
-    func outsideSignals(_ due: () -> [Int32]) throws -> [Int32] { try inner.outsideSignals(due) }
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] { try inner.outsideSignals(due) }
     func processExit(status: Int32) throws { try inner.processExit(status: status) }
 
     /// A death the debugger has not seen yet: stop before it, as gdb stops

@@ -1,0 +1,132 @@
+import CHost
+import Glibc
+
+/// Writes to pipes, FIFOs, sockets and ttys while recording, without
+/// blocking detrec while another guest thread could run: a descriptor in
+/// blocking mode is written without waiting (RWF_NOWAIT, or MSG_DONTWAIT
+/// for a socket), and what did not fit is written in later attempts, after
+/// the thread parked until the descriptor had room (`SyscallOutcome.partial`),
+/// so the guest sees what Linux returns for a blocking descriptor: all of
+/// it, or what was written before a signal.
+enum HostTransfer {
+    static let RWF_NOWAIT = 0x8
+
+    /// What kind of file a host descriptor is, looked up once per open file.
+    enum Kind { case regular, waits, socket }
+
+    static func kind(_ file: OpenFile) -> Kind {
+        if let k = file.hostKind { return k }
+        var st = stat()
+        var k = Kind.waits
+        if let fd = file.hostFD, fstat(fd, &st) == 0 {
+            switch st.st_mode & S_IFMT {
+            case S_IFREG, S_IFDIR, S_IFBLK: k = .regular
+            case S_IFSOCK: k = .socket
+            default: k = .waits
+            }
+        }
+        file.hostKind = k
+        return k
+    }
+
+    /// Whether a host call on `file` may wait: not a regular file, and
+    /// the descriptor is in blocking mode (recording only).
+    static func mayWait(_ file: OpenFile) -> Bool {
+        guard let fd = file.hostFD, kind(file) != .regular else { return false }
+        return fcntl(fd, F_GETFL) & O_NONBLOCK == 0
+    }
+
+    /// Ready for `events` now (recording only; true without a host side).
+    static func ready(_ file: OpenFile, _ events: Int16) -> Bool {
+        guard let fd = file.hostFD else { return true }
+        return HostReadiness(fd: fd, events: events).isReady()
+    }
+
+    /// Writes `bytes` without waiting for room: how many were written, or
+    /// -errno (-EAGAIN when there was none).
+    static func writeWithoutWaiting(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, flags: Int32 = 0) -> Int64 {
+        guard let fd = file.hostFD else { return Errno.badf.result }
+        if kind(file) == .socket {
+            return hostSyscall(SYS.sendto, Int(fd), Int(bitPattern: bytes.baseAddress), bytes.count,
+                               Int(flags | SocketSyscalls.MSG_DONTWAIT), 0, 0)
+        }
+        var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
+        let r = hostSyscall(SYS.pwritev2, Int(fd), Int(bitPattern: withUnsafeMutablePointer(to: &vector) { $0 }), 1, -1, -1, RWF_NOWAIT)
+        guard r == -Int64(EOPNOTSUPP) else { return r }
+        // A descriptor without RWF_NOWAIT (a tty): as much as poll says fits
+        // without waiting, PIPE_BUF at most.
+        guard ready(file, Int16(POLLOUT)) else { return Errno.again.result }
+        let n = Glibc.write(fd, bytes.baseAddress, min(bytes.count, 4096))
+        return n < 0 ? -Int64(errno) : Int64(n)
+    }
+
+    /// The shared shape of write, writev and send on a descriptor that may
+    /// wait. While other threads could run (recording), what fits is
+    /// written without waiting, and the thread parks until there is room
+    /// for the rest (a `blocked` event each time); the attempt that writes
+    /// the last part, or fails, completes the call with everything written,
+    /// as Linux's blocking write does. Replay parks where the recording did
+    /// and takes that result. When nothing else could run, `plain` writes
+    /// (it may block detrec; a host signal interrupts it). A signal that
+    /// ends a wait returns what was written, or EINTR.
+    static func write(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], flags: Int32 = 0,
+                      plain: @escaping (Int32, UnsafeRawBufferPointer) -> Int64) throws -> SyscallOutcome {
+        let thread = c.process.current
+        func written() -> Int { Int(clamping: max(0, min(thread.transferred, Int64(bytes.count)))) }
+        var finished: Int64?
+        if c.interrupted {
+            finished = thread.transferred > 0 ? Int64(written()) : Errno.intr.result
+        } else {
+            let readiness = HostReadiness(fd: file.hostFD ?? -1, events: Int16(POLLOUT))
+            let parked = c.park(.host(readiness)) {
+                guard mayWait(file) else { return true }
+                let n = bytes[written()...].withUnsafeBytes { writeWithoutWaiting(file, $0, flags: flags) }
+                if n > 0 { thread.transferred += n }
+                if n == Errno.again.result || (n >= 0 && written() < bytes.count) { return false }
+                finished = n < 0 && written() == 0 ? n : Int64(written())
+                return true
+            }
+            if let parked { return parked }
+        }
+        let r = try c.host { _ throws(Errno) -> Int64 in
+            if let finished { return finished }
+            guard let fd = file.hostFD else { throw .badf }
+            let done = written()
+            let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
+            return done > 0 ? Int64(done) + max(0, n) : n
+        }
+        try FileSyscalls.echo(c, file, bytes, r)
+        if r == Errno.pipe.result && flags & SocketSyscalls.MSG_NOSIGNAL == 0 { brokenPipe(c) }
+        return .result(r)
+    }
+
+    /// A call with a form that does not wait (flock's LOCK_NB, F_SETLK for
+    /// F_SETLKW, a non-blocking connect). While other threads could run
+    /// (recording), `attempt` tries that form: its result, or nil when the
+    /// call would have to wait; the thread then parks on `condition` and
+    /// tries again when it holds. `plain` is the call itself, for when
+    /// nothing else could run (it may block detrec; a host signal
+    /// interrupts it). Replay parks where the recording did and takes the
+    /// result from the trace.
+    static func withoutWaiting(_ c: SyscallCall, on condition: @escaping () -> WaitCondition,
+                               attempt: @escaping () -> Int64?, plain: @escaping () -> Int64) throws -> SyscallOutcome {
+        var finished: Int64?
+        if let parked = c.park(condition(), unless: {
+            finished = attempt()
+            return finished != nil
+        }) { return parked }
+        return .result(try c.host { _ in finished ?? plain() })
+    }
+
+    /// How often a wait with nothing to poll (a lock) looks again.
+    static let retry = Nanoseconds.milliseconds(10)
+    static func retryLater() -> WaitCondition { .host(HostReadiness([], deadline: .now() + retry)) }
+
+    /// EPIPE on a write also sends the writer SIGPIPE, as Linux does.
+    static func brokenPipe(_ c: SyscallCall) {
+        SignalDelivery.generate(c.process, signal: Signals.SIGPIPE,
+                                info: SignalDelivery.siginfo(signal: Signals.SIGPIPE, code: Signals.SI_USER,
+                                                             pid: c.process.pid, uid: c.process.uid),
+                                to: c.process.current)
+    }
+}

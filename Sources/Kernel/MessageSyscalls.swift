@@ -1,0 +1,329 @@
+import Glibc
+
+/// sendmsg, recvmsg, sendmmsg and recvmmsg: performed on the host while
+/// recording, with the guest's struct msghdr carried across (address, iovec
+/// data, ancillary data) and what the host wrote back logged.
+///
+/// SCM_RIGHTS carries descriptors: on the way out each guest descriptor
+/// becomes detrec's host descriptor for it; on the way in each received
+/// host descriptor gets the lowest free guest number, which the guest's
+/// control message then holds. After the host part, both modes read those
+/// numbers back from the guest's control buffer and install them, with a
+/// host descriptor while recording and none on replay, so the table is the
+/// same. Other ancillary data (SCM_CREDENTIALS, timestamps) passes as the
+/// host has it: a credential's pid is the host's (detrec's) pid.
+enum MessageSyscalls {
+    static let SOL_SOCKET: Int32 = 1, SCM_RIGHTS: Int32 = 1
+    static let MSG_CMSG_CLOEXEC: Int32 = 0x4000_0000, MSG_WAITFORONE: Int32 = 0x10000
+    static let headerSize = 56, multiSize = 64
+    /// Linux's UIO_MAXIOV, and a bound on ancillary data (optmem_max's order).
+    static let maxVectors = 1024, maxControl = 64 << 10
+
+    static func register(_ t: inout SyscallTable) {
+        t.add(SYS.sendmsg) { c in
+            let file = try c.file(0)
+            let message = try Outgoing(c, at: c.arg(1))
+            let flags = c.int(2)
+            let r = try c.host { _ throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                return try message.send(h, flags: flags)
+            }
+            try FileSyscalls.echo(c, file, message.data, r)
+            return r
+        }
+        t.addOutcome(SYS.recvmsg, .host) { c in
+            let file = try c.file(0)
+            let message = try Incoming(c, at: c.arg(1))
+            let flags = c.int(2)
+            if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
+            var received: [Int32] = []
+            let r = try c.host { effects throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                var probe = c.process.files
+                return try message.receive(h, flags: flags, &effects, numbering: &probe, &received)
+            }
+            if r >= 0 { try message.install(c, received: received, closeOnExec: flags & MSG_CMSG_CLOEXEC != 0) }
+            return .result(r)
+        }
+        t.add(SYS.sendmmsg, sendmmsg)
+        t.addOutcome(SYS.recvmmsg, .host, recvmmsg)
+    }
+
+    /// A message to send: everything read from the guest before the host part.
+    struct Outgoing {
+        var name: [UInt8]
+        var data: [UInt8]
+        var control: [UInt8]
+        /// Where each SCM_RIGHTS descriptor sits in `control`, and its file.
+        var rights: [(offset: Int, file: OpenFile)]
+
+        init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
+            let header = try c.read(address, count: headerSize)
+            let nameAddress = Bytes.u64(header, at: 0), nameLength = Int(Bytes.u32(header, at: 8))
+            name = nameAddress == 0 || nameLength == 0 ? [] : try c.read(nameAddress, count: min(nameLength, 128))
+            guard nameLength <= 128 || nameAddress == 0 else { throw .inval }
+            let vectors = try iovecs(c, at: Bytes.u64(header, at: 16), count: Bytes.u64(header, at: 24))
+            data = []
+            for (base, length) in vectors {
+                let take = min(length, maxTransfer - data.count)
+                data += try c.read(base, count: take)
+            }
+            let controlAddress = Bytes.u64(header, at: 32), controlLength = Bytes.u64(header, at: 40)
+            guard controlLength <= UInt64(maxControl) else { throw Errno(ENOBUFS) }
+            control = controlLength == 0 ? [] : try c.read(controlAddress, count: Int(controlLength))
+            rights = []
+            var at = 0
+            while at + 16 <= control.count {
+                let length = Bytes.u64(control, at: at)
+                guard length >= 16, length <= UInt64(control.count - at) else { throw .inval }
+                let level = Int32(bitPattern: Bytes.u32(control, at: at + 8)), type = Int32(bitPattern: Bytes.u32(control, at: at + 12))
+                if level == SOL_SOCKET && type == SCM_RIGHTS {
+                    for k in 0..<(Int(length) - 16) / 4 {
+                        let offset = at + 16 + 4 * k
+                        guard let f = c.process.files[Int32(bitPattern: Bytes.u32(control, at: offset))] else { throw .badf }
+                        rights.append((offset, f))
+                    }
+                }
+                at += (Int(length) + 7) & ~7
+            }
+        }
+
+        /// The host sendmsg, with the host descriptors in SCM_RIGHTS.
+        func send(_ h: Int32, flags: Int32) throws(Errno) -> Int64 {
+            var control = self.control
+            for (offset, file) in rights {
+                guard let fd = file.hostFD else { throw .badf }
+                control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
+            }
+            var name = self.name, data = self.data
+            return name.withUnsafeMutableBytes { n in
+                data.withUnsafeMutableBytes { d in
+                    control.withUnsafeMutableBytes { ctl in
+                        var vector = iovec(iov_base: d.baseAddress, iov_len: d.count)
+                        return withUnsafeMutablePointer(to: &vector) { v in
+                            var m = msghdr()
+                            m.msg_name = n.count == 0 ? nil : n.baseAddress
+                            m.msg_namelen = socklen_t(n.count)
+                            m.msg_iov = v
+                            m.msg_iovlen = 1
+                            m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
+                            m.msg_controllen = ctl.count
+                            return withUnsafePointer(to: &m) { hostSyscall(SYS.sendmsg, Int(h), Int(bitPattern: $0), Int(flags | SocketSyscalls.MSG_NOSIGNAL)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message to receive into: the guest's buffers, checked writable.
+    struct Incoming {
+        let header: UInt64
+        let nameAddress: UInt64, nameCapacity: Int
+        let vectors: [(UInt64, Int)]
+        let controlAddress: UInt64, controlCapacity: Int
+
+        init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
+            header = address
+            let raw = try c.read(address, count: headerSize)
+            try c.checkWritable(address, count: headerSize)
+            nameAddress = Bytes.u64(raw, at: 0)
+            let nameLength = Int32(bitPattern: Bytes.u32(raw, at: 8))
+            guard nameLength >= 0 else { throw .inval }
+            nameCapacity = nameAddress == 0 ? 0 : min(Int(nameLength), 128)
+            if nameCapacity > 0 { try c.checkWritable(nameAddress, count: nameCapacity) }
+            var budget = maxTransfer
+            vectors = try iovecs(c, at: Bytes.u64(raw, at: 16), count: Bytes.u64(raw, at: 24)).map { v in
+                defer { budget -= min(budget, v.1) }
+                return (v.0, min(v.1, budget))
+            }
+            for (base, length) in vectors { try c.checkWritable(base, count: length) }
+            controlAddress = Bytes.u64(raw, at: 32)
+            controlCapacity = controlAddress == 0 ? 0 : Int(min(Bytes.u64(raw, at: 40), UInt64(maxControl)))
+            if controlCapacity > 0 { try c.checkWritable(controlAddress, count: controlCapacity) }
+        }
+
+        var total: Int { vectors.reduce(0) { $0 + $1.1 } }
+
+        /// The host recvmsg; writes data, address, ancillary data (with
+        /// guest numbers for received descriptors, whose host descriptors
+        /// go to `received`) and the header's lengths and flags.
+        func receive(_ h: Int32, flags: Int32, _ effects: inout HostEffects, numbering probe: inout FileTable,
+                     _ received: inout [Int32]) throws(Errno) -> Int64 {
+            var data = [UInt8](repeating: 0, count: total)
+            var name = [UInt8](repeating: 0, count: nameCapacity)
+            var control = [UInt8](repeating: 0, count: controlCapacity)
+            var m = msghdr()
+            let n: Int64 = name.withUnsafeMutableBytes { nb in
+                data.withUnsafeMutableBytes { d in
+                    control.withUnsafeMutableBytes { ctl in
+                        var vector = iovec(iov_base: d.baseAddress, iov_len: d.count)
+                        return withUnsafeMutablePointer(to: &vector) { v in
+                            m.msg_name = nb.count == 0 ? nil : nb.baseAddress
+                            m.msg_namelen = socklen_t(nb.count)
+                            m.msg_iov = v
+                            m.msg_iovlen = 1
+                            m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
+                            m.msg_controllen = ctl.count
+                            return withUnsafeMutablePointer(to: &m) {
+                                hostSyscall(SYS.recvmsg, Int(h), Int(bitPattern: $0), Int(flags | MSG_CMSG_CLOEXEC))
+                            }
+                        }
+                    }
+                }
+            }
+            guard n >= 0 else { return n }
+            // MSG_TRUNC may report more than the buffers hold.
+            var at = 0
+            for (base, length) in vectors where at < min(Int(n), data.count) {
+                let take = min(length, min(Int(n), data.count) - at)
+                try effects.write(base, data[at..<at + take])
+                at += take
+            }
+            let controlLength = min(Int(m.msg_controllen), control.count)
+            // Received descriptors get the guest numbers they will have.
+            var cursor = 0
+            while cursor + 16 <= controlLength {
+                let length = Int(Bytes.u64(control, at: cursor))
+                guard length >= 16, length <= controlLength - cursor else { break }
+                if Int32(bitPattern: Bytes.u32(control, at: cursor + 8)) == SOL_SOCKET,
+                   Int32(bitPattern: Bytes.u32(control, at: cursor + 12)) == SCM_RIGHTS {
+                    for k in 0..<(length - 16) / 4 {
+                        let offset = cursor + 16 + 4 * k
+                        let hostFD = Int32(bitPattern: Bytes.u32(control, at: offset))
+                        guard let fd = probe.lowestFree() else {
+                            // No number left: Linux stops installing and sets MSG_CTRUNC.
+                            Glibc.close(hostFD)
+                            continue
+                        }
+                        probe.install(OpenFile(hostFD: nil, path: ""), at: fd, closeOnExec: false)
+                        received.append(hostFD)
+                        control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
+                    }
+                }
+                cursor += (length + 7) & ~7
+            }
+            if nameCapacity > 0 { try effects.write(nameAddress, Array(name.prefix(min(Int(m.msg_namelen), nameCapacity)))) }
+            if controlLength > 0 { try effects.write(controlAddress, Array(control.prefix(controlLength))) }
+            try effects.write(header + 8, Bytes.u32(UInt32(m.msg_namelen)))
+            try effects.write(header + 40, Bytes.u64(UInt64(controlLength)))
+            // The flag detrec always adds shows only when the guest asked for it, as Linux's does.
+            try effects.write(header + 48, Bytes.i32(m.msg_flags & ~MSG_CMSG_CLOEXEC | flags & MSG_CMSG_CLOEXEC))
+            return n
+        }
+
+        /// Installs the descriptors the guest's control buffer now names
+        /// (alike in both modes; host descriptors only while recording).
+        func install(_ c: SyscallCall, received: [Int32], closeOnExec: Bool) throws(Errno) {
+            guard controlCapacity > 0 else { return }
+            let header = try c.read(self.header, count: headerSize)
+            let length = min(Int(Bytes.u64(header, at: 40)), controlCapacity)
+            guard length >= 16 else { return }
+            let control = try c.read(controlAddress, count: length)
+            var index = 0
+            var cursor = 0
+            while cursor + 16 <= control.count {
+                let size = Int(Bytes.u64(control, at: cursor))
+                guard size >= 16, size <= control.count - cursor else { break }
+                if Int32(bitPattern: Bytes.u32(control, at: cursor + 8)) == SOL_SOCKET,
+                   Int32(bitPattern: Bytes.u32(control, at: cursor + 12)) == SCM_RIGHTS {
+                    for k in 0..<(size - 16) / 4 {
+                        let fd = Int32(bitPattern: Bytes.u32(control, at: cursor + 16 + 4 * k))
+                        let host = index < received.count ? received[index] : nil
+                        index += 1
+                        c.process.files.install(OpenFile(hostFD: c.world.isReplaying ? nil : host, path: "socket:"), at: fd,
+                                                closeOnExec: closeOnExec)
+                    }
+                }
+                cursor += (size + 7) & ~7
+            }
+        }
+    }
+
+    /// An iovec array at `address`, checked (EMSGSIZE past UIO_MAXIOV).
+    static func iovecs(_ c: SyscallCall, at address: UInt64, count: UInt64) throws(Errno) -> [(UInt64, Int)] {
+        guard count <= UInt64(maxVectors) else { throw Errno(EMSGSIZE) }
+        let raw = count == 0 ? [] : try c.read(address, count: Int(count) * 16)
+        var out: [(UInt64, Int)] = []
+        var total = 0
+        for k in 0..<Int(count) {
+            let base = Bytes.u64(raw, at: k * 16), length = Bytes.u64(raw, at: k * 16 + 8)
+            guard length <= UInt64(Int.max), total <= Int.max - Int(length) else { throw .inval }
+            total += Int(length)
+            out.append((base, Int(length)))
+        }
+        return out
+    }
+
+    /// sendmmsg: each message sent in turn in one host part; msg_len of
+    /// each sent one written back. An error after the first message ends
+    /// the call with the count sent, as Linux's.
+    static func sendmmsg(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
+        let base = c.arg(1)
+        var messages: [Outgoing] = []
+        for i in 0..<count {
+            try c.checkWritable(base + UInt64(i * multiSize + headerSize), count: 4)
+            messages.append(try Outgoing(c, at: base + UInt64(i * multiSize)))
+        }
+        let flags = c.int(3)
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            var sent: Int64 = 0
+            for (i, m) in messages.enumerated() {
+                let n = try m.send(h, flags: flags)
+                if n < 0 { return sent > 0 ? sent : n }
+                try effects.write(base + UInt64(i * multiSize + headerSize), Bytes.u32(UInt32(truncatingIfNeeded: n)))
+                sent += 1
+            }
+            return sent
+        }
+        // What was sent, from each msg_len (written alike in both modes).
+        var sentBytes: [UInt8] = []
+        for (i, m) in messages.prefix(max(0, Int(r))).enumerated() {
+            let n: UInt32 = try c.readValue(base + UInt64(i * multiSize + headerSize))
+            sentBytes += m.data.prefix(Int(n))
+        }
+        try FileSyscalls.echo(c, file, sentBytes, Int64(sentBytes.count))
+        return r
+    }
+
+    /// recvmmsg: messages received in turn in one host part (after the
+    /// first, without waiting when MSG_WAITFORONE is set); the timeout is
+    /// looked at after each message, as Linux does.
+    static func recvmmsg(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
+        let base = c.arg(1)
+        var messages: [Incoming] = []
+        for i in 0..<count {
+            try c.checkWritable(base + UInt64(i * multiSize + headerSize), count: 4)
+            messages.append(try Incoming(c, at: base + UInt64(i * multiSize)))
+        }
+        let flags = c.int(3)
+        let timeout = try DescriptorWait.timespec(c, at: c.arg(4))
+        if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
+        var received: [[Int32]] = Array(repeating: [], count: count)
+        let end = timeout.map { MonotonicInstant.now() + $0 }
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            var got: Int64 = 0
+            var probe = c.process.files
+            for (i, m) in messages.enumerated() {
+                var f = flags & ~MSG_WAITFORONE
+                if i > 0 && flags & MSG_WAITFORONE != 0 { f |= SocketSyscalls.MSG_DONTWAIT }
+                let n = try m.receive(h, flags: f, &effects, numbering: &probe, &received[i])
+                if n < 0 { return got > 0 ? got : n }
+                try effects.write(base + UInt64(i * multiSize + headerSize), Bytes.u32(UInt32(truncatingIfNeeded: n)))
+                got += 1
+                if let end, end.hasPassed { break }
+            }
+            return got
+        }
+        for i in 0..<max(0, Int(min(r, Int64(count)))) {
+            try messages[i].install(c, received: received[i], closeOnExec: flags & MSG_CMSG_CLOEXEC != 0)
+        }
+        return .result(r)
+    }
+}
