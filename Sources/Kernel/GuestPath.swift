@@ -320,6 +320,17 @@ struct PathRule {
             return PathRule(follow: index == 1 && args[4] & 0x400 != 0, modifying: true)   // AT_SYMLINK_FOLLOW
         case SYS.symlink, SYS.symlinkat:
             return index == 0 ? PathRule(isPath: false) : PathRule(follow: false, modifying: true)
+        // The xattr calls: the path, then the attribute's name (no path).
+        case SYS.getxattr, SYS.listxattr:
+            return index == 0 ? PathRule() : PathRule(isPath: false)
+        case SYS.lgetxattr, SYS.llistxattr:
+            return index == 0 ? PathRule(follow: false) : PathRule(isPath: false)
+        case SYS.setxattr, SYS.removexattr:
+            return index == 0 ? PathRule(modifying: true) : PathRule(isPath: false)
+        case SYS.lsetxattr, SYS.lremovexattr:
+            return index == 0 ? PathRule(follow: false, modifying: true) : PathRule(isPath: false)
+        case SYS.fgetxattr, SYS.fsetxattr, SYS.fremovexattr:
+            return PathRule(isPath: false)
         default:
             // A path call not listed here: resolved as if followed, and
             // treated as a change (the safe side for /proc).

@@ -131,7 +131,8 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
         // after a directory argument is the *at call's (AT_FDCWD becomes the
         // working directory below); any other goes through it.
         for (i, kind) in spec.enumerated() where kind == .path || kind == .pathOrNull {
-            guard i == 0 || spec[i - 1] != .dirfd, case .buffer(let bytes, let guest, let copyOut) = buffers[i] else { continue }
+            guard i == 0 || spec[i - 1] != .dirfd, PathRule.of(number, argument: i, args: args).isPath,
+                  case .buffer(let bytes, let guest, let copyOut) = buffers[i] else { continue }
             buffers[i] = .buffer(cwd.hostPath(Array(bytes.dropLast())) + [0], guest: guest, copyOut: copyOut)
         }
         var raw = [Int](repeating: 0, count: 6)

@@ -90,9 +90,12 @@ enum ProcMemoryCalls {
         guard let mem = f.procMemory else { return nil }
         switch number {
         case SYS.read, SYS.pread64:
-            guard buffers.count > 1, case .buffer(let b, let guest, _) = buffers[1] else { return nil }
+            guard buffers.count > 1, case .buffer(let b, let guest, let copyOut) = buffers[1] else { return nil }
             let at = number == SYS.read ? mem.offset : args[3]
-            switch mem.read(at: at, count: b.count) {
+            // An output buffer is allocated only for the host call: its size is the copy-out's.
+            var count = b.count
+            if case .filled(let n) = copyOut { count = n }
+            switch mem.read(at: at, count: count) {
             case .failure(let e): return e.result
             case .success(let bytes):
                 do { try effects.write(guest, bytes) } catch { return error.result }

@@ -91,6 +91,14 @@ enum SelectSyscalls {
         let pendingInterrupt = p.pendingSignals() & interrupting != 0
         let signalfds = polled.reduce(UInt64(0)) { $0 | ($1.file?.signalMask ?? 0) }
         let number = Int64(c.number)
+        // While other threads could run, a select that would wait parks until
+        // a descriptor is ready or its timeout (from the first attempt) ends.
+        if !zero, !pendingInterrupt, !badDescriptor {
+            let waited = polled.compactMap { e in e.file?.hostFD.map { (fd: $0, events: e.events) } }
+            let readiness = HostReadiness(waited, deadline: deadline)
+            let unwaitable = polled.contains { $0.file?.hostFD == nil }
+            if let parked = c.park(.host(readiness), unless: { unwaitable || readiness.isReady() }) { return parked }
+        }
         let r = try c.host { effects throws(Errno) -> Int64 in
             // The time left goes back whatever the outcome (poll_select_finish),
             // unless the timeout was zero.

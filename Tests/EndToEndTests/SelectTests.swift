@@ -17,6 +17,30 @@ import Testing
 
         """#
 
+    /// A select and a pselect6 that would wait park their thread: the
+    /// thread that makes the descriptor ready runs meanwhile (before, the
+    /// host select blocked every guest thread until its timeout).
+    @Test func aWaitingSelectLetsTheWriterRun() throws {
+        let out = try matchesNative(#"""
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <sys/select.h>
+            #include <unistd.h>
+            static int p[2], q[2];
+            static void *writer(void *a) { (void)a; for (int i = 0; i < 50; i++) getppid();
+              write(p[1], "x", 1); for (int i = 0; i < 50; i++) getppid(); write(q[1], "y", 1); return 0; }
+            int main(void) { pipe(p); pipe(q); pthread_t t; pthread_create(&t, 0, writer, 0);
+              fd_set r; FD_ZERO(&r); FD_SET(p[0], &r); struct timeval tv = {20, 0};
+              int n = select(p[0] + 1, &r, 0, 0, &tv);
+              printf("select %d ready %d\n", n, FD_ISSET(p[0], &r));
+              FD_ZERO(&r); FD_SET(q[0], &r); struct timespec ts = {20, 0};
+              n = pselect(q[0] + 1, &r, 0, 0, &ts, 0);
+              printf("pselect %d ready %d\n", n, FD_ISSET(q[0], &r));
+              pthread_join(t, 0); return 0; }
+            """#, name: "select_park")
+        #expect(out == "select 1 ready 1\npselect 1 ready 1\n")
+    }
+
     @Test func selectSetsErrorsAndTheTimeLeft() throws {
         let out = try matchesNative(Self.prelude + #"""
             int main(void) {
