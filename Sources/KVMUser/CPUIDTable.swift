@@ -66,8 +66,7 @@ public struct CPUIDTable: Sendable, Equatable {
 
     /// The host's model, with what detrec cannot replay hidden.
     static func hostModel(_ supported: [CPUIDLeaf]) -> CPUIDTable {
-        let hostXCR0 = supported.leaf(0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
-        let xcr0 = hostXCR0 & allowedXCR0
+        let xcr0 = supported.supportedXCR0 & allowedXCR0
         var leaves: [CPUIDLeaf] = []
         for var leaf in supported {
             switch (leaf.function, leaf.index) {
@@ -137,15 +136,21 @@ public struct CPUIDTable: Sendable, Equatable {
             return "needs \(names), which this host lacks: \(advice)"
         }
         guard probe.xcr0Enforced else { return xsaveIncompatibility(effectiveXCR0: probe.effectiveXCR0, advice: advice) }
-        let hostXCR0 = host.leaf(0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3
+        let hostXCR0 = host.supportedXCR0
         let absent = (0..<64).filter { (xcr0 >> UInt64($0)) & 1 != 0 && (hostXCR0 >> UInt64($0)) & 1 == 0 }
         if !absent.isEmpty {
             let names = absent.map(XSaveComponent.name).joined(separator: ", ")
             return "needs the XSAVE state \(names), which this host lacks: \(advice)"
         }
-        for bit in 2..<64 where (xcr0 >> UInt64(bit)) & 1 != 0 {
+        return layoutMismatch(among: xcr0, host: { host.leaf(0xd, $0) }, advice: advice)
+    }
+
+    /// The first of the table's XSAVE components in `components` whose size
+    /// or offset (CPUID 0xD.i) differs on the host, as a reason.
+    func layoutMismatch(among components: UInt64, host: (UInt32) -> CPUIDLeaf?, advice: String) -> String? {
+        for bit in 2..<64 where (components >> UInt64(bit)) & 1 != 0 {
             guard let want = leaves.leaf(0xd, UInt32(bit)) else { continue }
-            let have = host.leaf(0xd, UInt32(bit))
+            let have = host(UInt32(bit))
             if have?.eax != want.eax || have?.ebx != want.ebx {
                 return "keeps the XSAVE state \(XSaveComponent.name(bit)) at offset \(want.ebx) (\(want.eax) bytes), this host at offset \(have?.ebx ?? 0) (\(have?.eax ?? 0) bytes): \(advice)"
             }
@@ -165,13 +170,6 @@ public struct CPUIDTable: Sendable, Equatable {
             let names = (2..<8).filter { (effectiveXCR0 >> UInt64($0)) & 1 != 0 }.map(XSaveComponent.name).joined(separator: ", ")
             return "runs guests with the host's XSAVE state (\(names): \(extent) bytes; its hypervisor cannot enforce the guest's XCR0), more than the \(room) bytes the trace's CPU model reserves: replay on a host whose KVM enforces XCR0 (VMX or SVM), or record on a host like this one"
         }
-        for bit in 2..<64 where (xcr0 >> UInt64(bit)) & 1 != 0 && (effectiveXCR0 >> UInt64(bit)) & 1 != 0 {
-            guard let want = leaves.leaf(0xd, UInt32(bit)) else { continue }
-            let have = HostCPU.native(0xd, UInt32(bit))
-            if have.eax != want.eax || have.ebx != want.ebx {
-                return "keeps the XSAVE state \(XSaveComponent.name(bit)) at offset \(have.ebx) (\(have.eax) bytes), the trace's CPU model at offset \(want.ebx) (\(want.eax) bytes): \(advice)"
-            }
-        }
-        return nil
+        return layoutMismatch(among: xcr0 & effectiveXCR0, host: { HostCPU.native(0xd, $0) }, advice: advice)
     }
 }

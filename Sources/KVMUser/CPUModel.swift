@@ -128,4 +128,7 @@ extension Array where Element == CPUIDLeaf {
     func leaf(_ function: UInt32, _ index: UInt32) -> CPUIDLeaf? {
         first { $0.function == function && $0.index == index }
     }
+
+    /// The XSAVE components these leaves say may be enabled (0xD.0 EDX:EAX).
+    var supportedXCR0: UInt64 { leaf(0xd, 0).map { UInt64($0.eax) | UInt64($0.edx) << 32 } ?? 0x3 }
 }
