@@ -1,5 +1,5 @@
 // libFuzzer target for the ELF parser (scripts/fuzz.sh elf). Built with
-// Sources/Kernel/ELFImage.swift and libelf; loading into a vCPU process is
+// Sources/Kernel/Processes/ELFImage.swift and libelf; loading into a vCPU process is
 // covered by Tests/KernelTests/ELFFuzzTests (it needs /dev/kvm per input).
 // A crash, a Swift trap or a failed precondition is a finding.
 

@@ -23,7 +23,7 @@ build() {
             -I Sources/CZstd Sources/Trace/*.swift Fuzz/TraceTarget.swift -lzstd -o "$out/trace" ;;
     elf)
         swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name ELFFuzz \
-            -I Sources/CElf Sources/Kernel/ELFImage.swift Fuzz/ELFTarget.swift -lelf -o "$out/elf" ;;
+            -I Sources/CElf Sources/Kernel/Processes/ELFImage.swift Fuzz/ELFTarget.swift -lelf -o "$out/elf" ;;
     esac
 }
 

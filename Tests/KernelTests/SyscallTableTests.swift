@@ -11,7 +11,7 @@ import Testing
 
     /// `public static let NAME: UInt64 = N` from SyscallNumbers.swift.
     static func numbers() throws -> [(String, UInt64)] {
-        let text = try String(contentsOf: root.appendingPathComponent("Sources/Kernel/SyscallNumbers.swift"), encoding: .utf8)
+        let text = try String(contentsOf: root.appendingPathComponent("Sources/Kernel/Syscalls/SyscallNumbers.swift"), encoding: .utf8)
         return text.split(separator: "\n").compactMap { line in
             let words = line.split(whereSeparator: { " :=".contains($0) })
             guard let i = words.firstIndex(of: "let"), words.count >= i + 3, let n = UInt64(words[i + 3]) else { return nil }
