@@ -33,6 +33,10 @@ struct RecordCommand: ParsableCommand {
 
     func run() throws {
         var argv = command
+        // Passthrough capture takes a leading --help as the program; a user
+        // who types `detrec record --help` wants this command's help (a
+        // program named --help is still reachable after `--`).
+        if argv.first == "--help" || argv.first == "-h" { throw CleanExit.helpRequest(self) }
         if argv.first == "--" { argv.removeFirst() }
         guard let program = argv.first else { fail("record: no program given (detrec record [-o DIR] -- PROG ARGS...)", status: 2) }
         let directory: String

@@ -91,6 +91,17 @@ import Testing
         #expect(lax.status == 0)
     }
 
+    @Test func recordHelpIsTheCommandsHelpUnlessAfterDashDash() throws {
+        let s = Scratch(); defer { s.remove() }
+        let help = try detrec(["record", "--help"], in: s.path)
+        #expect(help.status == 0, "\(help)")
+        #expect(help.stdout.contains("USAGE: detrec record"), "\(help)")
+        // After `--` it is the program's name, as for any other word.
+        let program = try detrec(["record", "-q", "-o", s.file("t"), "--", "--help"], in: s.path)
+        #expect(program.status != 0)
+        #expect(program.stderr.contains("--help"), "\(program)")
+    }
+
     // MARK: - Out-of-range arguments: Linux's answer, not a detrec crash.
 
     /// Runs `source` natively and under record/replay: all three must print
