@@ -10,7 +10,10 @@ Per-process cost = (median wall time of the N-process run - median of the
 neighbour hurts all alike. Each cost is also given as a ratio against the
 native cost and against one bare guest exit (`detrec bench-exit`, measured
 by the first binary before and after the runs). It never asserts on
-timings: it is a measurement, not a test (docs/benchmarks.md).
+timings: it is a measurement, not a test (docs/benchmarks.md). The "cpu ms"
+column is the recording's CPU time per process (user + system, from wait4):
+on a host whose cores other jobs share, wall time also counts the waits for
+a core.
 
   python3 scripts/bench_processes.py --detrec .build/release/detrec \
       --detrec /tmp/baseline/.build/release/detrec --count 20 --runs 5
@@ -61,12 +64,28 @@ int main(int argc, char **argv) {
 """
 
 
+CPU = {}
+
+
 def timed(argv, trace_dir):
-    """Wall seconds, or None when the program failed (a detrec without vfork)."""
+    """Wall seconds, or None when the program failed (a detrec without vfork).
+    The run's CPU seconds (user + system, its children included) go to CPU[id(result)]."""
     start = time.perf_counter()
-    p = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=trace_dir)
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=trace_dir)
+    _, status, usage = os.wait4(p.pid, 0)
     elapsed = time.perf_counter() - start
-    return elapsed if p.returncode == 0 else None
+    if os.waitstatus_to_exitcode(status) != 0:
+        return None
+    result = Timed(elapsed)
+    result.cpu = usage.ru_utime + usage.ru_stime
+    return result
+
+
+class Timed(float):
+    """Wall seconds, with the run's CPU seconds as `.cpu`: on a loaded host
+    (other jobs on the same cores) wall time includes waiting for a core,
+    CPU time does not."""
+    cpu = 0.0
 
 
 def bench_exit(detrec):
@@ -110,7 +129,7 @@ def main():
         print(f"bare guest exit (bench-exit, median before/after): {exit_us:.2f} us")
         base = statistics.median(native["none"])
         nat = {m: (statistics.median(native[m]) - base) / args.count for m in modes}
-        print(f"{'':28s} {'native ms':>10s}" + "".join(f" | {'rec ms':>8s} {'/native':>8s} {'/exit':>7s}" for _ in args.detrec))
+        print(f"{'':28s} {'native ms':>10s}" + "".join(f" | {'rec ms':>8s} {'/native':>8s} {'/exit':>7s} {'cpu ms':>7s}" for _ in args.detrec))
         for m in modes:
             row = f"{names.get(m, m):28s} {1000 * nat[m]:10.3f}"
             for d in args.detrec:
@@ -120,7 +139,8 @@ def main():
                     row += f" | {'fails':>8s} {'':8s} {'':7s}"
                     continue
                 per = (statistics.median(ok) - empty) / args.count
-                row += f" | {1000 * per:8.2f} {per / nat[m] if nat[m] > 0 else float('nan'):8.0f} {per * 1e6 / exit_us:7.0f}"
+                cpu = (statistics.median([t.cpu for t in ok]) - statistics.median([t.cpu for t in times[(d, "none")]])) / args.count
+                row += f" | {1000 * per:8.2f} {per / nat[m] if nat[m] > 0 else float('nan'):8.0f} {per * 1e6 / exit_us:7.0f} {1000 * cpu:7.2f}"
             print(row)
         for i, d in enumerate(args.detrec):
             print(f"  column {i + 1}: {d} (empty recording {statistics.median(times[(d, 'none')]):.3f} s)")
