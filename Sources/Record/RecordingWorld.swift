@@ -81,7 +81,10 @@ final class RecordingWorld: HostWorld {
                 logged.append(.bytes(address: address, data: data))
             case .file(let address, let length, let content, let offset):
                 if !storedHashes.contains(content.sha256) {
-                    do { _ = try writer.storeFile(content.bytes) } catch { throw RunStopped("cannot store a mapped file: \(error)") }
+                    // Hashed once already, when it was read (`hash`, `content(of:)`).
+                    do { try writer.storeFile(content.bytes, sha256: content.sha256) } catch {
+                        throw RunStopped("cannot store a mapped file: \(error)")
+                    }
                     storedHashes.insert(content.sha256)
                 }
                 logged.append(.stored(address: address, length: length, sha256: content.sha256, offset: offset))
