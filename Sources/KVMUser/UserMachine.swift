@@ -14,10 +14,15 @@ public final class UserMachine {
     public let device: KVMDevice
     public let capabilities: HostCapabilities
     public let cpuid: CPUIDTable
-    public let memory: GuestMemory
+    /// Replaced with a fresh one when the machine is reused (`MachinePool`).
+    public private(set) var memory: GuestMemory
     private let vm: VirtualMachine
     private let vcpu: VCPU
-    private let tables: PageTables
+    private var tables: PageTables
+    /// The vCPU's state as configured, before the guest first ran: what
+    /// `reset` puts back (special registers, XSAVE area).
+    private var initialSregs = kvm_sregs()
+    private var initialXSAVE = kvm_xsave()
 
     /// The user-mode registers. Read after `run` returns; changes are
     /// written back on the next `run`.
@@ -39,6 +44,9 @@ public final class UserMachine {
     /// size (a bitmap bit per page), and only the slots below the highest
     /// frame in use are read.
     static let dirtyLogSlotSize: UInt64 = 256 << 20
+    /// The page tables' memslot size: the first holds a small program's
+    /// tables; dropping cached translations re-adds only the slots in use.
+    static let tableSlotSize: UInt64 = 32 << 20
     /// `DETREC_CHECKPOINTS=full-copy` turns the dirty page log off (to
     /// compare the two checkpoint methods).
     static let fullCopyRequested: Bool = getenv("DETREC_CHECKPOINTS").map { String(cString: $0) == "full-copy" } ?? false
@@ -50,12 +58,16 @@ public final class UserMachine {
         guard capabilities.xcrs else { throw .unsupported("KVM_CAP_XCRS") }
         self.cpuid = cpuid
         vm = try VirtualMachine(device: device)
-        let tableRegion = try PhysicalRegion(slot: 0, guestBase: Layout.tablesPhysical, size: Layout.tablesSize)
-        // Cut into log-sized memslots when KVM has that many (it reports
-        // 0 when it does not say: then one slot, whose log costs more to read).
+        // Both regions are cut into memslots that KVM is given as they
+        // come into use (PhysicalRegion), when KVM has that many (it
+        // reports 0 when it does not say: then one slot each, whose log
+        // costs more to read and whose set-up costs its whole size).
+        let tableSlots = (Layout.tablesSize + UserMachine.tableSlotSize - 1) / UserMachine.tableSlotSize
         let slotsWanted = (memorySize + UserMachine.dirtyLogSlotSize - 1) / UserMachine.dirtyLogSlotSize
-        let cut = UInt64(device.checkExtension(CKVM_CAP_NR_MEMSLOTS)) >= slotsWanted + 2
-        let dataRegion = try PhysicalRegion(slot: 1, guestBase: Layout.dataPhysical, size: memorySize,
+        let cut = UInt64(device.checkExtension(CKVM_CAP_NR_MEMSLOTS)) >= tableSlots + slotsWanted + 1
+        let tableRegion = try PhysicalRegion(slot: 0, guestBase: Layout.tablesPhysical, size: Layout.tablesSize,
+                                             slotSize: cut ? UserMachine.tableSlotSize : Layout.tablesSize)
+        let dataRegion = try PhysicalRegion(slot: UInt32(cut ? tableSlots : 1), guestBase: Layout.dataPhysical, size: memorySize,
                                             slotSize: cut ? UserMachine.dirtyLogSlotSize : memorySize)
         try vm.add(tableRegion)
         // Guest writes to the data region are logged from the start, so that
@@ -77,6 +89,48 @@ public final class UserMachine {
         vcpu = try VCPU(vm: vm, device: device)
         try installSystemPages()
         try configureVCPU()
+        initialSregs = sregs
+        try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &initialXSAVE)
+    }
+
+    /// Makes the machine what `init` made: every guest page back to the
+    /// host (they read as zero), fresh page tables and memory, KVM's cached
+    /// translations and dirty log dropped, the system pages written again,
+    /// and the vCPU's registers, special registers and XSAVE state as
+    /// configured. The VM, its memslots and the vCPU stay: creating and
+    /// destroying those is what a new process cost most (`MachinePool`).
+    func reset() throws(KVMError) {
+        let old = memory
+        let tableRegion = tables.region, dataRegion = old.data
+        tableRegion.discard(tableRegion.guestBase, bytes: tables.highestPage - tableRegion.guestBase)
+        let used = old.highestFrame - dataRegion.guestBase
+        dataRegion.discard(dataRegion.guestBase, bytes: used)
+        tables = try PageTables(region: tableRegion)
+        let fresh = GuestMemory(tables: tables, data: dataRegion)
+        if let reason = old.fullCopyReason {
+            fresh.useFullCopyCheckpoints(reason: reason)
+        } else if old.dirty != nil {
+            // Read the log once so that what the last guest wrote is not
+            // reported as the next one's.
+            let log = DirtyPageLog(vm: vm, region: dataRegion)
+            guard log.harvest(below: old.highestFrame) else { throw .unsupported("KVM_GET_DIRTY_LOG on a reused machine") }
+            log.clear()
+            fresh.dirty = log
+        } else {
+            fresh.useFullCopyCheckpoints(reason: "no dirty page log")
+        }
+        memory = fresh
+        try vm.invalidateTranslations(in: tableRegion)
+        try installSystemPages()
+        registers = Registers()
+        sregs = initialSregs
+        try vcpu.ioctl("KVM_SET_SREGS", CKVM_SET_SREGS, &sregs)
+        sregsDirty = false
+        try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &initialXSAVE)
+        var r = registers.kvm
+        try vcpu.ioctl("KVM_SET_REGS", CKVM_SET_REGS, &r)
+        vcpu.run.pointee.immediate_exit = 0
+        memory.translationsChanged = false
     }
 
     /// GDT, IDT, TSS, the stubs and the exception stack, above the guest's

@@ -14,13 +14,23 @@ final class VirtualMachine {
 
     deinit { close(fd) }
 
-    /// Registers the region's memslots; with `logDirtyPages`, KVM logs
-    /// every guest write to them (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`.
+    /// Registers the region's first memslot, and the others as frames in
+    /// them are handed out (`PhysicalRegion.ensureRegistered`); with
+    /// `logDirtyPages`, KVM logs every guest write to them
+    /// (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`.
     func add(_ region: PhysicalRegion, logDirtyPages: Bool = false) throws(KVMError) {
         let flags = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
-        for i in 0..<region.slotCount { try setSlot(region, i, present: true, flags: flags) }
+        try setSlot(region, 0, present: true, flags: flags)
+        region.registered(count: 1)
+        region.registerSlot = { [unowned self, unowned region] index in
+            (try? self.setSlot(region, index, present: true, flags: flags)) != nil
+        }
+        slotFlags[region.slot] = flags
         regions.append(region)
     }
+
+    /// Each region's memslot flags, by its first slot.
+    private var slotFlags: [UInt32: UInt32] = [:]
 
     private func setSlot(_ region: PhysicalRegion, _ index: Int, present: Bool, flags: UInt32 = 0) throws(KVMError) {
         let (base, size) = region.slotRange(index)
@@ -50,11 +60,11 @@ final class VirtualMachine {
     /// keeps stale entries. Deleting a slot zaps the shadow pages and flushes
     /// the TLBs on both. Only needed when a translation was removed or
     /// narrowed: new or widened ones are picked up on the next fault.
-    /// (The tables region has one slot and no dirty log.)
     func invalidateTranslations(in region: PhysicalRegion) throws(KVMError) {
-        for i in 0..<region.slotCount {
+        let flags = slotFlags[region.slot] ?? 0
+        for i in 0..<region.registeredSlots {
             try setSlot(region, i, present: false)
-            try setSlot(region, i, present: true)
+            try setSlot(region, i, present: true, flags: flags)
         }
     }
 }

@@ -68,12 +68,18 @@ public final class TraceWriter {
     @discardableResult
     public func storeFile(_ contents: [UInt8]) throws(TraceError) -> String {
         let hex = SHA256.hex(contents)
+        try storeFile(contents, sha256: hex)
+        return hex
+    }
+
+    /// Stores contents whose SHA-256 (`hex`) the caller has just computed,
+    /// without hashing them a second time (a 30 MB compiler exec'd once).
+    public func storeFile(_ contents: [UInt8], sha256 hex: String) throws(TraceError) {
         let path = directory + "/files/" + hex
         var st = stat()
-        if stat(path, &st) == 0, UInt64(st.st_size) == UInt64(contents.count) { return hex }
+        if stat(path, &st) == 0, UInt64(st.st_size) == UInt64(contents.count) { return }
         try FileIO.writeFileAtomically(path, contents)
         totalBytes += UInt64(contents.count)
-        return hex
     }
 
     /// Reads the file at `path` and stores it; returns its description for the header or

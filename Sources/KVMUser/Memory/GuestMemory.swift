@@ -82,6 +82,10 @@ public final class GuestMemory {
             }
             dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
             guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
+            guard data.ensureRegistered(frame) else {
+                frames.release(frame)
+                throw GuestMemoryFault(address: va)
+            }
             slot.pointee = PTE.leaf(frame: frame, protection: protection, user: user)
         }
     }

@@ -210,7 +210,7 @@ extension GuestMemory {
 
     /// Which pages of a region-sized host mapping at `host` are backed
     /// (mincore), up to the highest frame handed out.
-    private func residency(of host: UnsafeMutableRawPointer) -> [UInt8] {
+    func residency(of host: UnsafeMutableRawPointer) -> [UInt8] {
         let pages = Int((highestFrame - data.guestBase) / 4096)
         guard pages > 0 else { return [] }
         var vector = [UInt8](repeating: 0, count: pages)

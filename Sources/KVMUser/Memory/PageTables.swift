@@ -16,6 +16,9 @@ final class PageTables {
         self.root = root
     }
 
+    /// One past the highest table page handed out.
+    var highestPage: UInt64 { allocator.next }
+
     private func table(_ gpa: UInt64) -> UnsafeMutablePointer<UInt64> {
         region.pointer(gpa).assumingMemoryBound(to: UInt64.self)
     }
@@ -33,6 +36,10 @@ final class PageTables {
             let slot = table(t) + PageTables.index(va, level: level)
             if slot.pointee & PTE.present == 0 {
                 guard create, let page = allocator.allocate() else { return nil }
+                guard region.ensureRegistered(page) else {
+                    allocator.release(page)
+                    return nil
+                }
                 slot.pointee = page | PTE.present | PTE.writable | PTE.user | PTE.accessed
             }
             t = slot.pointee & PTE.addressMask

@@ -8,12 +8,24 @@ import Glibc
 /// (slots `slot`, `slot + 1`, ...): a dirty page log is read one slot at
 /// a time and costs the slot's size, so a large region with a log is cut
 /// into slots and only those below the highest frame in use are read.
+///
+/// The slots are registered with KVM as the frames handed out reach them
+/// (`ensureRegistered`), not all at once: KVM allocates and later frees
+/// per-page bookkeeping for every byte of a slot (its reverse maps, the
+/// dirty bitmap), which for the whole 32 GiB reservation cost a new process
+/// more than all else it does (docs/benchmarks.md, processes).
 final class PhysicalRegion {
     let slot: UInt32
     let guestBase: UInt64
     let size: UInt64
     let host: UnsafeMutableRawPointer
     let slotSize: UInt64
+    /// How many of the slots KVM has now (`VirtualMachine.add`, `register`).
+    var registeredSlots = 0
+    /// One past the last guest-physical byte those slots cover.
+    private(set) var registeredEnd: UInt64 = 0
+    /// Registers the slot of that index with KVM (set by `VirtualMachine.add`); false when KVM refuses.
+    var registerSlot: ((Int) -> Bool)?
 
     init(slot: UInt32, guestBase: UInt64, size: UInt64, slotSize: UInt64? = nil) throws(KVMError) {
         let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
@@ -36,6 +48,29 @@ final class PhysicalRegion {
     }
 
     deinit { munmap(host, Int(size)) }
+
+    /// KVM has slots `0..<count` of this region now.
+    func registered(count: Int) {
+        registeredSlots = count
+        registeredEnd = count >= slotCount ? guestBase + size : guestBase + UInt64(count) * slotSize
+    }
+
+    /// Makes sure KVM has a memslot for the frame at `gpa` (about to be
+    /// handed to the guest), registering the slots up to it; false when
+    /// KVM refuses one (the frame must not be used then).
+    @inline(__always) func ensureRegistered(_ gpa: UInt64) -> Bool {
+        gpa < registeredEnd || registerThrough(gpa)
+    }
+
+    private func registerThrough(_ gpa: UInt64) -> Bool {
+        guard contains(gpa), let registerSlot else { return false }
+        let index = Int((gpa - guestBase) / slotSize)
+        while registeredSlots <= index {
+            guard registerSlot(registeredSlots) else { return false }
+            registered(count: registeredSlots + 1)
+        }
+        return true
+    }
 
     func contains(_ gpa: UInt64) -> Bool { gpa >= guestBase && gpa - guestBase < size }
 

@@ -296,7 +296,7 @@ public enum ProcFS {
         return String(String(process.executablePath.split(separator: "/").last ?? "").prefix(15))
     }
 
-    static func ppid(_ process: Process) -> Int32 { process.parent?.pid ?? getppid() }
+    static func ppid(_ process: Process) -> Int32 { process.parent?.pid ?? (process.adoptedByInit ? 1 : getppid()) }
 
     static func status(_ process: Process, tid: Int32) -> String {
         let vm = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) } / 1024

@@ -34,6 +34,10 @@ public final class MemoryContext {
         }
     }
 
+    /// Nobody uses this memory any more: its machine can serve another
+    /// process (`MachinePool`).
+    deinit { MachinePool.give(machine) }
+
     /// `thread` leaves this memory (its process execs or ends): the vCPU's
     /// registers are nobody's now, and it waits on no futex here.
     func leave(_ thread: GuestThread) {

@@ -95,7 +95,7 @@ public enum ExecSyscalls {
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .acces }
         guard st.st_mode & 0o111 != 0 else { throw .acces }
-        return FileContent(sha256: "", bytes: try HostFile.readAll(fd))
+        return FileContent(sha256: "", bytes: try HostFile.readAll(fd), identity: HostFile.Identity(st))
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {
@@ -141,7 +141,7 @@ public enum ExecSyscalls {
         }
         let random = try world.randomBytes(16)
         // The point of no return: the old image goes.
-        let machine = try UserMachine(device: p.machine.device, cpuid: p.machine.cpuid)
+        let machine = try MachinePool.take(device: p.machine.device, cpuid: p.machine.cpuid)
         for t in p.threads { p.mm.leave(t) }
         SharedMemory.push(p.mm)
         p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)

@@ -60,7 +60,7 @@ extension ProcessSyscalls {
         if flags & CLONE_VM != 0 {
             mm = parent.mm
         } else {
-            let machine = try UserMachine(device: pm.device, cpuid: pm.cpuid)
+            let machine = try MachinePool.take(device: pm.device, cpuid: pm.cpuid)
             mm = MemoryContext(machine: machine, space: parent.space, loaded: nil)
             // The child's MAP_SHARED ranges show the same objects as the parent's.
             mm.sharedViews = parent.mm.sharedViews
@@ -129,24 +129,15 @@ extension ProcessSyscalls {
         return .result(Int64(child.pid))
     }
 
-    /// Copies every mapped page (skipping pages that read as zero, which a
-    /// fresh mapping already is), keeping each page's protection.
+    /// Maps every mapping of the parent in the child and copies the pages
+    /// the parent has touched (`GuestMemory.copyContents`), keeping each
+    /// page's protection.
     static func copyMemory(from parent: Process, to child: Process) throws {
-        var page = [UInt8](repeating: 0, count: 4096)
         for m in parent.space.mappings {
             do { try child.memory.map(m.start, pages: m.pages, protection: .rw) } catch { throw Errno.nomem }
-            var at = m.start
-            while at < m.end {
-                let readable = page.withUnsafeMutableBytes { b in
-                    (try? parent.memory.read(into: b, from: at, access: .kernel)) != nil
-                }
-                if readable && page.contains(where: { $0 != 0 }) {
-                    try? child.memory.write(at, page, access: .kernel)
-                }
-                at += 4096
-            }
-            child.protectPages(m.start, m.end)
         }
+        child.memory.copyContents(of: parent.memory, ranges: parent.space.mappings.map { ($0.start, $0.end) })
+        for m in parent.space.mappings { child.protectPages(m.start, m.end) }
     }
 }
 

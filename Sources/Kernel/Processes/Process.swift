@@ -108,6 +108,11 @@ public final class Process {
     /// Every process of the recording (fork makes more), sharing one id space.
     public var family: ProcessFamily!
     public weak var parent: Process?
+    /// Its parent ended and no subreaper took it: init, outside the
+    /// recording, is its parent now (getppid 1), and reaps it when it
+    /// ends (`RecordingEnd.swift`). Without it, a process with no parent
+    /// is the first one, whose parent is detrec's.
+    public var adoptedByInit = false
     /// prctl(PR_SET_PDEATHSIG): the signal it gets when its parent ends.
     /// Not inherited: fork leaves the child's at 0.
     public var parentDeathSignal: Int32 = 0
@@ -218,10 +223,13 @@ public final class ProcessFamily {
 
     init(root: Process) {
         processes = [root]
+        self.root = root
         inheritedGroup = root.processGroup
     }
 
-    public var root: Process? { processes.first }
+    /// The first process, kept after it ends and is reaped (its parent is
+    /// outside the recording): the ids count from its pid.
+    public private(set) var root: Process?
 
     /// Whether the recording handed out `id` (a process or thread that may
     /// have ended since): such ids never name a host process.

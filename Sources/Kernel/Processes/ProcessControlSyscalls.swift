@@ -415,18 +415,27 @@ enum ProcessControlSyscalls {
     }
 
     /// A child process of `p` ended or `p` itself ended: its children go
-    /// to the nearest subreaper among its ancestors (or to nobody), and
-    /// each that asked for it gets its parent-death signal.
+    /// to the nearest live subreaper among its ancestors, or to init
+    /// outside the recording (`RecordingEnd.swift`), and each that asked
+    /// for it gets its parent-death signal.
     static func orphaned(by p: Process) {
         var reaper = p.parent
-        while let r = reaper, !r.control.childSubreaper { reaper = r.parent }
+        while let r = reaper, !r.control.childSubreaper || r.zombieStatus != nil { reaper = r.parent }
         for child in p.family.processes where child.parent === p {
-            child.parent = reaper.flatMap { $0.zombieStatus == nil ? $0 : nil }
+            child.parent = reaper
+            child.adoptedByInit = reaper == nil
             let signal = child.control.parentDeathSignal
             if signal != 0, child.zombieStatus == nil {
                 SignalDelivery.generate(child, signal: signal, info: SignalDelivery.siginfo(signal: signal, code: Signals.SI_USER))
             }
+            // A zombie that changes parent: the subreaper hears of it
+            // (reparent_leader's do_notify_parent); init reaps it.
+            if let status = child.zombieStatus, reaper != nil {
+                let (code, childStatus) = ProcessSyscalls.childEnd(status)
+                JobControl.notifyParent(child, code: code, status: childStatus)
+            }
         }
+        p.family.processes.removeAll { $0.adoptedByInit && $0.zombieStatus != nil }
     }
 }
 

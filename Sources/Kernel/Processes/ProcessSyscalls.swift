@@ -8,6 +8,7 @@ enum ProcessSyscalls {
         t.add(SYS.getpid) { c in Int64(c.process.pid) }
         t.add(SYS.getppid) { c in
             if let parent = c.process.parent { return Int64(parent.pid) }
+            if c.process.adoptedByInit { return 1 }
             return try c.host { _ in hostSyscall(SYS.getppid) }
         }
         t.addOutcome(SYS.fork, .emulated, note: "a new machine with a copy of the memory") { c in

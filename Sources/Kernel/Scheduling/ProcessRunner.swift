@@ -6,8 +6,12 @@ import KVMUser
 /// SYSCALL to its handler, turn faults into signals, and tell the world
 /// about each step. What differs between the modes is all in the world.
 public final class ProcessRunner {
-    /// The first process; the recording ends when it does.
+    /// The first process: its end is the recording's result, and the
+    /// recording ends with it unless others of its session live on
+    /// (`RecordingEnd.swift`).
     public let root: Process
+    /// How the first process ended, while others run on after it.
+    var rootEnd: RootEnd?
     /// The process on the vCPU now (fork makes more).
     public private(set) var process: Process
     let world: HostWorld
@@ -129,11 +133,14 @@ public final class ProcessRunner {
             return due + outsideQueue.map { OutsideSignal(tid: process.current.tid, signal: -$0) }
         }
         for s in signals {
-            // A host signal is the first process's (docs/trace-format.md: below zero).
-            let target = s.signal < 0 ? root : (process.family.find(s.tid)?.0 ?? process)
+            // A host signal is the first process's (docs/trace-format.md:
+            // below zero), or its process group's (`hostSignalTargets`).
             let number = s.signal < 0 ? -s.signal : s.signal
             if s.signal < 0 { fromHost.append(number) }
-            SignalDelivery.generate(target, signal: number, info: SignalDelivery.siginfo(signal: number, code: Signals.SI_KERNEL))
+            let targets = s.signal < 0 ? hostSignalTargets(number) : [process.family.find(s.tid)?.0 ?? process]
+            for target in targets {
+                SignalDelivery.generate(target, signal: number, info: SignalDelivery.siginfo(signal: number, code: Signals.SI_KERNEL))
+            }
         }
         return fromHost
     }
@@ -143,7 +150,14 @@ public final class ProcessRunner {
     /// unblocked), or it comes again before the program took the first,
     /// the recording ends here as the program would; otherwise it waits in
     /// `outsideQueue` for the next event, and the program gets it there.
+    /// Once the first process has ended, there is nobody to take it: one
+    /// whose default is to end the process ends the recording
+    /// (`RecordingEnd.swift`).
     private func hostSignalArrived(_ signal: Int32, rip: UInt64) throws -> Termination? {
+        if rootEnd != nil {
+            guard ProcessRunner.terminatesByDefault(signal) else { return nil }
+            return try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: rip, address: 0))
+        }
         if outsideQueue.contains(signal) || SignalDelivery.terminatesOnArrival(root, signal: signal) {
             return try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: rip, address: 0))
         }
@@ -153,11 +167,15 @@ public final class ProcessRunner {
 
     /// The process on the vCPU dies of a signal. A child ends as a zombie
     /// its parent can wait for, and another thread takes the vCPU; the
-    /// first process's death ends the recording.
+    /// recording ends when this was the last process it waits for
+    /// (`RecordingEnd.swift`).
     private func die(_ f: FatalSignal) throws -> Next {
-        guard process !== root else { return .end(try endRecording(f)) }
+        let ending = process
+        if ending === root && !othersKeepRecording(after: ending) { return .end(try endRecording(f)) }
         try world.processKilled(f)
-        endProcess(process, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
+        endProcess(ending, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
+        if ending === root { rootEnd = .killed(f) }
+        guard othersKeepRecording(after: ending) else { return .end(try endWithRoot()) }
         return .reschedule(.exited)
     }
 
@@ -315,26 +333,30 @@ public final class ProcessRunner {
         return .reschedule(.blocked)
     }
 
-    /// exit and exit_group. The first process's exit ends the recording; a
-    /// child process waits as a zombie for its parent's wait4.
+    /// exit and exit_group. A child process waits as a zombie for its
+    /// parent's wait4 (an orphan is reaped at once); the recording ends
+    /// with the last process it waits for (`RecordingEnd.swift`).
     private func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
         guard wholeProcess else {
             try world.exitSyscall(entry, result: 0)
             try exitThread(process.current)
             return .reschedule(.exited)
         }
-        guard process !== root else {
+        let ending = process
+        let last = !othersKeepRecording(after: ending)
+        if last && !world.isReplaying {
             // The program's last writes through shared file mappings reach their files.
-            if !world.isReplaying {
-                SharedMemory.push(process.mm)
-                SharedMemory.writeBack(process.family)
-            }
+            SharedMemory.push(ending.mm)
+            SharedMemory.writeBack(ending.family)
+        }
+        if ending === root && last {
             try world.processExit(status: status)
             return .end(.exited(status))
         }
         try world.exitSyscall(entry, result: 0)
-        endProcess(process, status: ProcessSyscalls.waitStatus(exited: status))
-        return .reschedule(.exited)
+        endProcess(ending, status: ProcessSyscalls.waitStatus(exited: status))
+        if ending === root { rootEnd = .exited(status) }
+        return last ? .end(try endWithRoot()) : .reschedule(.exited)
     }
 
     /// Completes a syscall: logs it, returns the result, delivers signals,
@@ -475,6 +497,9 @@ public final class ProcessRunner {
         ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
+        // A parent outside the recording reaps it at once: init for an
+        // orphan it adopted, detrec's parent for the first process.
+        if p.parent == nil { p.family.processes.removeAll { $0 === p } }
     }
 
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what

@@ -13,10 +13,17 @@ public enum GuestWrite: Equatable, Sendable {
 public struct FileContent: Equatable, Sendable {
     public var sha256: String
     public var bytes: [UInt8]
-    public init(sha256: String, bytes: [UInt8]) {
+    /// The host file it was read from, when known (`HostFile.Identity`):
+    /// a recording hashes the same unchanged file once.
+    public var identity: HostFile.Identity?
+    public init(sha256: String, bytes: [UInt8], identity: HostFile.Identity? = nil) {
         self.sha256 = sha256
         self.bytes = bytes
+        self.identity = identity
     }
+
+    /// The same content: where it was read from does not matter.
+    public static func == (a: FileContent, b: FileContent) -> Bool { a.sha256 == b.sha256 && a.bytes == b.bytes }
 }
 
 /// How the process ended, as a shell would see it.

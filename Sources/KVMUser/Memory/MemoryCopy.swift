@@ -1,0 +1,31 @@
+/// Fork's copy of a memory: the child's pages get the parent's contents
+/// frame to frame, from the page tables, without a walk per page by
+/// virtual address or a buffer in between.
+extension GuestMemory {
+    /// Gives each page of `source` in `ranges` that the host has backed
+    /// the same contents here, where the same pages are mapped already
+    /// (fresh, so zero). Pages the host never backed in `source` read as
+    /// zero and are skipped (mincore), so the copy costs what the parent
+    /// touched, not what it mapped (its 8 MiB stacks). The bytes are the
+    /// originals under `source`'s breakpoint patches, as a read shows them.
+    public func copyContents(of source: GuestMemory, ranges: [(start: UInt64, end: UInt64)]) {
+        let resident = source.residency(of: source.data.host)
+        for (start, end) in ranges {
+            source.tables.forEachLeaf(from: start, to: min(end, GuestMemory.userLimit)) { va, slot in
+                let e = slot.pointee
+                guard e & PTE.ownsFrame != 0 else { return }
+                let from = e & PTE.addressMask
+                guard source.data.contains(from) else { return }
+                let page = Int((from - source.data.guestBase) / 4096)
+                guard page < resident.count, resident[page] & 1 != 0, let to = frame(of: va) else { return }
+                // Detrec's own write: KVM's log does not see it.
+                dirty?.mark(to)
+                data.pointer(to).copyMemory(from: source.data.pointer(from), byteCount: 4096)
+            }
+        }
+        for (address, original) in source.patches {
+            guard ranges.contains(where: { address >= $0.start && address < $0.end }), let to = frame(of: address & ~4095) else { continue }
+            data.pointer(to).storeBytes(of: original, toByteOffset: Int(address & 4095), as: UInt8.self)
+        }
+    }
+}
