@@ -16,6 +16,7 @@ import Testing
         #include <fcntl.h>
         #include <pthread.h>
         #include <stdio.h>
+        #include <stdlib.h>
         #include <string.h>
         #include <unistd.h>
         #include <sys/file.h>
@@ -186,5 +187,73 @@ import Testing
             thread: OFD wait 0
 
             """)
+    }
+
+    /// A process outside the recording: `hold` takes a write lock on bytes
+    /// 0-9 and keeps it until its stdin closes; `check` says what is in the
+    /// way of a write lock on bytes 20-29.
+    static let outsider = #"""
+        #include <fcntl.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <unistd.h>
+        int main(int argc, char **argv) {
+          int fd = open(argv[2], O_CREAT | O_RDWR, 0600);
+          struct flock fl; memset(&fl, 0, sizeof fl); fl.l_type = F_WRLCK; fl.l_whence = SEEK_SET;
+          if (!strcmp(argv[1], "hold")) {
+            fl.l_start = 0; fl.l_len = 10; fcntl(fd, F_SETLK, &fl); printf("held\n"); fflush(stdout);
+            char b; while (read(0, &b, 1) > 0) {}
+            return 0;
+          }
+          fl.l_start = 20; fl.l_len = 10; fcntl(fd, F_GETLK, &fl);
+          printf("%s\n", fl.l_type == F_WRLCK ? "write lock in the way" : fl.l_type == F_UNLCK ? "free" : "read lock in the way");
+          return 0;
+        }
+        """#
+
+    @Test func locksOfProcessesOutsideTheRecordingCountBothWays() throws {
+        let outsider = try Harness.compile(Self.outsider, name: "outsider", in: dir)
+        let path = dir.appendingPathComponent("shared-with-outside").path
+        let recorded = try Harness.compile(Self.prelude + #"""
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDWR);
+              printf("outside lock: set %d\n", lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 5, 1));
+              show("recorded", fd, F_GETLK, F_WRLCK, 0, 10, atoi(argv[2]));
+              lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 20, 10);
+              printf("locked\n"); fflush(stdout);
+              char b; while (read(0, &b, 1) > 0) {}
+              return 0;
+            }
+            """#, name: "insider", in: dir)
+        // The outsider holds its lock while the program records.
+        var holderInput: [Int32] = [0, 0]
+        pipe(&holderInput)
+        let holder = try spawn([outsider, "hold", path], stdin: .fd(holderInput[0]), in: Harness.scratch.path)
+        close(holderInput[0])
+        defer { close(holderInput[1]); _ = holder.wait() }
+        #expect(holder.waitUntil { holder.stdoutSoFar.contains("held") })
+        var input: [Int32] = [0, 0]
+        pipe(&input)
+        let trace = dir.appendingPathComponent("outside-locks")
+        let child = try spawn([Harness.detrec, "record", "-q", "-o", trace.path, "--", recorded, path, "\(holder.pid)"],
+                              stdin: .fd(input[0]), in: Harness.scratch.path)
+        close(input[0])
+        child.waitUntil { child.stdoutSoFar.contains("locked") }
+        // The recorded lock is in the way of a process outside.
+        let seen = try Harness.run([outsider, "check", path])
+        close(input[1])
+        let r = child.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout == """
+            outside lock: set -11
+            recorded: [0,+10) held write [0,+10) by the expected pid
+            locked
+
+            """)
+        #expect(seen.stdout == "write lock in the way\n")
+        // Replay takes the answers from the trace (the outsider still holds its lock).
+        let rep = try Harness.replay(trace)
+        #expect(rep.stdout == r.stdout)
+        #expect(rep.status == 0, "\(rep.stderr)")
     }
 }

@@ -13,6 +13,10 @@ import Glibc
 /// close a cycle of POSIX waiters (posix_locks_deadlock). F_GETLK reports
 /// the holder's guest pid.
 ///
+/// Each process's POSIX locks are also OFD locks, on the host, of a
+/// description detrec opens for it (a mirror), so processes outside the
+/// recording see them, and theirs are in the way.
+///
 /// OFD locks belong to an open file description, and a guest description
 /// is one host description, so the host keeps those exactly (also between
 /// recorded processes); a POSIX lock and an OFD lock always conflict, so
@@ -55,8 +59,36 @@ final class RecordLocks {
 
     private var locks: [FileKey: [Lock]] = [:]
     private var waiters: [Int32: Waiter] = [:]     // by tid
+    /// Per guest process and file, a host description of detrec's own
+    /// whose OFD locks mirror the process's POSIX locks there, so that
+    /// processes outside the recording see them (and are in their way).
+    private var mirrors: [Mirror: Int32] = [:]
+    private struct Mirror: Hashable {
+        let pid: Int32
+        let key: FileKey
+    }
 
-    var isEmpty: Bool { locks.isEmpty && waiters.isEmpty }
+    var isEmpty: Bool { locks.isEmpty && waiters.isEmpty && mirrors.isEmpty }
+
+    /// The mirror description of `pid`'s locks on a file, opened again
+    /// from `hostFD` (read-write if it may, else as `hostFD` is).
+    func mirror(pid: Int32, key: FileKey, hostFD: Int32) -> Int32? {
+        let m = Mirror(pid: pid, key: key)
+        if let fd = mirrors[m] { return fd }
+        let path = "/proc/self/fd/\(hostFD)"
+        var fd = Glibc.open(path, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+        if fd < 0 { fd = Glibc.open(path, (Glibc.fcntl(hostFD, F_GETFL) & O_ACCMODE) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) }
+        guard fd >= 0 else { return nil }
+        mirrors[m] = fd
+        return fd
+    }
+
+    private func dropMirrors(_ keep: (Mirror) -> Bool) {
+        for (m, fd) in mirrors where !keep(m) {
+            Glibc.close(fd)
+            mirrors[m] = nil
+        }
+    }
 
     static func key(_ hostFD: Int32) -> FileKey? {
         var st = stat()
@@ -98,6 +130,7 @@ final class RecordLocks {
 
     /// A process closed a descriptor of the file: its POSIX locks there go.
     func closed(pid: Int32, _ key: FileKey) {
+        dropMirrors { $0.pid != pid || $0.key != key }
         guard let all = locks[key] else { return }
         let kept = all.filter { $0.pid != pid }
         locks[key] = kept.isEmpty ? nil : kept
@@ -110,6 +143,7 @@ final class RecordLocks {
             locks[key] = kept.isEmpty ? nil : kept
         }
         waiters = waiters.filter { $0.value.pid != pid }
+        dropMirrors { $0.pid != pid }
     }
 
     func waiting(_ tid: Int32, _ waiter: Waiter?) { waiters[tid] = waiter }
@@ -244,15 +278,34 @@ enum RecordLockSyscalls {
             let r = hostLock(hostFD, RecordLocks.F_OFD_SETLK, raw)
             return r == Errno.again.result && waits ? nil : r
         }
-        if request.type != RecordLocks.F_UNLCK {
-            // OFD locks of any description, POSIX locks outside the recording.
-            var probe = raw
-            let r = probe.withUnsafeMutableBytes { hostSyscall(SYS.fcntl, Int(hostFD), Int(RecordLocks.F_GETLK), Int(bitPattern: $0.baseAddress)) }
+        // On the host the lock is an OFD lock of the process's mirror
+        // description: OFD locks of any description and POSIX locks outside
+        // the recording are in its way, and outside processes see it. (The
+        // other mirrors hold the emulated locks, which were not in the way.)
+        let absolute = flockBytes(type: request.type, start: start, end: end)
+        let mirror = table.mirror(pid: p.pid, key: key, hostFD: hostFD)
+        var mirrored = false
+        if let mirror {
+            let r = hostLock(mirror, RecordLocks.F_OFD_SETLK, absolute)
+            if r == Errno.again.result { return waits ? nil : r }
+            mirrored = r == 0
+        }
+        if !mirrored && request.type != RecordLocks.F_UNLCK {
+            // No mirror for this kind of lock (its access mode): look only.
+            var seen = absolute
+            let r = hostTest(hostFD, mirror: mirror, absolute, result: &seen)
             if r < 0 { return r }
-            if RecordLocks.Lock.type(of: probe) != RecordLocks.F_UNLCK { return waits ? nil : Errno.again.result }
+            if RecordLocks.Lock.type(of: seen) != RecordLocks.F_UNLCK { return waits ? nil : Errno.again.result }
         }
         table.set(key, pid: p.pid, type: request.type, start: start, end: end)
         return 0
+    }
+
+    /// A struct flock for the absolute range `start...end`.
+    static func flockBytes(type: Int16, start: Int64, end: Int64) -> [UInt8] {
+        let length: Int64 = end == .max ? 0 : end - start + 1
+        return Bytes.u32(UInt32(UInt16(bitPattern: type))) + Bytes.u32(0) + Bytes.u64(UInt64(start)) + Bytes.u64(UInt64(length))
+            + Bytes.u64(0)
     }
 
     /// F_GETLK and F_OFD_GETLK: the first emulated POSIX lock in the way
@@ -273,13 +326,33 @@ enum RecordLockSyscalls {
                 out.replaceSubrange(8..<16, with: Bytes.u64(UInt64(l.start)))
                 out.replaceSubrange(16..<24, with: Bytes.u64(l.end == .max ? 0 : UInt64(l.end - l.start + 1)))
                 out.replaceSubrange(24..<28, with: Bytes.i32(l.pid))
-            } else {
-                let r = hostLock(hostFD, ofd ? RecordLocks.F_OFD_GETLK : RecordLocks.F_GETLK, raw, result: &out)
+            } else if ofd {
+                let r = hostLock(hostFD, RecordLocks.F_OFD_GETLK, raw, result: &out)
                 if r < 0 { return r }
+            } else {
+                // What is in the way on the host, leaving out this process's own mirror.
+                let mirror = p.family.recordLocks.mirror(pid: p.pid, key: key, hostFD: hostFD)
+                var seen = raw
+                let r = hostTest(hostFD, mirror: mirror, flockBytes(type: request.type, start: start, end: end), result: &seen)
+                if r < 0 { return r }
+                if RecordLocks.Lock.type(of: seen) == RecordLocks.F_UNLCK {
+                    out.replaceSubrange(0..<2, with: [UInt8(RecordLocks.F_UNLCK), 0])
+                } else {
+                    out.replaceSubrange(0..<4, with: seen[0..<4])
+                    out.replaceSubrange(8..<28, with: seen[8..<28])
+                }
             }
             try effects.write(address, out)
             return 0
         }
+    }
+
+    /// What the host has in the way of `absolute` (a struct flock with
+    /// l_pid 0), through the process's mirror (F_OFD_GETLK, which leaves
+    /// the mirror's own locks out) or else the descriptor (F_GETLK).
+    private static func hostTest(_ hostFD: Int32, mirror: Int32?, _ absolute: [UInt8], result: inout [UInt8]) -> Int64 {
+        if let mirror { return hostLock(mirror, RecordLocks.F_OFD_GETLK, absolute, result: &result) }
+        return hostLock(hostFD, RecordLocks.F_GETLK, absolute, result: &result)
     }
 
     private static func hostLock(_ hostFD: Int32, _ command: Int32, _ raw: [UInt8]) -> Int64 {
