@@ -17,7 +17,7 @@ import Testing
         #include <string.h>
         #include <unistd.h>
         static volatile int got;
-        static void on(int s) { got = s; }
+        static void on(int s) { got = s; write(1, "handled\n", 8); }
         int main(int argc, char **argv) {
           sigset_t none; sigemptyset(&none); sigprocmask(SIG_SETMASK, &none, 0);
           struct sigaction sa; memset(&sa, 0, sizeof sa);
@@ -42,15 +42,27 @@ import Testing
         defer { close(pipeFDs[0]); close(pipeFDs[1]) }
         let child = try spawn([Harness.detrec, "record", "-q", "-o", trace.path, "--", exe, how], stdin: .fd(pipeFDs[0]),
                               in: Harness.scratch.path)
-        child.waitUntil { child.stdoutSoFar.contains("ready") }
-        usleep(300_000)   // the program now waits in read(2)
+        // The program waits in read(2) once detrec sleeps in its host poll.
+        child.waitUntil { child.stdoutSoFar.contains("ready") && child.sleepsInHostPoll }
         child.signal(signal)
         if let input {
-            usleep(200_000)
+            // A handler's read goes on (SA_RESTART) once the handler has run
+            // and detrec waits again; an ignored signal shows nothing, and
+            // the input comes once the signal has been delivered to detrec.
+            if how != "ignore" { child.waitUntil { child.stdoutSoFar.contains("handled") && child.sleepsInHostPoll } }
+            child.waitUntil { !Self.signalPending(child.pid) && child.sleepsInHostPoll }
             _ = input.withCString { write(pipeFDs[1], $0, strlen($0)) }
         }
         let r = child.wait()
         return (Harness.Run(status: r.status, stdout: r.stdout, stderr: r.stderr), trace)
+    }
+
+    /// Whether a signal waits to be delivered to process `pid` (SigPnd or ShdPnd).
+    static func signalPending(_ pid: pid_t) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+        return status.split(separator: "\n").contains { line in
+            (line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:")) && line.split(separator: "\t").last.map { $0.contains { $0 != "0" } } == true
+        }
     }
 
     func replaysTheSame(_ rec: Harness.Run, _ trace: URL) throws {
@@ -64,14 +76,14 @@ import Testing
     @Test func ctrlCRunsTheHandlerAndTheReadFailsWithEINTR() throws {
         let (rec, trace) = try record("handle", signal: SIGINT, input: nil)
         #expect(rec.status == 0, "\(rec.stderr)")
-        #expect(rec.stdout == "ready\nread -1 Interrupted system call got 2\n")
+        #expect(rec.stdout == "ready\nhandled\nread -1 Interrupted system call got 2\n")
         try replaysTheSame(rec, trace)
     }
 
     @Test func killRunsTheHandlerAndTheReadRestartsUnderSA_RESTART() throws {
         let (rec, trace) = try record("restart", signal: SIGTERM, input: "hi\n")
         #expect(rec.status == 0, "\(rec.stderr)")
-        #expect(rec.stdout == "ready\nread 3  got 15\n")
+        #expect(rec.stdout == "ready\nhandled\nread 3  got 15\n")
         try replaysTheSame(rec, trace)
     }
 
@@ -81,4 +93,55 @@ import Testing
         #expect(rec.stdout == "ready\nread 3  got 0\n")
         try replaysTheSame(rec, trace)
     }
+
+    /// A sleep (or poll) that an ignored signal to detrec cuts short on the
+    /// host goes on with the time it had left, as on Linux, where the
+    /// signal would not have interrupted it: 2 s in all, however late the
+    /// signal comes. (Sent 1.5 s in, a restart with the whole timeout would
+    /// take 3.5 s; the bound of 3.2 s leaves 1.2 s for a slow host.)
+    static let waiter = #"""
+        #include <poll.h>
+        #include <signal.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <time.h>
+        static long long now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1000000000LL + t.tv_nsec; }
+        int main(int argc, char **argv) {
+          signal(SIGINT, SIG_IGN);
+          long long t0 = now();
+          printf("ready %lld\n", t0); fflush(stdout);
+          int r;
+          if (!strcmp(argv[1], "sleep")) { struct timespec ts = {2, 0}, rem = {0, 0}; r = nanosleep(&ts, &rem); }
+          else r = poll(0, 0, 2000);
+          long long took = now() - t0;
+          printf("result %d at least 2 s %d within 3.2 s %d\n", r, took >= 2000000000LL, took < 3200000000LL);
+          return 0;
+        }
+        """#
+
+    func waitsItsTimeDespite(_ how: String) throws {
+        let exe = try Harness.compile(Self.waiter, name: "ignored_waiter", in: dir)
+        let trace = dir.appendingPathComponent("ignored-\(how)")
+        let child = try spawn([Harness.detrec, "record", "-q", "-o", trace.path, "--", exe, how], stdin: .devNull,
+                              in: Harness.scratch.path)
+        child.waitUntil { child.stdoutSoFar.contains("ready") && child.sleepsInHostPoll }
+        // 1.5 s after the wait began (by the program's clock, the host's
+        // monotonic one), or later on a slow host.
+        let started = child.stdoutSoFar.split(separator: "\n").first.flatMap { Int64($0.split(separator: " ").last ?? "") } ?? 0
+        var t = timespec()
+        repeat {
+            usleep(20_000)
+            clock_gettime(CLOCK_MONOTONIC, &t)
+        } while Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec) < started + 1_500_000_000
+        child.signal(SIGINT)
+        let r = child.wait()
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.hasSuffix("result 0 at least 2 s 1 within 3.2 s 1\n"), "\(r.stdout)")
+        let rec = Harness.Run(status: r.status, stdout: r.stdout, stderr: r.stderr)
+        try replaysTheSame(rec, trace)
+    }
+
+    @Test func anIgnoredSignalLetsASleepGoOnWithTheTimeLeft() throws { try waitsItsTimeDespite("sleep") }
+
+    @Test func anIgnoredSignalLetsAPollGoOnWithTheTimeLeft() throws { try waitsItsTimeDespite("poll") }
 }

@@ -111,10 +111,9 @@ import Testing
         defer { close(input[0]); close(input[1]) }
         let child = try spawn([Harness.detrec, "record", "-q", "-o", trace.path, "--", exe], stdin: .fd(input[0]),
                               in: Harness.scratch.path)
-        child.waitUntil { child.stdoutSoFar.contains("ready") }
-        // The program now waits in read(2); what it printed is logged when
-        // the write returns, a moment after the line appears.
-        usleep(300_000)
+        // The program waits in read(2) once detrec sleeps in its host poll;
+        // what it printed was logged when its write returned, before that.
+        child.waitUntil { child.stdoutSoFar.contains("ready") && child.sleepsInHostPoll }
         child.signal(signal)
         let r = child.wait()
         return (Harness.Run(status: r.status, stdout: r.stdout, stderr: r.stderr), trace, r.status > 128 ? r.status - 128 : 0)

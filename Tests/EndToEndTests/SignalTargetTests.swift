@@ -30,12 +30,19 @@ import Testing
     @Test func threadDirectedSignalsReachTheirThreadAndInterruptItsWait() throws {
         let out = try matchesNative(Self.prelude + #"""
             static pthread_t worker;
-            static volatile int in_worker, in_main, stop;
+            static volatile int in_worker, in_main, stop, worker_tid;
             static int req[2], ready[2];
+            /* Whether thread `tid` sleeps (state S in /proc/self/task/TID/stat). */
+            static int sleeping(int tid) {
+              char path[64], b[256] = {0}; snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+              FILE *f = fopen(path, "r"); if (!f) return 0; fread(b, 1, sizeof b - 1, f); fclose(f);
+              char *end = strrchr(b, ')'); return end && end[1] == ' ' && end[2] == 'S';
+            }
             static void on(int s) { if (pthread_equal(pthread_self(), worker)) in_worker++; else in_main++; if (s == SIGUSR1) stop = 1; }
             static void *work(void *a) {
               (void)a;
               while (!stop) { }                       /* a spin only the signal ends */
+              worker_tid = gettid();
               char c = 'r'; write(ready[1], &c, 1);
               ssize_t n = read(req[0], &c, 1);        /* interrupted: no SA_RESTART */
               printf("worker read %zd %s\n", n, n < 0 ? strerror(errno) : "");
@@ -52,7 +59,7 @@ import Testing
               pthread_create(&worker, 0, work, 0);
               pthread_kill(worker, SIGUSR1);
               char c; read(ready[0], &c, 1);
-              usleep(50000);                            /* the worker waits in read() by now */
+              while (!sleeping(worker_tid)) sched_yield();   /* the worker waits in read() now: nothing else sleeps */
               /* Process-directed, blocked here: only the worker can take it. */
               sigset_t m; sigemptyset(&m); sigaddset(&m, SIGUSR2); pthread_sigmask(SIG_BLOCK, &m, 0);
               kill(getpid(), SIGUSR2);

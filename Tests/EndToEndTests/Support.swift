@@ -120,6 +120,15 @@ final class Child {
         return condition()
     }
 
+    /// Whether the child's main thread sleeps in a host poll(2) or ppoll:
+    /// where detrec waits while its program's only thread waits (a read,
+    /// a sleep: `HostWake`), so a signal sent now finds the program waiting.
+    var sleepsInHostPoll: Bool {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/syscall", encoding: .utf8) else { return false }
+        let number = s.split(separator: " ").first
+        return number == "7" || number == "271"
+    }
+
     /// The kernel function the child sleeps in (/proc/PID/wchan).
     var wchan: String { (try? String(contentsOfFile: "/proc/\(pid)/wchan", encoding: .utf8)) ?? "" }
 

@@ -18,7 +18,11 @@ enum CloseRange {
                 throw Errno.inval
             }
             for fd in p.files.entries.keys where fd >= 0 && UInt32(fd) >= first && UInt32(fd) <= last {
-                if flags & CLOSE_RANGE_CLOEXEC != 0 { p.files.setCloseOnExec(fd, true) } else { p.files.remove(fd) }
+                if flags & CLOSE_RANGE_CLOEXEC != 0 {
+                    p.files.setCloseOnExec(fd, true)
+                } else if let f = p.files.remove(fd) {
+                    RecordLockSyscalls.closed(p, f)
+                }
             }
             return 0
         }

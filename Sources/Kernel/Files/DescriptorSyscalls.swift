@@ -6,15 +6,17 @@ import Glibc
 /// host descriptor behind each is detrec's own and never seen by the guest.
 enum DescriptorSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.open) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
-        t.add(SYS.openat) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
-        t.add(SYS.creat) { c in try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1)) }
+        t.addOutcome(SYS.open, .host, note: fifoNote) { c in try open(c, dir: nil, path: 0, flags: c.int(1), mode: c.int(2)) }
+        t.addOutcome(SYS.openat, .host, note: fifoNote) { c in try open(c, dir: 0, path: 1, flags: c.int(2), mode: c.int(3)) }
+        t.addOutcome(SYS.creat, .host, note: fifoNote) { c in
+            try open(c, dir: nil, path: 0, flags: O_CREAT | O_WRONLY | O_TRUNC, mode: c.int(1))
+        }
         t.add(SYS.close, .emulated, close)
         t.add(SYS.dup, .emulated, dup)
         t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
         t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
-        t.addOutcome(SYS.fcntl, .host, note: "F_SETLKW parks while the lock is held elsewhere, trying again every 10 ms") { c in
-            [7, 38].contains(c.int(1)) ? try setLockWaiting(c) : .result(try fcntl(c))
+        t.addOutcome(SYS.fcntl, .host, note: "POSIX record locks kept per guest process; F_SETLKW parks, trying again every 10 ms") { c in
+            RecordLocks.commands.contains(c.int(1)) ? try RecordLockSyscalls.fcntl(c) : .result(try fcntl(c))
         }
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
@@ -24,7 +26,9 @@ enum DescriptorSyscalls {
         t.add(SYS.memfd_create, memfdCreate)
     }
 
-    static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> Int64 {
+    static let fifoNote = "a FIFO's open parks until its other end is open"
+
+    static func open(_ c: SyscallCall, dir: Int?, path: Int, flags: Int32, mode: Int32) throws -> SyscallOutcome {
         let directory = try dir.flatMap { i throws(Errno) in try c.directory(i) }
         let name = try c.cString(path, limit: SyscallCall.pathMax)
         guard let fd = c.process.files.lowestFree() else { throw Errno.mfile }
@@ -32,8 +36,23 @@ enum DescriptorSyscalls {
         let process = c.process
         let follow = flags & O_NOFOLLOW == 0 && !(flags & O_CREAT != 0 && flags & O_EXCL != 0)
         let cwd = process.cwd, umask = process.umask
+        // A FIFO's open that would wait for its other end parks (FIFOOpen);
+        // recording resolves the path once for that look and the open.
+        let thread = process.current
+        var resolved: (PathTarget, [UInt8], OpenFile?)?
+        var fifo = FIFOOpen.Attempt.plain
+        if c.interrupted { FIFOOpen.abandon(thread) }
+        if !c.world.isReplaying, !c.interrupted, FIFOOpen.mayWait(flags: flags) {
+            let found = GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
+            resolved = found
+            if case .host = found.0 {
+                let dirFD = found.2.map { $0.hostFD ?? -1 } ?? cwd.hostFD
+                fifo = FIFOOpen.attempt(thread, dirFD: dirFD, name: found.1, flags: flags, mode: mode, follow: follow)
+            }
+        }
+        if let parked = c.park(FIFOOpen.condition(thread), unless: { !fifo.waits }) { return parked }
         let r = try c.host { _ throws(Errno) -> Int64 in
-            let (target, hostName, hostDir) = GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
+            let (target, hostName, hostDir) = resolved ?? GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
             switch target {
             case .denied(let e):
                 throw e
@@ -48,27 +67,36 @@ enum DescriptorSyscalls {
             }
             let dirFD = hostDir.map { $0.hostFD ?? -1 } ?? cwd.hostFD
             let creates = flags & O_CREAT != 0 || flags & __O_TMPFILE == __O_TMPFILE
-            let h = FileCreationMask.applying(creates ? umask : nil) {
-                (hostName + [0]).withUnsafeBytes { p in
-                    hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+            let h: Int64
+            switch fifo {
+            case .opened(let end): h = Int64(end)
+            case .failed(let e): h = e
+            case .waiting:
+                h = FIFOOpen.waitOnHost(c, dirFD: dirFD, name: hostName, flags: flags, mode: mode, follow: follow)
+            case .plain:
+                h = FileCreationMask.applying(creates ? umask : nil) {
+                    (hostName + [0]).withUnsafeBytes { p in
+                        hostSyscall(SYS.openat, Int(dirFD), Int(bitPattern: p.baseAddress), Int(flags | O_CLOEXEC), Int(mode))
+                    }
                 }
             }
             guard h >= 0 else { return h }
             made = ProcFS.Opened(hostFD: Int32(h))
             return Int64(fd)
         }
-        guard r >= 0 else { return r }
+        guard r >= 0 else { return .result(r) }
         let file = OpenFile(hostFD: made?.hostFD, path: made?.path ?? String(decoding: name, as: UTF8.self))
         file.listing = made?.listing
         file.procLocation = made?.location
         file.procMemory = made?.memory
         file.generated = made?.generated ?? false
         c.process.files.install(file, at: fd, closeOnExec: flags & O_CLOEXEC != 0)
-        return Int64(fd)
+        return .result(Int64(fd))
     }
 
     static func close(_ c: SyscallCall) throws -> Int64 {
-        guard c.process.files.remove(c.int(0)) != nil else { throw Errno.badf }
+        guard let file = c.process.files.remove(c.int(0)) else { throw Errno.badf }
+        RecordLockSyscalls.closed(c.process, file)
         return 0
     }
 
@@ -86,7 +114,7 @@ enum DescriptorSyscalls {
             return Int64(new)
         }
         guard new >= 0, new < c.process.files.limit else { throw Errno.badf }
-        c.process.files.remove(new)
+        if let replaced = c.process.files.remove(new) { RecordLockSyscalls.closed(c.process, replaced) }
         c.process.files.install(file, at: new, closeOnExec: flags & O_CLOEXEC != 0)
         return Int64(new)
     }
@@ -129,22 +157,6 @@ enum DescriptorSyscalls {
         return try c.newDescriptor(name: "memfd:" + String(decoding: name, as: UTF8.self), closeOnExec: flags & MFD_CLOEXEC != 0) { _ in
             (name + [0]).withUnsafeBytes { hostSyscall(SYS.memfd_create, Int(bitPattern: $0.baseAddress), Int(flags | MFD_CLOEXEC)) }
         }
-    }
-
-    /// F_SETLKW and F_OFD_SETLKW: F_SETLK is the form that does not wait.
-    static func setLockWaiting(_ c: SyscallCall) throws -> SyscallOutcome {
-        let file = try c.file(0)
-        let lock = try c.read(c.arg(2), count: 32)
-        let hostFD = file.hostFD ?? -1   // none on replay, which never calls the host
-        let call = { (command: Int32) -> Int64 in
-            var l = lock
-            return l.withUnsafeMutableBytes { hostSyscall(SYS.fcntl, Int(hostFD), Int(command), Int(bitPattern: $0.baseAddress)) }
-        }
-        let command = c.int(1)
-        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: {
-            let r = call(command - 1)
-            return r == Errno.again.result || r == Errno.acces.result ? nil : r
-        }, plain: { call(command) })
     }
 
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {

@@ -296,6 +296,16 @@ public enum ProcFS {
         return String(String(process.executablePath.split(separator: "/").last ?? "").prefix(15))
     }
 
+    /// A thread's state as get_task_state shows it: parked in a call that
+    /// waits, it sleeps (S; D for a wait no signal ends, such as a vfork
+    /// parent's), so a program can tell a thread of its own is waiting.
+    static func state(_ process: Process, tid: Int32) -> String {
+        if process.zombieStatus != nil { return "Z (zombie)" }
+        if process.stoppedBy != nil { return "T (stopped)" }
+        guard let blocked = process.threads.first(where: { $0.tid == tid })?.blocked else { return "R (running)" }
+        return blocked.condition.interruptible ? "S (sleeping)" : "D (disk sleep)"
+    }
+
     static func ppid(_ process: Process) -> Int32 { process.parent?.pid ?? (process.adoptedByInit ? 1 : getppid()) }
 
     static func status(_ process: Process, tid: Int32) -> String {
@@ -310,7 +320,7 @@ public enum ProcFS {
         return """
         Name:\t\(comm(process))
         Umask:\t0022
-        State:\tR (running)
+        State:\t\(state(process, tid: tid))
         Tgid:\t\(process.pid)
         Ngid:\t0
         Pid:\t\(tid)
@@ -337,7 +347,7 @@ public enum ProcFS {
         let text = process.space.mappings.first { $0.protection.contains(.execute) && $0.isFileBacked }
         let stack = process.space.mappings.first { $0.name == "[stack]" }
         var f: [String] = []
-        f.append("R")
+        f.append(String(state(process, tid: tid).prefix(1)))
         f += [ppid(process), getpgrp(), getsid(0)].map { String($0) }
         f += ["0", "-1", "4194560"]                          // tty_nr tpgid flags
         f += Array(repeating: "0", count: 8)                  // minflt .. cstime

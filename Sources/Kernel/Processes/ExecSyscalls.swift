@@ -147,7 +147,9 @@ public enum ExecSyscalls {
         p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)
         // A vfork parent had lent this memory: it runs on from here.
         p.releaseVforkParent()
-        for (fd, entry) in p.files.entries where entry.closeOnExec { p.files.remove(fd) }
+        for (fd, entry) in p.files.entries where entry.closeOnExec {
+            if let f = p.files.remove(fd) { RecordLockSyscalls.closed(p, f) }
+        }
         // flush_signal_handlers: handled signals go back to the default,
         // ignored ones stay ignored; flags, masks and restorers are cleared.
         for (signal, action) in p.signals.actions {

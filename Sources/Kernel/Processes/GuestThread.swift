@@ -50,11 +50,16 @@ public final class GuestThread {
     /// A syscall that parked and will run again from the start: when it
     /// first started (its timeout runs from there).
     var resumption: Resumption?
+    /// When the current call that may wait started (its first attempt).
+    var callStarted: MonotonicInstant?
     /// Bytes the current call has written in earlier attempts, when a
     /// blocking write is done in parts (recording only; `HostTransfer`).
     var transferred: Int64 = 0
     /// The current call is a connect that went on without waiting.
     var connecting = false
+    /// The host reader an open of a FIFO holds while it waits for a
+    /// writer (recording only; `FIFOOpen`).
+    var fifoReader: Int32?
     /// Set when a signal ended the parked call's wait: it runs again once
     /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
     var interruptedWait = false

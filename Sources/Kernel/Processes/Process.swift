@@ -218,6 +218,8 @@ public final class ProcessFamily {
     /// The files and memory objects MAP_SHARED mappings show, by what
     /// names them (`SharedMemory`).
     var sharedObjects: [SharedObject.Key: SharedObject] = [:]
+    /// The guest processes' POSIX record locks (recording only).
+    let recordLocks = RecordLocks()
     /// The process group the recording started in (detrec's own).
     public let inheritedGroup: Int32
 

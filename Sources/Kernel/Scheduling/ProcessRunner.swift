@@ -288,12 +288,16 @@ public final class ProcessRunner {
         // A call that parked before runs again: what it did so far.
         let resumed = thread.resumption.flatMap { $0.entry == entry ? $0 : nil }
         call.resumedStart = resumed?.started
+        // A call that may wait keeps when it started, for a restart that
+        // goes on with the time it had left (`restartIfHandlerSaysSo`).
+        thread.callStarted = resumed?.started ?? (description?.waits == .yes ? .now() : nil)
         call.interrupted = thread.interruptedWait
         thread.interruptedWait = false
         thread.resumption = nil
         if resumed == nil {
             thread.transferred = 0
             thread.connecting = false
+            FIFOOpen.abandon(thread)
         }
         let outcome: SyscallOutcome
         do {
@@ -462,6 +466,15 @@ public final class ProcessRunner {
         regs.rip &-= 2
         regs.rax = entry.number
         process.machine.registers = regs
+        // A signal the program does not take would not have interrupted the
+        // call on Linux: a sleep, poll or epoll_wait goes on with the time it
+        // had left (restart_block, a timeout from its first start). select,
+        // pselect6 and ppoll wrote the time left into their timeout, which
+        // the restarted call reads, as Linux's does.
+        let rewritesTimeout = [SYS.select, SYS.pselect6, SYS.ppoll].contains(SyscallNumber.dispatched(entry.number))
+        if !fromHost.isEmpty, !takenFromHost, !rewritesTimeout, let started = process.current.callStarted {
+            process.current.resumption = Resumption(entry: entry, started: started)
+        }
     }
 
     /// A patched rdtsc/rdtscp: the counter's value, read on the host while
@@ -489,11 +502,15 @@ public final class ProcessRunner {
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
         // Robust mutexes in shared memory that its threads held go to the next waiter.
-        for t in p.threads { RobustFutexes.release(t, of: p) }
+        for t in p.threads {
+            RobustFutexes.release(t, of: p)
+            FIFOOpen.abandon(t)
+        }
         for t in p.threads { p.mm.leave(t) }
         p.threads = []
         p.releaseVforkParent()
         p.files = FileTable()
+        p.family.recordLocks.ended(pid: p.pid)
         ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)
         JobControl.notifyParent(p, code: code, status: childStatus)
@@ -506,6 +523,7 @@ public final class ProcessRunner {
     /// pthread_join waits on), and it leaves the process.
     private func exitThread(_ thread: GuestThread) throws {
         RobustFutexes.release(thread, of: process)
+        FIFOOpen.abandon(thread)
         if thread.clearChildTID != 0 {
             try? process.memory.writeValue(thread.clearChildTID, UInt32(0))
             _ = process.wake(thread.clearChildTID, count: 1)

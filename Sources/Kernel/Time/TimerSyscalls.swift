@@ -181,6 +181,9 @@ enum TimerSyscalls {
             case .hostSignal: return try interrupted(&effects)
             case .failed(let e): return -Int64(e)
             case .ready, .deadline:
+                // A timer due before the end interrupts, however late detrec
+                // woke: Linux wakes the sleeper at the timer's expiry.
+                if let timer, timer < deadline, timer.hasPassed { return try interrupted(&effects) }
                 if deadline.hasPassed { return 0 }
                 return try interrupted(&effects)
             }
