@@ -22,6 +22,9 @@ enum StopReason: Equatable {
     /// Resuming lets it die.
     case signal(Int32)
     case exited(Termination)
+    /// Reverse execution reached the start of the recording (gdb: "No
+    /// more reverse-execution history").
+    case historyStart
 }
 
 /// Where the replay stands, precisely enough to come back to it by
@@ -61,16 +64,31 @@ final class DebugWorld: HostWorld {
     /// Set when that stop was requested.
     var syscallCompleted = false
 
+    /// Stop the run as soon as this many events have been replayed, before
+    /// any instruction of the slice that follows (reverse execution goes to
+    /// positions this way).
+    var stopAtEvent: Int?
+
     init(_ inner: ReplayingWorld) { self.inner = inner }
+
+    /// After anything that may consume events: the next KVM_RUN returns at
+    /// once when the wanted event count is reached.
+    private func consumed() {
+        if let e = stopAtEvent, inner.eventIndex >= e { UserMachine.requestInterrupt() }
+    }
 
     var isReplaying: Bool { true }
     func startupRandom() throws -> [UInt8] { try inner.startupRandom() }
-    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? { try inner.enterSyscall(entry) }
+    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
+        defer { consumed() }
+        return try inner.enterSyscall(entry)
+    }
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try inner.host(memory: memory, body)
     }
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
         try inner.exitSyscall(entry, result: result)
+        consumed()
         if stopAfterSyscall {
             stopAfterSyscall = false
             syscallCompleted = true
@@ -84,22 +102,34 @@ final class DebugWorld: HostWorld {
         get { inner.currentThread }
         set { inner.currentThread = newValue }
     }
-    func blocked(_ entry: SyscallEntry) throws { try inner.blocked(entry) }
+    func blocked(_ entry: SyscallEntry) throws {
+        try inner.blocked(entry)
+        consumed()
+    }
     func takeStall() -> Bool { inner.takeStall() }
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { try inner.loadFile(read) }
     func randomBytes(_ count: Int) throws -> [UInt8] { try inner.randomBytes(count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
-    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] { try inner.outsideSignals(due) }
-    func processExit(status: Int32) throws { try inner.processExit(status: status) }
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
+        defer { consumed() }
+        return try inner.outsideSignals(due)
+    }
+    func processExit(status: Int32) throws {
+        try inner.processExit(status: status)
+        consumed()
+    }
 
     /// A death the debugger has not seen yet: stop before it, as gdb stops
     /// on a signal before the kernel kills the program.
     var pendingDeath: FatalSignal?
     struct DeathAhead: Error {}
 
-    func processKilled(_ signal: FatalSignal) throws { try inner.processKilled(signal) }
+    func processKilled(_ signal: FatalSignal) throws {
+        try inner.processKilled(signal)
+        consumed()
+    }
 
     func fatalSignal(_ signal: FatalSignal) throws {
         // The runner returns right after this call, so finishing it later
@@ -111,13 +141,30 @@ final class DebugWorld: HostWorld {
     func echo(_ bytes: [UInt8], to fd: Int32) { inner.echo(bytes, to: fd) }
     var eventCount: Int { inner.eventCount }
     func recordedPreemption() throws -> PreemptionPoint? { try inner.recordedPreemption() }
-    func preempted(_ point: PreemptionPoint) throws { try inner.preempted(point) }
+    func preempted(_ point: PreemptionPoint) throws {
+        try inner.preempted(point)
+        consumed()
+    }
     func interruptGuest(at deadline: Double?) { inner.interruptGuest(at: deadline) }
+}
+
+/// A stop a forward continue would have made, seen while replaying
+/// towards another position (reverse execution looks for the last one).
+struct Sighting {
+    var position: ReplayPosition
+    var stop: StopReason
+}
+
+/// A position that this replay cannot reach: it is not one the replay
+/// passes through (a damaged position, or a different recording).
+struct Unreachable: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// Drives a replay for a debugger: continue, single-step, breakpoints,
 /// watchpoints, and where it stopped. The guest only ever runs forward, as
-/// recorded; nothing here changes what it computes.
+/// recorded; nothing here changes what it computes. Going backwards is a
+/// fresh session run forward to an earlier position (`ReplayTimeline`).
 final class ReplaySession {
     let process: Process
     let runner: ProcessRunner
@@ -126,14 +173,18 @@ final class ReplaySession {
     let watchpoints: Watchpoints
     /// The thread id gdb sees: the recorded one.
     let tid: Int32
-    private(set) var lastStop: StopReason = .start
+    var lastStop: StopReason = .start
     private(set) var position: ReplayPosition
     /// The program's own trap, delivered when the replay resumes.
     private var pendingTrap: GuestException?
-    /// Whether the replay ran since the position's event (for `exact`).
-    private var ranSinceEvent = false
-    private var hitCounts: [UInt64: Int] = [:]
-    private var countedSinceEvent: Set<UInt64> = []
+    /// Arrivals at each address since the slice (the run since the last
+    /// event) began: breakpoint traps while continuing, and every
+    /// instruction reached by a single step.
+    private var arrivals: [UInt64: Int] = [:]
+    /// The addresses whose every arrival in this slice was counted (they
+    /// were inserted through every continue); nil: every address (only
+    /// single steps ran in the slice, or nothing yet).
+    private var trusted: Set<UInt64>?
     /// Polls gdb for its interrupt byte while the replay runs.
     var interruptRequested: () -> Bool = { false }
 
@@ -160,17 +211,11 @@ final class ReplaySession {
         position = ReplayPosition(event: world.eventIndex)
     }
 
-    // MARK: breakpoints, with hit counting for positions
+    // MARK: breakpoints
 
-    func insertBreakpoint(_ address: UInt64) -> Bool {
-        guard breakpoints.insert(address) else { return false }
-        if !ranSinceEvent { countedSinceEvent.insert(address) }
-        return true
-    }
+    func insertBreakpoint(_ address: UInt64) -> Bool { breakpoints.insert(address) }
 
-    func removeBreakpoint(_ address: UInt64) {
-        breakpoints.remove(address)
-    }
+    func removeBreakpoint(_ address: UInt64) { breakpoints.remove(address) }
 
     // MARK: running
 
@@ -192,7 +237,9 @@ final class ReplaySession {
         }
     }
 
-    private func run(step: Bool) throws -> StopReason {
+    /// A stop that ends the run before anything else: a death or the
+    /// program's own trap seen at the last stop.
+    private func finishPending() throws -> StopReason? {
         if let death = world.pendingDeath {
             world.pendingDeath = nil
             try world.inner.fatalSignal(death)
@@ -205,6 +252,11 @@ final class ReplaySession {
             try world.inner.fatalSignal(signal)
             return .exited(.killed(signal: signal.signal))
         }
+        return nil
+    }
+
+    private func run(step: Bool) throws -> StopReason {
+        if let r = try finishPending() { return r }
         watchpoints.snapshot()
         if step {
             if let r = try stepOne() { return r }
@@ -212,22 +264,34 @@ final class ReplaySession {
             return .step
         }
         if !watchpoints.isEmpty { return try stepUntilStop() }
+        return try continueToStop(stopAtEvent: nil) ?? .step
+    }
+
+    /// Continues with the inserted breakpoints until one is hit, the
+    /// program's own trap, its end, gdb's interrupt, or (with `stopAtEvent`)
+    /// the start of the slice after that many events; nil for the last.
+    private func continueToStop(stopAtEvent: Int?) throws -> StopReason? {
         // Step off a breakpoint at RIP: its int3 comes out for that one instruction.
         if breakpoints.contains(machine.registers.rip) {
             if let r = try stepOne() { return r }
-            if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
+            if let e = stopAtEvent, eventIndex >= e { return nil }
+            if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
         }
+        willContinue()
+        world.stopAtEvent = stopAtEvent
+        defer { world.stopAtEvent = nil }
+        if let e = stopAtEvent, eventIndex >= e { return nil }
         while true {
             let before = eventIndex
             let stop = try proceed()
-            moved(from: before)
-            ranSinceEvent = true
+            moved(from: before, stepping: false)
             guard let s = stop else { return .signal(world.pendingDeath!.signal) }
             switch s {
             case .exited(let t):
                 return .exited(t)
             case .trap(let e) where e.vector == GuestException.breakpoint && breakpoints.contains(e.rip &- 1):
                 machine.registers.rip = e.rip &- 1
+                arrivals[e.rip &- 1, default: 0] += 1
                 return hit(e.rip &- 1)
             case .trap(let e) where e.vector == GuestException.debug:
                 // A #DB while continuing: TF that leaked from a single step
@@ -238,6 +302,11 @@ final class ReplaySession {
                 pendingTrap = e
                 return .guestTrap
             case .interrupted:
+                if let e = stopAtEvent, eventIndex >= e {
+                    // Nothing of the new slice ran: every count is complete.
+                    trusted = nil
+                    return nil
+                }
                 if interruptRequested() {
                     position.breakpoint = nil
                     position.steps = 0
@@ -253,7 +322,7 @@ final class ReplaySession {
     private func stepUntilStop() throws -> StopReason {
         var count = 0
         while true {
-            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
+            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
             if let r = try stepOne() { return r }
             if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
             count += 1
@@ -261,24 +330,30 @@ final class ReplaySession {
         }
     }
 
-    /// A stop at a breakpoint; `counted` when the step that arrived there counted it already.
-    private func hit(_ address: UInt64, counted: Bool = false) -> StopReason {
-        if !counted { hitCounts[address, default: 0] += 1 }
+    /// A stop at a breakpoint whose arrival is counted already.
+    private func hit(_ address: UInt64) -> StopReason {
         position.breakpoint = address
-        position.hits = hitCounts[address]!
+        position.hits = arrivals[address, default: 0]
         position.steps = 0
-        position.exact = countedSinceEvent.contains(address)
+        position.exact = trusted?.contains(address) ?? true
+        position.interrupted = false
         return .breakpoint(address)
+    }
+
+    /// A continue runs past every address not inserted without counting it.
+    private func willContinue() {
+        trusted = trusted.map { $0.intersection(breakpoints.addresses) } ?? breakpoints.addresses
     }
 
     /// Resets the position when the replay went past an event.
     @discardableResult
-    private func moved(from before: Int) -> Bool {
+    private func moved(from before: Int, stepping: Bool) -> Bool {
         guard eventIndex != before else { return false }
         position = ReplayPosition(event: eventIndex)
-        hitCounts = [:]
-        ranSinceEvent = false
-        countedSinceEvent = breakpoints.addresses
+        arrivals = [:]
+        // A step that crossed an event ran nothing of the new slice; a
+        // continue ran it with the breakpoints inserted now.
+        trusted = stepping ? nil : breakpoints.addresses
         return true
     }
 
@@ -288,6 +363,7 @@ final class ReplaySession {
     /// with TF clear (SFMASK would drop it anyway) and stops as soon as the
     /// syscall has completed.
     func stepOne() throws -> StopReason? {
+        if let r = try finishPending() { return r }
         let rip = machine.registers.rip
         let lifted = breakpoints.lift(rip)
         defer { if lifted { breakpoints.restore(rip) } }
@@ -308,9 +384,8 @@ final class ReplaySession {
             }
             world.stopAfterSyscall = false
             machine.registers.rflags &= ~ReplaySession.trapFlag
-            let newEvent = moved(from: before)
+            let newEvent = moved(from: before, stepping: true)
             guard let s = stop else {
-                ranSinceEvent = true
                 return .signal(world.pendingDeath!.signal)
             }
             switch s {
@@ -321,7 +396,6 @@ final class ReplaySession {
                 completedStep(newEvent: newEvent)
                 return nil
             case .trap(let e):
-                ranSinceEvent = true
                 pendingTrap = e
                 return .guestTrap
             case .interrupted:
@@ -345,13 +419,128 @@ final class ReplaySession {
         }
     }
 
-    /// One instruction ran. Right after a syscall the position is the new
-    /// event itself; otherwise one more step from the last position. An
-    /// arrival at a breakpoint's address counts as one of its executions.
+    /// One instruction ran. Right after an event the position is the new
+    /// slice's start; otherwise one more step from the last position. The
+    /// arrival at the new RIP counts for every address.
     private func completedStep(newEvent: Bool) {
-        ranSinceEvent = true
-        if !newEvent { position.steps += 1 }
-        let rip = machine.registers.rip
-        if breakpoints.contains(rip) { hitCounts[rip, default: 0] += 1 }
+        guard !newEvent else { return }
+        position.steps += 1
+        arrivals[machine.registers.rip, default: 0] += 1
+    }
+
+    // MARK: going to a position (reverse execution)
+
+    /// Runs forward to the start of the slice after `event` events (this
+    /// session must be before it), reporting on the way every breakpoint
+    /// hit and, with `eachSlice`, every slice start. Returns a stop that
+    /// ended the run first (the end, a death), else nil.
+    func runToEvent(_ event: Int, observe: ((Sighting) -> Void)? = nil, eachSlice: (() -> Void)? = nil) throws -> StopReason? {
+        while eventIndex < event {
+            let target = eachSlice == nil ? event : eventIndex + 1
+            guard let stop = try continueToStop(stopAtEvent: target) else {
+                eachSlice?()
+                continue
+            }
+            if case .breakpoint = stop {
+                observe?(Sighting(position: position, stop: stop))
+                continue
+            }
+            lastStop = stop
+            return stop
+        }
+        guard eventIndex == event else {
+            throw Unreachable(description: "no slice of the replay starts after event \(event) (the next starts after \(eventIndex))")
+        }
+        return nil
+    }
+
+    /// Within this slice: continues to the `hits`-th arrival at `address`,
+    /// reporting the breakpoint hits on the way (not that arrival itself).
+    func runToArrival(_ address: UInt64, hits: Int, observe: ((Sighting) -> Void)? = nil) throws {
+        let event = eventIndex
+        let temporary = !breakpoints.addresses.contains(address)
+        if temporary { guard breakpoints.insert(address) else { throw Unreachable(description: "0x\(String(address, radix: 16)) is not mapped") } }
+        defer { if temporary { breakpoints.remove(address) } }
+        while arrivals[address, default: 0] < hits {
+            guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+                throw Unreachable(description: "the slice after event \(event) has fewer than \(hits) arrivals at 0x\(String(address, radix: 16))")
+            }
+            guard case .breakpoint(let at) = stop else {
+                throw Unreachable(description: "the replay stopped (\(stop)) before arrival \(hits) at 0x\(String(address, radix: 16))")
+            }
+            if at == address && arrivals[address, default: 0] == hits { break }
+            if !temporary || at != address { observe?(Sighting(position: position, stop: stop)) }
+        }
+        position.breakpoint = address
+        position.hits = hits
+        position.steps = 0
+        position.exact = true
+        position.interrupted = false
+    }
+
+    /// Single-steps `count` instructions within this slice, reporting
+    /// breakpoint arrivals and watchpoint writes on the way (the last
+    /// arrival, at the end, is not reported). A write's sighting is the
+    /// position before the writing instruction, where reverse execution
+    /// stops.
+    func stepWithin(_ count: Int, observe: ((Sighting) -> Void)? = nil) throws {
+        var done = 0
+        if count > 0 { try stepUntil({ done += 1; return done == count }, observe: observe) }
+    }
+
+    /// Single-steps within this slice until `done` says so after a step;
+    /// returns the number of steps.
+    @discardableResult
+    func stepUntil(_ done: () -> Bool, observe: ((Sighting) -> Void)? = nil) throws -> Int {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while true {
+            let before = position
+            if let stop = try stepOne() {
+                throw Unreachable(description: "the replay stopped (\(stop)) after \(count) steps from \(before)")
+            }
+            count += 1
+            guard eventIndex == event else {
+                throw Unreachable(description: "the slice after event \(event) ended after \(count) steps, before the wanted position")
+            }
+            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if done() { return count }
+            if breakpoints.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
+    }
+
+    /// Arrivals at `address` counted since the slice began.
+    func arrivalCount(_ address: UInt64) -> Int { arrivals[address, default: 0] }
+
+    /// Single-steps to the end of this slice (the next event), reporting
+    /// as `stepWithin` does; returns how many instructions ran in it
+    /// (the event's own instruction, a syscall say, included).
+    func stepToSliceEnd(observe: ((Sighting) -> Void)? = nil) throws -> Int {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while eventIndex == event {
+            let before = position
+            if let stop = try stepOne() {
+                if case .exited = stop { lastStop = stop; return count + 1 }
+                if case .signal = stop { lastStop = stop; return count }
+                throw Unreachable(description: "the replay stopped (\(stop)) in the slice after event \(event)")
+            }
+            count += 1
+            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if eventIndex == event, breakpoints.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
+        return count
+    }
+
+    /// Takes a reproduced position as this session's own (exact).
+    func arrived(at target: ReplayPosition, stop: StopReason) {
+        position = target
+        lastStop = stop
     }
 }

@@ -1,0 +1,202 @@
+/// The replay as gdb sees it: a session that can go backwards. The replay
+/// is deterministic, so an earlier position is reached by a fresh replay
+/// from the start of the recording run forward to it (no guest state is
+/// ever copied: the emulated kernel's state would have to be too). Every
+/// position is exact (`ReplayPosition`): an event count, then the n-th
+/// arrival at an address within that slice, then single steps.
+///
+/// Reverse-continue replays from the start to the current position once,
+/// noting every breakpoint hit (and, with watchpoints, the slices whose
+/// start saw a different value), then a second time to the last of them;
+/// a write found only to a slice is found to its instruction by
+/// single-stepping that slice. See docs/gdb.md for the cost.
+final class ReplayTimeline {
+    private let make: () throws -> ReplaySession
+    private(set) var session: ReplaySession
+    /// Where a fresh replay stands before its first instruction.
+    let start: ReplayPosition
+    /// Whether sleeps are paced (`--skip-sleeps` off): only forward, for gdb.
+    let skipSleeps: Bool
+    /// Polls gdb for its interrupt byte, in every session.
+    var interruptRequested: () -> Bool = { false } {
+        didSet { session.interruptRequested = interruptRequested }
+    }
+    /// How many fresh replays reverse execution started (the benchmark and `monitor stats`).
+    private(set) var replaysStarted = 0
+
+    init(skipSleeps: Bool, make: @escaping () throws -> ReplaySession) throws {
+        self.make = make
+        self.skipSleeps = skipSleeps
+        session = try make()
+        session.world.inner.skipSleeps = skipSleeps
+        start = session.position
+    }
+
+    /// A new replay at the start, with gdb's breakpoints and watchpoints,
+    /// replaying as fast as it can.
+    private func fresh() throws -> ReplaySession {
+        let s = try make()
+        replaysStarted += 1
+        s.world.inner.skipSleeps = true
+        s.interruptRequested = interruptRequested
+        s.world.inner.mute = true
+        for a in session.breakpoints.addresses { _ = s.insertBreakpoint(a) }
+        for w in session.watchpoints.watches { _ = s.watchpoints.insert(kind: w.kind, address: w.address, length: w.length) }
+        return s
+    }
+
+    /// The session reached a position and becomes gdb's.
+    private func adopt(_ s: ReplaySession, at target: ReplayPosition, stop: StopReason) {
+        s.world.inner.skipSleeps = skipSleeps
+        s.world.inner.mute = false
+        s.arrived(at: target, stop: stop)
+        session = s
+    }
+
+    /// A fresh replay run forward to `target`.
+    private func reproduce(_ target: ReplayPosition) throws -> ReplaySession {
+        let s = try fresh()
+        if let stop = try s.runToEvent(target.event) {
+            throw Unreachable(description: "the replay ended (\(stop)) before event \(target.event)")
+        }
+        if let a = target.breakpoint { try s.runToArrival(a, hits: target.hits) }
+        if target.steps > 0 { try s.stepWithin(target.steps) }
+        return s
+    }
+
+    // MARK: what gdb asks for
+
+    /// `run` / `monitor restart`: the replay from its start again.
+    func restart() throws -> StopReason {
+        let s = try fresh()
+        adopt(s, at: start, stop: .start)
+        return .start
+    }
+
+    /// `--goto EVENT`: the start of the slice after that many events.
+    func go(toEvent event: Int) throws -> StopReason {
+        let s = try fresh()
+        if let stop = try s.runToEvent(event) {
+            throw Unreachable(description: "the replay ends (\(stop)) before event \(event)")
+        }
+        adopt(s, at: ReplayPosition(event: event), stop: .step)
+        return .step
+    }
+
+    /// `bc`: back to the last breakpoint hit or watched write before the
+    /// current position, else to the start of the recording.
+    func reverseContinue() throws -> StopReason {
+        let here = try currentPosition()
+        let winner = try lastSighting(before: here)
+        guard let w = winner else {
+            adopt(try reproduce(start), at: start, stop: .historyStart)
+            return .historyStart
+        }
+        adopt(try reproduce(w.position), at: w.position, stop: w.stop)
+        return w.stop
+    }
+
+    /// `bs`: back one instruction.
+    func reverseStep() throws -> StopReason {
+        let here = try currentPosition()
+        guard let previous = try previousInstruction(of: here) else {
+            adopt(try reproduce(start), at: start, stop: .historyStart)
+            return .historyStart
+        }
+        adopt(try reproduce(previous), at: previous, stop: .step)
+        return .step
+    }
+
+    private func currentPosition() throws -> ReplayPosition {
+        let p = session.position
+        guard session.termination == nil else {
+            throw Unreachable(description: "the replay has ended; `run` starts it again")
+        }
+        guard p.exact, !p.interrupted else {
+            throw Unreachable(description: "the position (\(p)) is not exact (an interrupt, or a breakpoint inserted in the middle of a slice): reverse execution cannot find it again")
+        }
+        return p
+    }
+
+    // MARK: searching backwards
+
+    /// The last stop a forward run would have made before `here`.
+    private func lastSighting(before here: ReplayPosition) throws -> Sighting? {
+        let s = try fresh()
+        let watching = !s.watchpoints.isEmpty
+        var last: Sighting?
+        // The last slice whose watched bytes changed (found at the next slice's start).
+        var writtenSlice: Int?
+        var sliceStart = s.eventIndex
+        s.watchpoints.snapshot()
+        if let stop = try s.runToEvent(here.event, observe: { last = $0 }, eachSlice: watching ? {
+            if s.watchpoints.changed() != nil { writtenSlice = sliceStart }
+            sliceStart = s.eventIndex
+        } : nil) {
+            throw Unreachable(description: "the replay ended (\(stop)) before the current position")
+        }
+        // Within the current slice, exactly.
+        var inSlice: Sighting?
+        if let a = here.breakpoint {
+            try s.runToArrival(a, hits: here.hits, observe: { inSlice = $0 })
+            // Steps after it: the arrival itself is before here.
+            if here.steps > 0, s.breakpoints.addresses.contains(a) {
+                var anchor = here
+                anchor.steps = 0
+                inSlice = Sighting(position: anchor, stop: .breakpoint(a))
+            }
+        }
+        let writtenBeforeAnchor = watching && s.watchpoints.changed() != nil
+        var afterAnchor: Sighting?
+        if here.steps > 0 { try s.stepWithin(here.steps, observe: { afterAnchor = $0 }) }
+        if let w = afterAnchor { return w }
+        if writtenBeforeAnchor, let a = here.breakpoint {
+            // A write between the slice's start and the anchor: step there.
+            let r = try reproduce(ReplayPosition(event: here.event))
+            var found: Sighting?
+            try r.stepUntil({ r.arrivalCount(a) == here.hits }, observe: { found = $0 })
+            if let f = found { return f }
+        }
+        if let b = inSlice { return b }
+        if let k = writtenSlice, last.map({ $0.position.event <= k }) ?? true {
+            // The last write is in slice k, after any breakpoint hit before it: step through it.
+            let r = try reproduce(ReplayPosition(event: k))
+            var found: Sighting?
+            _ = try r.stepToSliceEnd(observe: { found = $0 })
+            if let f = found { return f }
+        }
+        return last
+    }
+
+    /// The position one instruction before `here`; nil at the start.
+    private func previousInstruction(of here: ReplayPosition) throws -> ReplayPosition? {
+        if here.steps > 0 {
+            var p = here
+            p.steps -= 1
+            return p
+        }
+        if let a = here.breakpoint {
+            // From the arrival before (or the slice's start), step to this one.
+            var base = ReplayPosition(event: here.event)
+            if here.hits > 1 { base.breakpoint = a; base.hits = here.hits - 1 }
+            let s = try reproduce(base)
+            let steps = try s.stepUntil({ s.arrivalCount(a) == here.hits })
+            base.steps = steps - 1
+            return base
+        }
+        guard here.event > start.event else { return nil }
+        // A slice's start: the last instruction of the slice before it.
+        let s = try fresh()
+        var previousStart = s.eventIndex
+        if let stop = try s.runToEvent(here.event, eachSlice: {
+            if s.eventIndex < here.event { previousStart = s.eventIndex }
+        }) {
+            throw Unreachable(description: "the replay ended (\(stop)) before the current position")
+        }
+        let r = try reproduce(ReplayPosition(event: previousStart))
+        let count = try r.stepToSliceEnd()
+        var p = ReplayPosition(event: previousStart)
+        p.steps = max(0, count - 1)
+        return p
+    }
+}
