@@ -457,7 +457,7 @@ final class GDBServer {
             let r = restart()
             text = r == "E01" ? "detrec: the replay could not restart\n" : "Replay restarted at its first instruction (continue, or stepi, to run it).\n"
         case "stats":
-            text = "Replays started for reverse execution and restarts: \(timeline.replaysStarted)\n"
+            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks)\n"
         case "help", "":
             text = "detrec monitor commands:\n  when      the index of the next event to replay\n  position  where the replay stands (event, breakpoint hits, steps)\n  restart   replay again from the start of the recording\n  stats     how many replays going back has cost\n"
         default:

@@ -538,6 +538,69 @@ final class ReplaySession {
         return count
     }
 
+    // MARK: a checkpoint at a slice's start
+
+    /// The guest's state at the start of a slice. Within a slice nothing
+    /// but the running thread's registers and the guest's memory change
+    /// (the emulated kernel changes only at events), so going back to a
+    /// position in the same slice restores these and runs forward again,
+    /// with no replay from the start.
+    struct SliceCheckpoint {
+        let event: Int
+        let thread: Int32
+        let registers: Registers
+        let fsBase: UInt64
+        let gsBase: UInt64
+        let extendedState: [UInt8]
+        let signals: SignalState
+        let memory: MemorySnapshot
+    }
+
+    private(set) var checkpoint: SliceCheckpoint?
+
+    /// Runs `body` with every int3 patch out of guest memory, so that a
+    /// snapshot holds the program's own bytes whatever breakpoints change.
+    private func withPatchesLifted<T>(_ body: () throws -> T) rethrows -> T {
+        let patched = Array(memory.patches.keys)
+        for a in patched { memory.liftPatch(a) }
+        defer { for a in patched { memory.relayPatch(a) } }
+        return try body()
+    }
+
+    /// Takes a checkpoint here, at the start of a slice (nothing of it ran).
+    /// None when the slice ends in a recorded preemption of this thread
+    /// (the runner counts hits towards it: replayed from the start then).
+    func takeCheckpoint() throws {
+        checkpoint = nil
+        guard pendingTrap == nil, world.pendingDeath == nil, termination == nil, position == ReplayPosition(event: eventIndex) else { return }
+        let running = runner.process
+        if let p = try world.inner.recordedPreemption(), p.tid == running.current.tid { return }
+        let snapshot = MemorySnapshot()
+        withPatchesLifted { running.memory.capture(into: snapshot) }
+        checkpoint = SliceCheckpoint(event: eventIndex, thread: running.current.tid, registers: running.machine.registers,
+                                     fsBase: running.machine.fsBase, gsBase: running.machine.gsBase,
+                                     extendedState: try running.machine.extendedState(), signals: running.signals, memory: snapshot)
+    }
+
+    /// Back to the checkpoint, when this session is still in its slice.
+    func rollBack(toEvent event: Int) throws -> Bool {
+        let running = runner.process
+        guard let c = checkpoint, c.event == event, eventIndex == event, running.current.tid == c.thread,
+              world.pendingDeath == nil, termination == nil else { return false }
+        try withPatchesLifted { try running.memory.restore(c.memory) }
+        running.machine.registers = c.registers
+        running.machine.fsBase = c.fsBase
+        running.machine.gsBase = c.gsBase
+        try running.machine.setExtendedState(c.extendedState)
+        running.signals = c.signals
+        pendingTrap = nil
+        position = ReplayPosition(event: event)
+        arrivals = [:]
+        trusted = nil
+        lastStop = .step
+        return true
+    }
+
     /// Takes a reproduced position as this session's own (exact).
     func arrived(at target: ReplayPosition, stop: StopReason) {
         position = target

@@ -53,16 +53,35 @@ final class ReplayTimeline {
         session = s
     }
 
-    /// A fresh replay run forward to `target`.
-    private func reproduce(_ target: ReplayPosition) throws -> ReplaySession {
-        let s = try fresh()
-        if let stop = try s.runToEvent(target.event) {
-            throw Unreachable(description: "the replay ended (\(stop)) before event \(target.event)")
+    /// A session at the start of the slice after `event` events: one of
+    /// `reuse` (or gdb's session) rolled back to its checkpoint when it is
+    /// in that slice, else a fresh replay run there (which takes a checkpoint).
+    private func sliceStart(_ event: Int, reuse: ReplaySession? = nil) throws -> ReplaySession {
+        for candidate in [reuse, session].compactMap({ $0 }) where try candidate.rollBack(toEvent: event) {
+            rollbacks += 1
+            return candidate
         }
+        let s = try fresh()
+        if let stop = try s.runToEvent(event) {
+            throw Unreachable(description: "the replay ended (\(stop)) before event \(event)")
+        }
+        try s.takeCheckpoint()
+        return s
+    }
+
+    /// A session at `target`.
+    private func reproduce(_ target: ReplayPosition, reuse: ReplaySession? = nil) throws -> ReplaySession {
+        let s = try sliceStart(target.event, reuse: reuse)
         if let a = target.breakpoint { try s.runToArrival(a, hits: target.hits) }
         if target.steps > 0 { try s.stepWithin(target.steps) }
         return s
     }
+
+    /// The session `previousInstruction` last used, whose checkpoint may serve again.
+    private var pending: ReplaySession?
+
+    /// How many times going back restored a slice checkpoint instead of replaying from the start.
+    private(set) var rollbacks = 0
 
     // MARK: what gdb asks for
 
@@ -87,23 +106,27 @@ final class ReplayTimeline {
     /// current position, else to the start of the recording.
     func reverseContinue() throws -> StopReason {
         let here = try currentPosition()
+        pending = nil
+        defer { pending = nil }
         let winner = try lastSighting(before: here)
         guard let w = winner else {
             adopt(try reproduce(start), at: start, stop: .historyStart)
             return .historyStart
         }
-        adopt(try reproduce(w.position), at: w.position, stop: w.stop)
+        adopt(try reproduce(w.position, reuse: pending), at: w.position, stop: w.stop)
         return w.stop
     }
 
     /// `bs`: back one instruction.
     func reverseStep() throws -> StopReason {
         let here = try currentPosition()
+        pending = nil
+        defer { pending = nil }
         guard let previous = try previousInstruction(of: here) else {
             adopt(try reproduce(start), at: start, stop: .historyStart)
             return .historyStart
         }
-        adopt(try reproduce(previous), at: previous, stop: .step)
+        adopt(try reproduce(previous, reuse: pending), at: previous, stop: .step)
         return .step
     }
 
@@ -120,22 +143,64 @@ final class ReplayTimeline {
 
     // MARK: searching backwards
 
-    /// The last stop a forward run would have made before `here`.
+    /// The last stop a forward run would have made before `here`: first
+    /// within its slice (from the slice's checkpoint when there is one),
+    /// then in the slices before it (a replay from the start).
     private func lastSighting(before here: ReplayPosition) throws -> Sighting? {
-        let s = try fresh()
-        let watching = !s.watchpoints.isEmpty
+        var scan: ReplaySession?
         var last: Sighting?
         // The last slice whose watched bytes changed (found at the next slice's start).
         var writtenSlice: Int?
+        let slice: ReplaySession
+        if let c = session.checkpoint, c.event == here.event, try session.rollBack(toEvent: here.event) {
+            rollbacks += 1
+            slice = session
+        } else {
+            let s = try fresh()
+            try scanEarlier(s, to: here.event, last: &last, writtenSlice: &writtenSlice)
+            try s.takeCheckpoint()
+            scan = s
+            slice = s
+            pending = s
+        }
+        if let f = try search(slice, upTo: here) { return f }
+        if scan == nil {
+            let s = try fresh()
+            try scanEarlier(s, to: here.event, last: &last, writtenSlice: &writtenSlice)
+        }
+        if let k = writtenSlice, last.map({ $0.position.event <= k }) ?? true {
+            // The last write is in slice k, after any breakpoint hit before it: step through it.
+            let r = try sliceStart(k)
+            var found: Sighting?
+            _ = try r.stepToSliceEnd(observe: { found = $0 })
+            if let f = found { return f }
+        }
+        return last
+    }
+
+    /// Replays from the start to the slice after `event` events, noting the
+    /// last breakpoint hit and (with watchpoints) the last slice that wrote.
+    private func scanEarlier(_ s: ReplaySession, to event: Int, last: inout Sighting?, writtenSlice: inout Int?) throws {
+        let watching = !s.watchpoints.isEmpty
         var sliceStart = s.eventIndex
+        var seen: Sighting?
+        var written: Int?
         s.watchpoints.snapshot()
-        if let stop = try s.runToEvent(here.event, observe: { last = $0 }, eachSlice: watching ? {
-            if s.watchpoints.changed() != nil { writtenSlice = sliceStart }
+        if let stop = try s.runToEvent(event, observe: { seen = $0 }, eachSlice: watching ? {
+            if s.watchpoints.changed() != nil { written = sliceStart }
             sliceStart = s.eventIndex
         } : nil) {
             throw Unreachable(description: "the replay ended (\(stop)) before the current position")
         }
-        // Within the current slice, exactly.
+        last = seen
+        writtenSlice = written
+    }
+
+    /// Within the slice `s` starts (at its first instruction), the last
+    /// stop before `here`.
+    private func search(_ s: ReplaySession, upTo here: ReplayPosition) throws -> Sighting? {
+        let watching = !s.watchpoints.isEmpty
+        s.watchpoints.snapshot()
         var inSlice: Sighting?
         if let a = here.breakpoint {
             try s.runToArrival(a, hits: here.hits, observe: { inSlice = $0 })
@@ -146,26 +211,18 @@ final class ReplayTimeline {
                 inSlice = Sighting(position: anchor, stop: .breakpoint(a))
             }
         }
-        let writtenBeforeAnchor = watching && s.watchpoints.changed() != nil
+        let writtenBeforeAnchor = watching && here.breakpoint != nil && s.watchpoints.changed() != nil
         var afterAnchor: Sighting?
         if here.steps > 0 { try s.stepWithin(here.steps, observe: { afterAnchor = $0 }) }
         if let w = afterAnchor { return w }
         if writtenBeforeAnchor, let a = here.breakpoint {
             // A write between the slice's start and the anchor: step there.
-            let r = try reproduce(ReplayPosition(event: here.event))
+            let r = try sliceStart(here.event, reuse: s)
             var found: Sighting?
             try r.stepUntil({ r.arrivalCount(a) == here.hits }, observe: { found = $0 })
             if let f = found { return f }
         }
-        if let b = inSlice { return b }
-        if let k = writtenSlice, last.map({ $0.position.event <= k }) ?? true {
-            // The last write is in slice k, after any breakpoint hit before it: step through it.
-            let r = try reproduce(ReplayPosition(event: k))
-            var found: Sighting?
-            _ = try r.stepToSliceEnd(observe: { found = $0 })
-            if let f = found { return f }
-        }
-        return last
+        return inSlice
     }
 
     /// The position one instruction before `here`; nil at the start.
@@ -180,6 +237,7 @@ final class ReplayTimeline {
             var base = ReplayPosition(event: here.event)
             if here.hits > 1 { base.breakpoint = a; base.hits = here.hits - 1 }
             let s = try reproduce(base)
+            pending = s
             let steps = try s.stepUntil({ s.arrivalCount(a) == here.hits })
             base.steps = steps - 1
             return base
@@ -193,7 +251,8 @@ final class ReplayTimeline {
         }) {
             throw Unreachable(description: "the replay ended (\(stop)) before the current position")
         }
-        let r = try reproduce(ReplayPosition(event: previousStart))
+        let r = try sliceStart(previousStart)
+        pending = r
         let count = try r.stepToSliceEnd()
         var p = ReplayPosition(event: previousStart)
         p.steps = max(0, count - 1)
