@@ -133,6 +133,22 @@ struct ReverseFixture: @unchecked Sendable {
         #expect(out.contains("exited normally"), "\(out)")
     }
 
+    @Test func reverseFromABreakpointSetInTheMiddleOfASlice() throws {
+        let f = try fixture()
+        // Breakpoint 2 goes in after the replay ran part of its slice: its
+        // earlier executions were not counted, so going back follows gdb's
+        // own path (continue to twice, stepi, continue to line 23) again.
+        let (out, _) = try f.gdb(["break twice", "continue", "stepi", "break \(ReverseFixture.getppidLine)", "continue",
+                                  "monitor position", "info registers rip", "reverse-stepi", "info registers rip",
+                                  "stepi", "info registers rip", "reverse-continue", "print v", "reverse-continue"])
+        #expect(out.contains("(at least)"), "\(out)")
+        let rips = out.split(separator: "\n").filter { $0.hasPrefix("rip") }.map { $0.split(separator: " ", omittingEmptySubsequences: true)[1] }
+        #expect(rips.count == 3 && rips[0] != rips[1] && rips[0] == rips[2], "\(out)")
+        #expect(out.components(separatedBy: "Breakpoint 1, twice (v=21)").count - 1 == 2, "\(out)")
+        #expect(ReverseExecutionTests.values(out).first == "21", "\(out)")
+        #expect(out.contains("No more reverse-execution history."), "\(out)")
+    }
+
     @Test func runTwiceRestartsTheReplayNotTheProgram() throws {
         let f = try fixture()
         let (out, _) = try f.gdb(["break twice", "run", "print v", "print handled", "run", "print v",

@@ -43,6 +43,19 @@ struct ReplayPosition: Equatable, CustomStringConvertible {
     var exact = true
     /// Stopped by gdb's interrupt: the instructions run since `event` are not known.
     var interrupted = false
+    /// How the replay got here from the slice's start, as gdb drove it:
+    /// what finds an inexact position again (and breakpoints' hits too).
+    var path: [PathSegment] = []
+
+    enum PathSegment: Equatable {
+        /// Continued with these breakpoints inserted, to the first arrival at one of them.
+        case run(Set<UInt64>)
+        case steps(Int)
+    }
+
+    mutating func append(steps n: Int) {
+        if case .steps(let m)? = path.last { path[path.count - 1] = .steps(m + n) } else { path.append(.steps(n)) }
+    }
 
     var description: String {
         var s = "event \(event)"
@@ -292,6 +305,7 @@ final class ReplaySession {
             case .trap(let e) where e.vector == GuestException.breakpoint && breakpoints.contains(e.rip &- 1):
                 machine.registers.rip = e.rip &- 1
                 arrivals[e.rip &- 1, default: 0] += 1
+                position.path.append(.run(breakpoints.addresses))
                 return hit(e.rip &- 1)
             case .trap(let e) where e.vector == GuestException.debug:
                 // A #DB while continuing: TF that leaked from a single step
@@ -425,6 +439,7 @@ final class ReplaySession {
     private func completedStep(newEvent: Bool) {
         guard !newEvent else { return }
         position.steps += 1
+        position.append(steps: 1)
         arrivals[machine.registers.rip, default: 0] += 1
     }
 
@@ -434,7 +449,9 @@ final class ReplaySession {
     /// session must be before it), reporting on the way every breakpoint
     /// hit and, with `eachSlice`, every slice start. Returns a stop that
     /// ended the run first (the end, a death), else nil.
-    func runToEvent(_ event: Int, observe: ((Sighting) -> Void)? = nil, eachSlice: (() -> Void)? = nil) throws -> StopReason? {
+    /// `exact` false: stop at the first slice start at or after `event`
+    /// (several events may end one slice).
+    func runToEvent(_ event: Int, exact: Bool = true, observe: ((Sighting) -> Void)? = nil, eachSlice: (() -> Void)? = nil) throws -> StopReason? {
         while eventIndex < event {
             let target = eachSlice == nil ? event : eventIndex + 1
             guard let stop = try continueToStop(stopAtEvent: target) else {
@@ -448,7 +465,7 @@ final class ReplaySession {
             lastStop = stop
             return stop
         }
-        guard eventIndex == event else {
+        guard eventIndex == event || !exact else {
             throw Unreachable(description: "no slice of the replay starts after event \(event) (the next starts after \(eventIndex))")
         }
         return nil
@@ -476,6 +493,38 @@ final class ReplaySession {
         position.steps = 0
         position.exact = true
         position.interrupted = false
+    }
+
+    /// Within this slice, from its start: drives the replay along `path`
+    /// as gdb did (the same breakpoints for each continue), reporting
+    /// every hit of the breakpoints in `reported` on the way, not the end.
+    func follow(_ path: [ReplayPosition.PathSegment], reporting reported: Set<UInt64>, observe: ((Sighting) -> Void)? = nil) throws {
+        let event = eventIndex
+        for (i, segment) in path.enumerated() {
+            switch segment {
+            case .steps(let n):
+                try stepWithin(n, observe: { if case .breakpoint(let a) = $0.stop, !reported.contains(a) { return }; observe?($0) })
+            case .run(let stops):
+                let added = stops.subtracting(breakpoints.addresses)
+                for a in added {
+                    guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
+                }
+                defer { for a in added { breakpoints.remove(a) } }
+                while true {
+                    guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+                        throw Unreachable(description: "the slice after event \(event) ended before the position")
+                    }
+                    guard case .breakpoint(let at) = stop else {
+                        throw Unreachable(description: "the replay stopped (\(stop)) before the position")
+                    }
+                    if stops.contains(at) { break }
+                    if reported.contains(at) { observe?(Sighting(position: position, stop: stop)) }
+                }
+            }
+            if i < path.count - 1, reported.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
     }
 
     /// Single-steps `count` instructions within this slice, reporting

@@ -49,7 +49,8 @@ final class ReplayTimeline {
     private func adopt(_ s: ReplaySession, at target: ReplayPosition, stop: StopReason) {
         s.world.inner.skipSleeps = skipSleeps
         s.world.inner.mute = false
-        s.arrived(at: target, stop: stop)
+        // Following a path may have counted the position exactly.
+        s.arrived(at: !target.exact && s.position.exact ? s.position : target, stop: stop)
         session = s
     }
 
@@ -72,6 +73,10 @@ final class ReplayTimeline {
     /// A session at `target`.
     private func reproduce(_ target: ReplayPosition, reuse: ReplaySession? = nil) throws -> ReplaySession {
         let s = try sliceStart(target.event, reuse: reuse)
+        if !target.exact {
+            try s.follow(target.path, reporting: [])
+            return s
+        }
         if let a = target.breakpoint { try s.runToArrival(a, hits: target.hits) }
         if target.steps > 0 { try s.stepWithin(target.steps) }
         return s
@@ -135,8 +140,8 @@ final class ReplayTimeline {
         guard session.termination == nil else {
             throw Unreachable(description: "the replay has ended; `run` starts it again")
         }
-        guard p.exact, !p.interrupted else {
-            throw Unreachable(description: "the position (\(p)) is not exact (an interrupt, or a breakpoint inserted in the middle of a slice): reverse execution cannot find it again")
+        guard !p.interrupted else {
+            throw Unreachable(description: "the replay stopped at gdb's interrupt, at an instruction no count describes: reverse execution cannot find it again (continue to a breakpoint first)")
         }
         return p
     }
@@ -171,6 +176,7 @@ final class ReplayTimeline {
         if let k = writtenSlice, last.map({ $0.position.event <= k }) ?? true {
             // The last write is in slice k, after any breakpoint hit before it: step through it.
             let r = try sliceStart(k)
+            pending = r
             var found: Sighting?
             _ = try r.stepToSliceEnd(observe: { found = $0 })
             if let f = found { return f }
@@ -199,6 +205,13 @@ final class ReplayTimeline {
     /// Within the slice `s` starts (at its first instruction), the last
     /// stop before `here`.
     private func search(_ s: ReplaySession, upTo here: ReplayPosition) throws -> Sighting? {
+        if !here.exact {
+            // Along gdb's own path in this slice (watched writes inside
+            // its continues are not looked for).
+            var found: Sighting?
+            try s.follow(here.path, reporting: session.breakpoints.addresses, observe: { found = $0 })
+            return found
+        }
         let watching = !s.watchpoints.isEmpty
         s.watchpoints.snapshot()
         var inSlice: Sighting?
@@ -232,6 +245,25 @@ final class ReplayTimeline {
             p.steps -= 1
             return p
         }
+        if !here.exact {
+            // Along the path; its last continue done by single steps instead.
+            var path = here.path
+            guard let last = path.popLast() else { return nil }
+            var base = ReplayPosition(event: here.event)
+            base.exact = path.isEmpty
+            base.path = path
+            switch last {
+            case .steps(let n):
+                if n > 1 { base.path.append(.steps(n - 1)); base.exact = false }
+                return base
+            case .run(let stops):
+                let s = try reproduce(base)
+                pending = s
+                let steps = try s.stepUntil({ stops.contains(s.machine.registers.rip) })
+                if steps > 1 { base.path.append(.steps(steps - 1)); base.exact = false }
+                return base
+            }
+        }
         if let a = here.breakpoint {
             // From the arrival before (or the slice's start), step to this one.
             var base = ReplayPosition(event: here.event)
@@ -244,14 +276,22 @@ final class ReplayTimeline {
         }
         guard here.event > start.event else { return nil }
         // A slice's start: the last instruction of the slice before it.
-        let s = try fresh()
-        var previousStart = s.eventIndex
-        if let stop = try s.runToEvent(here.event, eachSlice: {
-            if s.eventIndex < here.event { previousStart = s.eventIndex }
-        }) {
-            throw Unreachable(description: "the replay ended (\(stop)) before the current position")
+        // Most slices end in one event: try the slice after one event
+        // fewer, and look for it slice by slice only when that is this one.
+        var previousStart = here.event - 1
+        let attempt = try fresh()
+        if try attempt.runToEvent(previousStart, exact: false) == nil, attempt.eventIndex == previousStart {
+            try attempt.takeCheckpoint()
+        } else {
+            let s = try fresh()
+            previousStart = s.eventIndex
+            if let stop = try s.runToEvent(here.event, eachSlice: {
+                if s.eventIndex < here.event { previousStart = s.eventIndex }
+            }) {
+                throw Unreachable(description: "the replay ended (\(stop)) before the current position")
+            }
         }
-        let r = try sliceStart(previousStart)
+        let r = try sliceStart(previousStart, reuse: attempt)
         pending = r
         let count = try r.stepToSliceEnd()
         var p = ReplayPosition(event: previousStart)
