@@ -650,6 +650,14 @@ final class ReplaySession {
         return true
     }
 
+    /// Lets go of a session nobody will use again: the kernel's objects
+    /// refer to each other (a process and its family), so the machine and
+    /// its KVM descriptors would otherwise stay.
+    func discard() {
+        checkpoint = nil
+        process.family.processes.removeAll()
+    }
+
     /// Takes a reproduced position as this session's own (exact).
     func arrived(at target: ReplayPosition, stop: StopReason) {
         position = target

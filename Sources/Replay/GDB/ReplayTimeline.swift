@@ -28,6 +28,7 @@ final class ReplayTimeline {
         self.make = make
         self.skipSleeps = skipSleeps
         session = try make()
+        created = [session]
         session.world.inner.skipSleeps = skipSleeps
         start = session.position
     }
@@ -36,6 +37,7 @@ final class ReplayTimeline {
     /// replaying as fast as it can.
     private func fresh() throws -> ReplaySession {
         let s = try make()
+        created.append(s)
         replaysStarted += 1
         s.world.inner.skipSleeps = true
         s.interruptRequested = interruptRequested
@@ -52,6 +54,8 @@ final class ReplayTimeline {
         // Following a path may have counted the position exactly.
         s.arrived(at: !target.exact && s.position.exact ? s.position : target, stop: stop)
         session = s
+        for old in created where old !== s { old.discard() }
+        created = [s]
     }
 
     /// A session at the start of the slice after `event` events: one of
@@ -81,6 +85,9 @@ final class ReplayTimeline {
         if target.steps > 0 { try s.stepWithin(target.steps) }
         return s
     }
+
+    /// Every session made since the last one gdb got, to be discarded then.
+    private var created: [ReplaySession] = []
 
     /// The session `previousInstruction` last used, whose checkpoint may serve again.
     private var pending: ReplaySession?
