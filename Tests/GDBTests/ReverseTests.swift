@@ -65,7 +65,9 @@ struct ReverseFixture: @unchecked Sendable {
     func gdb(_ commands: [String], extended: Bool = false) throws -> (output: String, status: Int32?) {
         let stub = try StubProcess(detrec: detrec, trace: trace)
         let script = NSTemporaryDirectory() + "detrec-reverse-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).gdb"
-        try (["set pagination off", "set confirm off"] + commands).joined(separator: "\n").appending("\n")
+        // `run` waits for a fresh replay to be built: more than gdb's
+        // default 2 s on a loaded machine.
+        try (["set pagination off", "set confirm off", "set remotetimeout 120"] + commands).joined(separator: "\n").appending("\n")
             .write(toFile: script, atomically: true, encoding: .utf8)
         defer { unlink(script) }
         let target = extended ? "extended-remote" : "remote"

@@ -97,7 +97,7 @@ public enum GDBStub {
 
         var child: pid_t = 0
         if options.launchGDB {
-            let script = try TemporaryFile.write(prefix: "detrec-gdb-init", Array("target extended-remote \(listener.display)\n".utf8), mode: 0o600)
+            let script = try TemporaryFile.write(prefix: "detrec-gdb-init", Array("set remotetimeout 60\ntarget extended-remote \(listener.display)\n".utf8), mode: 0o600)
             temporaries.append(script)
             child = try spawn([options.gdbProgram, "-q", "-x", script] + options.gdbArguments + [exe.path])
             // Ctrl-C belongs to gdb, which turns it into an interrupt packet.
