@@ -103,6 +103,17 @@ struct ReverseFixture: @unchecked Sendable {
         #expect(Array(ReverseExecutionTests.values(out).prefix(2)) == ["21", "0"], "\(out)")
     }
 
+    @Test func watchFromTheStartStopsAfterTheWriteInAnotherThread() throws {
+        let f = try fixture()
+        // Slices run at full speed; the one that writes is rolled back to
+        // its checkpoint and single-stepped to the store.
+        let (out, _) = try f.gdb(["watch counter", "continue", "info symbol $pc", "continue"])
+        #expect(out.contains("Old value = 0") && out.contains("New value = 21"), "\(out)")
+        #expect(out.contains("worker (p=0x0) at "), "\(out)")
+        #expect(out.contains("worker +"), "\(out)")
+        #expect(out.contains("exited normally"), "\(out)")
+    }
+
     @Test func reverseStepCrossesASyscallAndASignalHandler() throws {
         let f = try fixture()
         let (out, _) = try f.gdb(["break \(ReverseFixture.secondCall)", "continue", "print handled",

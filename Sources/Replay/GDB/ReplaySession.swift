@@ -93,9 +93,21 @@ final class DebugWorld: HostWorld {
     var isReplaying: Bool { true }
     func startupRandom() throws -> [UInt8] { try inner.startupRandom() }
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
+        // Watched bytes the slice changed: stop before the syscall takes
+        // its event, so the slice can be rolled back and stepped.
+        if let guardWrite = writeGuard, guardWrite() {
+            writeAhead = true
+            throw WriteAhead()
+        }
         defer { consumed() }
         return try inner.enterSyscall(entry)
     }
+
+    /// While a watched continue runs a slice at full speed: whether the
+    /// watched bytes differ from the slice's checkpoint.
+    var writeGuard: (() -> Bool)?
+    var writeAhead = false
+    struct WriteAhead: Error {}
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try inner.host(memory: memory, body)
     }
@@ -247,6 +259,8 @@ final class ReplaySession {
             return try runner.proceed()
         } catch is DebugWorld.DeathAhead {
             return nil
+        } catch is DebugWorld.WriteAhead {
+            return nil
         }
     }
 
@@ -276,8 +290,64 @@ final class ReplaySession {
             if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
             return .step
         }
-        if !watchpoints.isEmpty { return try stepUntilStop() }
+        if !watchpoints.isEmpty { return try continueWatching() }
         return try continueToStop(stopAtEvent: nil) ?? .step
+    }
+
+    /// Continue with watchpoints, a slice at a time at full speed: a
+    /// checkpoint where the slice (or this continue) starts; at the
+    /// slice's syscall, before it takes its event, the watched bytes are
+    /// compared, and when the slice's own instructions changed them it is
+    /// rolled back and single-stepped to the writing instruction. A write
+    /// by the syscall itself stops right after it. Slices that end in a
+    /// recorded preemption (no checkpoint) are single-stepped.
+    private func continueWatching() throws -> StopReason {
+        while true {
+            try takeCheckpoint(anywhere: true)
+            guard checkpoint != nil else {
+                if let r = try stepSliceWatching() { return r }
+                continue
+            }
+            let reference = watchpoints.watches.map { try? memory.read($0.address, count: $0.length, access: .kernel) }
+            let differs = { [unowned self] in
+                zip(watchpoints.watches, reference).contains { w, was in (try? memory.read(w.address, count: w.length, access: .kernel)) != was }
+            }
+            let event = eventIndex
+            world.writeGuard = differs
+            let stop: StopReason?
+            do {
+                defer { world.writeGuard = nil }
+                stop = try continueToStop(stopAtEvent: event + 1)
+            }
+            var stoppedAtBreakpoint = false
+            if case .breakpoint? = stop { stoppedAtBreakpoint = true }
+            if world.writeAhead || (stoppedAtBreakpoint && differs()) {
+                // Written in this slice before the stop: again, one instruction at a time.
+                world.writeAhead = false
+                guard try rollBack(toCheckpoint: ()) else { throw RunStopped("replay: a watched slice could not be rolled back") }
+                if let r = try stepSliceWatching() { return r }
+                continue
+            }
+            if let r = stop { return r }
+            // A new slice: what the syscall that ended the last one wrote.
+            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+        }
+    }
+
+    /// Single-steps the rest of this slice with watchpoints: a stop, or nil
+    /// at the next slice's start.
+    private func stepSliceWatching() throws -> StopReason? {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while eventIndex == event {
+            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
+            if let r = try stepOne() { return r }
+            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+            count += 1
+            if count % 256 == 0, interruptRequested() { return .interrupt }
+        }
+        return nil
     }
 
     /// Continues with the inserted breakpoints until one is hit, the
@@ -298,7 +368,12 @@ final class ReplaySession {
             let before = eventIndex
             let stop = try proceed()
             moved(from: before, stepping: false)
-            guard let s = stop else { return .signal(world.pendingDeath!.signal) }
+            guard let s = stop else {
+                // A watched write seen at a syscall's entry (`continueWatching` looks), or a death ahead.
+                if world.writeAhead { return nil }
+                guard let death = world.pendingDeath else { throw RunStopped("replay: the run stopped for no reason") }
+                return .signal(death.signal)
+            }
             switch s {
             case .exited(let t):
                 return .exited(t)
@@ -329,18 +404,6 @@ final class ReplaySession {
                     return .interrupt
                 }
             }
-        }
-    }
-
-    /// Watchpoints set: one instruction at a time, comparing after each.
-    private func stepUntilStop() throws -> StopReason {
-        var count = 0
-        while true {
-            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
-            if let r = try stepOne() { return r }
-            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
-            count += 1
-            if count % 256 == 0, interruptRequested() { return .interrupt }
         }
     }
 
@@ -400,7 +463,8 @@ final class ReplaySession {
             machine.registers.rflags &= ~ReplaySession.trapFlag
             let newEvent = moved(from: before, stepping: true)
             guard let s = stop else {
-                return .signal(world.pendingDeath!.signal)
+                guard let death = world.pendingDeath else { throw RunStopped("replay: a single step stopped for no reason") }
+                return .signal(death.signal)
             }
             switch s {
             case .exited(let t):
@@ -603,6 +667,10 @@ final class ReplaySession {
         let extendedState: [UInt8]
         let signals: SignalState
         let memory: MemorySnapshot
+        /// Where it was taken, with the counts then.
+        let position: ReplayPosition
+        let arrivals: [UInt64: Int]
+        let trusted: Set<UInt64>?
     }
 
     private(set) var checkpoint: SliceCheckpoint?
@@ -619,22 +687,31 @@ final class ReplaySession {
     /// Takes a checkpoint here, at the start of a slice (nothing of it ran).
     /// None when the slice ends in a recorded preemption of this thread
     /// (the runner counts hits towards it: replayed from the start then).
-    func takeCheckpoint() throws {
+    /// `anywhere`: in the middle of a slice too (a watched continue).
+    func takeCheckpoint(anywhere: Bool = false) throws {
         checkpoint = nil
-        guard pendingTrap == nil, world.pendingDeath == nil, termination == nil, position == ReplayPosition(event: eventIndex) else { return }
+        guard pendingTrap == nil, world.pendingDeath == nil, termination == nil,
+              anywhere || position == ReplayPosition(event: eventIndex) else { return }
         let running = runner.process
         if let p = try world.inner.recordedPreemption(), p.tid == running.current.tid { return }
         let snapshot = MemorySnapshot()
         withPatchesLifted { running.memory.capture(into: snapshot) }
         checkpoint = SliceCheckpoint(event: eventIndex, thread: running.current.tid, registers: running.machine.registers,
                                      fsBase: running.machine.fsBase, gsBase: running.machine.gsBase,
-                                     extendedState: try running.machine.extendedState(), signals: running.signals, memory: snapshot)
+                                     extendedState: try running.machine.extendedState(), signals: running.signals, memory: snapshot,
+                                     position: position, arrivals: arrivals, trusted: trusted)
     }
 
     /// Back to the checkpoint, when this session is still in its slice.
     func rollBack(toEvent event: Int) throws -> Bool {
+        guard let c = checkpoint, c.event == event, c.position == ReplayPosition(event: event) else { return false }
+        return try rollBack(toCheckpoint: ())
+    }
+
+    /// Back to the checkpoint wherever it was taken, when still in its slice.
+    func rollBack(toCheckpoint: Void) throws -> Bool {
         let running = runner.process
-        guard let c = checkpoint, c.event == event, eventIndex == event, running.current.tid == c.thread,
+        guard let c = checkpoint, eventIndex == c.event, running.current.tid == c.thread,
               world.pendingDeath == nil, termination == nil else { return false }
         try withPatchesLifted { try running.memory.restore(c.memory) }
         running.machine.registers = c.registers
@@ -643,9 +720,9 @@ final class ReplaySession {
         try running.machine.setExtendedState(c.extendedState)
         running.signals = c.signals
         pendingTrap = nil
-        position = ReplayPosition(event: event)
-        arrivals = [:]
-        trusted = nil
+        position = c.position
+        arrivals = c.arrivals
+        trusted = c.trusted
         lastStop = .step
         return true
     }
