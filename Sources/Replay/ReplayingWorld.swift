@@ -334,7 +334,12 @@ final class ReplayingWorld: HostWorld {
         pendingEcho = (bytes, fd)
     }
 
+    /// Set while reverse execution replays a stretch again: the program's
+    /// output was shown the first time.
+    var mute = false
+
     private func emit(_ bytes: [UInt8], to fd: Int32) {
+        if mute { return }
         var done = 0
         while done < bytes.count {
             let n = bytes[done...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }

@@ -25,6 +25,9 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: .customLong("gdb-listen"), help: ArgumentHelp("Wait for gdb on HOST:PORT (or :PORT).", valueName: "host:port"))
     var gdbListen: String?
 
+    @Option(name: [.customShort("g"), .customLong("goto")], help: ArgumentHelp("With --gdb or --gdb-listen: start the session at this event (the start of the slice after that many events; `monitor when` shows them).", valueName: "event"))
+    var gotoEvent: Int?
+
     @Argument(parsing: .postTerminator, help: "Arguments for gdb (with --gdb).")
     var gdbArguments: [String] = []
 
@@ -35,6 +38,10 @@ struct ReplayCommand: ParsableCommand {
             options.launchGDB = gdb
             options.gdbArguments = gdbArguments
             options.skipSleeps = skipSleeps
+            if let e = gotoEvent {
+                guard e >= 0 else { fail("replay: --goto wants an event number, not \(e)", status: 2) }
+                options.gotoEvent = e
+            }
             if let listen = gdbListen {
                 guard let (host, port) = GDBOptions.parseListen(listen) else {
                     fail("replay: --gdb-listen wants HOST:PORT, not '\(listen)'", status: 2)
@@ -50,6 +57,7 @@ struct ReplayCommand: ParsableCommand {
                 fail("replay: \(error)")
             }
         }
+        if gotoEvent != nil { fail("replay: --goto is for a gdb session (add --gdb or --gdb-listen)", status: 2) }
         if !gdbArguments.isEmpty { fail("replay: arguments after -- are for gdb (use --gdb)", status: 2) }
         do {
             let outcome = try Replayer().replay(traceDirectory: directory, skipSleeps: skipSleeps)

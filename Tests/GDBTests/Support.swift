@@ -91,9 +91,13 @@ final class StubProcess {
     let port: UInt16
     private let stderr = Pipe()
 
-    init(_ fixture: Fixture) throws {
-        process.executableURL = URL(fileURLWithPath: fixture.detrec)
-        process.arguments = ["replay", "--gdb-listen", "127.0.0.1:0", fixture.trace]
+    convenience init(_ fixture: Fixture) throws {
+        try self.init(detrec: fixture.detrec, trace: fixture.trace)
+    }
+
+    init(detrec: String, trace: String, extra: [String] = []) throws {
+        process.executableURL = URL(fileURLWithPath: detrec)
+        process.arguments = ["replay", "--gdb-listen", "127.0.0.1:0"] + extra + [trace]
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice
         try process.run()

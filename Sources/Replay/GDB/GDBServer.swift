@@ -7,7 +7,8 @@ import KVMUser
 /// Anything that would change the replay (register or memory writes) is
 /// refused with `E01`; unknown packets get the empty reply.
 final class GDBServer {
-    let session: ReplaySession
+    let timeline: ReplayTimeline
+    var session: ReplaySession { timeline.session }
     /// The path gdb reads the program from (`qXfer:exec-file:read`).
     let executablePath: String
     /// Breakpoints gdb inserted as hardware ones (`Z1`): reported as `hwbreak`.
@@ -27,8 +28,14 @@ final class GDBServer {
     /// `vFile:` packets.
     let hostIO: HostIO
 
-    init(session: ReplaySession, executablePath: String, hostIO: HostIO = HostIO(stored: [:])) {
-        self.session = session
+    /// gdb sent `!` (extended-remote): `run` restarts the replay, and
+    /// a kill leaves the stub waiting for it.
+    private var extended = false
+    /// Killed in extended mode: no program until `vRun`.
+    private var killed = false
+
+    init(timeline: ReplayTimeline, executablePath: String, hostIO: HostIO = HostIO(stored: [:])) {
+        self.timeline = timeline
         self.executablePath = executablePath
         self.hostIO = hostIO
     }
@@ -77,7 +84,7 @@ final class GDBServer {
 
     func serve(_ connection: GDBConnection) -> Ending {
         var received = false
-        session.interruptRequested = { connection.takeInterrupt() }
+        timeline.interruptRequested = { connection.takeInterrupt() }
         while let item = connection.next() {
             let payload: [UInt8]
             switch item {
@@ -145,6 +152,16 @@ final class GDBServer {
             return .text(resume(step: false))
         case "s", "S":
             return .text(resume(step: true))
+        case "b":
+            // bc / bs: reverse continue and reverse step.
+            if p == "bc" { return .text(reverse(step: false)) }
+            if p == "bs" { return .text(reverse(step: true)) }
+            return .text("")
+        case "!":
+            extended = true
+            return .text("OK")
+        case "R":
+            return .text(restart())
         case "H":
             // Hg selects the thread for register reads; Hc (which thread
             // resumes) has no choice to make: the recording decides.
@@ -159,6 +176,7 @@ final class GDBServer {
         case "D":
             return .end(.detached, reply: Array("OK".utf8))
         case "k":
+            if extended { killed = true; return .text("OK") }
             return .end(.killed, reply: nil)
         case "q", "Q":
             return query(p)
@@ -173,7 +191,7 @@ final class GDBServer {
         if p.hasPrefix("qSupported") {
             multiprocess = p.contains("multiprocess+")
             return .text((multiprocess ? "multiprocess+;" : "") + "PacketSize=4000;qXfer:features:read+;qXfer:auxv:read+;qXfer:exec-file:read+;qXfer:siginfo:read+;" +
-                         "QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+")
+                         "QStartNoAckMode+;swbreak+;hwbreak+;vContSupported+;ReverseContinue+;ReverseStep+")
         }
         if p == "QStartNoAckMode" { return .noAckMode }
         if p == "qC" { return .text("QC" + tidHex) }
@@ -218,7 +236,13 @@ final class GDBServer {
             guard let s = step else { return .text("E01") }
             return .text(resume(step: s))
         }
-        if p.hasPrefix("vKill") { return .end(.killed, reply: Array("OK".utf8)) }
+        if p.hasPrefix("vKill") {
+            if extended { killed = true; return .text("OK") }
+            return .end(.killed, reply: Array("OK".utf8))
+        }
+        // `run` (extended-remote): the replay again from its start, never the program itself.
+        if p.hasPrefix("vRun") { return .text(restart()) }
+        if p.hasPrefix("vAttach") { return .text("E01") }
         if p.hasPrefix("vMustReplyEmpty") { return .text("") }
         if p.hasPrefix("vFile:") { return .reply(hostIO.handle(p) ?? []) }
         return .text("")
@@ -226,7 +250,45 @@ final class GDBServer {
 
     // MARK: running
 
+    /// `run`, `R`, `monitor restart`: a fresh replay from the recording's start.
+    private func restart() -> String {
+        do {
+            let stop = try timeline.restart()
+            failure = nil
+            killed = false
+            selected = nil
+            return stopReply(stop)
+        } catch {
+            report("replay: cannot restart: \(error)")
+            return "E01"
+        }
+    }
+
+    /// `bc` / `bs`.
+    private func reverse(step: Bool) -> String {
+        guard failure == nil, !killed else { return "E01" }
+        selected = nil
+        do {
+            return stopReply(try step ? timeline.reverseStep() : timeline.reverseContinue())
+        } catch let stop as RunStopped {
+            failure = stop
+            report(stop.message)
+            return resume(step: step)
+        } catch {
+            // A position this replay cannot go back from (`Unreachable`): the
+            // replay stays where it was.
+            report("reverse execution: \(error)")
+            return "E01"
+        }
+    }
+
+    private func report(_ message: String) {
+        var line = "detrec: \(message)\n"
+        line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
+
     private func resume(step: Bool) -> String {
+        if killed { return "E01" }
         if failure != nil { return "X09" + (multiprocess ? ";process:\(String(pid, radix: 16))" : "") }
         selected = nil
         do {
@@ -248,6 +310,8 @@ final class GDBServer {
         switch stop {
         case .start, .step, .guestTrap:
             return "T05" + thread
+        case .historyStart:
+            return "T05replaylog:begin;" + thread
         case .breakpoint(let a):
             return "T05" + thread + (hardware.contains(a) && !software.contains(a) ? "hwbreak:;" : "swbreak:;")
         case .watch(let kind, let a):
@@ -367,7 +431,7 @@ final class GDBServer {
         case .interrupt: (signal, code, address) = (SIGINT, 0, 0)                 // SI_USER
         case .breakpoint: (signal, code, address) = (SIGTRAP, 0x80, 0)           // SI_KERNEL, as for int3
         case .watch(_, let a): (signal, code, address) = (SIGTRAP, 4, a)         // TRAP_HWBKPT
-        case .start, .step, .guestTrap: (signal, code, address) = (SIGTRAP, 2, 0) // TRAP_TRACE
+        case .start, .step, .guestTrap, .historyStart: (signal, code, address) = (SIGTRAP, 2, 0) // TRAP_TRACE
         case .exited: return nil
         }
         var info = [UInt8](repeating: 0, count: 128)
@@ -389,8 +453,13 @@ final class GDBServer {
             text = "Current event: \(session.eventIndex)\n"
         case "position", "when-position":
             text = "Position: \(session.position)\n"
+        case "restart":
+            let r = restart()
+            text = r == "E01" ? "detrec: the replay could not restart\n" : "Replay restarted at its first instruction (continue, or stepi, to run it).\n"
+        case "stats":
+            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks)\n"
         case "help", "":
-            text = "detrec monitor commands:\n  when      the index of the next event to replay\n  position  where the replay stands (event, breakpoint hits, steps)\n"
+            text = "detrec monitor commands:\n  when      the index of the next event to replay\n  position  where the replay stands (event, breakpoint hits, steps)\n  restart   replay again from the start of the recording\n  stats     how many replays going back has cost\n"
         default:
             text = "detrec: unknown monitor command '\(command)' (try 'monitor help')\n"
         }

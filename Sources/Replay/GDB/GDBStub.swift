@@ -16,6 +16,8 @@ public struct GDBOptions: Sendable {
     public var skipSleeps = false
     /// The gdb to start: $DETREC_GDB, else `gdb` from PATH.
     public var gdbProgram = getenv("DETREC_GDB").map { String(cString: $0) } ?? "gdb"
+    /// Start the session at the start of the slice after this many events (`--goto`).
+    public var gotoEvent: Int?
 
     public init() {}
 
@@ -51,7 +53,23 @@ public enum GDBStub {
         let exe = try ExecutableFile.path(for: header, reader: prepared.reader)
         if exe.temporary { temporaries.append(exe.path) }
 
-        let session = ReplaySession(process: prepared.process, world: prepared.world, tid: tid)
+        // The first replay is the one prepared here; going back makes more.
+        var first: Replayer.Prepared? = prepared
+        let timeline = try ReplayTimeline(skipSleeps: options.skipSleeps) {
+            if let p = first {
+                first = nil
+                return ReplaySession(process: p.process, world: p.world, tid: tid)
+            }
+            let p = try Replayer().prepare(traceDirectory: traceDirectory)
+            return ReplaySession(process: p.process, world: p.world, tid: tid)
+        }
+        if let event = options.gotoEvent {
+            do {
+                _ = try timeline.go(toEvent: event)
+            } catch let e as Unreachable {
+                throw RunStopped("replay: --goto \(event): \(e.description)", status: 2)
+            }
+        }
         var stored: [String: [UInt8]] = [:]
         let exeBytes = try prepared.reader.storedFile(sha256: header.executable.sha256)
         stored[exe.path] = exeBytes
@@ -60,25 +78,26 @@ public enum GDBStub {
             stored[path] = try prepared.reader.storedFile(sha256: sha)
         }
         let hostIO = HostIO(stored: stored)
-        let process = prepared.process
         hostIO.procFile = { path in
-            ProcFS.plainLocation(path, process: process).flatMap { ProcFS.contents($0, family: process.family) }
+            let process = timeline.session.process
+            return ProcFS.plainLocation(path, process: process).flatMap { ProcFS.contents($0, family: process.family) }
         }
         let cwd = header.cwd
         hostIO.procLink = { path in
+            let process = timeline.session.process
             guard let location = ProcFS.plainLocation(path, process: process) else { return nil }
             return location.rest == ["cwd"] ? cwd : ProcFS.link(location, family: process.family)
         }
-        let server = GDBServer(session: session, executablePath: exe.path, hostIO: hostIO)
+        let server = GDBServer(timeline: timeline, executablePath: exe.path, hostIO: hostIO)
         let listener = try Listener(host: options.launchGDB ? "127.0.0.1" : options.host, port: options.port)
         defer { Glibc.close(listener.fd) }
         if !options.launchGDB {
-            say("detrec: waiting for gdb on \(listener.display) (gdb -ex 'target remote \(listener.display)' \(exe.path))")
+            say("detrec: waiting for gdb on \(listener.display) (gdb -ex 'target extended-remote \(listener.display)' \(exe.path))")
         }
 
         var child: pid_t = 0
         if options.launchGDB {
-            let script = try TemporaryFile.write(prefix: "detrec-gdb-init", Array("target remote \(listener.display)\n".utf8), mode: 0o600)
+            let script = try TemporaryFile.write(prefix: "detrec-gdb-init", Array("set remotetimeout 60\ntarget extended-remote \(listener.display)\n".utf8), mode: 0o600)
             temporaries.append(script)
             child = try spawn([options.gdbProgram, "-q", "-x", script] + options.gdbArguments + [exe.path])
             // Ctrl-C belongs to gdb, which turns it into an interrupt packet.
@@ -96,7 +115,7 @@ public enum GDBStub {
             while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         }
         if let f = server.failure { return f.status }
-        if let t = session.termination { return t.shellStatus }
+        if let t = timeline.session.termination { return t.shellStatus }
         return 0
     }
 

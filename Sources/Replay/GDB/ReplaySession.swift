@@ -22,6 +22,9 @@ enum StopReason: Equatable {
     /// Resuming lets it die.
     case signal(Int32)
     case exited(Termination)
+    /// Reverse execution reached the start of the recording (gdb: "No
+    /// more reverse-execution history").
+    case historyStart
 }
 
 /// Where the replay stands, precisely enough to come back to it by
@@ -40,6 +43,19 @@ struct ReplayPosition: Equatable, CustomStringConvertible {
     var exact = true
     /// Stopped by gdb's interrupt: the instructions run since `event` are not known.
     var interrupted = false
+    /// How the replay got here from the slice's start, as gdb drove it:
+    /// what finds an inexact position again (and breakpoints' hits too).
+    var path: [PathSegment] = []
+
+    enum PathSegment: Equatable {
+        /// Continued with these breakpoints inserted, to the first arrival at one of them.
+        case run(Set<UInt64>)
+        case steps(Int)
+    }
+
+    mutating func append(steps n: Int) {
+        if case .steps(let m)? = path.last { path[path.count - 1] = .steps(m + n) } else { path.append(.steps(n)) }
+    }
 
     var description: String {
         var s = "event \(event)"
@@ -61,16 +77,43 @@ final class DebugWorld: HostWorld {
     /// Set when that stop was requested.
     var syscallCompleted = false
 
+    /// Stop the run as soon as this many events have been replayed, before
+    /// any instruction of the slice that follows (reverse execution goes to
+    /// positions this way).
+    var stopAtEvent: Int?
+
     init(_ inner: ReplayingWorld) { self.inner = inner }
+
+    /// After anything that may consume events: the next KVM_RUN returns at
+    /// once when the wanted event count is reached.
+    private func consumed() {
+        if let e = stopAtEvent, inner.eventIndex >= e { UserMachine.requestInterrupt() }
+    }
 
     var isReplaying: Bool { true }
     func startupRandom() throws -> [UInt8] { try inner.startupRandom() }
-    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? { try inner.enterSyscall(entry) }
+    func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
+        // Watched bytes the slice changed: stop before the syscall takes
+        // its event, so the slice can be rolled back and stepped.
+        if let guardWrite = writeGuard, guardWrite() {
+            writeAhead = true
+            throw WriteAhead()
+        }
+        defer { consumed() }
+        return try inner.enterSyscall(entry)
+    }
+
+    /// While a watched continue runs a slice at full speed: whether the
+    /// watched bytes differ from the slice's checkpoint.
+    var writeGuard: (() -> Bool)?
+    var writeAhead = false
+    struct WriteAhead: Error {}
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try inner.host(memory: memory, body)
     }
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
         try inner.exitSyscall(entry, result: result)
+        consumed()
         if stopAfterSyscall {
             stopAfterSyscall = false
             syscallCompleted = true
@@ -84,22 +127,34 @@ final class DebugWorld: HostWorld {
         get { inner.currentThread }
         set { inner.currentThread = newValue }
     }
-    func blocked(_ entry: SyscallEntry) throws { try inner.blocked(entry) }
+    func blocked(_ entry: SyscallEntry) throws {
+        try inner.blocked(entry)
+        consumed()
+    }
     func takeStall() -> Bool { inner.takeStall() }
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { try inner.loadFile(read) }
     func randomBytes(_ count: Int) throws -> [UInt8] { try inner.randomBytes(count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
-    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] { try inner.outsideSignals(due) }
-    func processExit(status: Int32) throws { try inner.processExit(status: status) }
+    func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
+        defer { consumed() }
+        return try inner.outsideSignals(due)
+    }
+    func processExit(status: Int32) throws {
+        try inner.processExit(status: status)
+        consumed()
+    }
 
     /// A death the debugger has not seen yet: stop before it, as gdb stops
     /// on a signal before the kernel kills the program.
     var pendingDeath: FatalSignal?
     struct DeathAhead: Error {}
 
-    func processKilled(_ signal: FatalSignal) throws { try inner.processKilled(signal) }
+    func processKilled(_ signal: FatalSignal) throws {
+        try inner.processKilled(signal)
+        consumed()
+    }
 
     func fatalSignal(_ signal: FatalSignal) throws {
         // The runner returns right after this call, so finishing it later
@@ -111,13 +166,30 @@ final class DebugWorld: HostWorld {
     func echo(_ bytes: [UInt8], to fd: Int32) { inner.echo(bytes, to: fd) }
     var eventCount: Int { inner.eventCount }
     func recordedPreemption() throws -> PreemptionPoint? { try inner.recordedPreemption() }
-    func preempted(_ point: PreemptionPoint) throws { try inner.preempted(point) }
+    func preempted(_ point: PreemptionPoint) throws {
+        try inner.preempted(point)
+        consumed()
+    }
     func interruptGuest(at deadline: Double?) { inner.interruptGuest(at: deadline) }
+}
+
+/// A stop a forward continue would have made, seen while replaying
+/// towards another position (reverse execution looks for the last one).
+struct Sighting {
+    var position: ReplayPosition
+    var stop: StopReason
+}
+
+/// A position that this replay cannot reach: it is not one the replay
+/// passes through (a damaged position, or a different recording).
+struct Unreachable: Error, CustomStringConvertible {
+    var description: String
 }
 
 /// Drives a replay for a debugger: continue, single-step, breakpoints,
 /// watchpoints, and where it stopped. The guest only ever runs forward, as
-/// recorded; nothing here changes what it computes.
+/// recorded; nothing here changes what it computes. Going backwards is a
+/// fresh session run forward to an earlier position (`ReplayTimeline`).
 final class ReplaySession {
     let process: Process
     let runner: ProcessRunner
@@ -126,14 +198,18 @@ final class ReplaySession {
     let watchpoints: Watchpoints
     /// The thread id gdb sees: the recorded one.
     let tid: Int32
-    private(set) var lastStop: StopReason = .start
+    var lastStop: StopReason = .start
     private(set) var position: ReplayPosition
     /// The program's own trap, delivered when the replay resumes.
     private var pendingTrap: GuestException?
-    /// Whether the replay ran since the position's event (for `exact`).
-    private var ranSinceEvent = false
-    private var hitCounts: [UInt64: Int] = [:]
-    private var countedSinceEvent: Set<UInt64> = []
+    /// Arrivals at each address since the slice (the run since the last
+    /// event) began: breakpoint traps while continuing, and every
+    /// instruction reached by a single step.
+    private var arrivals: [UInt64: Int] = [:]
+    /// The addresses whose every arrival in this slice was counted (they
+    /// were inserted through every continue); nil: every address (only
+    /// single steps ran in the slice, or nothing yet).
+    private var trusted: Set<UInt64>?
     /// Polls gdb for its interrupt byte while the replay runs.
     var interruptRequested: () -> Bool = { false }
 
@@ -160,17 +236,11 @@ final class ReplaySession {
         position = ReplayPosition(event: world.eventIndex)
     }
 
-    // MARK: breakpoints, with hit counting for positions
+    // MARK: breakpoints
 
-    func insertBreakpoint(_ address: UInt64) -> Bool {
-        guard breakpoints.insert(address) else { return false }
-        if !ranSinceEvent { countedSinceEvent.insert(address) }
-        return true
-    }
+    func insertBreakpoint(_ address: UInt64) -> Bool { breakpoints.insert(address) }
 
-    func removeBreakpoint(_ address: UInt64) {
-        breakpoints.remove(address)
-    }
+    func removeBreakpoint(_ address: UInt64) { breakpoints.remove(address) }
 
     // MARK: running
 
@@ -189,10 +259,14 @@ final class ReplaySession {
             return try runner.proceed()
         } catch is DebugWorld.DeathAhead {
             return nil
+        } catch is DebugWorld.WriteAhead {
+            return nil
         }
     }
 
-    private func run(step: Bool) throws -> StopReason {
+    /// A stop that ends the run before anything else: a death or the
+    /// program's own trap seen at the last stop.
+    private func finishPending() throws -> StopReason? {
         if let death = world.pendingDeath {
             world.pendingDeath = nil
             try world.inner.fatalSignal(death)
@@ -205,29 +279,108 @@ final class ReplaySession {
             try world.inner.fatalSignal(signal)
             return .exited(.killed(signal: signal.signal))
         }
+        return nil
+    }
+
+    private func run(step: Bool) throws -> StopReason {
+        if let r = try finishPending() { return r }
         watchpoints.snapshot()
         if step {
             if let r = try stepOne() { return r }
             if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
             return .step
         }
-        if !watchpoints.isEmpty { return try stepUntilStop() }
+        if !watchpoints.isEmpty { return try continueWatching() }
+        return try continueToStop(stopAtEvent: nil) ?? .step
+    }
+
+    /// Continue with watchpoints, a slice at a time at full speed: a
+    /// checkpoint where the slice (or this continue) starts; at the
+    /// slice's syscall, before it takes its event, the watched bytes are
+    /// compared, and when the slice's own instructions changed them it is
+    /// rolled back and single-stepped to the writing instruction. A write
+    /// by the syscall itself stops right after it. Slices that end in a
+    /// recorded preemption (no checkpoint) are single-stepped.
+    private func continueWatching() throws -> StopReason {
+        while true {
+            try takeCheckpoint(anywhere: true)
+            guard checkpoint != nil else {
+                if let r = try stepSliceWatching() { return r }
+                continue
+            }
+            let reference = watchpoints.watches.map { try? memory.read($0.address, count: $0.length, access: .kernel) }
+            let differs = { [unowned self] in
+                zip(watchpoints.watches, reference).contains { w, was in (try? memory.read(w.address, count: w.length, access: .kernel)) != was }
+            }
+            let event = eventIndex
+            world.writeGuard = differs
+            let stop: StopReason?
+            do {
+                defer { world.writeGuard = nil }
+                stop = try continueToStop(stopAtEvent: event + 1)
+            }
+            var stoppedAtBreakpoint = false
+            if case .breakpoint? = stop { stoppedAtBreakpoint = true }
+            if world.writeAhead || (stoppedAtBreakpoint && differs()) {
+                // Written in this slice before the stop: again, one instruction at a time.
+                world.writeAhead = false
+                guard try rollBack(toCheckpoint: ()) else { throw RunStopped("replay: a watched slice could not be rolled back") }
+                if let r = try stepSliceWatching() { return r }
+                continue
+            }
+            if let r = stop { return r }
+            // A new slice: what the syscall that ended the last one wrote.
+            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+        }
+    }
+
+    /// Single-steps the rest of this slice with watchpoints: a stop, or nil
+    /// at the next slice's start.
+    private func stepSliceWatching() throws -> StopReason? {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while eventIndex == event {
+            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
+            if let r = try stepOne() { return r }
+            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+            count += 1
+            if count % 256 == 0, interruptRequested() { return .interrupt }
+        }
+        return nil
+    }
+
+    /// Continues with the inserted breakpoints until one is hit, the
+    /// program's own trap, its end, gdb's interrupt, or (with `stopAtEvent`)
+    /// the start of the slice after that many events; nil for the last.
+    private func continueToStop(stopAtEvent: Int?) throws -> StopReason? {
         // Step off a breakpoint at RIP: its int3 comes out for that one instruction.
         if breakpoints.contains(machine.registers.rip) {
             if let r = try stepOne() { return r }
-            if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
+            if let e = stopAtEvent, eventIndex >= e { return nil }
+            if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
         }
+        willContinue()
+        world.stopAtEvent = stopAtEvent
+        defer { world.stopAtEvent = nil }
+        if let e = stopAtEvent, eventIndex >= e { return nil }
         while true {
             let before = eventIndex
             let stop = try proceed()
-            moved(from: before)
-            ranSinceEvent = true
-            guard let s = stop else { return .signal(world.pendingDeath!.signal) }
+            moved(from: before, stepping: false)
+            guard let s = stop else {
+                // A watched write seen at a syscall's entry (`continueWatching` looks), or a death ahead.
+                if world.writeAhead { return nil }
+                guard let death = world.pendingDeath else { throw RunStopped("replay: the run stopped for no reason") }
+                return .signal(death.signal)
+            }
             switch s {
             case .exited(let t):
                 return .exited(t)
             case .trap(let e) where e.vector == GuestException.breakpoint && breakpoints.contains(e.rip &- 1):
                 machine.registers.rip = e.rip &- 1
+                arrivals[e.rip &- 1, default: 0] += 1
+                position.path.append(.run(breakpoints.addresses))
                 return hit(e.rip &- 1)
             case .trap(let e) where e.vector == GuestException.debug:
                 // A #DB while continuing: TF that leaked from a single step
@@ -238,6 +391,11 @@ final class ReplaySession {
                 pendingTrap = e
                 return .guestTrap
             case .interrupted:
+                if let e = stopAtEvent, eventIndex >= e {
+                    // Nothing of the new slice ran: every count is complete.
+                    trusted = nil
+                    return nil
+                }
                 if interruptRequested() {
                     position.breakpoint = nil
                     position.steps = 0
@@ -249,36 +407,30 @@ final class ReplaySession {
         }
     }
 
-    /// Watchpoints set: one instruction at a time, comparing after each.
-    private func stepUntilStop() throws -> StopReason {
-        var count = 0
-        while true {
-            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip, counted: true) }
-            if let r = try stepOne() { return r }
-            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
-            count += 1
-            if count % 256 == 0, interruptRequested() { return .interrupt }
-        }
+    /// A stop at a breakpoint whose arrival is counted already.
+    private func hit(_ address: UInt64) -> StopReason {
+        position.breakpoint = address
+        position.hits = arrivals[address, default: 0]
+        position.steps = 0
+        position.exact = trusted?.contains(address) ?? true
+        position.interrupted = false
+        return .breakpoint(address)
     }
 
-    /// A stop at a breakpoint; `counted` when the step that arrived there counted it already.
-    private func hit(_ address: UInt64, counted: Bool = false) -> StopReason {
-        if !counted { hitCounts[address, default: 0] += 1 }
-        position.breakpoint = address
-        position.hits = hitCounts[address]!
-        position.steps = 0
-        position.exact = countedSinceEvent.contains(address)
-        return .breakpoint(address)
+    /// A continue runs past every address not inserted without counting it.
+    private func willContinue() {
+        trusted = trusted.map { $0.intersection(breakpoints.addresses) } ?? breakpoints.addresses
     }
 
     /// Resets the position when the replay went past an event.
     @discardableResult
-    private func moved(from before: Int) -> Bool {
+    private func moved(from before: Int, stepping: Bool) -> Bool {
         guard eventIndex != before else { return false }
         position = ReplayPosition(event: eventIndex)
-        hitCounts = [:]
-        ranSinceEvent = false
-        countedSinceEvent = breakpoints.addresses
+        arrivals = [:]
+        // A step that crossed an event ran nothing of the new slice; a
+        // continue ran it with the breakpoints inserted now.
+        trusted = stepping ? nil : breakpoints.addresses
         return true
     }
 
@@ -288,6 +440,7 @@ final class ReplaySession {
     /// with TF clear (SFMASK would drop it anyway) and stops as soon as the
     /// syscall has completed.
     func stepOne() throws -> StopReason? {
+        if let r = try finishPending() { return r }
         let rip = machine.registers.rip
         let lifted = breakpoints.lift(rip)
         defer { if lifted { breakpoints.restore(rip) } }
@@ -308,10 +461,10 @@ final class ReplaySession {
             }
             world.stopAfterSyscall = false
             machine.registers.rflags &= ~ReplaySession.trapFlag
-            let newEvent = moved(from: before)
+            let newEvent = moved(from: before, stepping: true)
             guard let s = stop else {
-                ranSinceEvent = true
-                return .signal(world.pendingDeath!.signal)
+                guard let death = world.pendingDeath else { throw RunStopped("replay: a single step stopped for no reason") }
+                return .signal(death.signal)
             }
             switch s {
             case .exited(let t):
@@ -321,7 +474,6 @@ final class ReplaySession {
                 completedStep(newEvent: newEvent)
                 return nil
             case .trap(let e):
-                ranSinceEvent = true
                 pendingTrap = e
                 return .guestTrap
             case .interrupted:
@@ -345,13 +497,247 @@ final class ReplaySession {
         }
     }
 
-    /// One instruction ran. Right after a syscall the position is the new
-    /// event itself; otherwise one more step from the last position. An
-    /// arrival at a breakpoint's address counts as one of its executions.
+    /// One instruction ran. Right after an event the position is the new
+    /// slice's start; otherwise one more step from the last position. The
+    /// arrival at the new RIP counts for every address.
     private func completedStep(newEvent: Bool) {
-        ranSinceEvent = true
-        if !newEvent { position.steps += 1 }
-        let rip = machine.registers.rip
-        if breakpoints.contains(rip) { hitCounts[rip, default: 0] += 1 }
+        guard !newEvent else { return }
+        position.steps += 1
+        position.append(steps: 1)
+        arrivals[machine.registers.rip, default: 0] += 1
+    }
+
+    // MARK: going to a position (reverse execution)
+
+    /// Runs forward to the start of the slice after `event` events (this
+    /// session must be before it), reporting on the way every breakpoint
+    /// hit and, with `eachSlice`, every slice start. Returns a stop that
+    /// ended the run first (the end, a death), else nil.
+    /// `exact` false: stop at the first slice start at or after `event`
+    /// (several events may end one slice).
+    func runToEvent(_ event: Int, exact: Bool = true, observe: ((Sighting) -> Void)? = nil, eachSlice: (() -> Void)? = nil) throws -> StopReason? {
+        while eventIndex < event {
+            let target = eachSlice == nil ? event : eventIndex + 1
+            guard let stop = try continueToStop(stopAtEvent: target) else {
+                eachSlice?()
+                continue
+            }
+            if case .breakpoint = stop {
+                observe?(Sighting(position: position, stop: stop))
+                continue
+            }
+            lastStop = stop
+            return stop
+        }
+        guard eventIndex == event || !exact else {
+            throw Unreachable(description: "no slice of the replay starts after event \(event) (the next starts after \(eventIndex))")
+        }
+        return nil
+    }
+
+    /// Within this slice: continues to the `hits`-th arrival at `address`,
+    /// reporting the breakpoint hits on the way (not that arrival itself).
+    func runToArrival(_ address: UInt64, hits: Int, observe: ((Sighting) -> Void)? = nil) throws {
+        let event = eventIndex
+        let temporary = !breakpoints.addresses.contains(address)
+        if temporary { guard breakpoints.insert(address) else { throw Unreachable(description: "0x\(String(address, radix: 16)) is not mapped") } }
+        defer { if temporary { breakpoints.remove(address) } }
+        while arrivals[address, default: 0] < hits {
+            guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+                throw Unreachable(description: "the slice after event \(event) has fewer than \(hits) arrivals at 0x\(String(address, radix: 16))")
+            }
+            guard case .breakpoint(let at) = stop else {
+                throw Unreachable(description: "the replay stopped (\(stop)) before arrival \(hits) at 0x\(String(address, radix: 16))")
+            }
+            if at == address && arrivals[address, default: 0] == hits { break }
+            if !temporary || at != address { observe?(Sighting(position: position, stop: stop)) }
+        }
+        position.breakpoint = address
+        position.hits = hits
+        position.steps = 0
+        position.exact = true
+        position.interrupted = false
+    }
+
+    /// Within this slice, from its start: drives the replay along `path`
+    /// as gdb did (the same breakpoints for each continue), reporting
+    /// every hit of the breakpoints in `reported` on the way, not the end.
+    func follow(_ path: [ReplayPosition.PathSegment], reporting reported: Set<UInt64>, observe: ((Sighting) -> Void)? = nil) throws {
+        let event = eventIndex
+        for (i, segment) in path.enumerated() {
+            switch segment {
+            case .steps(let n):
+                try stepWithin(n, observe: { if case .breakpoint(let a) = $0.stop, !reported.contains(a) { return }; observe?($0) })
+            case .run(let stops):
+                let added = stops.subtracting(breakpoints.addresses)
+                for a in added {
+                    guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
+                }
+                defer { for a in added { breakpoints.remove(a) } }
+                while true {
+                    guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+                        throw Unreachable(description: "the slice after event \(event) ended before the position")
+                    }
+                    guard case .breakpoint(let at) = stop else {
+                        throw Unreachable(description: "the replay stopped (\(stop)) before the position")
+                    }
+                    if stops.contains(at) { break }
+                    if reported.contains(at) { observe?(Sighting(position: position, stop: stop)) }
+                }
+            }
+            if i < path.count - 1, reported.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
+    }
+
+    /// Single-steps `count` instructions within this slice, reporting
+    /// breakpoint arrivals and watchpoint writes on the way (the last
+    /// arrival, at the end, is not reported). A write's sighting is the
+    /// position before the writing instruction, where reverse execution
+    /// stops.
+    func stepWithin(_ count: Int, observe: ((Sighting) -> Void)? = nil) throws {
+        var done = 0
+        if count > 0 { try stepUntil({ done += 1; return done == count }, observe: observe) }
+    }
+
+    /// Single-steps within this slice until `done` says so after a step;
+    /// returns the number of steps.
+    @discardableResult
+    func stepUntil(_ done: () -> Bool, observe: ((Sighting) -> Void)? = nil) throws -> Int {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while true {
+            let before = position
+            if let stop = try stepOne() {
+                throw Unreachable(description: "the replay stopped (\(stop)) after \(count) steps from \(before)")
+            }
+            count += 1
+            guard eventIndex == event else {
+                throw Unreachable(description: "the slice after event \(event) ended after \(count) steps, before the wanted position")
+            }
+            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if done() { return count }
+            if breakpoints.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
+    }
+
+    /// Arrivals at `address` counted since the slice began.
+    func arrivalCount(_ address: UInt64) -> Int { arrivals[address, default: 0] }
+
+    /// Single-steps to the end of this slice (the next event), reporting
+    /// as `stepWithin` does; returns how many instructions ran in it
+    /// (the event's own instruction, a syscall say, included).
+    func stepToSliceEnd(observe: ((Sighting) -> Void)? = nil) throws -> Int {
+        let event = eventIndex
+        watchpoints.snapshot()
+        var count = 0
+        while eventIndex == event {
+            let before = position
+            if let stop = try stepOne() {
+                if case .exited = stop { lastStop = stop; return count + 1 }
+                if case .signal = stop { lastStop = stop; return count }
+                throw Unreachable(description: "the replay stopped (\(stop)) in the slice after event \(event)")
+            }
+            count += 1
+            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if eventIndex == event, breakpoints.contains(machine.registers.rip) {
+                observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
+            }
+        }
+        return count
+    }
+
+    // MARK: a checkpoint at a slice's start
+
+    /// The guest's state at the start of a slice. Within a slice nothing
+    /// but the running thread's registers and the guest's memory change
+    /// (the emulated kernel changes only at events), so going back to a
+    /// position in the same slice restores these and runs forward again,
+    /// with no replay from the start.
+    struct SliceCheckpoint {
+        let event: Int
+        let thread: Int32
+        let registers: Registers
+        let fsBase: UInt64
+        let gsBase: UInt64
+        let extendedState: [UInt8]
+        let signals: SignalState
+        let memory: MemorySnapshot
+        /// Where it was taken, with the counts then.
+        let position: ReplayPosition
+        let arrivals: [UInt64: Int]
+        let trusted: Set<UInt64>?
+    }
+
+    private(set) var checkpoint: SliceCheckpoint?
+
+    /// Runs `body` with every int3 patch out of guest memory, so that a
+    /// snapshot holds the program's own bytes whatever breakpoints change.
+    private func withPatchesLifted<T>(_ body: () throws -> T) rethrows -> T {
+        let patched = Array(memory.patches.keys)
+        for a in patched { memory.liftPatch(a) }
+        defer { for a in patched { memory.relayPatch(a) } }
+        return try body()
+    }
+
+    /// Takes a checkpoint here, at the start of a slice (nothing of it ran).
+    /// None when the slice ends in a recorded preemption of this thread
+    /// (the runner counts hits towards it: replayed from the start then).
+    /// `anywhere`: in the middle of a slice too (a watched continue).
+    func takeCheckpoint(anywhere: Bool = false) throws {
+        checkpoint = nil
+        guard pendingTrap == nil, world.pendingDeath == nil, termination == nil,
+              anywhere || position == ReplayPosition(event: eventIndex) else { return }
+        let running = runner.process
+        if let p = try world.inner.recordedPreemption(), p.tid == running.current.tid { return }
+        let snapshot = MemorySnapshot()
+        withPatchesLifted { running.memory.capture(into: snapshot) }
+        checkpoint = SliceCheckpoint(event: eventIndex, thread: running.current.tid, registers: running.machine.registers,
+                                     fsBase: running.machine.fsBase, gsBase: running.machine.gsBase,
+                                     extendedState: try running.machine.extendedState(), signals: running.signals, memory: snapshot,
+                                     position: position, arrivals: arrivals, trusted: trusted)
+    }
+
+    /// Back to the checkpoint, when this session is still in its slice.
+    func rollBack(toEvent event: Int) throws -> Bool {
+        guard let c = checkpoint, c.event == event, c.position == ReplayPosition(event: event) else { return false }
+        return try rollBack(toCheckpoint: ())
+    }
+
+    /// Back to the checkpoint wherever it was taken, when still in its slice.
+    func rollBack(toCheckpoint: Void) throws -> Bool {
+        let running = runner.process
+        guard let c = checkpoint, eventIndex == c.event, running.current.tid == c.thread,
+              world.pendingDeath == nil, termination == nil else { return false }
+        try withPatchesLifted { try running.memory.restore(c.memory) }
+        running.machine.registers = c.registers
+        running.machine.fsBase = c.fsBase
+        running.machine.gsBase = c.gsBase
+        try running.machine.setExtendedState(c.extendedState)
+        running.signals = c.signals
+        pendingTrap = nil
+        position = c.position
+        arrivals = c.arrivals
+        trusted = c.trusted
+        lastStop = .step
+        return true
+    }
+
+    /// Lets go of a session nobody will use again: the kernel's objects
+    /// refer to each other (a process and its family), so the machine and
+    /// its KVM descriptors would otherwise stay.
+    func discard() {
+        checkpoint = nil
+        process.family.processes.removeAll()
+    }
+
+    /// Takes a reproduced position as this session's own (exact).
+    func arrived(at target: ReplayPosition, stop: StopReason) {
+        position = target
+        lastStop = stop
     }
 }
