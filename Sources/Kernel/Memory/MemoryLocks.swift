@@ -4,8 +4,8 @@ import KVMUser
 /// mlock, mlock2, munlock, mlockall, munlockall and mincore as mm/mlock.c
 /// and mm/mincore.c have them. Locking sets VM_LOCKED (and
 /// VM_LOCKONFAULT) on the mappings, which madvise and /proc honour, and
-/// faults the pages in; RLIMIT_MEMLOCK binds unless the recording holds
-/// CAP_IPC_LOCK (asked of the host, so replay takes the recorded answer).
+/// faults the pages in; RLIMIT_MEMLOCK binds unless the process has
+/// CAP_IPC_LOCK (`lockLimit`).
 /// Nothing is locked on the host: guest memory is detrec's, and a
 /// recording never swaps.
 enum MemoryLocks {
@@ -42,17 +42,14 @@ enum MemoryLocks {
         return o2 ? nil : (s, e)
     }
 
-    /// The soft RLIMIT_MEMLOCK in pages and whether CAP_IPC_LOCK lifts it
-    /// (a host question: replay hands back the recorded answer, encoded
-    /// as -1 for "capable", the limit in pages otherwise).
-    static func lockLimit(_ c: SyscallCall) throws -> Int64 {
-        let set = c.process.limits[RLIMIT_MEMLOCK]?.soft
-        return try c.host { _ in
-            if ProcessSyscalls.hasCapability(CAP_IPC_LOCK) { return -1 }
-            var rl = rlimit()
-            let soft = set ?? (getrlimit(__rlimit_resource_t(UInt32(RLIMIT_MEMLOCK)), &rl) == 0 ? UInt64(rl.rlim_cur) : 0)
-            return Int64(clamping: soft / 4096)
-        }
+    /// The soft RLIMIT_MEMLOCK in pages, or -1 when CAP_IPC_LOCK lifts it.
+    /// Decided from guest state so that replay decides the same: the
+    /// capability is root's (detrec refuses capset changes), the limit the
+    /// one the guest set, else Linux's default (8 MiB since 5.16).
+    static func lockLimit(_ c: SyscallCall) -> Int64 {
+        let p = c.process
+        if p.credentials.count > 1 && p.credentials[1] == 0 { return -1 }
+        return Int64(clamping: (p.limits[RLIMIT_MEMLOCK]?.soft ?? 8 << 20) / 4096)
     }
 
     /// Pages of the mappings in [start, end) that are locked already.
@@ -63,7 +60,7 @@ enum MemoryLocks {
 
     static func lock(_ c: SyscallCall, start: UInt64, length: UInt64, flags: Int32) throws -> Int64 {
         guard let (s, e) = range(start, length) else { throw Errno.inval }
-        let limit = try lockLimit(c)
+        let limit = lockLimit(c)
         guard limit != 0 else { throw Errno.perm }   // can_do_mlock
         let p = c.process
         if limit > 0 {
@@ -121,7 +118,7 @@ enum MemoryLocks {
     static func mlockall(_ c: SyscallCall) throws -> Int64 {
         let flags = c.int(0)
         guard flags != 0, flags & ~(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) == 0, flags != MCL_ONFAULT else { throw Errno.inval }
-        let limit = try lockLimit(c)
+        let limit = lockLimit(c)
         guard limit != 0 else { throw Errno.perm }
         let p = c.process
         let total = p.space.mappings.reduce(UInt64(0)) { $0 + UInt64($1.pages) }
