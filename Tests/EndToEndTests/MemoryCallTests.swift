@@ -318,4 +318,237 @@ import Testing
             """#, name: "mlock", in: dir)
         #expect(out.contains("after 1 1\n"))
     }
+
+    @Test func mmapFlagsAsLinux() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <stdio.h>
+            #include <errno.h>
+            #include <string.h>
+            #include <fcntl.h>
+            #include <sys/mman.h>
+            #define T(n, e) do { void *p = (e); printf("%s: %s %s\n", n, p == MAP_FAILED ? strerrorname_np(errno) : "ok", p == MAP_FAILED ? "" : (unsigned long)p >= 0x40000000 && (unsigned long)p < 0x80000000 ? "low" : "high"); } while (0)
+            int main(int argc, char **argv) {
+              int fd = open(argv[0], O_RDONLY);
+              T("huge anon", mmap(NULL, 2 << 20, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB, -1, 0));
+              T("huge anon shared", mmap(NULL, 2 << 20, PROT_READ|PROT_WRITE, MAP_SHARED|MAP_ANONYMOUS|MAP_HUGETLB, -1, 0));
+              T("huge 1g", mmap(NULL, 2 << 20, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|(30 << 26), -1, 0));
+              T("huge bad size", mmap(NULL, 2 << 20, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_HUGETLB|(25 << 26), -1, 0));
+              T("huge file", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_HUGETLB, fd, 0));
+              T("32bit", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_32BIT, -1, 0));
+              T("32bit again", mmap(NULL, 8192, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_32BIT, -1, 0));
+              T("32bit hint", mmap((void*)0x50000000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_32BIT, -1, 0));
+              T("32bit high hint", mmap((void*)0x300000000, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_32BIT, -1, 0));
+              T("validate unknown", mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|0x40, fd, 0));
+              T("validate sync", mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_SYNC, fd, 0));
+              T("validate noreplace", mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_FIXED_NOREPLACE, fd, 0));
+              T("validate anon unknown", mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_ANONYMOUS|0x40, -1, 0));
+              T("validate ok", mmap(NULL, 4096, PROT_READ, MAP_SHARED_VALIDATE|MAP_POPULATE, fd, 0));
+              T("growsdown shared", mmap(NULL, 4096, PROT_READ, MAP_SHARED|MAP_ANONYMOUS|MAP_GROWSDOWN, -1, 0));
+              T("growsdown file", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_GROWSDOWN, fd, 0));
+              T("type 0", mmap(NULL, 4096, PROT_READ, MAP_ANONYMOUS, -1, 0));
+              T("type droppable", mmap(NULL, 4096, PROT_READ, 0x8|MAP_ANONYMOUS, -1, 0));
+              T("type 5", mmap(NULL, 4096, PROT_READ, 0x5|MAP_ANONYMOUS, -1, 0));
+              T("noreserve", mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE, -1, 0));
+              char *a = mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_POPULATE, -1, 0);
+              unsigned char v[2]; mincore(a, 8192, v); printf("populate %d %d\n", v[0], v[1]);
+              char *b = mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+              mincore(b, 8192, v); printf("plain %d %d\n", v[0], v[1]);
+              b[0] = 1;
+              mincore(b, 8192, v); printf("touched %d %d\n", v[0], v[1]);
+              T("noreplace taken", mmap(b, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0));
+              T("noreplace unaligned", mmap(b + 1, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0));
+              T("noreplace free", mmap(b - 4096 * 16, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0));
+              return 0;
+            }
+            """#, name: "mapflags", in: dir)
+        #expect(out.contains("32bit: ok low\n"))
+        #expect(out.contains("huge anon: ENOMEM \n"))
+        #expect(out.contains("populate 1 1\nplain 0 0\ntouched 1 0\n"))
+    }
+
+    @Test func msyncAsLinux() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static void show(const char *what, int r) { printf("%s: %d %s\n", what, r, r < 0 ? strerrorname_np(errno) : ""); }
+            int main(int argc, char **argv) {
+              char path[256]; snprintf(path, sizeof path, "%s/msync-file", argv[1]);
+              int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+              ftruncate(fd, 8192);
+              char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              strcpy(m, "async");
+              show("MS_ASYNC", msync(m, 8192, MS_ASYNC));
+              char b[16] = {0}; pread(fd, b, 5, 0); printf("file: %s\n", b);
+              strcpy(m + 4096, "sync");
+              show("MS_SYNC", msync(m + 4096, 4096, MS_SYNC));
+              memset(b, 0, sizeof b); pread(fd, b, 4, 4096); printf("file: %s\n", b);
+              pwrite(fd, "by pwrite", 9, 100);
+              show("MS_INVALIDATE", msync(m, 4096, MS_INVALIDATE));
+              printf("mapping: %s\n", m + 100);
+              show("both", msync(m, 4096, MS_SYNC | MS_ASYNC));
+              show("bad flag", msync(m, 4096, 8));
+              show("unaligned", msync(m + 1, 4096, MS_SYNC));
+              show("zero", msync(m, 0, MS_SYNC));
+              show("outside", msync((void *)0x800000000000, 4096, MS_SYNC));
+              show("wraps", msync(m, (size_t)-4096, MS_SYNC));
+              munmap(m + 4096, 4096);
+              show("hole", msync(m, 8192, MS_SYNC));
+              char *l = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED, -1, 0);
+              show("invalidate locked", msync(l, 4096, MS_INVALIDATE));
+              show("sync locked", msync(l, 4096, MS_SYNC));
+              pid_t c = fork();
+              if (c == 0) { strcpy(m + 200, "from the child"); msync(m, 4096, MS_SYNC); _exit(0); }
+              waitpid(c, 0, 0);
+              memset(b, 0, sizeof b); pread(fd, b, 14, 200); printf("file after the child's msync: %s\n", b);
+              unlink(path);
+              return 0;
+            }
+            """#, name: "msync", args: [dir.path], in: dir)
+        #expect(out.contains("invalidate locked: -1 EBUSY\n"))
+        #expect(out.hasSuffix("file after the child's msync: from the child\n"))
+    }
+
+    /// RLIMIT_NOFILE on the guest's own table: EMFILE for every call that
+    /// makes a descriptor, EBADF for dup2/dup3 at the limit, and SCM_RIGHTS
+    /// cut short with MSG_CTRUNC.
+    @Test func openFileLimit() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/epoll.h>
+            #include <sys/eventfd.h>
+            #include <sys/resource.h>
+            #include <sys/socket.h>
+            #include <sys/uio.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            #define T(name, e) do { int r_ = (e); printf("%s: %s\n", name, r_ >= 0 ? "ok" : strerrorname_np(errno)); } while (0)
+            int main(void) {
+              struct rlimit rl; getrlimit(RLIMIT_NOFILE, &rl);
+              printf("inherited limit matches /proc: ");
+              { char b[256]; FILE *f = fopen("/proc/self/limits", "r"); long s = -1; while (fgets(b, 256, f)) if (!strncmp(b, "Max open files", 14)) sscanf(b + 26, "%ld", &s); fclose(f); printf("%d\n", s == (long)rl.rlim_cur); }
+              int sv[2]; socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+              rl.rlim_cur = 16; setrlimit(RLIMIT_NOFILE, &rl);
+              int last = -1, n = 0;
+              while ((last = open("/dev/null", O_RDONLY)) >= 0) n++;
+              printf("opened %d more, then %s\n", n, strerrorname_np(errno));
+              T("dup", dup(0));
+              T("dup2 below", dup2(0, 15));
+              T("dup2 at limit", dup2(0, 16));
+              T("dup3 at limit", dup3(0, 16, O_CLOEXEC));
+              T("fcntl F_DUPFD at limit", fcntl(0, F_DUPFD, 16));
+              T("fcntl F_DUPFD below", fcntl(0, F_DUPFD, 3));
+              int p[2]; T("pipe", pipe(p));
+              T("socket", socket(AF_UNIX, SOCK_STREAM, 0));
+              T("epoll_create1", epoll_create1(0));
+              T("eventfd", eventfd(0, 0));
+              /* SCM_RIGHTS: room for one of the three descriptors sent */
+
+
+              int fds[3] = {0, 1, 2};
+              char cbuf[CMSG_SPACE(sizeof fds)] = {0};
+              char byte = 'x';
+              struct iovec iov = {&byte, 1};
+              struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+              struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+              c->cmsg_level = SOL_SOCKET; c->cmsg_type = SCM_RIGHTS; c->cmsg_len = CMSG_LEN(sizeof fds);
+              memcpy(CMSG_DATA(c), fds, sizeof fds);
+              /* sv[1] was opened before the limit dropped: close one low fd to make room for exactly... */
+              T("sendmsg", sendmsg(sv[0], &m, 0));
+              char rbuf[CMSG_SPACE(sizeof fds)] = {0};
+              struct msghdr r = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = rbuf, .msg_controllen = sizeof rbuf};
+              close(12);
+              T("recvmsg", recvmsg(sv[1], &r, 0));
+              struct cmsghdr *rc = CMSG_FIRSTHDR(&r);
+              printf("MSG_CTRUNC %d controllen %zu fds %zu\n", !!(r.msg_flags & MSG_CTRUNC), (size_t)r.msg_controllen,
+                     rc ? (rc->cmsg_len - CMSG_LEN(0)) / sizeof(int) : 0);
+              if (rc) { int got[3]; memcpy(got, CMSG_DATA(rc), rc->cmsg_len - CMSG_LEN(0)); printf("received as %d\n", got[0]); }
+              T("sendmsg again", sendmsg(sv[0], &m, 0));
+              struct msghdr r2 = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = rbuf, .msg_controllen = sizeof rbuf};
+              T("recvmsg full", recvmsg(sv[1], &r2, 0));
+              printf("MSG_CTRUNC %d controllen %zu\n", !!(r2.msg_flags & MSG_CTRUNC), (size_t)r2.msg_controllen);
+              /* raising it again gives room */
+              rl.rlim_cur = 32; setrlimit(RLIMIT_NOFILE, &rl);
+              T("open after raising", open("/dev/null", O_RDONLY));
+              return 0;
+            }
+            """#, name: "nofile", in: dir)
+        #expect(out.contains("opened 10 more, then EMFILE\n"))
+        #expect(out.contains("MSG_CTRUNC 1 controllen 24 fds 1\n"))
+    }
+
+    @Test func processVMReadvWritev() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/uio.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static char secret[8192] = "the child's words";
+            static void show(const char *what, ssize_t r) { printf("%s: %zd %s\n", what, r, r < 0 ? strerrorname_np(errno) : ""); }
+            int main(void) {
+              setvbuf(stdout, NULL, _IONBF, 0);
+              int go[2], done[2]; pipe(go); pipe(done);
+              char *ro = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              strcpy(ro, "read-only page");
+              mprotect(ro, 4096, PROT_READ);
+              mprotect(ro + 4096, 4096, PROT_NONE);
+              pid_t child = fork();
+              if (child == 0) {
+                strcpy(secret, "changed by the child");
+                char c; write(done[1], "r", 1); read(go[0], &c, 1);
+                printf("child sees: %s\n", secret + 4000);
+                _exit(0);
+              }
+              char c; read(done[0], &c, 1);
+              char a[8] = {0}, b[32] = {0};
+              struct iovec local[2] = {{a, 7}, {b, 20}};
+              struct iovec remote[1] = {{secret, 27}};
+              show("readv", process_vm_readv(child, local, 2, remote, 1, 0));
+              printf("got: [%s] [%s]\n", a, b);
+              /* partial: the second remote range is PROT_NONE in the child */
+              char buf[64] = {0};
+              struct iovec l1 = {buf, sizeof buf};
+              struct iovec r2[2] = {{ro, 10}, {ro + 4096, 10}};
+              show("readv partial", process_vm_readv(child, &l1, 1, r2, 2, 0));
+              struct iovec r3 = {ro + 4096, 10};
+              show("readv none", process_vm_readv(child, &l1, 1, &r3, 1, 0));
+              /* a write to a read-only page of the target fails; to a writable one it lands */
+              struct iovec w = {"written in", 10};
+              struct iovec rw1 = {ro, 10};
+              show("writev read-only", process_vm_writev(child, &w, 1, &rw1, 1, 0));
+              struct iovec rw2 = {secret + 4000, 11};
+              struct iovec w2 = {"by writev!", 11};
+              show("writev", process_vm_writev(child, &w2, 1, &rw2, 1, 0));
+              show("flags", process_vm_readv(child, &l1, 1, remote, 1, 1));
+              show("nothing", process_vm_readv(child, &l1, 0, remote, 1, 0));
+              show("bad local", process_vm_readv(child, (struct iovec *)8, 1, remote, 1, 0));
+              struct iovec badl = {(void *)0x800000000000, 8};
+              show("local outside", process_vm_readv(child, &badl, 1, remote, 1, 0));
+              show("too many", process_vm_readv(child, &l1, 1025, remote, 1, 0));
+              show("self", process_vm_readv(getpid(), &l1, 1, remote, 1, 0));
+              write(go[1], "g", 1);
+              waitpid(child, 0, 0);
+              show("ended", process_vm_readv(child, &l1, 1, remote, 1, 0));
+              show("pid 0", process_vm_readv(0, &l1, 1, remote, 1, 0));
+              return 0;
+            }
+            """#, name: "processvm", in: dir)
+        #expect(out.contains("got: [changed] [ by the child]\n"))
+        #expect(out.contains("child sees: by writev!\n"))
+    }
 }

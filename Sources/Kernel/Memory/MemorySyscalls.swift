@@ -14,6 +14,7 @@ enum MemorySyscalls {
         t.add(SYS.madvise, MemoryAdvice.madvise)
         t.add(SYS.msync, .emulated, note: "writes shared file pages back", msync)
         MemoryLocks.register(&t)
+        ProcessMemoryTransfer.register(&t)
     }
 
     static func protection(_ prot: Int32) throws(Errno) -> PageProtection {
@@ -233,16 +234,27 @@ enum MemorySyscalls {
         return 0
     }
 
-    /// msync: the range must be mapped; pages of shared file mappings reach
-    /// their files in the host call (`SyscallCall.hostOutcome`).
+    /// msync as mm/msync.c: the mapped parts of the range are synced, a
+    /// hole makes the result ENOMEM, MS_INVALIDATE of locked pages is
+    /// EBUSY. Pages of shared file mappings reach their files in the host
+    /// call (`SyscallCall.hostOutcome` writes them back); MS_SYNC also
+    /// syncs those files, as vfs_fsync_range does.
     static func msync(_ c: SyscallCall) throws -> Int64 {
         let start = c.arg(0), flags = c.int(2)
         let MS_ASYNC: Int32 = 1, MS_INVALIDATE: Int32 = 2, MS_SYNC: Int32 = 4
         guard start & 4095 == 0, flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) == 0,
-              flags & (MS_ASYNC | MS_SYNC) != (MS_ASYNC | MS_SYNC),
-              let length = AddressSpace.pageUp(c.arg(1)), start < GuestMemory.userLimit,
-              length <= GuestMemory.userLimit - start else { throw Errno.inval }
-        guard length == 0 || c.process.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
-        return try c.host { _ in 0 }
+              flags & (MS_ASYNC | MS_SYNC) != (MS_ASYNC | MS_SYNC) else { throw Errno.inval }
+        guard let length = AddressSpace.pageUp(c.arg(1)), !start.addingReportingOverflow(length).overflow else { throw Errno.nomem }
+        guard length > 0 else { return 0 }
+        let p = c.process
+        let end = start + length
+        let inRange = p.space.mappings.filter { $0.end > start && $0.start < end }
+        if flags & MS_INVALIDATE != 0, inRange.contains(where: { $0.options.contains(.locked) }) { throw Errno(EBUSY) }
+        let result: Int64 = p.space.isFullyMapped(start, end) ? 0 : Errno.nomem.result
+        let files = flags & MS_SYNC == 0 ? [] : p.mm.sharedViews.filter { $0.start < end && start < $0.end }.compactMap { $0.object.file?.hostFD }
+        return try c.host { _ in
+            for fd in Set(files) { _ = fsync(fd) }
+            return result
+        }
     }
 }
