@@ -7,11 +7,11 @@ import KVMUser
 enum MemorySyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.brk, brk)
-        t.add(SYS.mmap, mmap)
+        t.add(SYS.mmap, .emulated, note: "MAP_HUGETLB is ENOMEM (no huge page pool); MAP_GROWSDOWN grows on faults", mmap)
         t.add(SYS.munmap, munmap)
         t.add(SYS.mprotect, mprotect)
-        t.add(SYS.mremap, Remap.mremap)
-        t.add(SYS.madvise, MemoryAdvice.madvise)
+        t.add(SYS.mremap, .emulated, note: "old_size 0 and MREMAP_DONTUNMAP of shared memory refused (EINVAL)", Remap.mremap)
+        t.add(SYS.madvise, .emulated, note: "MADV_GUARD_INSTALL and MADV_COLLAPSE refused (EINVAL), MADV_HWPOISON EPERM", MemoryAdvice.madvise)
         t.add(SYS.msync, .emulated, note: "writes shared file pages back", msync)
         MemoryLocks.register(&t)
         ProcessMemoryTransfer.register(&t)
