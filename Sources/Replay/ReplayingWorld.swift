@@ -160,11 +160,23 @@ final class ReplayingWorld: HostWorld {
     /// within its length (HostEffects.fill), in user space and never in
     /// detrec's system area.
     static func mayFill(address: UInt64, length: UInt64, in s: SyscallRecord) -> Bool {
-        // The mapping is the length rounded up to pages (MemorySyscalls.mmap).
-        guard SyscallNumber.dispatched(s.number) == SYS.mmap, address == UInt64(bitPattern: s.result),
-              length <= AddressSpace.pageUp(s.args[1]) ?? UInt64.max else { return false }
         let (end, overflow) = address.addingReportingOverflow(length)
-        return !overflow && (end <= Layout.systemBase || address >= Layout.systemEnd) && end <= GuestMemory.userLimit
+        guard !overflow, end <= Layout.systemBase || address >= Layout.systemEnd, end <= GuestMemory.userLimit else { return false }
+        /// Whether the fill lies in [base, base + size rounded up to pages).
+        func within(_ base: UInt64, _ size: UInt64) -> Bool {
+            guard let pages = AddressSpace.pageUp(size) else { return false }
+            let (top, o) = base.addingReportingOverflow(pages)
+            return !o && address >= base && end <= top
+        }
+        switch SyscallNumber.dispatched(s.number) {
+        // The mapping is the length rounded up to pages (MemorySyscalls.mmap).
+        case SYS.mmap: return address == UInt64(bitPattern: s.result) && within(address, s.args[1])
+        // MADV_DONTNEED reads a file mapping again (MemoryAdvice.discard).
+        case SYS.madvise: return within(s.args[0], s.args[1])
+        // A file mapping grown by mremap maps more of the file (Remap).
+        case SYS.mremap: return s.result >= 0 && within(UInt64(bitPattern: s.result), s.args[2])
+        default: return false
+        }
     }
 
     private func stored(_ sha: String) throws -> [UInt8] {

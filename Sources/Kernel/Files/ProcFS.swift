@@ -286,6 +286,10 @@ public enum ProcFS {
             if m.protection.contains(.execute) { flags += "ex " }
             flags += "mr mw me "
             if m.shared { flags += "sh " }
+            // The vma flags madvise, mlock and mmap set, in show_smap_vma_flags' order.
+            for (option, mnemonic) in [(MappingOptions.growsDown, "gd"), (.locked, "lo"), (.dontFork, "dc"),
+                                       (.lockOnFault, "lf"), (.noReserve, "nr"), (.wipeOnFork, "wf"), (.dontDump, "dd")]
+            where m.options.contains(option) { flags += mnemonic + " " }
             out += "VmFlags: " + flags + "\n"
         }
         return out
@@ -310,6 +314,8 @@ public enum ProcFS {
 
     static func status(_ process: Process, tid: Int32) -> String {
         let vm = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) } / 1024
+        let lockedKB = String(MemoryLocks.lockedPages(process.space, 0, GuestMemory.userLimit) * 4)
+        let vmLck = String(repeating: " ", count: max(0, 8 - lockedKB.count)) + lockedKB
         var ignored: UInt64 = 0, caught: UInt64 = 0
         for (signal, action) in process.signals.actions {
             let handler = Bytes.u64(action, at: 0)
@@ -330,6 +336,7 @@ public enum ProcFS {
         Gid:\t\(ids(2))\t\(ids(3))\t\(ids(3))\t\(ids(3))
         FDSize:\t\(process.files.limit)
         VmSize:\t\(vm) kB
+        VmLck:\t\(vmLck) kB
         Threads:\t\(process.threads.count)
         SigPnd:\t0000000000000000
         ShdPnd:\t0000000000000000

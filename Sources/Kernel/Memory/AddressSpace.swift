@@ -15,11 +15,17 @@ public struct Mapping: Equatable, Sendable {
     /// (`BeyondFileEnd.swift`). An offset, so it holds through splits and
     /// moves; nil when the whole mapping is backed.
     public var fileEnd: UInt64?
+    /// The vma flags madvise, mlock and mmap set (`MappingOptions`).
+    public var options: MappingOptions = []
+    /// The open file an mmap mapped, which MADV_DONTNEED and mremap read
+    /// again (nil for anonymous memory and the loader's mappings).
+    public var file: MappedFile?
 
     public init(start: UInt64, end: UInt64, protection: PageProtection, shared: Bool = false, name: String = "",
-                fileOffset: UInt64 = 0, fileEnd: UInt64? = nil) {
+                fileOffset: UInt64 = 0, fileEnd: UInt64? = nil, options: MappingOptions = [], file: MappedFile? = nil) {
         self.start = start; self.end = end; self.protection = protection
         self.shared = shared; self.name = name; self.fileOffset = fileOffset; self.fileEnd = fileEnd
+        self.options = options; self.file = file
     }
 
     public var pages: Int { Int((end - start) / 4096) }
@@ -36,6 +42,30 @@ public struct Mapping: Equatable, Sendable {
     }
 }
 
+/// Linux's vma flags that change what the guest sees later: at fork
+/// (VM_WIPEONFORK, VM_DONTCOPY), under mlock (VM_LOCKED, VM_LOCKONFAULT),
+/// on a fault below a stack (VM_GROWSDOWN), in a core dump (VM_DONTDUMP).
+public struct MappingOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public static let wipeOnFork = MappingOptions(rawValue: 1 << 0)
+    public static let dontFork = MappingOptions(rawValue: 1 << 1)
+    public static let locked = MappingOptions(rawValue: 1 << 2)
+    public static let lockOnFault = MappingOptions(rawValue: 1 << 3)
+    public static let growsDown = MappingOptions(rawValue: 1 << 4)
+    public static let dontDump = MappingOptions(rawValue: 1 << 5)
+    public static let noReserve = MappingOptions(rawValue: 1 << 6)
+}
+
+/// The open file behind a file mapping (Linux's vma->vm_file): the same
+/// description however the file is renamed or unlinked later. Compared by
+/// identity, as two vmas of different struct files never merge.
+public final class MappedFile: @unchecked Sendable, Equatable {
+    public let open: OpenFile
+    public init(_ open: OpenFile) { self.open = open }
+    public static func == (a: MappedFile, b: MappedFile) -> Bool { a === b }
+}
+
 /// The guest's mappings, kept sorted and non-overlapping, and where new
 /// ones go. Only bookkeeping: the page tables are changed by the caller
 /// through `GuestMemory`.
@@ -50,6 +80,8 @@ public struct AddressSpace {
     /// Pages of writable and executable mappings now in their executable
     /// phase (`WriteXorExecute`); the others are writable and not executable.
     public var codePages: Set<UInt64> = []
+    /// Flags every new mapping gets (mm->def_flags: mlockall(MCL_FUTURE)).
+    public var futureOptions: MappingOptions = []
 
     public init(mmapBase: UInt64) {
         self.mmapBase = mmapBase
@@ -109,7 +141,7 @@ public struct AddressSpace {
         var out: [Mapping] = []
         for m in mappings {
             if var last = out.last, last.end == m.start, last.protection == m.protection, last.shared == m.shared,
-               last.name == m.name, last.fileEnd == m.fileEnd,
+               last.name == m.name, last.fileEnd == m.fileEnd, last.options == m.options, last.file == m.file,
                m.name == "" || m.name.hasPrefix("[") || last.fileOffset + (last.end - last.start) == m.fileOffset {
                 last.end = m.end
                 out[out.count - 1] = last
@@ -151,6 +183,17 @@ public struct AddressSpace {
         rewrite(start, end) { m in
             var changed = m
             changed.protection = protection
+            return changed
+        }
+        coalesce()
+    }
+
+    /// Changes the mappings of [start, end) with `change`, splitting at its
+    /// edges (madvise and mlock setting vma flags).
+    public mutating func update(_ start: UInt64, _ end: UInt64, _ change: (inout Mapping) -> Void) {
+        rewrite(start, end) { m in
+            var changed = m
+            change(&changed)
             return changed
         }
         coalesce()

@@ -7,12 +7,14 @@ import KVMUser
 enum MemorySyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.brk, brk)
-        t.add(SYS.mmap, mmap)
+        t.add(SYS.mmap, .emulated, note: "MAP_HUGETLB is ENOMEM (no huge page pool); MAP_GROWSDOWN grows on faults", mmap)
         t.add(SYS.munmap, munmap)
         t.add(SYS.mprotect, mprotect)
-        t.add(SYS.mremap, mremap)
-        t.add(SYS.madvise, madvise)
+        t.add(SYS.mremap, .emulated, note: "old_size 0 and MREMAP_DONTUNMAP of shared memory refused (EINVAL)", Remap.mremap)
+        t.add(SYS.madvise, .emulated, note: "MADV_GUARD_INSTALL and MADV_COLLAPSE refused (EINVAL), MADV_HWPOISON EPERM", MemoryAdvice.madvise)
         t.add(SYS.msync, .emulated, note: "writes shared file pages back", msync)
+        MemoryLocks.register(&t)
+        ProcessMemoryTransfer.register(&t)
     }
 
     static func protection(_ prot: Int32) throws(Errno) -> PageProtection {
@@ -48,7 +50,8 @@ enum MemorySyscalls {
         }
         p.space.remove(p.space.brkStart, max(oldEnd, newEnd))
         if newEnd > p.space.brkStart {
-            p.space.insert(Mapping(start: p.space.brkStart, end: newEnd, protection: .rw, name: "[heap]"))
+            p.space.insert(Mapping(start: p.space.brkStart, end: newEnd, protection: .rw, name: "[heap]",
+                                   options: p.space.futureOptions))
         }
         p.space.brk = want
         return Int64(want)
@@ -56,6 +59,16 @@ enum MemorySyscalls {
 
     static let MAP_SHARED: Int32 = 0x1, MAP_PRIVATE: Int32 = 0x2, MAP_SHARED_VALIDATE: Int32 = 0x3
     static let MAP_FIXED: Int32 = 0x10, MAP_ANONYMOUS: Int32 = 0x20, MAP_FIXED_NOREPLACE: Int32 = 0x100000
+    static let MAP_DROPPABLE: Int32 = 0x08, MAP_32BIT: Int32 = 0x40, MAP_GROWSDOWN: Int32 = 0x100
+    static let MAP_LOCKED: Int32 = 0x2000, MAP_NORESERVE: Int32 = 0x4000, MAP_POPULATE: Int32 = 0x8000
+    static let MAP_HUGETLB: Int32 = 0x40000
+    /// The flags MAP_SHARED_VALIDATE knows on x86-64 (LEGACY_MAP_MASK, MAP_32BIT,
+    /// MAP_ABOVE4G, the huge page size bits' MAP_UNINITIALIZED); MAP_SYNC
+    /// needs a DAX file, which a recording never maps.
+    static let validatedFlags: Int32 = 0x3 | 0x10 | 0x20 | 0x40 | 0x80 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x4000
+        | 0x8000 | 0x10000 | 0x20000 | 0x40000 | 0x400_0000
+    /// MAP_32BIT places mappings in [1 GiB, 2 GiB), bottom-up (x86's legacy layout).
+    static let low32Base: UInt64 = 0x4000_0000, low32End: UInt64 = 0x8000_0000
 
     static func mmap(_ c: SyscallCall) throws -> Int64 {
         let hint = c.arg(0), flags = c.int(3), offset = c.arg(5)
@@ -64,16 +77,39 @@ enum MemorySyscalls {
         let prot = try protection(c.int(2) & 0x7)
         guard c.arg(1) > 0, offset & 4095 == 0 else { throw Errno.inval }
         guard let length = AddressSpace.pageUp(c.arg(1)), length < GuestMemory.userLimit else { throw Errno.nomem }
-        let kind = flags & 0x3
-        guard kind != 0 else { throw Errno.inval }
+        let kind = flags & 0xf   // MAP_TYPE
+        guard [MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE, MAP_DROPPABLE].contains(kind) else { throw Errno.inval }
         let anonymous = flags & MAP_ANONYMOUS != 0
         var file: OpenFile?
         if !anonymous {
             file = try c.file(4)
         }
+        if flags & MAP_HUGETLB != 0 {
+            // The guest has no huge page pool, as a host with
+            // vm.nr_hugepages = 0: a size the CPU has is ENOMEM, any other
+            // EINVAL; a file that is not on hugetlbfs is EINVAL.
+            let sizeLog = (flags >> 26) & 0x3f
+            guard anonymous, [0, 21, 30].contains(sizeLog) else { throw Errno.inval }
+            throw Errno.nomem
+        }
+        // MAP_SHARED_VALIDATE is for files; MAP_DROPPABLE for anonymous memory.
+        if kind == MAP_SHARED_VALIDATE {
+            guard !anonymous else { throw Errno.inval }
+            guard flags & ~validatedFlags == 0 else { throw Errno.notsup }
+        }
+        if kind == MAP_DROPPABLE && !anonymous { throw Errno.inval }
+        // VM_GROWSDOWN only for private anonymous memory (and not droppable).
+        if flags & MAP_GROWSDOWN != 0 && (!anonymous || kind != MAP_PRIVATE) { throw Errno.inval }
+        var options = c.process.space.futureOptions
+        if flags & MAP_GROWSDOWN != 0 { options.insert(.growsDown) }
+        if flags & MAP_LOCKED != 0 { options.insert(.locked) }
+        if flags & MAP_NORESERVE != 0 { options.insert(.noReserve) }
+        // Droppable pages are wiped in a fork's child and left out of dumps.
+        if kind == MAP_DROPPABLE { options.formUnion([.wipeOnFork, .dontDump]) }
+        let shared = kind == MAP_SHARED || kind == MAP_SHARED_VALIDATE
         // Writable shared file mappings and shared anonymous memory stay
         // coherent between processes and with the file (`SharedMemory`).
-        let sharedView = kind != MAP_PRIVATE && (anonymous || prot.contains(.write))
+        let sharedView = shared && (anonymous || prot.contains(.write))
         let p = c.process
         let start: UInt64
         if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE) != 0 {
@@ -82,17 +118,23 @@ enum MemorySyscalls {
             if flags & MAP_FIXED == 0, !p.space.isFree(hint, hint + length) { throw Errno.exist }
             start = hint
             p.unmap(start, start + length)
+        } else if flags & MAP_32BIT != 0 {
+            guard let low = lowFree(p.space, length: length, hint: hint) else { throw Errno.nomem }
+            start = low
         } else {
             guard let free = p.space.findFree(length: length, hint: hint) else { throw Errno.nomem }
             start = free
         }
-        var mapping = Mapping(start: start, end: start + length, protection: prot, shared: kind != MAP_PRIVATE,
-                              name: file?.path ?? "", fileOffset: anonymous ? 0 : offset)
+        var mapping = Mapping(start: start, end: start + length, protection: prot, shared: shared,
+                              name: file?.path ?? "", fileOffset: anonymous ? 0 : offset, options: options,
+                              file: file.map(MappedFile.init))
         try p.map(mapping)
         guard let file else {
             if sharedView {
                 p.mm.sharedViews.append(SharedView(start: start, end: start + length, object: SharedMemory.object(for: nil, process: p), offset: 0))
             }
+            // MAP_POPULATE and MAP_LOCKED fault the pages in (mincore sees them).
+            if flags & MAP_POPULATE != 0 || options.contains(.locked) { _ = MemoryLocks.populate(p, start, start + length) }
             return Int64(start)
         }
         let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
@@ -133,6 +175,21 @@ enum MemorySyscalls {
             SharedMemory.push(p.mm, from: start, to: start + length)
         }
         return r
+    }
+
+    /// The lowest free range of `length` bytes in [1 GiB, 2 GiB), or the
+    /// hint when that range is free and ends below 2 GiB (MAP_32BIT).
+    static func lowFree(_ space: AddressSpace, length: UInt64, hint: UInt64) -> UInt64? {
+        guard length <= low32End - low32Base else { return nil }
+        if hint != 0, let h = AddressSpace.pageUp(hint), h >= space.mmapMin, h <= low32End - length, space.isFree(h, h + length) {
+            return h
+        }
+        var at = low32Base
+        for m in space.mappings where m.end > at {
+            if m.start >= at + length { break }
+            at = m.end
+        }
+        return at <= low32End - length ? at : nil
     }
 
     static func munmap(_ c: SyscallCall) throws -> Int64 {
@@ -177,93 +234,27 @@ enum MemorySyscalls {
         return 0
     }
 
-    static func mremap(_ c: SyscallCall) throws -> Int64 {
-        let old = c.arg(0), flags = c.int(3), target = c.arg(4)
-        let MAYMOVE: Int32 = 1, FIXED: Int32 = 2
-        guard old & 4095 == 0, flags & ~0x7 == 0, c.arg(2) > 0 else { throw Errno.inval }
-        guard flags & FIXED == 0 || flags & MAYMOVE != 0 else { throw Errno.inval }
-        guard let oldSize = AddressSpace.pageUp(c.arg(1)), let newSize = AddressSpace.pageUp(c.arg(2)),
-              newSize < GuestMemory.userLimit else { throw Errno.inval }
-        let p = c.process
-        guard oldSize > 0 else { throw Errno.inval }   // duplicating shared mappings: not supported
-        // The old range must lie within one mapping, as Linux requires.
-        guard old < GuestMemory.userLimit, oldSize <= GuestMemory.userLimit - old,
-              let m = p.space.mapping(containing: old), old + oldSize <= m.end else { throw Errno.fault }
-        if p.mm.sharedViews.contains(where: { $0.start < old + oldSize && old < $0.end }) {
-            p.report("mremap of a MAP_SHARED mapping is not supported yet; returning EINVAL", key: 0x2_0000_0002, rip: c.rip)
-            throw Errno.inval
-        }
-        if flags & FIXED == 0 && newSize <= oldSize {
-            p.unmap(old + newSize, old + oldSize)
-            return Int64(old)
-        }
-        if flags & FIXED == 0, old + newSize <= p.space.mmapBase, p.space.isFree(old + oldSize, old + newSize) {
-            try grow(p, m, at: old + oldSize, to: old + newSize)
-            return Int64(old)
-        }
-        guard flags & MAYMOVE != 0 else { throw Errno.nomem }
-        let dest: UInt64
-        if flags & FIXED != 0 {
-            guard target & 4095 == 0, target < GuestMemory.userLimit, newSize <= GuestMemory.userLimit - target,
-                  target + newSize <= old || old + oldSize <= target else { throw Errno.inval }
-            p.unmap(target, target + newSize)
-            dest = target
-        } else {
-            guard let free = p.space.findFree(length: newSize) else { throw Errno.nomem }
-            dest = free
-        }
-        let keep = min(oldSize, newSize)
-        do { try p.memory.move(from: old, to: dest, pages: Int(keep / 4096)) } catch { throw Errno.nomem }
-        p.space.move(from: old, length: keep, to: dest)
-        p.unmap(old, old + oldSize)
-        if newSize > keep, let moved = p.space.mapping(containing: dest) {
-            try grow(p, moved, at: dest + keep, to: dest + newSize)
-        }
-        return Int64(dest)
-    }
-
-    private static func grow(_ p: Process, _ m: Mapping, at start: UInt64, to end: UInt64) throws(Errno) {
-        var extra = m
-        extra.fileOffset += start - m.start
-        extra.start = start
-        extra.end = end
-        try p.map(extra)
-    }
-
-    /// msync: the range must be mapped; pages of shared file mappings reach
-    /// their files in the host call (`SyscallCall.hostOutcome`).
+    /// msync as mm/msync.c: the mapped parts of the range are synced, a
+    /// hole makes the result ENOMEM, MS_INVALIDATE of locked pages is
+    /// EBUSY. Pages of shared file mappings reach their files in the host
+    /// call (`SyscallCall.hostOutcome` writes them back); MS_SYNC also
+    /// syncs those files, as vfs_fsync_range does.
     static func msync(_ c: SyscallCall) throws -> Int64 {
         let start = c.arg(0), flags = c.int(2)
         let MS_ASYNC: Int32 = 1, MS_INVALIDATE: Int32 = 2, MS_SYNC: Int32 = 4
         guard start & 4095 == 0, flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) == 0,
-              flags & (MS_ASYNC | MS_SYNC) != (MS_ASYNC | MS_SYNC),
-              let length = AddressSpace.pageUp(c.arg(1)), start < GuestMemory.userLimit,
-              length <= GuestMemory.userLimit - start else { throw Errno.inval }
-        guard length == 0 || c.process.space.isFullyMapped(start, start + length) else { throw Errno.nomem }
-        return try c.host { _ in 0 }
-    }
-
-    /// madvise as mm/madvise.c does it: the advice applies to the mapped
-    /// parts of the range; any hole makes the result ENOMEM.
-    static func madvise(_ c: SyscallCall) throws -> Int64 {
-        let start = c.arg(0), advice = c.int(2)
-        let known: Set<Int32> = [0, 1, 2, 3, 4, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 100, 101, 102]
-        guard known.contains(advice) else { throw Errno.inval }
-        guard start & 4095 == 0 else { throw Errno.inval }
-        guard let length = AddressSpace.pageUp(c.arg(1)), !start.addingReportingOverflow(length).overflow else {
-            throw Errno.inval
-        }
+              flags & (MS_ASYNC | MS_SYNC) != (MS_ASYNC | MS_SYNC) else { throw Errno.inval }
+        guard let length = AddressSpace.pageUp(c.arg(1)), !start.addingReportingOverflow(length).overflow else { throw Errno.nomem }
         guard length > 0 else { return 0 }
         let p = c.process
         let end = start + length
-        let mapped = p.space.mappings.filter { $0.end > start && $0.start < end }
-        if advice == 4 {   // MADV_DONTNEED: private pages read back as zero
-            for m in mapped { try p.mapPages(of: m, from: max(start, m.start), to: min(end, m.end)) }
+        let inRange = p.space.mappings.filter { $0.end > start && $0.start < end }
+        if flags & MS_INVALIDATE != 0, inRange.contains(where: { $0.options.contains(.locked) }) { throw Errno(EBUSY) }
+        let result: Int64 = p.space.isFullyMapped(start, end) ? 0 : Errno.nomem.result
+        let files = flags & MS_SYNC == 0 ? [] : p.mm.sharedViews.filter { $0.start < end && start < $0.end }.compactMap { $0.object.file?.hostFD }
+        return try c.host { _ in
+            for fd in Set(files) { _ = fsync(fd) }
+            return result
         }
-        // The other advice (NORMAL, RANDOM, SEQUENTIAL, WILLNEED, FREE,
-        // fork/merge/hugepage/dump controls, COLD, PAGEOUT, ...) leaves the
-        // contents as they are, which is a correct implementation of each.
-        guard p.space.isFullyMapped(start, end) else { throw Errno.nomem }
-        return 0
     }
 }

@@ -148,6 +148,20 @@ enum SharedMemory {
         }
     }
 
+    /// [from, to) of the memory's shared views reads as zeros, in the
+    /// objects too (MADV_REMOVE punched a hole there; the file has it already).
+    static func zero(_ mm: MemoryContext, from: UInt64, to: UInt64) {
+        guard from < to else { return }
+        let zeros = [UInt8](repeating: 0, count: 4096)
+        for view in mm.sharedViews where view.start < to && from < view.end {
+            forEachPage(view, from: from, to: to) { address, index in
+                try? mm.machine.memory.zero(address, count: 4096, access: .kernel)
+                view.object.pages[index] = zeros
+                if view.object.file != nil { view.object.onFile[index] = zeros }
+            }
+        }
+    }
+
     /// `[start, end)` leaves the memory's shared views (munmap, a mapping
     /// over it, exec): its pages are pushed first, as munmap writes back.
     static func unmapped(_ mm: MemoryContext, _ start: UInt64, _ end: UInt64) {

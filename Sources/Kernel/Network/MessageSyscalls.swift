@@ -180,21 +180,32 @@ enum MessageSyscalls {
                 try effects.write(base, data[at..<at + take])
                 at += take
             }
-            let controlLength = min(Int(m.msg_controllen), control.count)
+            var controlLength = min(Int(m.msg_controllen), control.count)
+            var truncated = false
             // Received descriptors get the guest numbers they will have.
             var cursor = 0
-            while cursor + 16 <= controlLength {
+            scan: while cursor + 16 <= controlLength {
                 let length = Int(Bytes.u64(control, at: cursor))
                 guard length >= 16, length <= controlLength - cursor else { break }
                 if Int32(bitPattern: Bytes.u32(control, at: cursor + 8)) == SOL_SOCKET,
                    Int32(bitPattern: Bytes.u32(control, at: cursor + 12)) == SCM_RIGHTS {
-                    for k in 0..<(length - 16) / 4 {
+                    let count = (length - 16) / 4
+                    for k in 0..<count {
                         let offset = cursor + 16 + 4 * k
                         let hostFD = Int32(bitPattern: Bytes.u32(control, at: offset))
                         guard let fd = probe.lowestFree() else {
-                            // No number left: Linux stops installing and sets MSG_CTRUNC.
-                            Glibc.close(hostFD)
-                            continue
+                            // No number left under RLIMIT_NOFILE (scm_detach_fds): the
+                            // rest are closed, the message ends with the k installed
+                            // (none: no SCM_RIGHTS message at all), MSG_CTRUNC is set.
+                            for rest in k..<count { Glibc.close(Int32(bitPattern: Bytes.u32(control, at: cursor + 16 + 4 * rest))) }
+                            truncated = true
+                            if k > 0 {
+                                control.replaceSubrange(cursor..<cursor + 8, with: Bytes.u64(UInt64(16 + 4 * k)))
+                                controlLength = min(controlLength, cursor + ((16 + 4 * k + 7) & ~7))
+                            } else {
+                                controlLength = cursor
+                            }
+                            break scan
                         }
                         probe.install(OpenFile(hostFD: nil, path: ""), at: fd, closeOnExec: false)
                         received.append(hostFD)
@@ -208,7 +219,7 @@ enum MessageSyscalls {
             try effects.write(header + 8, Bytes.u32(UInt32(m.msg_namelen)))
             try effects.write(header + 40, Bytes.u64(UInt64(controlLength)))
             // The flag detrec always adds shows only when the guest asked for it, as Linux's does.
-            try effects.write(header + 48, Bytes.i32(m.msg_flags & ~MSG_CMSG_CLOEXEC | flags & MSG_CMSG_CLOEXEC))
+            try effects.write(header + 48, Bytes.i32(m.msg_flags & ~MSG_CMSG_CLOEXEC | flags & MSG_CMSG_CLOEXEC | (truncated ? 0x8 : 0)))   // MSG_CTRUNC
             return n
         }
 

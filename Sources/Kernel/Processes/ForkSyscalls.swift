@@ -89,6 +89,7 @@ extension ProcessSyscalls {
             for (site, kind) in parent.patchedSites where parent.memory.patches[site] != nil {
                 if (try? child.memory.insertPatch(site)) != nil { child.patchedSites[site] = kind }
             }
+            MemoryAdvice.afterFork(child)
         }
         var regs = pm.registers
         regs.rax = 0

@@ -161,6 +161,11 @@ public final class Process {
         current = thread
         threads = [thread]
         family = ProcessFamily(root: self)
+        // RLIMIT_NOFILE as detrec got it (the trace header keeps it for replay).
+        if let nofile = inherited.openFiles {
+            attributes.limits[7] = nofile
+            files.limit = Int32(clamping: nofile.soft)
+        }
     }
 
     /// A process on memory it shares (vfork, CLONE_VM) or has just copied

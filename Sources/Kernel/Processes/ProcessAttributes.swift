@@ -53,8 +53,16 @@ public struct InheritedState: Equatable {
     public var processGroup: Int32 = 0
     public var session: Int32 = 0
     public var nice: Int32 = 0
+    /// RLIMIT_NOFILE (soft, hard): the guest's descriptor table has the
+    /// limit detrec was started with, as an exec'd program would.
+    public var openFiles: (soft: UInt64, hard: UInt64)?
 
     public init() {}
+
+    public static func == (a: InheritedState, b: InheritedState) -> Bool {
+        a.umask == b.umask && a.processGroup == b.processGroup && a.session == b.session && a.nice == b.nice
+            && a.openFiles?.soft == b.openFiles?.soft && a.openFiles?.hard == b.openFiles?.hard
+    }
 
     /// detrec's own, now.
     public static func ofThisProcess() -> InheritedState {
@@ -67,12 +75,16 @@ public struct InheritedState: Equatable {
         errno = 0
         let prio = Int32(truncatingIfNeeded: hostSyscall(SYS.getpriority, 0, 0))
         s.nice = prio > 0 ? 20 - prio : 0
+        var nofile = rlimit()
+        if getrlimit(__rlimit_resource_t(7), &nofile) == 0 { s.openFiles = (UInt64(nofile.rlim_cur), UInt64(nofile.rlim_max)) }
         return s
     }
 
     /// As the trace header's extras keep them.
     public var extra: [String: String] {
-        ["umask": String(umask), "pgid": String(processGroup), "sid": String(session), "nice": String(nice)]
+        var e = ["umask": String(umask), "pgid": String(processGroup), "sid": String(session), "nice": String(nice)]
+        if let openFiles { e["nofile"] = "\(openFiles.soft):\(openFiles.hard)" }
+        return e
     }
 
     /// From the header's extras; a trace from before they were kept gets
@@ -82,5 +94,10 @@ public struct InheritedState: Equatable {
         processGroup = extra["pgid"].flatMap { Int32($0) } ?? pid
         session = extra["sid"].flatMap { Int32($0) } ?? pid
         nice = extra["nice"].flatMap { Int32($0) } ?? 0
+        // A trace from before the limit was kept: the table's old fixed 1024.
+        if let parts = extra["nofile"]?.split(separator: ":"), parts.count == 2,
+           let soft = UInt64(parts[0]), let hard = UInt64(parts[1]) {
+            openFiles = (soft, hard)
+        }
     }
 }

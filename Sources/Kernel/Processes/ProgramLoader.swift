@@ -206,7 +206,7 @@ public enum ProgramLoader {
 
         let stackBottom = Process.stackTop - Process.stackSize
         do {
-            try process.map(Mapping(start: stackBottom, end: Process.stackTop, protection: .rw, name: "[stack]"))
+            try process.map(Mapping(start: stackBottom, end: Process.stackTop, protection: .rw, name: "[stack]", options: [.growsDown]))
         } catch { throw .noMemory("the stack") }
         let auxv: [(UInt64, UInt64)] = [
             (16, hwcap),                     // AT_HWCAP

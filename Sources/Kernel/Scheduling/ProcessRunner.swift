@@ -67,6 +67,7 @@ public final class ProcessRunner {
                 case .notMine: break
                 }
                 if WriteXorExecute.handleFault(process, e) { continue }
+                if GrowsDown.handleFault(process, e) { continue }
                 if isSpurious(e) { continue }
                 if let (site, kind) = PatchedInstructions.site(process, e) {
                     if kind == .cpuid {
