@@ -213,6 +213,8 @@ public final class ProcessFamily {
     /// The files and memory objects MAP_SHARED mappings show, by what
     /// names them (`SharedMemory`).
     var sharedObjects: [SharedObject.Key: SharedObject] = [:]
+    /// System V IPC objects (`IPCNamespace`), made on first use.
+    var ipcState: IPCNamespace?
     /// The process group the recording started in (detrec's own).
     public let inheritedGroup: Int32
 

@@ -470,6 +470,7 @@ public final class ProcessRunner {
         for t in p.threads { RobustFutexes.release(t, of: p) }
         for t in p.threads { p.mm.leave(t) }
         p.threads = []
+        SystemVIPC.processEnded(p)
         p.releaseVforkParent()
         p.files = FileTable()
         ProcessControlSyscalls.orphaned(by: p)
