@@ -60,6 +60,7 @@ enum SystemVIPC {
         SharedMemorySegments.register(&t)
         Semaphores.register(&t)
         MessageQueues.register(&t)
+        PosixMessageQueues.register(&t)
     }
 
     /// A process ended: its SEM_UNDO adjustments apply, and segments
