@@ -258,4 +258,30 @@ import Testing
             """#, name: "sysvmsg", in: dir)
         #expect(out.contains("msgrcv(9): type 9, 13 bytes 'to the child'"))
     }
+
+    /// Two attachments of one segment in one process: a write through one
+    /// reaches another process even though the other attachment's copy is
+    /// stale (the changed page wins when the memory leaves the vCPU).
+    @Test func twoAttachmentsInOneProcess() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/shm.h>
+            #include <sys/wait.h>
+            int main(void) {
+              int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+              char *a = shmat(id, NULL, 0), *b = shmat(id, NULL, 0);
+              strcpy(a, "through a");
+              fflush(stdout);
+              pid_t c = fork();
+              if (c == 0) { printf("child: a '%s' b '%s'\n", a, b); fflush(stdout); strcpy(b, "child via b"); _exit(0); }
+              waitpid(c, 0, 0);
+              printf("parent: a '%s' b '%s'\n", a, b);
+              shmctl(id, IPC_RMID, 0);
+              return 0;
+            }
+            """#, name: "twoattach", in: dir)
+        #expect(out == "child: a 'through a' b 'through a'\nparent: a 'child via b' b 'child via b'\n")
+    }
 }
