@@ -7,7 +7,7 @@ import Glibc
 /// scheduler while recording and from the trace on replay.
 enum FutexSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.addOutcome(SYS.futex, .emulated, note: "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP and the BITSET forms; no PI futexes", futex)
+        t.addOutcome(SYS.futex, .emulated, note: "WAIT, WAKE, REQUEUE, CMP_REQUEUE, WAKE_OP, the BITSET forms and the PI operations", futex)
     }
 
     static let WAIT: Int32 = 0, WAKE: Int32 = 1, REQUEUE: Int32 = 3, CMP_REQUEUE: Int32 = 4
@@ -63,20 +63,33 @@ enum FutexSyscalls {
                 // the recording's scheduler reads it.
                 if command == WAIT {
                     deadline = MonotonicInstant.now() + span
-                } else if c.int(1) & CLOCK_REALTIME_FLAG != 0 {
-                    var now = timespec()
-                    clock_gettime(CLOCK_REALTIME, &now)
-                    let realNow = Nanoseconds(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec))
-                    deadline = MonotonicInstant.now() + (span - realNow)
                 } else {
-                    deadline = MonotonicInstant(absolute: span)
+                    deadline = absoluteDeadline(span, realtime: c.int(1) & CLOCK_REALTIME_FLAG != 0)
                 }
             }
             return .park(.futex(address: address, bitset: bitset, deadline: deadline))
+        case PriorityInheritanceFutexes.LOCK_PI, PriorityInheritanceFutexes.LOCK_PI2, PriorityInheritanceFutexes.TRYLOCK_PI:
+            return try PriorityInheritanceFutexes.lock(c, command: command)
+        case PriorityInheritanceFutexes.UNLOCK_PI:
+            return .result(try PriorityInheritanceFutexes.unlock(c))
+        case PriorityInheritanceFutexes.WAIT_REQUEUE_PI:
+            return try PriorityInheritanceFutexes.waitRequeue(c)
+        case PriorityInheritanceFutexes.CMP_REQUEUE_PI:
+            return .result(try PriorityInheritanceFutexes.cmpRequeue(c))
         default:
             p.report("futex operation \(command) is not supported; returning ENOSYS", key: 0x4_0000_0000 | UInt64(command), rip: c.rip)
             throw Errno.nosys
         }
+    }
+
+    /// An absolute futex timeout as a host monotonic instant: on
+    /// CLOCK_MONOTONIC, or CLOCK_REALTIME. Only the recording's scheduler reads it.
+    static func absoluteDeadline(_ span: Nanoseconds, realtime: Bool) -> MonotonicInstant {
+        guard realtime else { return MonotonicInstant(absolute: span) }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let realNow = Nanoseconds(seconds: Int64(now.tv_sec), nanoseconds: Int64(now.tv_nsec))
+        return MonotonicInstant.now() + (span - realNow)
     }
 
     /// FUTEX_WAKE_OP's operation on the second word: `*uaddr2 = op(old, oparg)`;

@@ -80,16 +80,28 @@ enum SharedMemory {
     }
 
     /// The memory's shared pages go into their objects (it is the freshest copy).
+    /// When two views of this memory show the same page (two attachments
+    /// of one segment), the one that changed it wins over the stale one.
     static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil) {
         var page = [UInt8](repeating: 0, count: 4096)
+        var before: [PageKey: [UInt8]] = [:]
         for view in mm.sharedViews {
             forEachPage(view, from: from, to: to) { address, index in
                 let ok = page.withUnsafeMutableBytes { b in
                     (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
                 }
-                if ok, view.object.pages[index] != page { view.object.pages[index] = page }
+                guard ok else { return }
+                let key = PageKey(object: ObjectIdentifier(view.object), index: index)
+                let prior = before[key] ?? view.object.pages[index] ?? []
+                if before[key] == nil { before[key] = prior }
+                if page != prior { view.object.pages[index] = page }
             }
         }
+    }
+
+    struct PageKey: Hashable {
+        let object: ObjectIdentifier
+        let index: UInt64
     }
 
     /// The objects' pages come into the memory that is about to run.

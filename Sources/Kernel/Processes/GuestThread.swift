@@ -91,7 +91,7 @@ public final class GuestThread {
         switch b.condition {
         case .futex: return false
         case .host(let h): return h.isReady()
-        case .guest(let ready), .killable(let ready): return ready()
+        case .guest(let ready), .killable(let ready), .guestUntil(let ready, _): return ready()
         case .signals:
             guard signalWait != 0, let p = signalWaitProcess else { return false }
             return p.pendingSignals(of: self) & signalWait != 0

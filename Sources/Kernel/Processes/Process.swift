@@ -225,6 +225,8 @@ public final class ProcessFamily {
     var sharedObjects: [SharedObject.Key: SharedObject] = [:]
     /// The guest processes' POSIX record locks (recording only).
     let recordLocks = RecordLocks()
+    /// System V IPC objects (`IPCNamespace`), made on first use.
+    var ipcState: IPCNamespace?
     /// The process group the recording started in (detrec's own).
     public let inheritedGroup: Int32
 

@@ -148,7 +148,7 @@ extension ProcessRunner {
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
             switch b.condition {
-            case .host, .guest: return true
+            case .host, .guest, .guestUntil: return true
             case .futex, .signals, .killable:
                 return b.result != nil || b.condition.deadline != nil || process.family.canRun(t)
             }

@@ -509,6 +509,7 @@ public final class ProcessRunner {
         }
         for t in p.threads { p.mm.leave(t) }
         p.threads = []
+        SystemVIPC.processEnded(p)
         p.releaseVforkParent()
         p.files = FileTable()
         p.family.recordLocks.ended(pid: p.pid)

@@ -74,6 +74,7 @@ public enum Scheduler {
         case .futex(let address, _, _): return "on futex 0x\(String(address, radix: 16))"
         case .host(let h): return "on host descriptors \(h.descriptors.map(\.fd))"
         case .guest: return "for a child"
+        case .guestUntil: return "for guest state (System V IPC)"
         case .killable: return "for a vfork child to exec or exit"
         case .signals: return "for a signal"
         }

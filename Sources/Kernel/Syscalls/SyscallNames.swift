@@ -96,8 +96,8 @@ public enum SyscallNames {
         L("semctl"),                                                    // 66
         L("shmdt"),                                                     // 67
         L("msgget"),                                                    // 68
-        L("msgsnd", waits: .yes, restart: .withSARestart),              // 69
-        L("msgrcv", waits: .yes, restart: .withSARestart),              // 70
+        L("msgsnd", waits: .yes, restart: .unlessHandled),              // 69
+        L("msgrcv", waits: .yes, restart: .unlessHandled),              // 70
         L("msgctl"),                                                    // 71
         L("fcntl", waits: .specialFiles, restart: .withSARestart),      // 72
         L("flock", waits: .specialFiles, restart: .withSARestart),      // 73

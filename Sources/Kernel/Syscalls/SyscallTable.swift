@@ -158,6 +158,7 @@ public struct SyscallTable {
         t.family(.host, FileSystemSyscalls.register)
         t.family(.emulated, CloseRange.register)
         t.family(.host, MessageSyscalls.register)
+        t.family(.emulated, SystemVIPC.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()

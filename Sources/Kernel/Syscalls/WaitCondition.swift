@@ -18,6 +18,9 @@ public enum WaitCondition {
     /// Guest state only (wait4: a child ended, stopped or continued): the
     /// call runs again from the start once `ready` says so.
     case guest(ready: () -> Bool)
+    /// Like `guest`, with a timeout (semtimedop, a timed msgrcv): the call
+    /// runs again from the start once `ready` says so or at the deadline.
+    case guestUntil(ready: () -> Bool, deadline: MonotonicInstant?)
     /// Like `guest`, but no signal ends it early: Linux's TASK_KILLABLE
     /// waits (a vfork parent until its child execs or ends).
     case killable(ready: () -> Bool)
@@ -41,7 +44,7 @@ public enum WaitCondition {
 
     var deadline: MonotonicInstant? {
         switch self {
-        case .futex(_, _, let d), .signals(_, let d): return d
+        case .futex(_, _, let d), .signals(_, let d), .guestUntil(_, let d): return d
         case .host(let h): return h.deadline
         case .guest, .killable: return nil
         }
