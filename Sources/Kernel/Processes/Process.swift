@@ -273,6 +273,8 @@ extension Process {
     /// it is not parked, or its wait is over, or a signal interrupts it.
     func canRun(_ thread: GuestThread) -> Bool {
         guard stoppedBy == nil else { return false }
+        // A ptrace stop holds it until its tracer lets it go, or SIGKILL comes.
+        if thread.trace?.stop != nil { return pendingSignals(of: thread) & SignalState.bit(9) != 0 }
         if thread.isRunnable { return true }
         guard let b = thread.blocked, b.result == nil, b.condition.interruptible, thread.signalWait == 0 else { return false }
         return interruptingSignals(of: thread) != 0

@@ -76,6 +76,10 @@ public final class ProcessRunner {
                     return .trap(e)
                 }
                 let signal = Signals.forException(e, page: process.faultedPage(e))
+                if process.current.trace != nil, let stopped = try traceFault(signal, e) {
+                    if let end = try drive(stopped) { return .exited(end) }
+                    continue
+                }
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
                    let end = try drive(die(fatal)) {
                     return .exited(end)
@@ -154,7 +158,7 @@ public final class ProcessRunner {
     /// The process on the vCPU dies of a signal. A child ends as a zombie
     /// its parent can wait for, and another thread takes the vCPU; the
     /// first process's death ends the recording.
-    private func die(_ f: FatalSignal) throws -> Next {
+    func die(_ f: FatalSignal) throws -> Next {
         guard process !== root else { return .end(try endRecording(f)) }
         try world.processKilled(f)
         endProcess(process, status: ProcessSyscalls.waitStatus(killedBy: f.signal))
@@ -172,6 +176,7 @@ public final class ProcessRunner {
     /// it, the recording itself waits stopped (`waitWhileStopped`).
     private func deliverSignals() throws -> Next {
         while true {
+            if process.current.trace != nil, let stopped = try traceSignalDelivery() { return stopped }
             if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
             guard process.stoppedBy != nil else { return .resumeGuest }
             let others = process.family.processes.contains { $0.zombieStatus == nil && $0.stoppedBy == nil }
@@ -256,6 +261,11 @@ public final class ProcessRunner {
         world.currentThread = thread.tid
         // A host signal that arrived while the guest ran: before this syscall.
         if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return .end(end) }
+        // A tracer's syscall-enter-stop, then seccomp, as Linux's syscall_trace_enter;
+        // once per call (a parked call running again went through them).
+        let entering = thread.resumption?.entry != entry
+        if entering, thread.trace != nil, let stopped = try traceSyscallEntry(entry, thread) { return stopped }
+        if entering, thread.seccomp.mode != .disabled, let judged = try applySeccomp(entry, thread) { return judged }
         if let end = try world.enterSyscall(entry) { return .end(end) }
         let description = table.description(number)
         guard let handler = description?.handler else {
@@ -317,7 +327,7 @@ public final class ProcessRunner {
 
     /// exit and exit_group. The first process's exit ends the recording; a
     /// child process waits as a zombie for its parent's wait4.
-    private func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
+    func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
         guard wholeProcess else {
             try world.exitSyscall(entry, result: 0)
             try exitThread(process.current)
@@ -350,6 +360,7 @@ public final class ProcessRunner {
         let process = self.process
         let fromHost = try raiseOutsideSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
+        if process.current.trace != nil, let stopped = try traceSyscallExit(entry, result: result) { return stopped }
         let next = try deliverSignals()
         guard case .resumeGuest = next, process.family.threads.count > 1 else { return next }
         return .reschedule(yielded ? .yielded : .syscallDone)
@@ -471,6 +482,7 @@ public final class ProcessRunner {
         for t in p.threads { p.mm.leave(t) }
         p.threads = []
         p.releaseVforkParent()
+        Ptrace.tracerEnded(p)
         p.files = FileTable()
         ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)

@@ -158,6 +158,8 @@ public struct SyscallTable {
         t.family(.host, FileSystemSyscalls.register)
         t.family(.emulated, CloseRange.register)
         t.family(.host, MessageSyscalls.register)
+        t.family(.emulated, SeccompSyscalls.register)
+        t.family(.emulated, Ptrace.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
