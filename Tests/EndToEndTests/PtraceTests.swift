@@ -228,3 +228,67 @@ import Testing
         #expect(rec.stderr.contains("outside the recording"))
     }
 }
+
+/// The real strace inside a recording: it traces with SEIZE or TRACEME,
+/// PTRACE_SYSCALL stops, GET_SYSCALL_INFO, PEEKDATA (process_vm_readv
+/// is ENOSYS here) and follows forks with -f. Its output must be the same
+/// on replay, and list the syscalls a native strace lists.
+@Suite(.serialized) struct StraceTests {
+    let dir = Harness.temporaryDirectory()
+    static let strace = "/usr/bin/strace"
+
+    func straceRoundTrip(_ program: [String]) throws -> (recorded: [String], native: [String]) {
+        let trace = dir.appendingPathComponent("strace-\(UUID().uuidString.prefix(8))")
+        let rec = try Harness.record([Self.strace, "-f"] + program, trace: trace)
+        #expect(rec.status == 0, "\(rec.stderr)")
+        let rep = try Harness.replay(trace)
+        #expect(rep.status == 0)
+        #expect(rep.stdout == rec.stdout)
+        let lines = { (s: String) in s.split(separator: "\n").map(String.init).filter { !$0.hasPrefix("detrec:") } }
+        #expect(lines(rep.stderr) == lines(rec.stderr))
+        let native = try Harness.run([Self.strace, "-f"] + program)
+        return (lines(rec.stderr), lines(native.stderr))
+    }
+
+    /// The syscall names of strace's lines, without pids and arguments.
+    static func names(_ lines: [String]) -> [String] {
+        lines.map { line in
+            var l = Substring(line)
+            if l.hasPrefix("[pid ") { l = l.drop { $0 != "]" }.dropFirst(2) }
+            return String(l.prefix { $0 != "(" && $0 != " " })
+        }
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: StraceTests.strace)))
+    func straceOfTrue() throws {
+        let (rec, native) = try straceRoundTrip(["/bin/true"])
+        #expect(rec.first?.hasPrefix("execve(\"/bin/true\"") == true, "\(rec)")
+        #expect(rec.last == "+++ exited with 0 +++", "\(rec)")
+        // The dynamic loader's calls; native's first mmap may differ in place.
+        let wanted = ["execve", "brk", "openat", "read", "arch_prctl", "set_tid_address", "mprotect", "exit_group"]
+        for name in wanted { #expect(Self.names(rec).contains(name) == Self.names(native).contains(name), "\(name)") }
+    }
+
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: StraceTests.strace)))
+    func straceFollowsAFork() throws {
+        let exe = try Harness.compile(#"""
+            #include <signal.h>
+            #include <stdio.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(void) {
+              pid_t c = fork();
+              if (!c) { write(1, "child\n", 6); _exit(3); }
+              int st; waitpid(c, &st, 0);
+              printf("parent %d\n", WEXITSTATUS(st));
+              return 0;
+            }
+            """#, name: "strace_fork", in: dir)
+        let (rec, native) = try straceRoundTrip([exe])
+        #expect(rec.contains { $0.hasSuffix("+++ exited with 3 +++") }, "\(rec)")
+        #expect(rec.last == "+++ exited with 0 +++", "\(rec)")
+        #expect(rec.contains { $0.hasPrefix("--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED") }, "\(rec)")
+        let tail = { (l: [String]) in Array(Self.names(l).drop { $0 != "clone" && $0 != "fork" && $0 != "vfork" }) }
+        #expect(tail(rec).filter { $0 != "---" } .count == tail(native).filter { $0 != "---" }.count, "\(rec)\n\(native)")
+    }
+}

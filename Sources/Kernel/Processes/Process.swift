@@ -137,6 +137,9 @@ public final class Process {
     }
     /// What prctl set (`ProcessControl`).
     public var control = ProcessControl()
+    /// Tracees (not its children) that ended, for its wait4 to report
+    /// as their tracer (`Ptrace.traceeEnded`): thread id and wait status.
+    public var traceeEnds: [(tid: Int32, status: Int32)] = []
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?

@@ -84,7 +84,10 @@ extension ProcessSyscalls {
         let traced: (Process, GuestThread) -> Bool = { owner, t in
             target == -1 || (target > 0 ? t.tid == target : owner.processGroup == group)
         }
-        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) || Ptrace.traces(p, named: traced) else { throw Errno.child }
+        let tracedID: (Int32) -> Bool = { target == -1 || target == $0 }
+        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) || Ptrace.traces(p, named: traced, tid: tracedID) else {
+            throw Errno.child
+        }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
         }
@@ -94,9 +97,16 @@ extension ProcessSyscalls {
             tracee.trace?.reported = true
             return .result(Int64(tracee.tid))
         }
+        if let end = Ptrace.takeEnd(of: p, tid: tracedID, consume: true) {
+            if statusAddress != 0 { try c.writeValue(statusAddress, end.status) }
+            if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
+            return .result(Int64(end.tid))
+        }
         guard let change = ready() else {
             if options & WNOHANG != 0 { return .result(0) }
-            return c.parkUnlessInterrupted(.guest { ready() != nil || Ptrace.reportableStop(of: p, named: traced) != nil })
+            return c.parkUnlessInterrupted(.guest {
+                ready() != nil || Ptrace.reportableStop(of: p, named: traced) != nil || Ptrace.takeEnd(of: p, tid: tracedID, consume: false) != nil
+            })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
         if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }

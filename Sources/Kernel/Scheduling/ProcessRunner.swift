@@ -330,6 +330,7 @@ public final class ProcessRunner {
     func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
         guard wholeProcess else {
             try world.exitSyscall(entry, result: 0)
+            Ptrace.traceeEnded(process.current, of: process, status: ProcessSyscalls.waitStatus(exited: status))
             try exitThread(process.current)
             return .reschedule(.exited)
         }
@@ -477,6 +478,7 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        for t in p.threads { Ptrace.traceeEnded(t, of: p, status: status) }
         // Robust mutexes in shared memory that its threads held go to the next waiter.
         for t in p.threads { RobustFutexes.release(t, of: p) }
         for t in p.threads { p.mm.leave(t) }

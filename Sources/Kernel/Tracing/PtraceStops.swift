@@ -40,6 +40,7 @@ extension ProcessRunner {
         } else if trace.resume == .syscall {
             trace.origRAX = entry.number
             trace.rerunsSyscall = true
+            trace.eventMessage = Ptrace.EVENTMSG_SYSCALL_ENTRY
             var r = process.machine.registers
             r.rax = UInt64(bitPattern: Errno.nosys.result)
             process.machine.registers = r
@@ -104,6 +105,7 @@ extension ProcessRunner {
         }
         guard trace.resume == .syscall else { return nil }
         trace.origRAX = entry.number
+        trace.eventMessage = Ptrace.EVENTMSG_SYSCALL_EXIT
         return try traceStop(thread, .syscallExit, &trace)
     }
 

@@ -14,7 +14,9 @@ public enum Ptrace {
     static let SETFPREGS: Int64 = 15, ATTACH: Int64 = 16, DETACH: Int64 = 17, SYSCALL: Int64 = 24
     static let SETOPTIONS: Int64 = 0x4200, GETEVENTMSG: Int64 = 0x4201, GETSIGINFO: Int64 = 0x4202
     static let SETSIGINFO: Int64 = 0x4203, GETREGSET: Int64 = 0x4204, SETREGSET: Int64 = 0x4205
-    static let SEIZE: Int64 = 0x4206, INTERRUPT: Int64 = 0x4207
+    static let SEIZE: Int64 = 0x4206, INTERRUPT: Int64 = 0x4207, GET_SYSCALL_INFO: Int64 = 0x420e
+    /// The event message at syscall stops (PTRACE_EVENTMSG_SYSCALL_ENTRY/EXIT).
+    static let EVENTMSG_SYSCALL_ENTRY: UInt64 = 1, EVENTMSG_SYSCALL_EXIT: UInt64 = 2
 
     static let O_TRACESYSGOOD: UInt64 = 1, O_TRACEFORK: UInt64 = 2, O_TRACEVFORK: UInt64 = 4, O_TRACECLONE: UInt64 = 8
     static let O_TRACEEXEC: UInt64 = 0x10, O_TRACEVFORKDONE: UInt64 = 0x20, O_TRACEEXIT: UInt64 = 0x40
@@ -142,6 +144,8 @@ public enum Ptrace {
         case GETEVENTMSG:
             try c.writeValue(data, trace.eventMessage)
             return 0
+        case GET_SYSCALL_INFO:
+            return try syscallInfo(c, regs, trace, size: address, to: data)
         case SETOPTIONS:
             try setOptions(c, data, &trace)
             tt.trace = trace
@@ -191,6 +195,33 @@ public enum Ptrace {
             SignalDelivery.generate(tp, signal: SIGSTOP, info: SignalDelivery.siginfo(signal: SIGSTOP, code: Signals.SI_USER, pid: p.pid, uid: p.uid), to: tt)
         }
         return 0
+    }
+
+    /// PTRACE_GET_SYSCALL_INFO: struct ptrace_syscall_info of a syscall
+    /// stop (seen as such with TRACESYSGOOD) or a seccomp stop; its full
+    /// size is returned and at most `size` bytes written.
+    static func syscallInfo(_ c: SyscallCall, _ regs: TraceeRegisters, _ trace: TraceeState, size: UInt64, to address: UInt64) throws -> Int64 {
+        let r = regs.registers
+        var info: [UInt8] = [0, 0, 0, 0] + Bytes.u32(SeccompData.AUDIT_ARCH_X86_64) + Bytes.u64(r.rip) + Bytes.u64(r.rsp)
+        let args = [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9]
+        let sysgood = trace.options & O_TRACESYSGOOD != 0
+        switch trace.stop {
+        case .syscallEnter? where sysgood:
+            info[0] = 1
+            info += Bytes.u64(trace.origRAX) + args.flatMap(Bytes.u64)
+        case .syscallExit? where sysgood:
+            info[0] = 2
+            let value = Int64(bitPattern: r.rax)
+            info += Bytes.u64(r.rax) + [value < 0 && value >= -4095 ? 1 : 0]
+        case .event(EVENT_SECCOMP)?:
+            info[0] = 3
+            info += Bytes.u64(trace.origRAX) + args.flatMap(Bytes.u64) + Bytes.u32(UInt32(truncatingIfNeeded: trace.eventMessage))
+        default:
+            break
+        }
+        let n = Int(min(UInt64(info.count), size))
+        if n > 0 { try c.write(address, Array(info.prefix(n))) }
+        return Int64(info.count)
     }
 
     static func setOptions(_ c: SyscallCall, _ options: UInt64, _ trace: inout TraceeState) throws {
@@ -265,6 +296,7 @@ public enum Ptrace {
                 trace.seccompEventReported = false
                 if trace.resume == .syscall {
                     trace.stop = .syscallExit
+                    trace.eventMessage = EVENTMSG_SYSCALL_EXIT
                     trace.reported = false
                     notifyTracer(tp, tt, trace)
                     return
@@ -281,6 +313,7 @@ public enum Ptrace {
             trace.insideSyscall = false
             if trace.resume == .syscall {
                 trace.stop = .syscallExit
+                trace.eventMessage = EVENTMSG_SYSCALL_EXIT
                 trace.reported = false
                 notifyTracer(tp, tt, trace)
                 return
@@ -319,11 +352,37 @@ public enum Ptrace {
         return nil
     }
 
-    /// Whether `tracer` traces a thread the wait's pid argument accepts.
-    static func traces(_ tracer: Process, named: (Process, GuestThread) -> Bool) -> Bool {
-        tracer.family.processes.contains { p in
+    /// Whether `tracer` traces a thread the wait's pid argument accepts
+    /// (`tid`: its id, for the ends of tracees, which have no thread left).
+    static func traces(_ tracer: Process, named: (Process, GuestThread) -> Bool, tid: (Int32) -> Bool) -> Bool {
+        tracer.traceeEnds.contains { tid($0.tid) } || tracer.family.processes.contains { p in
             p.zombieStatus == nil && p.threads.contains { $0.trace?.tracer === tracer && named(p, $0) }
         }
+    }
+
+    /// A traced thread ended. A tracer that is not its parent process
+    /// (ATTACH, SEIZE, a followed fork or clone) hears of it through its own
+    /// wait, and of a thread's end too; a parent learns of a process's end
+    /// as always.
+    static func traceeEnded(_ thread: GuestThread, of p: Process, status: Int32) {
+        guard let trace = thread.trace, let tracer = trace.tracer, tracer.zombieStatus == nil else { return }
+        thread.trace = nil
+        let isProcess = thread.tid == p.pid
+        if isProcess && p.parent === tracer { return }
+        tracer.traceeEnds.append((thread.tid, status))
+        if !isProcess || p.parent !== tracer {
+            var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: ProcessSyscalls.childEnd(status).code, pid: thread.tid, uid: p.uid)
+            for (i, b) in Bytes.i32(ProcessSyscalls.childEnd(status).status).enumerated() { info[24 + i] = b }
+            SignalDelivery.generate(tracer, signal: JobControl.SIGCHLD, info: info)
+        }
+    }
+
+    /// The end of a tracee that `tracer`'s wait reports, taken off its list.
+    static func takeEnd(of tracer: Process, tid: (Int32) -> Bool, consume: Bool) -> (tid: Int32, status: Int32)? {
+        guard let i = tracer.traceeEnds.firstIndex(where: { tid($0.tid) }) else { return nil }
+        let end = tracer.traceeEnds[i]
+        if consume { tracer.traceeEnds.remove(at: i) }
+        return end
     }
 
     /// The tracer's process ended: tracees with PTRACE_O_EXITKILL get
