@@ -325,3 +325,84 @@ import Testing
         #expect(rec.stderr.contains("NEW_LISTENER"))
     }
 }
+
+/// seccomp meeting ptrace and libseccomp: TRACE with a tracer that asked
+/// for PTRACE_O_TRACESECCOMP, and a filter built by libseccomp (when its
+/// headers are installed).
+@Suite(.serialized) struct SeccompTracerTests {
+    let dir = Harness.temporaryDirectory()
+
+    @Test func traceActionStopsForTheTracer() throws {
+        let out = try Harness.matchesNative(SeccompTests.prelude + #"""
+            #include <sys/ptrace.h>
+            #include <sys/user.h>
+            int main(void) {
+              setvbuf(stdout, 0, _IOLBF, 0);
+              pid_t c = fork();
+              if (c == 0) {
+                ptrace(PTRACE_TRACEME, 0, 0, 0);
+                raise(SIGSTOP);
+                prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                struct sock_filter f[] = { LOAD(nr), NR_IS(SYS_getpid, SECCOMP_RET_TRACE | 5),
+                                           NR_IS(SYS_getppid, SECCOMP_RET_TRACE | 6), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW) };
+                install(f, sizeof f / sizeof f[0], 0);
+                long a = syscall(SYS_getpid), b = syscall(SYS_getppid);
+                printf("child: getpid is mine %d, getppid %ld\n", a == getpid(), b);
+                _exit(0);
+              }
+              int st; waitpid(c, &st, 0);
+              ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACESECCOMP);
+              ptrace(PTRACE_CONT, c, 0, 0);
+              while (waitpid(c, &st, 0) == c && WIFSTOPPED(st)) {
+                unsigned long msg = 0; ptrace(PTRACE_GETEVENTMSG, c, 0, &msg);
+                struct user_regs_struct r; ptrace(PTRACE_GETREGS, c, 0, &r);
+                printf("stop event %d data %lu nr %lld rax %lld\n", st >> 16, msg, r.orig_rax, r.rax);
+                if (msg == 6) { r.orig_rax = -1; r.rax = 777; ptrace(PTRACE_SETREGS, c, 0, &r); }
+                ptrace(PTRACE_CONT, c, 0, 0);
+              }
+              printf("child ended: %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+              return 0;
+            }
+            """#, name: "seccomp_trace", in: dir)
+        #expect(out.contains("stop event 7 data 5 nr 39 rax -38"), "\(out)")
+        #expect(out.contains("child: getpid is mine 1, getppid 777"), "\(out)")
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/usr/include/seccomp.h")))
+    func libseccompFilter() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <seccomp.h>
+            #include <stdio.h>
+            #include <sys/prctl.h>
+            #include <sys/syscall.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(void) {
+              scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+              seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(getpid), 0);
+              seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTSUP), SCMP_SYS(write), 1, SCMP_A0(SCMP_CMP_EQ, 99));
+              seccomp_rule_add(ctx, SCMP_ACT_KILL_PROCESS, SCMP_SYS(getppid), 0);
+              seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(dup3), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, 0x80000, 0x80000));
+              printf("api %d\n", seccomp_api_get() > 0);
+              fflush(stdout);
+              printf("load %d, mode %d, nnp %d\n", seccomp_load(ctx), prctl(PR_GET_SECCOMP), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0));
+              errno = 0; long r = syscall(SYS_getpid); printf("getpid %ld errno %d\n", r, errno);
+              errno = 0; r = write(99, "x", 1); printf("write 99 %ld errno %d\n", r, errno);
+              errno = 0; r = write(98, "x", 1); printf("write 98 %ld errno %d\n", r, errno);
+              errno = 0; r = dup3(1, 50, 0x80000); printf("dup3 cloexec %ld errno %d\n", r, errno);
+              errno = 0; r = dup3(1, 50, 0); printf("dup3 %ld errno %d\n", r, errno);
+              fflush(stdout);
+              pid_t c = fork();
+              if (c == 0) { syscall(SYS_getppid); _exit(0); }
+              int st; waitpid(c, &st, 0);
+              printf("getppid child: signalled %d by %d\n", WIFSIGNALED(st), WTERMSIG(st));
+              seccomp_release(ctx);
+              return 0;
+            }
+            """#, name: "libseccomp_filter", flags: ["-Wl,--no-as-needed", "-lseccomp"], in: dir)
+        #expect(out.contains("getpid -1 errno 1"), "\(out)")
+        #expect(out.contains("write 99 -1 errno 95"), "\(out)")
+        #expect(out.contains("getppid child: signalled 1 by 31"), "\(out)")
+    }
+}
