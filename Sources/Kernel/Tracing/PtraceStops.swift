@@ -75,7 +75,7 @@ extension ProcessRunner {
             SignalDelivery.generate(process, signal: Ptrace.SIGTRAP, info: SignalDelivery.siginfo(signal: Ptrace.SIGTRAP, code: Signals.SI_USER), to: thread)
         }
         if [Self.CLONE, Self.FORK, Self.VFORK, Self.CLONE3].contains(nr), result > 0,
-           let (childProcess, child) = process.family.find(Int32(truncatingIfNeeded: result)) {
+           let (_, child) = process.family.find(Int32(truncatingIfNeeded: result)) {
             let flags: UInt64
             switch nr {
             case Self.FORK: flags = 17
@@ -96,7 +96,6 @@ extension ProcessRunner {
                     child.pending.add(Ptrace.SIGSTOP, info: SignalDelivery.siginfo(signal: Ptrace.SIGSTOP, code: Signals.SI_USER))
                 }
                 child.trace = inherited
-                _ = childProcess
                 trace.eventMessage = UInt64(UInt32(bitPattern: child.tid))
                 trace.origRAX = entry.number
                 trace.insideSyscall = true

@@ -370,11 +370,10 @@ public enum Ptrace {
         let isProcess = thread.tid == p.pid
         if isProcess && p.parent === tracer { return }
         tracer.traceeEnds.append((thread.tid, status))
-        if !isProcess || p.parent !== tracer {
-            var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: ProcessSyscalls.childEnd(status).code, pid: thread.tid, uid: p.uid)
-            for (i, b) in Bytes.i32(ProcessSyscalls.childEnd(status).status).enumerated() { info[24 + i] = b }
-            SignalDelivery.generate(tracer, signal: JobControl.SIGCHLD, info: info)
-        }
+        let (code, childStatus) = ProcessSyscalls.childEnd(status)
+        var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: code, pid: thread.tid, uid: p.uid)
+        for (i, b) in Bytes.i32(childStatus).enumerated() { info[24 + i] = b }
+        SignalDelivery.generate(tracer, signal: JobControl.SIGCHLD, info: info)
     }
 
     /// The end of a tracee that `tracer`'s wait reports, taken off its list.
