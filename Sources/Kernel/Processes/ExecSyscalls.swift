@@ -167,6 +167,7 @@ public enum ExecSyscalls {
         // Signals pending for the thread that execs stay pending for it;
         // the process's other threads are gone.
         let pending = p.current.pending
+        let seccomp = p.current.seccomp, trace = p.current.trace
         p.control.executed()
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
                                uid: p.credentials[0], euid: p.credentials[1], gid: p.credentials[2], egid: p.credentials[3],
@@ -183,6 +184,8 @@ public enum ExecSyscalls {
         p.signals.mask = mask
         p.current.signalMask = mask
         p.current.pending = pending
+        p.current.seccomp = seccomp
+        p.current.trace = trace
         return 0
     }
 

@@ -99,6 +99,7 @@ extension ProcessSyscalls {
         thread.gsBase = pm.gsBase
         thread.extendedState = try pm.extendedState()
         thread.signalMask = parent.signals.mask
+        thread.seccomp = parent.current.seccomp
         thread.altStack = child.signals.altStack
         if flags & CLONE_CHILD_CLEARTID != 0 { thread.clearChildTID = childTID }
         if flags & CLONE_CHILD_SETTID != 0 {

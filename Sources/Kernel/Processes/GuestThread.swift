@@ -44,6 +44,10 @@ public final class GuestThread {
     public var clearChildTID: UInt64 = 0
     public var robustList: (head: UInt64, length: UInt64) = (0, 0)
     public var blocked: BlockedSyscall?
+    /// Its seccomp mode and filters (Sandbox/Seccomp.swift).
+    public var seccomp = SeccompState()
+    /// Set while a tracer traces it (Tracing/TraceeState.swift).
+    public var trace: TraceeState?
     /// The child of a CLONE_VFORK this thread waits for, until its call
     /// returns (`ProcessSyscalls.vforkCompleted`).
     var vforkChild: Process?

@@ -40,6 +40,8 @@ public enum JobControl {
         guard stopSignals & SignalState.bit(signal) != 0 else { return false }
         guard signal == 19 || p.signals.action(signal).handler == SignalAction.SIG_DFL else { return false }
         let takers = thread.map { [$0] } ?? p.threads
+        // A traced thread takes it at delivery, as a signal-delivery-stop for its tracer.
+        if takers.contains(where: { $0.trace != nil }) { return false }
         return takers.contains { signal == 19 || p.signalMask(of: $0) & SignalState.bit(signal) == 0 }
     }
 

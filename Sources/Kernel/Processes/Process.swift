@@ -142,6 +142,9 @@ public final class Process {
     }
     /// What prctl set (`ProcessControl`).
     public var control = ProcessControl()
+    /// Tracees (not its children) that ended, for its wait4 to report
+    /// as their tracer (`Ptrace.traceeEnded`): thread id and wait status.
+    public var traceeEnds: [(tid: Int32, status: Int32)] = []
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?
@@ -290,6 +293,8 @@ extension Process {
     /// it is not parked, or its wait is over, or a signal interrupts it.
     func canRun(_ thread: GuestThread) -> Bool {
         guard stoppedBy == nil else { return false }
+        // A ptrace stop holds it until its tracer lets it go, or SIGKILL comes.
+        if thread.trace?.stop != nil { return pendingSignals(of: thread) & SignalState.bit(9) != 0 }
         if thread.isRunnable { return true }
         guard let b = thread.blocked, b.result == nil, b.condition.interruptible, thread.signalWait == 0 else { return false }
         return interruptingSignals(of: thread) != 0

@@ -264,7 +264,9 @@ enum ProcessControlSyscalls {
         case PR_GET_NAME:
             try c.write(c.arg(1), p.control.name(of: p.current.tid, executablePath: p.executablePath))
         case PR_GET_SECCOMP:
-            return 0    // no seccomp mode: detrec applies no filters
+            return SeccompSyscalls.getMode(c)
+        case PR_SET_SECCOMP:
+            return try SeccompSyscalls.setMode(c)
         case PR_CAPBSET_READ:
             guard c.arg(1) <= lastCapability else { throw Errno.inval }
             return try c.host { _ in hostSyscall(SYS.prctl, Int(PR_CAPBSET_READ), Int(c.int(1))) }
@@ -327,7 +329,6 @@ enum ProcessControlSyscalls {
         default:
             let reason: String
             switch option {
-            case PR_SET_SECCOMP: reason = "seccomp filters are not applied by detrec"
             case PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT: reason = "changing capabilities is not supported"
             case PR_SET_TSC: reason = "making rdtsc fault is not supported"
             default: reason = "this option is not supported"

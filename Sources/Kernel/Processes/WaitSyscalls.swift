@@ -80,13 +80,33 @@ extension ProcessSyscalls {
             let chosen = target == -1 || (target > 0 ? child.pid == target : child.processGroup == group)
             return chosen && eligible(child, options: options)
         }
-        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) else { throw Errno.child }
+        // Threads it traces are reported whatever their exit signal (Tracing/).
+        let traced: (Process, GuestThread) -> Bool = { owner, t in
+            target == -1 || (target > 0 ? t.tid == target : owner.processGroup == group)
+        }
+        let tracedID: (Int32) -> Bool = { target == -1 || target == $0 }
+        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) || Ptrace.traces(p, named: traced, tid: tracedID) else {
+            throw Errno.child
+        }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
         }
+        if let (tracee, status) = Ptrace.reportableStop(of: p, named: traced) {
+            if statusAddress != 0 { try c.writeValue(statusAddress, status) }
+            if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
+            tracee.trace?.reported = true
+            return .result(Int64(tracee.tid))
+        }
+        if let end = Ptrace.takeEnd(of: p, tid: tracedID, consume: true) {
+            if statusAddress != 0 { try c.writeValue(statusAddress, end.status) }
+            if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
+            return .result(Int64(end.tid))
+        }
         guard let change = ready() else {
             if options & WNOHANG != 0 { return .result(0) }
-            return c.parkUnlessInterrupted(.guest { ready() != nil })
+            return c.parkUnlessInterrupted(.guest {
+                ready() != nil || Ptrace.reportableStop(of: p, named: traced) != nil || Ptrace.takeEnd(of: p, tid: tracedID, consume: false) != nil
+            })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
         if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }

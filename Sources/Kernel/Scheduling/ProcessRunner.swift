@@ -81,6 +81,10 @@ public final class ProcessRunner {
                     return .trap(e)
                 }
                 let signal = Signals.forException(e, page: process.faultedPage(e))
+                if process.current.trace != nil, let stopped = try traceFault(signal, e) {
+                    if let end = try drive(stopped) { return .exited(end) }
+                    continue
+                }
                 if let fatal = try SignalDelivery.deliverFault(process, signal, exception: e),
                    let end = try drive(die(fatal)) {
                     return .exited(end)
@@ -170,7 +174,7 @@ public final class ProcessRunner {
     /// its parent can wait for, and another thread takes the vCPU; the
     /// recording ends when this was the last process it waits for
     /// (`RecordingEnd.swift`).
-    private func die(_ f: FatalSignal) throws -> Next {
+    func die(_ f: FatalSignal) throws -> Next {
         let ending = process
         if ending === root && !othersKeepRecording(after: ending) { return .end(try endRecording(f)) }
         try world.processKilled(f)
@@ -191,6 +195,7 @@ public final class ProcessRunner {
     /// it, the recording itself waits stopped (`waitWhileStopped`).
     private func deliverSignals() throws -> Next {
         while true {
+            if process.current.trace != nil, let stopped = try traceSignalDelivery() { return stopped }
             if let fatal = try SignalDelivery.deliverPending(process) { return try die(fatal) }
             guard process.stoppedBy != nil else { return .resumeGuest }
             let others = process.family.processes.contains { $0.zombieStatus == nil && $0.stoppedBy == nil }
@@ -275,6 +280,11 @@ public final class ProcessRunner {
         world.currentThread = thread.tid
         // A host signal that arrived while the guest ran: before this syscall.
         if let signal = world.takeHostSignal(), let end = try hostSignalArrived(signal, rip: entry.rip) { return .end(end) }
+        // A tracer's syscall-enter-stop, then seccomp, as Linux's syscall_trace_enter;
+        // once per call (a parked call running again went through them).
+        let entering = thread.resumption?.entry != entry
+        if entering, thread.trace != nil, let stopped = try traceSyscallEntry(entry, thread) { return stopped }
+        if entering, thread.seccomp.mode != .disabled, let judged = try applySeccomp(entry, thread) { return judged }
         if let end = try world.enterSyscall(entry) { return .end(end) }
         let description = table.description(number)
         guard let handler = description?.handler else {
@@ -341,9 +351,10 @@ public final class ProcessRunner {
     /// exit and exit_group. A child process waits as a zombie for its
     /// parent's wait4 (an orphan is reaped at once); the recording ends
     /// with the last process it waits for (`RecordingEnd.swift`).
-    private func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
+    func exit(_ entry: SyscallEntry, status: Int32, wholeProcess: Bool) throws -> Next {
         guard wholeProcess else {
             try world.exitSyscall(entry, result: 0)
+            Ptrace.traceeEnded(process.current, of: process, status: ProcessSyscalls.waitStatus(exited: status))
             try exitThread(process.current)
             return .reschedule(.exited)
         }
@@ -377,6 +388,7 @@ public final class ProcessRunner {
         let process = self.process
         let fromHost = try raiseOutsideSignals()
         if result == Errno.intr.result { restartIfHandlerSaysSo(entry, interruptedBy: fromHost) }
+        if process.current.trace != nil, let stopped = try traceSyscallExit(entry, result: result) { return stopped }
         let next = try deliverSignals()
         guard case .resumeGuest = next, process.family.threads.count > 1 else { return next }
         return .reschedule(yielded ? .yielded : .syscallDone)
@@ -502,6 +514,7 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        for t in p.threads { Ptrace.traceeEnded(t, of: p, status: status) }
         // Robust mutexes in shared memory that its threads held go to the next waiter.
         for t in p.threads {
             RobustFutexes.release(t, of: p)
@@ -511,6 +524,7 @@ public final class ProcessRunner {
         p.threads = []
         SystemVIPC.processEnded(p)
         p.releaseVforkParent()
+        Ptrace.tracerEnded(p)
         p.files = FileTable()
         p.family.recordLocks.ended(pid: p.pid)
         ProcessControlSyscalls.orphaned(by: p)

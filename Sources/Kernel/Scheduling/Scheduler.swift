@@ -60,6 +60,7 @@ public enum Scheduler {
             if set.isEmpty && earliest == nil && !signalWaiters {
                 var waits = threads.compactMap { t in t.blocked.map { "thread \(t.tid) \(describe($0.condition))" } }
                 waits += live.compactMap { p in p.stoppedBy.map { "process \(p.pid) stopped by \(Signals.name($0))" } }
+                waits += threads.compactMap { t in t.trace?.stop.map { _ in "thread \(t.tid) in a ptrace stop" } }
                 throw RunStopped("deadlock: every thread is blocked (\(waits.joined(separator: ", "))) and none has a timeout")
             }
             if case .failed(let e) = HostWake.wait(&set, until: earliest) {

@@ -56,7 +56,9 @@ public enum SignalDelivery {
         JobControl.arrived(process, signal: signal)
         let a = process.signals.action(signal)
         let blocked = process.signalMask(of: thread ?? process.current) & SignalState.bit(signal) != 0
-        if signal != 9 && signal != 19 && !blocked {
+        // A tracer sees even ignored signals (a signal-delivery-stop): they stay pending for a traced thread.
+        let traced = thread.map { $0.trace != nil } ?? process.threads.contains { $0.trace != nil }
+        if signal != 9 && signal != 19 && !blocked && !traced {
             if a.handler == SignalAction.SIG_IGN { return }
             if a.handler == SignalAction.SIG_DFL && ignoredByDefault.contains(signal) { return }
         }

@@ -9,6 +9,7 @@ public enum SyscallNames {
     public static func name(_ number: UInt64) -> String {
         if number == TimestampCounter.rdtscNumber { return "rdtsc" }
         if number == TimestampCounter.rdtscpNumber { return "rdtscp" }
+        if number == Ptrace.stopNumber { return "ptrace-stop" }
         // What Linux runs for it (SyscallNumber): RAX's low 32 bits.
         return linux(SyscallNumber.dispatched(number))?.name ?? "syscall_\(number)"
     }

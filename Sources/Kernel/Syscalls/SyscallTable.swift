@@ -159,6 +159,8 @@ public struct SyscallTable {
         t.family(.emulated, CloseRange.register)
         t.family(.host, MessageSyscalls.register)
         t.family(.emulated, SystemVIPC.register)
+        t.family(.emulated, SeccompSyscalls.register)
+        t.family(.emulated, Ptrace.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()

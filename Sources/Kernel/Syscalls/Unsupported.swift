@@ -13,7 +13,6 @@ enum Unsupported {
         (SYS.io_uring_setup, "io_uring would move I/O out of the syscall log: ENOSYS, and programs fall back to plain calls"),
         (SYS.io_uring_enter, "no io_uring instance can exist"),
         (SYS.io_uring_register, "no io_uring instance can exist"),
-        (SYS.ptrace, "the guest runs without a kernel that could trace it"),
         (SYS.perf_event_open, "no performance counters on the vCPU"),
     ]
 
