@@ -110,7 +110,8 @@ import Testing
               pid_t g = waitpid(-1, &st, 0);
               printf("reaped the grandchild %d exit %d\n", g > 0 && g != a, WEXITSTATUS(st));
               printf("no more children %d\n", waitpid(-1, &st, WNOHANG) == -1);
-              printf("sigchld at least 2: %d\n", chld >= 2);
+              /* Not >= 2: natively the two SIGCHLDs coalesce when the second comes before the handler ran. */
+              printf("sigchld at least 1: %d\n", chld >= 1);
               return 0;
             }
             """#, name: "subreaper", in: dir)
