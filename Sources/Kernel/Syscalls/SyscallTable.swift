@@ -158,6 +158,10 @@ public struct SyscallTable {
         t.family(.host, FileSystemSyscalls.register)
         t.family(.emulated, CloseRange.register)
         t.family(.host, MessageSyscalls.register)
+        t.family(.host, IoctlRequests.register)
+        t.family(.host, VectorTransfers.register)
+        t.family(.emulated, IOPriority.register)
+        t.family(.host, Credentials.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
