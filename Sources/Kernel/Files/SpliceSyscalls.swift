@@ -74,8 +74,10 @@ enum SpliceSyscalls {
             guard let fd = file.hostFD else { throw .badf }
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return Errno.badf.result }
-            let writing = fcntl(fd, F_GETFL) & O_ACCMODE != O_RDONLY
-            if !nonblocking, !listed.isEmpty {
+            let status = fcntl(fd, F_GETFL)
+            let writing = status & O_ACCMODE != O_RDONLY
+            // An O_NONBLOCK pipe never waits either (do_vmsplice).
+            if !nonblocking, status & O_NONBLOCK == 0, !listed.isEmpty {
                 // Nothing else can run (or it is ready): wait here as Linux would.
                 var p = pollfd(fd: fd, events: Int16(writing ? POLLOUT : POLLIN), revents: 0)
                 if Glibc.poll(&p, 1, -1) < 0 { return -Int64(errno) }

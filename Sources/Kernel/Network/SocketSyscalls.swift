@@ -22,7 +22,7 @@ enum SocketSyscalls {
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
         t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
-        t.addOutcome(SYS.recvfrom, .host, recvfrom)
+        t.addOutcome(SYS.recvfrom, .host, note: "MSG_WAITALL parks for the rest while other threads run; MSG_TRUNC on TCP discards", recvfrom)
     }
 
     /// connect(2). While other threads could run, a blocking socket
