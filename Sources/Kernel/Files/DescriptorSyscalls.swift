@@ -22,7 +22,6 @@ enum DescriptorSyscalls {
         t.add(SYS.pipe2) { c in try pipe(c, flags: c.int(1)) }
         t.addOutcome(SYS.poll, .host) { c in try poll(c, milliseconds: c.int(2)) }
         t.addOutcome(SYS.ppoll, .host, note: "signal mask; timespec written back", ppoll)
-        t.add(SYS.ioctl, ioctl)
         t.add(SYS.memfd_create, memfdCreate)
     }
 
@@ -135,14 +134,13 @@ enum DescriptorSyscalls {
         case F_SETFD:
             c.process.files.setCloseOnExec(fd, c.arg(2) & 1 != 0)
             return 0
-        case F_GETFL, F_SETFL, 8, 9, 1031, 1032, 1033, 1034, 11, 10:
-            // GETFL/SETFL, GETOWN/SETOWN, pipe size, seals, GETSIG/SETSIG: plain numbers.
-            return try performPassthrough(c, [.fd, .value, .value])
         case 5, 6, 7, 36, 37, 38:
             // GETLK/SETLK and the OFD variants: a struct flock in and out.
             return try performPassthrough(c, [.fd, .value, .inOut(32)])
         default:
-            throw Errno.inval
+            // Flags, owners, signals, pipe sizes, seals, leases: FcntlCommands.
+            guard let r = try FcntlCommands.perform(c, file) else { throw Errno.inval }
+            return r
         }
     }
 
@@ -260,30 +258,5 @@ enum DescriptorSyscalls {
             return try finish(Int64(ready))
         }
         return count < c.number && r == SignalWait.restart(c) ? .restart : .result(r)
-    }
-
-    /// The terminal and socket ioctls glibc and common tools use, with the
-    /// size of what they read or write. Others get ENOTTY, reported once.
-    static func ioctl(_ c: SyscallCall) throws -> Int64 {
-        let fd = c.int(0)
-        _ = try c.file(0)
-        let request = UInt32(truncatingIfNeeded: c.arg(1))
-        switch request {
-        case 0x5401, 0x540F, 0x5413, 0x541B, 0x5429:   // TCGETS TIOCGPGRP TIOCGWINSZ FIONREAD TIOCGSID
-            let size = request == 0x5401 ? 36 : (request == 0x5413 ? 8 : 4)
-            return try performPassthrough(c, [.fd, .value, .out(size)])
-        case 0x5402, 0x5403, 0x5404, 0x5410, 0x5414, 0x5421:  // TCSETS* TIOCSPGRP TIOCSWINSZ FIONBIO
-            let size = (0x5402...0x5404).contains(request) ? 36 : (request == 0x5414 ? 8 : 4)
-            return try performPassthrough(c, [.fd, .value, .input(size)])
-        case 0x5451:   // FIOCLEX
-            c.process.files.setCloseOnExec(fd, true)
-            return 0
-        case 0x5450:   // FIONCLEX
-            c.process.files.setCloseOnExec(fd, false)
-            return 0
-        default:
-            c.process.report("ioctl request 0x\(String(request, radix: 16)) on fd \(fd) is not supported; returning ENOTTY", key: 0x1_0000_0000 | UInt64(request), rip: c.rip)
-            throw Errno.notty
-        }
     }
 }

@@ -34,6 +34,14 @@ public final class OpenFile {
     public var epoll: EpollInterest?
     /// What the host descriptor is, once looked up (`HostTransfer.kind`).
     var hostKind: HostTransfer.Kind?
+    /// O_ASYNC (F_SETFL, FIOASYNC), its owner (F_SETOWN, F_SETOWN_EX) and
+    /// signal (F_SETSIG): kept here, never on the host descriptor, whose
+    /// SIGIO would go to detrec (see `AsyncNotification`).
+    public var async = false
+    public var owner = FileOwner()
+    public var ioSignal: Int32 = 0
+    /// The readiness last seen while O_ASYNC was set (recording only).
+    var asyncSeen: Int16 = 0
 
     public init(hostFD: Int32?, path: String, echo: Int32? = nil) {
         self.hostFD = hostFD
@@ -44,6 +52,13 @@ public final class OpenFile {
     deinit {
         if let fd = hostFD { close(fd) }
     }
+}
+
+/// struct f_owner_ex: who gets a descriptor's I/O signals (pid 0: nobody).
+public struct FileOwner: Equatable {
+    public static let tid: Int32 = 0, process: Int32 = 1, group: Int32 = 2
+    public var type: Int32 = FileOwner.tid
+    public var pid: Int32 = 0
 }
 
 /// The guest's descriptor table: numbers are the ones Linux would hand out

@@ -6,6 +6,8 @@ import Glibc
 /// call then moves only what cannot block: splice and tee with
 /// SPLICE_F_NONBLOCK, sendfile into a pipe or socket at most PIPE_BUF
 /// bytes (a short count, which callers loop over as Linux allows).
+/// copy_file_range moves between regular files, which never wait;
+/// vmsplice moves between guest memory and a pipe.
 enum SpliceSyscalls {
     static let SPLICE_F_NONBLOCK: Int32 = 2
 
@@ -17,6 +19,87 @@ enum SpliceSyscalls {
         t.addOutcome(SYS.tee, .host, note: "parks while other threads run (SPLICE_F_NONBLOCK on the host)") { c in
             try splice(c, input: 0, inputOffset: nil, output: 1, outputOffset: nil, length: 2, flags: 3)
         }
+        t.add(SYS.copy_file_range, .host, note: "between regular files on the host; offsets written back", copyFileRange)
+        t.addOutcome(SYS.vmsplice, .host, note: "copies (the pages are not shared with the pipe); parks while other threads run", vmsplice)
+    }
+
+    /// copy_file_range(fd_in, off_in*, fd_out, off_out*, len, flags):
+    /// flags must be 0; the host checks the files (EINVAL for a pipe,
+    /// EXDEV across filesystems where it cannot, EBADF for modes).
+    static func copyFileRange(_ c: SyscallCall) throws -> Int64 {
+        let inFile = try c.file(0), outFile = try c.file(2)
+        let inOff = try offset(c, 1), outOff = try offset(c, 3)
+        let count = min(try c.size(4), maxTransfer)
+        let flags = c.int(5)
+        guard flags == 0 else { throw Errno.inval }
+        return try c.host { effects throws(Errno) -> Int64 in
+            guard let i = inFile.hostFD, let o = outFile.hostFD else { throw .badf }
+            var inValue = inOff?.value ?? 0, outValue = outOff?.value ?? 0
+            let r = withUnsafeMutablePointer(to: &inValue) { ip in
+                withUnsafeMutablePointer(to: &outValue) { op in
+                    hostSyscall(SYS.copy_file_range, Int(i), inOff == nil ? 0 : Int(bitPattern: ip), Int(o),
+                                outOff == nil ? 0 : Int(bitPattern: op), count, 0)
+                }
+            }
+            if r >= 0, let inOff { try effects.write(inOff.address, Bytes.u64(UInt64(bitPattern: inValue))) }
+            if r >= 0, let outOff { try effects.write(outOff.address, Bytes.u64(UInt64(bitPattern: outValue))) }
+            return r
+        }
+    }
+
+    /// vmsplice(fd, iov, nr_segs, flags): into a pipe's write end (the
+    /// guest's bytes, which the host writes as writev would: Linux would
+    /// hand the pipe the pages themselves, which detrec's copy cannot
+    /// share) or out of its read end (a copy on Linux too). The direction
+    /// is the host pipe's; as Linux's, it waits for room or data (parking
+    /// while other threads run; not with SPLICE_F_NONBLOCK) and then moves
+    /// what fits. Not a pipe: EBADF.
+    static func vmsplice(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let flags = c.int(3)
+        // SPLICE_F_MOVE, NONBLOCK, MORE, GIFT.
+        guard flags & ~0xf == 0 else { throw Errno.inval }
+        let listed = try FileSyscalls.iovecs(c, 1, count: Int(c.int(2)))
+        // Either direction may be the one: both are checked as they would be
+        // read (the write end) and written (the read end) only on the host.
+        let nonblocking = flags & SPLICE_F_NONBLOCK != 0
+        let wait = HostReadiness(fd: file.hostFD ?? -1, events: Int16(POLLIN | POLLOUT))
+        if !nonblocking, let parked = c.park(.host(wait), unless: { !HostTransfer.mayWait(file) || wait.isReady() }) { return parked }
+        let readable = try FileSyscalls.reachable(c, listed, write: false)
+        let writable = (try? FileSyscalls.reachable(c, listed, write: true)) ?? []
+        var gathered: [UInt8] = []
+        for (base, len) in readable { gathered += (try? c.read(base, count: len)) ?? [] }
+        let data = gathered
+        let r = try c.host { effects throws(Errno) -> Int64 in
+            guard let fd = file.hostFD else { throw .badf }
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return Errno.badf.result }
+            let status = fcntl(fd, F_GETFL)
+            let writing = status & O_ACCMODE != O_RDONLY
+            // An O_NONBLOCK pipe never waits either (do_vmsplice).
+            if !nonblocking, status & O_NONBLOCK == 0, !listed.isEmpty {
+                // Nothing else can run (or it is ready): wait here as Linux would.
+                var p = pollfd(fd: fd, events: Int16(writing ? POLLOUT : POLLIN), revents: 0)
+                if Glibc.poll(&p, 1, -1) < 0 { return -Int64(errno) }
+            }
+            if writing {
+                // What fits now, as the kernel's iter_to_pipe adds what fits.
+                return data.withUnsafeBytes { HostTransfer.writeWithoutWaiting(file, $0) }
+            }
+            let total = writable.reduce(0) { $0 + $1.1 }
+            guard total > 0 || listed.isEmpty else { return Errno.fault.result }
+            var buffer = [UInt8](repeating: 0, count: total)
+            let n = buffer.withUnsafeMutableBytes { b in
+                var vector = iovec(iov_base: b.baseAddress, iov_len: total)
+                return withUnsafeMutablePointer(to: &vector) { v in
+                    hostSyscall(SYS.vmsplice, Int(fd), Int(bitPattern: v), 1, Int(SPLICE_F_NONBLOCK))
+                }
+            }
+            if n > 0 { try VectorTransfers.scatter(buffer, count: Int(n), over: writable, &effects) }
+            return n
+        }
+        if file.echo != nil { try FileSyscalls.echo(c, file, data, r) }
+        return .result(r)
     }
 
     /// Parks until `input` is readable and `output` writable, whichever is not.

@@ -266,18 +266,28 @@ enum MessageSyscalls {
         return out
     }
 
+    /// The struct mmsghdr array of sendmmsg/recvmmsg (vlen at most
+    /// UIO_MAXIOV): each header read by `make`, each msg_len checked writable.
+    static func headers<Message>(_ c: SyscallCall, _ make: (UInt64) throws(Errno) -> Message) throws(Errno) -> [Message] {
+        let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
+        var messages: [Message] = []
+        for i in 0..<count {
+            try c.checkWritable(lengthField(c.arg(1), i), count: 4)
+            messages.append(try make(c.arg(1) + UInt64(i * multiSize)))
+        }
+        return messages
+    }
+
+    /// Where the `i`-th struct mmsghdr's msg_len is.
+    static func lengthField(_ base: UInt64, _ i: Int) -> UInt64 { base &+ UInt64(i * multiSize + headerSize) }
+
     /// sendmmsg: each message sent in turn in one host part; msg_len of
     /// each sent one written back. An error after the first message ends
     /// the call with the count sent, as Linux's.
     static func sendmmsg(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
-        let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
         let base = c.arg(1)
-        var messages: [Outgoing] = []
-        for i in 0..<count {
-            try c.checkWritable(base + UInt64(i * multiSize + headerSize), count: 4)
-            messages.append(try Outgoing(c, at: base + UInt64(i * multiSize)))
-        }
+        let messages = try headers(c) { address throws(Errno) in try Outgoing(c, at: address) }
         let flags = c.int(3)
         let r = try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
@@ -285,7 +295,7 @@ enum MessageSyscalls {
             for (i, m) in messages.enumerated() {
                 let n = try m.send(h, flags: flags)
                 if n < 0 { return sent > 0 ? sent : n }
-                try effects.write(base + UInt64(i * multiSize + headerSize), Bytes.u32(UInt32(truncatingIfNeeded: n)))
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: n)))
                 sent += 1
             }
             return sent
@@ -293,7 +303,7 @@ enum MessageSyscalls {
         // What was sent, from each msg_len (written alike in both modes).
         var sentBytes: [UInt8] = []
         for (i, m) in messages.prefix(max(0, Int(r))).enumerated() {
-            let n: UInt32 = try c.readValue(base + UInt64(i * multiSize + headerSize))
+            let n: UInt32 = try c.readValue(lengthField(base, i))
             sentBytes += m.data.prefix(Int(n))
         }
         try FileSyscalls.echo(c, file, sentBytes, Int64(sentBytes.count))
@@ -305,13 +315,9 @@ enum MessageSyscalls {
     /// looked at after each message, as Linux does.
     static func recvmmsg(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
-        let count = min(Int(UInt32(truncatingIfNeeded: c.arg(2))), maxVectors)
         let base = c.arg(1)
-        var messages: [Incoming] = []
-        for i in 0..<count {
-            try c.checkWritable(base + UInt64(i * multiSize + headerSize), count: 4)
-            messages.append(try Incoming(c, at: base + UInt64(i * multiSize)))
-        }
+        let messages = try headers(c) { address throws(Errno) in try Incoming(c, at: address) }
+        let count = messages.count
         let flags = c.int(3)
         let timeout = try DescriptorWait.timespec(c, at: c.arg(4))
         if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
@@ -326,7 +332,7 @@ enum MessageSyscalls {
                 if i > 0 && flags & MSG_WAITFORONE != 0 { f |= SocketSyscalls.MSG_DONTWAIT }
                 let n = try m.receive(h, flags: f, &effects, numbering: &probe, &received[i])
                 if n < 0 { return got > 0 ? got : n }
-                try effects.write(base + UInt64(i * multiSize + headerSize), Bytes.u32(UInt32(truncatingIfNeeded: n)))
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: n)))
                 got += 1
                 if let end, end.hasPassed { break }
             }

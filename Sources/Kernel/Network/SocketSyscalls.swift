@@ -6,7 +6,7 @@ import Glibc
 enum SocketSyscalls {
     // Linux's values; Glibc imports some as enums or Int.
     static let SOCK_CLOEXEC: Int32 = 0o2000000, SOCK_NONBLOCK: Int32 = 0o4000
-    static let MSG_NOSIGNAL: Int32 = 0x4000, MSG_DONTWAIT: Int32 = 0x40
+    static let MSG_NOSIGNAL: Int32 = 0x4000, MSG_DONTWAIT: Int32 = 0x40, MSG_TRUNC: Int32 = 0x20
 
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.socket, socket)
@@ -22,7 +22,7 @@ enum SocketSyscalls {
         t.add(SYS.setsockopt, passthrough(.fd, .value, .value, .inputSized(sizeArg: 4), .value))
         t.add(SYS.getsockopt, getsockopt)
         t.addOutcome(SYS.sendto, .host, note: "a blocking stream socket is written in parts while other threads run", sendto)
-        t.addOutcome(SYS.recvfrom, .host, recvfrom)
+        t.addOutcome(SYS.recvfrom, .host, note: "MSG_WAITALL parks for the rest while other threads run; MSG_TRUNC on TCP discards", recvfrom)
     }
 
     /// connect(2). While other threads could run, a blocking socket
@@ -165,10 +165,15 @@ enum SocketSyscalls {
         try c.checkWritable(c.arg(1), count: count)
         let capacity = try addressSlot(c, address: 4, length: 5)
         let flags = c.int(3)
+        if ReceiveAll.applies(flags), capacity == nil {
+            return try ReceiveAll.receive(c, file, buffer: c.arg(1), count: count, flags: flags)
+        }
         if flags & MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
         let buffer = c.arg(1)
         return .result(try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
+            // MSG_TRUNC on TCP discards what it counts: nothing reaches the buffer.
+            let discards = flags & MSG_TRUNC != 0 && ReceiveAll.isTCP(h)
             var data = [UInt8](unsafeUninitializedCapacity: count) { _, n in n = count }
             let outcome: Result<Int64, Errno> = data.withUnsafeMutableBytes { d in
                 Result { () throws(Errno) -> Int64 in
@@ -179,7 +184,7 @@ enum SocketSyscalls {
             }
             let n = try outcome.get()
             // MSG_TRUNC returns a datagram's real length, which may exceed the buffer.
-            if n > 0 { try effects.write(buffer, data[0..<min(Int(n), count)]) }
+            if n > 0 && !discards { try effects.write(buffer, data[0..<min(Int(n), count)]) }
             return n
         })
     }

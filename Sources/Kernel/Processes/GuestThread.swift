@@ -59,6 +59,9 @@ public final class GuestThread {
     /// Bytes the current call has written in earlier attempts, when a
     /// blocking write is done in parts (recording only; `HostTransfer`).
     var transferred: Int64 = 0
+    /// Bytes a MSG_WAITALL receive has taken in earlier attempts, written to
+    /// the guest when it completes (recording only; `ReceiveAll`).
+    var received: [UInt8] = []
     /// The current call is a connect that went on without waiting.
     var connecting = false
     /// The host reader an open of a FIFO holds while it waits for a

@@ -232,11 +232,20 @@ public final class ProcessFamily {
     var ipcState: IPCNamespace?
     /// The process group the recording started in (detrec's own).
     public let inheritedGroup: Int32
+    /// The session the recording started in (detrec's own), whose
+    /// controlling terminal is the host's.
+    public let inheritedSession: Int32
+    /// The terminal's foreground group as TIOCSPGRP set it among the
+    /// recording's groups (nil: the host's, detrec's own group).
+    public var terminalForeground: Int32?
+    /// How many open files had O_ASYNC set (`AsyncNotification` looks only then).
+    var asyncCount = 0
 
     init(root: Process) {
         processes = [root]
         self.root = root
         inheritedGroup = root.processGroup
+        inheritedSession = root.session
     }
 
     /// The first process, kept after it ends and is reaped (its parent is

@@ -33,6 +33,13 @@ public struct ProcessAttributes {
     public var session: Int32
     /// The nice value (-20 to 19); exec keeps it.
     public var nice: Int32
+    /// The I/O priority ioprio_set gave (class << 13 | data); 0 is
+    /// IOPRIO_CLASS_NONE, what a process has until it sets one. Fork and
+    /// exec keep it.
+    public var ioPriority: Int32 = 0
+    /// TIOCNOTTY gave up the controlling terminal (fork keeps that; a new
+    /// session has none anyway).
+    public var leftTerminal = false
 
     public init(executablePath: String, cwd: WorkingDirectory, inherited: InheritedState = InheritedState()) {
         self.executablePath = executablePath

@@ -183,8 +183,15 @@ extension ProcessSyscalls {
         let fd = Glibc.open("/proc/self/status", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
-        guard let bytes = try? HostFile.readAll(fd),
-              let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+        // A /proc file has no size to go by: read it to its end.
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        guard let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
               let value = UInt64(line.dropFirst(7).filter { !$0.isWhitespace }, radix: 16) else { return false }
         return value & (1 << UInt64(bit)) != 0
     }

@@ -135,6 +135,8 @@ public final class ProcessRunner {
                 guard let tid = (p === process ? process.current : p.threads.first)?.tid else { continue }
                 due += p.dueTimerSignals().map { OutsideSignal(tid: tid, signal: $0) }
             }
+            // Descriptors with O_ASYNC that became ready signal their owners.
+            due += AsyncNotification.dueSignals(process.family)
             return due + outsideQueue.map { OutsideSignal(tid: process.current.tid, signal: -$0) }
         }
         for s in signals {
@@ -307,6 +309,7 @@ public final class ProcessRunner {
         thread.resumption = nil
         if resumed == nil {
             thread.transferred = 0
+            thread.received = []
             thread.connecting = false
             FIFOOpen.abandon(thread)
         }

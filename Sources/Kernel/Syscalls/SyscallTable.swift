@@ -161,6 +161,10 @@ public struct SyscallTable {
         t.family(.emulated, SystemVIPC.register)
         t.family(.emulated, SeccompSyscalls.register)
         t.family(.emulated, Ptrace.register)
+        t.family(.host, IoctlRequests.register)
+        t.family(.host, VectorTransfers.register)
+        t.family(.emulated, IOPriority.register)
+        t.family(.host, Credentials.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
