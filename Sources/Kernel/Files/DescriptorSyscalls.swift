@@ -15,7 +15,7 @@ enum DescriptorSyscalls {
         t.add(SYS.dup, .emulated, dup)
         t.add(SYS.dup2, .emulated) { c in try dup3(c, flags: 0, sameIsError: false) }
         t.add(SYS.dup3, .emulated) { c in try dup3(c, flags: c.int(2), sameIsError: true) }
-        t.addOutcome(SYS.fcntl, .host, note: "POSIX record locks kept per guest process; F_SETLKW parks, trying again every 10 ms") { c in
+        t.addOutcome(SYS.fcntl, .host, note: "POSIX record locks kept per guest process (F_SETLKW parks, trying again every 10 ms); O_ASYNC/F_SETOWN/F_SETSIG signal the recorded owner; F_SETLEASE and F_NOTIFY refused (EINVAL, reported)") { c in
             RecordLocks.commands.contains(c.int(1)) ? try RecordLockSyscalls.fcntl(c) : .result(try fcntl(c))
         }
         t.add(SYS.pipe) { c in try pipe(c, flags: 0) }
