@@ -134,6 +134,8 @@ final class RecordingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { check() }
 
+    func signalEndsWait(_ stillWaits: () -> Bool) -> Bool { stillWaits() }
+
     func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
         let signals = due()
         // Above 64: a POSIX timer's expiry (docs/trace-format.md), si_code

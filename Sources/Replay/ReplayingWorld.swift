@@ -287,6 +287,9 @@ final class ReplayingWorld: HostWorld {
 
     func shouldBlock(_ check: () -> Bool) -> Bool { expectBlock }
 
+    /// The recorded result says which: EINTR, or what the call returned.
+    func signalEndsWait(_ stillWaits: () -> Bool) -> Bool { current?.result == -Int64(EINTR) }
+
     func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
         var out: [OutsideSignal] = []
         while let e = try peek(), case .signal(let tid, let signal, _) = e {

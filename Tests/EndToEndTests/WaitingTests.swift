@@ -158,6 +158,42 @@ import Testing
         #expect(out == "sendfile 1 splice 200000 tee 1 reader 0\n")
     }
 
+    /// A read parked on a pipe that a write and a signal both end returns
+    /// the data, as Linux's pipe_read looks at the pipe before the signal
+    /// (no SA_RESTART here, so an EINTR would show); the handler runs after.
+    @Test func dataThatArrivedWithASignalIsReadNotInterrupted() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/wait.h>
+            static volatile sig_atomic_t handled;
+            static void on(int s) { (void)s; handled = 1; }
+            int main(void) {
+              struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on;
+              sigaction(SIGUSR1, &sa, 0);
+              int data[2], go[2]; pipe(data); pipe(go);
+              pid_t c = fork();
+              if (c == 0) {
+                char x; read(go[0], &x, 1);
+                write(data[1], "hello", 5);
+                kill(getppid(), SIGUSR1);
+                _exit(0);
+              }
+              write(go[1], "g", 1);
+              char buf[16];
+              ssize_t n = read(data[0], buf, sizeof buf);
+              while (waitpid(c, 0, 0) < 0 && errno == EINTR) {}
+              /* The child sent the signal before it ended: handled by now. */
+              printf("read %zd handled %d\n", n, (int)handled);
+              return 0;
+            }
+            """#, name: "read_data_and_signal", in: dir)
+        #expect(out == "read 5 handled 1\n")
+    }
+
     @Test func hugeTimeoutsNeverEndAndNeverCrash() throws {
         let out = try Harness.matchesNative(#"""
             #include <errno.h>

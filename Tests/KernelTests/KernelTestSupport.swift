@@ -57,6 +57,7 @@ final class StubWorld: HostWorld {
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {}
     func pickThread(_ choose: () throws -> Int32) throws -> Int32 { try choose() }
     func shouldBlock(_ check: () -> Bool) -> Bool { false }
+    func signalEndsWait(_ stillWaits: () -> Bool) -> Bool { stillWaits() }
     func blocked(_ entry: SyscallEntry) throws {}
     func processExit(status: Int32) throws {}
     func fatalSignal(_ signal: FatalSignal) throws {}

@@ -115,6 +115,13 @@ public protocol HostWorld: AnyObject {
     /// the trace (a `blocked` event here).
     func shouldBlock(_ check: () -> Bool) -> Bool
 
+    /// Whether a signal that ended this syscall's wait makes it fail with
+    /// EINTR, or it completes because its descriptors became ready too:
+    /// Linux looks at readiness first (pipe_read, do_poll), so data that is
+    /// there is returned and the signal follows. Recording asks
+    /// `stillWaits`; replay answers from the recorded result.
+    func signalEndsWait(_ stillWaits: () -> Bool) -> Bool
+
     /// The current thread parks in this syscall (a futex wait): recording
     /// logs it, replay checks the recording parked here too.
     func blocked(_ entry: SyscallEntry) throws

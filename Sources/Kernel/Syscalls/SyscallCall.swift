@@ -150,7 +150,12 @@ public struct SyscallCall {
     public func waitUntilReady(_ file: OpenFile, events: Int16) -> SyscallOutcome? {
         let wait = HostReadiness(fd: file.hostFD ?? -1, events: events)
         // A non-blocking descriptor never waits: its call fails with EAGAIN.
-        return park(.host(wait), unless: { file.hostFD.map { fcntl($0, F_GETFL) & O_NONBLOCK != 0 } ?? true || wait.isReady() })
+        let wontWait = { file.hostFD.map { fcntl($0, F_GETFL) & O_NONBLOCK != 0 } ?? true || wait.isReady() }
+        // Woken by a signal while the descriptor became ready too: Linux
+        // looks at the pipe or socket first (pipe_read), so the call goes
+        // on and the signal follows; EINTR only if it would still wait.
+        if interrupted, !world.signalEndsWait({ !wontWait() }) { return nil }
+        return park(.host(wait), unless: wontWait)
     }
 
     /// A syscall that makes one descriptor from a host call (socket,

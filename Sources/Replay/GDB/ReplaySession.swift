@@ -136,6 +136,7 @@ final class DebugWorld: HostWorld {
     func randomBytes(_ count: Int) throws -> [UInt8] { try inner.randomBytes(count) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
+    func signalEndsWait(_ stillWaits: () -> Bool) -> Bool { inner.signalEndsWait(stillWaits) }
     func pace(seconds: Double) { inner.pace(seconds: seconds) }
     func outsideSignals(_ due: () -> [OutsideSignal]) throws -> [OutsideSignal] {
         defer { consumed() }
