@@ -113,11 +113,15 @@ import Testing
               if (d == 0) { *(volatile int *)8 = 1; _exit(0); }
               waitpid(d, &status, 0); report("fault", status);
               /* Stop, continue, exit, each seen by waitpid. */
+              /* The child waits for the parent to have seen it continue:
+                 natively an exit before that waitpid would be reported instead. */
+              int go[2]; pipe(go);
               pid_t e = fork();
-              if (e == 0) { raise(SIGSTOP); _exit(5); }
+              if (e == 0) { raise(SIGSTOP); read(go[0], &c, 1); _exit(5); }
               waitpid(e, &status, WUNTRACED); report("stop", status);
               kill(e, SIGCONT);
               waitpid(e, &status, WCONTINUED); report("cont", status);
+              write(go[1], "x", 1);
               waitpid(e, &status, 0); report("end", status);
               /* The child signals its parent. */
               handle(SIGUSR2, on); got = 0;
