@@ -292,15 +292,8 @@ public enum Ptrace {
             if trace.origRAX == UInt64.max {
                 // Skipped: RAX stays as the tracer left it; the exit stop still comes.
                 trace.entryStopped = false
-                trace.origRAX = UInt64.max
                 trace.seccompEventReported = false
-                if trace.resume == .syscall {
-                    trace.stop = .syscallExit
-                    trace.eventMessage = EVENTMSG_SYSCALL_EXIT
-                    trace.reported = false
-                    notifyTracer(tp, tt, trace)
-                    return
-                }
+                if stopAtSyscallExit(tp, tt, &trace) { return }
             } else {
                 // Back onto the SYSCALL instruction with the number to run.
                 var r = regs.registers
@@ -311,15 +304,20 @@ public enum Ptrace {
             }
         } else if trace.insideSyscall {
             trace.insideSyscall = false
-            if trace.resume == .syscall {
-                trace.stop = .syscallExit
-                trace.eventMessage = EVENTMSG_SYSCALL_EXIT
-                trace.reported = false
-                notifyTracer(tp, tt, trace)
-                return
-            }
+            if stopAtSyscallExit(tp, tt, &trace) { return }
         }
         release(tt, &trace)
+    }
+
+    /// A tracee resumed with PTRACE_SYSCALL while its call is done (or
+    /// skipped) stops at once at the syscall exit; whether it did.
+    private static func stopAtSyscallExit(_ tp: Process, _ tt: GuestThread, _ trace: inout TraceeState) -> Bool {
+        guard trace.resume == .syscall else { return false }
+        trace.stop = .syscallExit
+        trace.eventMessage = EVENTMSG_SYSCALL_EXIT
+        trace.reported = false
+        notifyTracer(tp, tt, trace)
+        return true
     }
 
     static func release(_ tt: GuestThread, _ trace: inout TraceeState) {
