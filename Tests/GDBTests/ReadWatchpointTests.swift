@@ -140,10 +140,27 @@ struct WatchFixture: @unchecked Sendable {
 
     @Test func reverseContinueToARead() throws {
         let out = try fixture().gdb(["break \(WatchFixture.line("write(1, \"ok"))", "continue", "rwatch readme", "reverse-continue",
-                                     "info symbol $pc", "print readme", "delete", "continue"])
-        // Back from the end to the second read, before the reading instruction.
-        #expect(out.contains("Value = 8"), "\(out)")
+                                     "info symbol $pc", "reverse-continue", "reverse-continue", "delete", "continue"])
+        // Back from the end to the second read (this slice), then to the
+        // first (slices before: found by the scan with the page protected),
+        // each before the reading instruction; then the start.
+        let second = out.range(of: "Value = 8"), first = out.range(of: "Value = 5")
+        #expect(second != nil && first != nil, "\(out)")
+        if let a = second, let b = first { #expect(a.lowerBound < b.lowerBound, "\(out)") }
         #expect(out.contains("reader +"), "\(out)")
+        #expect(out.contains("No more reverse-execution history."), "\(out)")
+        #expect(out.contains("exited normally"), "\(out)")
+    }
+
+    @Test func reverseStepiFromAReadStopAndBack() throws {
+        let out = try fixture().gdb(["rwatch readme", "continue", "info registers rip", "reverse-stepi", "info registers rip",
+                                     "stepi", "info registers rip", "reverse-continue", "info registers rip", "delete", "continue"])
+        // The stop is after the read; one back is the reading instruction;
+        // stepi runs it again (a hit, as natively); reverse-continue goes
+        // before it again.
+        let rips = out.split(separator: "\n").filter { $0.hasPrefix("rip") }.map { $0.split(separator: " ", omittingEmptySubsequences: true)[1] }
+        #expect(rips.count == 4 && rips[0] != rips[1] && rips[0] == rips[2] && rips[1] == rips[3], "\(out)")
+        #expect(out.components(separatedBy: "Value = 5").count - 1 == 3, "\(out)")
         #expect(out.contains("exited normally"), "\(out)")
     }
 }

@@ -675,6 +675,10 @@ final class ReplaySession {
         for (i, segment) in path.enumerated() {
             switch segment {
             case .steps(let n):
+                // Searching: the watched pages protected, so that reads are seen too.
+                let watching = observe != nil && !watchpoints.isEmpty
+                if watching { watchpoints.arm() }
+                defer { if watching { watchpoints.disarm() } }
                 try stepWithin(n, observe: { if case .breakpoint(let a) = $0.stop, !reported.contains(a) { return }; observe?($0) })
             case .watched(let stops, let pages, let faults):
                 try throughFaults(faults, stops: stops, pages: pages, observe: observe)
