@@ -12,7 +12,7 @@ of the whole trace (no gdb). With `--before PATH` the same is measured
 for a second detrec (main's build, say). Not a test: numbers depend on
 the host.
 
-Usage: scripts/bench-watch.py [--detrec PATH] [--before PATH] [--events N] [--loop N] [--repeat R]
+Usage: scripts/bench-watch.py [--detrec PATH] [--before PATH] [--events N] [--loop N] [--repeat R] [--shared-page]
 """
 import argparse
 import importlib.util
@@ -27,11 +27,12 @@ import time
 SOURCE = r"""
 #include <unistd.h>
 #include <sys/syscall.h>
-/* Alone on its page: the loop's own stores are elsewhere (the stack). */
-struct { long value; char rest[4096 - sizeof(long)]; } target __attribute__((aligned(4096)));
+/* Alone on its page: the loop's own stores go to the stack (or, with
+   --shared-page, to target.sink: every one of them faults). */
+struct { long value; volatile long sink; char rest[4096 - 2 * sizeof(long)]; } target __attribute__((aligned(4096)));
 int main(void) {
   for (long i = 0; i < EVENTS; i++) syscall(SYS_getppid);
-  volatile long sink;
+  SINK
   long acc = 0;
   for (long i = 0; i < LOOP; i++) { acc += i * 3; sink = acc; }
   target.value = acc;
@@ -73,6 +74,7 @@ def main():
     ap.add_argument("--events", type=int, default=10000)
     ap.add_argument("--loop", type=int, default=100000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--shared-page", action="store_true", help="the loop stores to the watched page too")
     opts = ap.parse_args()
     Remote = load_remote()
     detrec = os.path.abspath(opts.detrec)
@@ -80,7 +82,8 @@ def main():
     try:
         c = os.path.join(work, "p.c")
         with open(c, "w") as f:
-            f.write(SOURCE.replace("EVENTS", str(opts.events)).replace("LOOP", str(opts.loop)))
+            sink = "#define sink target.sink" if opts.shared_page else "volatile long sink;"
+            f.write(SOURCE.replace("EVENTS", str(opts.events)).replace("LOOP", str(opts.loop)).replace("SINK", sink))
         exe = os.path.join(work, "p")
         subprocess.run(["gcc", "-static", "-O1", "-o", exe, c], check=True)
         trace = os.path.join(work, "trace")
@@ -96,7 +99,8 @@ def main():
             subprocess.run([detrec, "replay", trace], check=True, stdout=subprocess.DEVNULL)
             full.append(time.monotonic() - t)
         base = min(full)
-        print(f"recording: {opts.events} getppid calls, then {opts.loop} loop iterations in one slice, then the write")
+        where = "on the watched page" if opts.shared_page else "on the stack"
+        print(f"recording: {opts.events} getppid calls, then {opts.loop} loop iterations in one slice (stores {where}), then the write")
         print(f"replay from the start (no gdb), the baseline: {base:.3f} s")
         runs = [("this detrec", detrec)] + ([("before", os.path.abspath(opts.before))] if opts.before else [])
         for name, d in runs:

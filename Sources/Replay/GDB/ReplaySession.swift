@@ -327,7 +327,7 @@ final class ReplaySession {
             }
             if let r = stop { return r }
             // A new slice: what the syscall that ended the last one wrote.
-            if let w = watchpoints.changed(), w.kind != .read { return .watch(w.kind, w.address) }
+            if let w = watchpoints.changedByHost() { return .watch(w.kind, w.address) }
         }
     }
 
@@ -636,7 +636,7 @@ final class ReplaySession {
             if breakpoints.contains(machine.registers.rip), position != ReplayPosition(event: slice) {
                 if let stop = try observedStep(fault: nil, observe: observe) { lastStop = stop; return stop }
                 if eventIndex != slice {
-                    if let w = watchpoints.changed(), w.kind != .read { syscallWrote(slice) }
+                    if watchpoints.changedByHost() != nil { syscallWrote(slice) }
                     continue
                 }
                 if breakpoints.contains(machine.registers.rip) { observe(Sighting(position: position, stop: hit(machine.registers.rip))) }
@@ -659,7 +659,7 @@ final class ReplaySession {
                 lastStop = stop
                 return stop
             }
-            if let w = watchpoints.changed(), w.kind != .read { syscallWrote(slice) }
+            if watchpoints.changedByHost() != nil { syscallWrote(slice) }
         }
         guard eventIndex == event else {
             throw Unreachable(description: "no slice of the replay starts after event \(event) (the next starts after \(eventIndex))")

@@ -83,8 +83,18 @@ final class Watchpoints {
         return hit
     }
 
-    /// Whether any watchpoint needs to see reads (not only changes).
-    var watchesReads: Bool { watches.contains { $0.kind != .write } }
+    /// After a syscall (a host write, which faults nothing): the first
+    /// write or access watch whose bytes changed since the snapshot (a read
+    /// watch is not hit by a change); the reference moves on for all.
+    func changedByHost() -> Watch? {
+        var hit: Watch?
+        for i in watches.indices {
+            let now = read(watches[i])
+            if now != watches[i].last, hit == nil, watches[i].kind != .read { hit = watches[i] }
+            watches[i].last = now
+        }
+        return hit
+    }
 
     /// The protection each watched page needs: every access faults for a
     /// read or access watchpoint on it, else writes.
