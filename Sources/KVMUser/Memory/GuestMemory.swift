@@ -51,6 +51,10 @@ public final class GuestMemory {
     /// Why checkpoints copy every page instead (no log, or it failed).
     var fullCopyReason: String?
 
+    /// Pages a debugger protects to see the guest's own accesses
+    /// (watchpoints, DebugProtection.swift).
+    var debugPages: [UInt64: DebugFault] = [:]
+
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables
         self.data = data
@@ -88,6 +92,7 @@ public final class GuestMemory {
             }
             slot.pointee = PTE.leaf(frame: frame, protection: protection, user: user)
         }
+        reapplyDebugProtection(start, pages: pages)
     }
 
     /// Removes pages; holes are skipped. Their frames go back to the host.
@@ -117,6 +122,7 @@ public final class GuestMemory {
             if !PTE.protection(of: old).isSubset(of: protection) { translationsChanged = true }
             slot.pointee = new
         }
+        reapplyDebugProtection(start, pages: Int((end - start) / 4096))
     }
 
     /// Moves the frames of [from, from+pages) to [to, to+pages) without
@@ -131,9 +137,10 @@ public final class GuestMemory {
         }
         for (offset, entry) in moved {
             guard let slot = tables.leaf(to + offset, create: true) else { throw GuestMemoryFault(address: to + offset) }
-            slot.pointee = entry
+            slot.pointee = PTE.real(entry)
         }
         translationsChanged = true
+        reapplyDebugProtection(to, pages: pages)
         movePatches(from: from, to: to, count: pages * 4096)  // breakpoint overlay: the bytes moved
     }
 
@@ -173,13 +180,14 @@ public final class GuestMemory {
     /// follow, if the access is allowed.
     private func hostSpan(_ va: UInt64, write: Bool, access: GuestAccess) -> (UnsafeMutableRawPointer, Int)? {
         guard va < GuestMemory.limit(access) else { return nil }
-        var e = tables.entry(va & ~4095)
+        // The guest's own rights, not what a debugger's watchpoints hide.
+        var e = PTE.real(tables.entry(va & ~4095))
         guard e & PTE.ownsFrame != 0 else { return nil }
         if access == .user {
             guard e & PTE.present != 0, e & PTE.user != 0 else { return nil }
             if write && e & PTE.writable == 0 {
                 guard let makeWritable, makeWritable(va & ~4095) else { return nil }
-                e = tables.entry(va & ~4095)
+                e = PTE.real(tables.entry(va & ~4095))
                 guard e & PTE.writable != 0 else { return nil }
             }
         }

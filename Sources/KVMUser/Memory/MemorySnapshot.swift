@@ -229,7 +229,8 @@ extension GuestMemory {
         snapshot.copied.removeAll(keepingCapacity: true)
         let resident = residency(of: data.host)
         var frames: [UInt64] = []
-        tables.forEachLeafEntry(below: Layout.systemBase) { e in
+        tables.forEachLeafEntry(below: Layout.systemBase) { entry in
+            let e = PTE.real(entry)  // a watched page is the guest's as it protects it
             guard e & PTE.present != 0, e & PTE.writable != 0 else { return }
             let frame = e & PTE.addressMask
             guard data.contains(frame) else { return }
@@ -255,7 +256,8 @@ extension GuestMemory {
         // Writable pages touched since (not in the snapshot) were zero then.
         let resident = residency(of: data.host)
         let kept = Set(snapshot.copied)
-        tables.forEachLeafEntry(below: Layout.systemBase) { e in
+        tables.forEachLeafEntry(below: Layout.systemBase) { entry in
+            let e = PTE.real(entry)  // a watched page is the guest's as it protects it
             guard e & PTE.present != 0, e & PTE.writable != 0 else { return }
             let frame = e & PTE.addressMask
             guard data.contains(frame), !kept.contains(frame) else { return }

@@ -34,7 +34,9 @@ struct PTE {
         return e
     }
 
+    /// The guest's protection of the page (a debugger's hidden bits put back).
     static func protection(of entry: UInt64) -> PageProtection {
+        let entry = real(entry)
         guard entry & present != 0 else { return .none }
         var p: PageProtection = [.read]
         if entry & writable != 0 { p.insert(.write) }

@@ -43,7 +43,7 @@ public final class ProcessRunner {
     public enum Stop: Equatable {
         case exited(Termination)
         /// A breakpoint (#BP: RIP is past the int3) or single-step trap (#DB),
-        /// with `debugTraps` set.
+        /// or a page fault on a page the debugger protects, with `debugTraps` set.
         case trap(GuestException)
         /// The host asked the vCPU to stop (`UserMachine.requestInterrupt`)
         /// and no host signal was pending for the guest.
@@ -61,6 +61,13 @@ public final class ProcessRunner {
                 disarmCounter()
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
+                // A page a debugger protects for its watchpoints: its fault,
+                // before anything makes it the guest's (the stub runs the
+                // instruction with the page's own protection, which faults
+                // again if the guest's would).
+                if debugTraps, e.vector == GuestException.pageFault, process.memory.isDebugProtected(e.address) {
+                    return .trap(e)
+                }
                 switch try counterTrap(e) {
                 case .ended(let end): return .exited(end)
                 case .handled: continue

@@ -378,10 +378,7 @@ final class GDBServer {
             }
             return "OK"
         case 2, 3, 4:
-            let k = Watchpoints.Kind(rawValue: type)!
-            // Read and access watchpoints cannot be observed: the empty reply
-            // tells gdb this stub has no such packet.
-            guard k == .write else { return "" }
+            guard let k = Watchpoints.Kind(rawValue: type) else { return "" }
             if insert {
                 return session.watchpoints.insert(kind: k, address: address, length: Int(clamping: kind)) ? "OK" : "E01"
             }

@@ -51,6 +51,13 @@ struct ReplayPosition: Equatable, CustomStringConvertible {
         /// Continued with these breakpoints inserted, to the first arrival at one of them.
         case run(Set<UInt64>)
         case steps(Int)
+        /// Continued with these breakpoints inserted and these pages
+        /// protected for watchpoints, through this many faults on them,
+        /// each faulting instruction run (single-stepped with its page's
+        /// own protection). None of the breakpoints was reached.
+        case watched(Set<UInt64>, [UInt64: DebugFault], faults: Int)
+        /// The same, to the next fault: before the faulting instruction.
+        case toFault(Set<UInt64>, [UInt64: DebugFault])
     }
 
     mutating func append(steps n: Int) {
@@ -93,21 +100,9 @@ final class DebugWorld: HostWorld {
     var isReplaying: Bool { true }
     func startupRandom() throws -> [UInt8] { try inner.startupRandom() }
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? {
-        // Watched bytes the slice changed: stop before the syscall takes
-        // its event, so the slice can be rolled back and stepped.
-        if let guardWrite = writeGuard, guardWrite() {
-            writeAhead = true
-            throw WriteAhead()
-        }
         defer { consumed() }
         return try inner.enterSyscall(entry)
     }
-
-    /// While a watched continue runs a slice at full speed: whether the
-    /// watched bytes differ from the slice's checkpoint.
-    var writeGuard: (() -> Bool)?
-    var writeAhead = false
-    struct WriteAhead: Error {}
     func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         try inner.host(memory: memory, body)
     }
@@ -213,6 +208,14 @@ final class ReplaySession {
     private var trusted: Set<UInt64>?
     /// Polls gdb for its interrupt byte while the replay runs.
     var interruptRequested: () -> Bool = { false }
+    /// A fault on a page protected for watchpoints that ended a continue
+    /// (the faulting instruction has not run).
+    private var watchFault: GuestException?
+    /// The faults on protected pages the last `stepOne` took (each page
+    /// was lifted and the instruction run again).
+    private var stepFaults: [Watchpoints.Access] = []
+    /// `stepOne` ends at a fault on a protected page instead (`watchFault`).
+    private var faultEndsStep = false
 
     static let trapFlag: UInt64 = 0x100
 
@@ -260,8 +263,6 @@ final class ReplaySession {
             return try runner.proceed()
         } catch is DebugWorld.DeathAhead {
             return nil
-        } catch is DebugWorld.WriteAhead {
-            return nil
         }
     }
 
@@ -287,67 +288,74 @@ final class ReplaySession {
         if let r = try finishPending() { return r }
         watchpoints.snapshot()
         if step {
+            guard !watchpoints.isEmpty else { return try stepOne() ?? .step }
+            // The pages protected for this one instruction, to see its reads.
+            watchpoints.arm()
+            defer { watchpoints.disarm() }
             if let r = try stepOne() { return r }
-            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+            if let w = watchpoints.hit(after: stepFaults) { return .watch(w.kind, w.address) }
             return .step
         }
         if !watchpoints.isEmpty { return try continueWatching() }
         return try continueToStop(stopAtEvent: nil) ?? .step
     }
 
-    /// Continue with watchpoints, a slice at a time at full speed: a
-    /// checkpoint where the slice (or this continue) starts; at the
-    /// slice's syscall, before it takes its event, the watched bytes are
-    /// compared, and when the slice's own instructions changed them it is
-    /// rolled back and single-stepped to the writing instruction. A write
-    /// by the syscall itself stops right after it. Slices that end in a
-    /// recorded preemption (no checkpoint) are single-stepped.
+    /// Continue with watchpoints at full speed: the watched pages are
+    /// protected (`Watchpoints.arm`), each fault on them runs its
+    /// instruction alone with the page's own protection (`watchedStep`),
+    /// which is a hit or not; the replay stops after each event so that
+    /// what a syscall wrote (host writes fault nothing) is compared.
     private func continueWatching() throws -> StopReason {
+        watchpoints.arm()
+        defer { watchpoints.disarm() }
+        watchpoints.snapshot()
         while true {
-            try takeCheckpoint(anywhere: true)
-            guard checkpoint != nil else {
-                if let r = try stepSliceWatching() { return r }
-                continue
-            }
-            let reference = watchpoints.watches.map { try? memory.read($0.address, count: $0.length, access: .kernel) }
-            let differs = { [unowned self] in
-                zip(watchpoints.watches, reference).contains { w, was in (try? memory.read(w.address, count: w.length, access: .kernel)) != was }
+            // Off a breakpoint at RIP, as `continueToStop` would, watching that instruction too.
+            if breakpoints.contains(machine.registers.rip) {
+                let event = eventIndex
+                if let r = try watchedStep(fault: nil) { return r }
+                if eventIndex != event { continue }
+                if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
             }
             let event = eventIndex
-            world.writeGuard = differs
-            let stop: StopReason?
-            do {
-                defer { world.writeGuard = nil }
-                stop = try continueToStop(stopAtEvent: event + 1)
-            }
-            var stoppedAtBreakpoint = false
-            if case .breakpoint? = stop { stoppedAtBreakpoint = true }
-            if world.writeAhead || (stoppedAtBreakpoint && differs()) {
-                // Written in this slice before the stop: again, one instruction at a time.
-                world.writeAhead = false
-                guard try rollBack(toCheckpoint: ()) else { throw RunStopped("replay: a watched slice could not be rolled back") }
-                if let r = try stepSliceWatching() { return r }
+            let stop = try continueToStop(stopAtEvent: event + 1)
+            if let fault = watchFault {
+                watchFault = nil
+                if let r = try watchedStep(fault: fault) { return r }
+                if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
                 continue
             }
             if let r = stop { return r }
             // A new slice: what the syscall that ended the last one wrote.
-            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
+            if let w = watchpoints.changedByHost() { return .watch(w.kind, w.address) }
         }
     }
 
-    /// Single-steps the rest of this slice with watchpoints: a stop, or nil
-    /// at the next slice's start.
-    private func stepSliceWatching() throws -> StopReason? {
-        let event = eventIndex
-        watchpoints.snapshot()
-        var count = 0
-        while eventIndex == event {
-            if count > 0, breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
-            if let r = try stepOne() { return r }
-            if let w = watchpoints.changed() { return .watch(w.kind, w.address) }
-            count += 1
-            if count % 256 == 0, interruptRequested() { return .interrupt }
+    /// Runs the instruction at RIP alone, the pages it faults on lifted
+    /// for it (the first, `fault`, already seen), then protects them again:
+    /// a stop when it hit a watchpoint (or the replay ended), else nil.
+    /// After a fault the position is along the path (`.watched`).
+    private func watchedStep(fault: GuestException?) throws -> StopReason? {
+        let before = position, event = eventIndex
+        let stops = breakpoints.addresses, pages = memory.debugProtectedPages
+        if let f = fault { memory.liftDebugProtection(f.address) }
+        let r = try stepOne()
+        stepFaults = (fault.map { [Watchpoints.Access($0)] } ?? []) + stepFaults
+        memory.rearmDebugProtection()
+        if let r { return r }
+        if fault != nil, eventIndex == event {
+            position = before
+            position.breakpoint = nil
+            position.hits = 0
+            position.steps = 0
+            position.exact = false
+            if case .watched(let s, let p, let n)? = position.path.last, s == stops, p == pages {
+                position.path[position.path.count - 1] = .watched(stops, pages, faults: n + 1)
+            } else {
+                position.path.append(.watched(stops, pages, faults: 1))
+            }
         }
+        if let w = watchpoints.hit(after: stepFaults) { return .watch(w.kind, w.address) }
         return nil
     }
 
@@ -370,8 +378,6 @@ final class ReplaySession {
             let stop = try proceed()
             moved(from: before, stepping: false)
             guard let s = stop else {
-                // A watched write seen at a syscall's entry (`continueWatching` looks), or a death ahead.
-                if world.writeAhead { return nil }
                 guard let death = world.pendingDeath else { throw RunStopped("replay: the run stopped for no reason") }
                 return .signal(death.signal)
             }
@@ -383,6 +389,10 @@ final class ReplaySession {
                 arrivals[e.rip &- 1, default: 0] += 1
                 position.path.append(.run(breakpoints.addresses))
                 return hit(e.rip &- 1)
+            case .trap(let e) where e.vector == GuestException.pageFault && memory.isDebugProtected(e.address):
+                // A watched page (`continueWatching` runs the instruction).
+                watchFault = e
+                return nil
             case .trap(let e) where e.vector == GuestException.debug:
                 // A #DB while continuing: TF that leaked from a single step
                 // (a signal frame saved it, say). A program that sets TF
@@ -449,6 +459,9 @@ final class ReplaySession {
         let isSyscall = code == [0x0f, 0x05]
         // pushf (with an operand-size or REX prefix at most) would push our TF.
         let pushf = code.first == 0x9c || (code.count == 2 && (code[0] == 0x66 || code[0] & 0xf0 == 0x40) && code[1] == 0x9c)
+        stepFaults = []
+        // The pages lifted for this instruction are protected again after it.
+        defer { if !stepFaults.isEmpty { memory.rearmDebugProtection() } }
         while true {
             let before = eventIndex
             world.syscallCompleted = false
@@ -474,6 +487,15 @@ final class ReplaySession {
                 if pushf { hideTrapFlag(wide: code.first != 0x66) }
                 completedStep(newEvent: newEvent)
                 return nil
+            case .trap(let e) where e.vector == GuestException.pageFault && memory.isDebugProtected(e.address):
+                // A page protected for watchpoints: the instruction again with
+                // the page's own protection (the caller protects it again).
+                if faultEndsStep {
+                    watchFault = e
+                    return .step
+                }
+                stepFaults.append(Watchpoints.Access(e))
+                memory.liftDebugProtection(e.address)
             case .trap(let e):
                 pendingTrap = e
                 return .guestTrap
@@ -543,8 +565,26 @@ final class ReplaySession {
         let temporary = !breakpoints.addresses.contains(address)
         if temporary { guard breakpoints.insert(address) else { throw Unreachable(description: "0x\(String(address, radix: 16)) is not mapped") } }
         defer { if temporary { breakpoints.remove(address) } }
+        let armed = !memory.debugProtectedPages.isEmpty
         while arrivals[address, default: 0] < hits {
-            guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+            if armed, breakpoints.contains(machine.registers.rip), position != ReplayPosition(event: event) {
+                // Off a breakpoint, watching that instruction too.
+                if let stop = try observedStep(fault: nil, observe: { observe?($0) }) {
+                    throw Unreachable(description: "the replay stopped (\(stop)) before arrival \(hits) at 0x\(String(address, radix: 16))")
+                }
+                if machine.registers.rip == address && arrivals[address, default: 0] == hits { break }
+            }
+            let stop = try continueToStop(stopAtEvent: event + 1)
+            if let fault = watchFault {
+                watchFault = nil
+                if let stop = try observedStep(fault: fault, observe: { observe?($0) }) {
+                    throw Unreachable(description: "the replay stopped (\(stop)) before arrival \(hits) at 0x\(String(address, radix: 16))")
+                }
+                guard eventIndex == event else { throw Unreachable(description: "the slice after event \(event) ended at a watched access") }
+                if machine.registers.rip == address && arrivals[address, default: 0] == hits { break }
+                continue
+            }
+            guard let stop else {
                 throw Unreachable(description: "the slice after event \(event) has fewer than \(hits) arrivals at 0x\(String(address, radix: 16))")
             }
             guard case .breakpoint(let at) = stop else {
@@ -560,6 +600,73 @@ final class ReplaySession {
         position.interrupted = false
     }
 
+    /// With the watched pages protected: runs the instruction at RIP alone
+    /// (after a fault on it, or off a breakpoint), reporting a watch hit
+    /// as a sighting at the position before it. A stop that is not a hit
+    /// is returned.
+    private func observedStep(fault: GuestException?, observe: (Sighting) -> Void) throws -> StopReason? {
+        var at = position
+        if fault != nil {
+            at.breakpoint = nil
+            at.hits = 0
+            at.steps = 0
+            at.exact = false
+            at.path.append(.toFault(breakpoints.addresses, memory.debugProtectedPages))
+        }
+        let r = try watchedStep(fault: fault)
+        if let r, case .watch = r {
+            observe(Sighting(position: at, stop: r))
+            return nil
+        }
+        return r
+    }
+
+    /// Runs forward to the start of the slice after `event` events with
+    /// the watched pages protected, reporting every breakpoint hit and
+    /// every watch hit (at the position before the accessing instruction);
+    /// `syscallWrote` gets each slice (its starting event count) whose
+    /// syscall changed watched bytes (host writes fault nothing). Returns
+    /// a stop that ended the run first (the end, a death), else nil.
+    func scanWatching(to event: Int, observe: (Sighting) -> Void, syscallWrote: (Int) -> Void) throws -> StopReason? {
+        watchpoints.arm()
+        defer { watchpoints.disarm() }
+        watchpoints.snapshot()
+        while eventIndex < event {
+            let slice = eventIndex
+            if breakpoints.contains(machine.registers.rip), position != ReplayPosition(event: slice) {
+                if let stop = try observedStep(fault: nil, observe: observe) { lastStop = stop; return stop }
+                if eventIndex != slice {
+                    if watchpoints.changedByHost() != nil { syscallWrote(slice) }
+                    continue
+                }
+                if breakpoints.contains(machine.registers.rip) { observe(Sighting(position: position, stop: hit(machine.registers.rip))) }
+                continue
+            }
+            let stop = try continueToStop(stopAtEvent: slice + 1)
+            if let fault = watchFault {
+                watchFault = nil
+                if let stop = try observedStep(fault: fault, observe: observe) { lastStop = stop; return stop }
+                if eventIndex == slice, breakpoints.contains(machine.registers.rip) {
+                    observe(Sighting(position: position, stop: hit(machine.registers.rip)))
+                }
+                continue
+            }
+            if let stop {
+                if case .breakpoint = stop {
+                    observe(Sighting(position: position, stop: stop))
+                    continue
+                }
+                lastStop = stop
+                return stop
+            }
+            if watchpoints.changedByHost() != nil { syscallWrote(slice) }
+        }
+        guard eventIndex == event else {
+            throw Unreachable(description: "no slice of the replay starts after event \(event) (the next starts after \(eventIndex))")
+        }
+        return nil
+    }
+
     /// Within this slice, from its start: drives the replay along `path`
     /// as gdb did (the same breakpoints for each continue), reporting
     /// every hit of the breakpoints in `reported` on the way, not the end.
@@ -568,7 +675,15 @@ final class ReplaySession {
         for (i, segment) in path.enumerated() {
             switch segment {
             case .steps(let n):
+                // Searching: the watched pages protected, so that reads are seen too.
+                let watching = observe != nil && !watchpoints.isEmpty
+                if watching { watchpoints.arm() }
+                defer { if watching { watchpoints.disarm() } }
                 try stepWithin(n, observe: { if case .breakpoint(let a) = $0.stop, !reported.contains(a) { return }; observe?($0) })
+            case .watched(let stops, let pages, let faults):
+                try throughFaults(faults, stops: stops, pages: pages, observe: observe)
+            case .toFault(let stops, let pages):
+                try toNextFault(stops: stops, pages: pages)
             case .run(let stops):
                 let added = stops.subtracting(breakpoints.addresses)
                 for a in added {
@@ -589,6 +704,102 @@ final class ReplaySession {
             if i < path.count - 1, reported.contains(machine.registers.rip) {
                 observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
             }
+        }
+    }
+
+    /// Within this slice, as a watched continue ran (`.watched`): through
+    /// `faults` faults on `pages` with `stops` inserted, running each
+    /// faulting instruction. Reports the watch hits on the way, each at
+    /// the position before its instruction.
+    func throughFaults(_ faults: Int, stops: Set<UInt64>, pages: [UInt64: DebugFault],
+                       observe: ((Sighting) -> Void)? = nil) throws {
+        guard faults > 0 else { return }
+        let event = eventIndex
+        let added = stops.subtracting(breakpoints.addresses)
+        for a in added {
+            guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
+        }
+        defer { for a in added { breakpoints.remove(a) } }
+        memory.setDebugProtection(pages)
+        defer { memory.setDebugProtection([:]) }
+        watchpoints.snapshot()
+        for _ in 0..<faults {
+            let fault = try nextFault(event: event, stops: stops)
+            var at = position
+            at.breakpoint = nil
+            at.hits = 0
+            at.steps = 0
+            at.exact = false
+            at.path.append(.toFault(stops, pages))
+            let path = position.path
+            memory.liftDebugProtection(fault.address)
+            if let stop = try stepOne() { throw Unreachable(description: "the replay stopped (\(stop)) at a watched access") }
+            stepFaults = [Watchpoints.Access(fault)] + stepFaults
+            memory.rearmDebugProtection()
+            guard eventIndex == event else { throw Unreachable(description: "the slice after event \(event) ended at a watched access") }
+            position = at
+            position.path = path
+            if case .watched(let s, let p, let n)? = path.last, s == stops, p == pages {
+                position.path[path.count - 1] = .watched(stops, pages, faults: n + 1)
+            } else {
+                position.path.append(.watched(stops, pages, faults: 1))
+            }
+            if let w = watchpoints.hit(after: stepFaults) {
+                observe?(Sighting(position: at, stop: .watch(w.kind, w.address)))
+            }
+        }
+    }
+
+    /// Continues to the next fault on `pages` (with `stops` inserted),
+    /// before the faulting instruction runs (`.toFault`).
+    func toNextFault(stops: Set<UInt64>, pages: [UInt64: DebugFault]) throws {
+        let event = eventIndex
+        let added = stops.subtracting(breakpoints.addresses)
+        for a in added {
+            guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
+        }
+        defer { for a in added { breakpoints.remove(a) } }
+        memory.setDebugProtection(pages)
+        defer { memory.setDebugProtection([:]) }
+        _ = try nextFault(event: event, stops: stops)
+        position.breakpoint = nil
+        position.hits = 0
+        position.steps = 0
+        position.exact = false
+        position.path.append(.toFault(stops, pages))
+    }
+
+    /// Runs to the next fault on a protected page, in this slice, with
+    /// the `stops` inserted (none of them reached: the path says so).
+    private func nextFault(event: Int, stops: Set<UInt64>) throws -> GuestException {
+        while true {
+            let stop = try continueToStop(stopAtEvent: event + 1)
+            if let fault = watchFault {
+                watchFault = nil
+                return fault
+            }
+            // A breakpoint of gdb's that the path's continue did not have.
+            if case .breakpoint(let at)? = stop, !stops.contains(at) { continue }
+            throw Unreachable(description: "the replay stopped (\(stop.map { "\($0)" } ?? "at the slice's end")) before a watched access")
+        }
+    }
+
+    /// From here, how many instructions run before the next one that
+    /// faults on `pages` (in this slice), single-stepping (that one does not run).
+    func stepsToFault(pages: [UInt64: DebugFault]) throws -> Int {
+        let event = eventIndex
+        memory.setDebugProtection(pages)
+        defer { memory.setDebugProtection([:]) }
+        faultEndsStep = true
+        defer { faultEndsStep = false }
+        var count = 0
+        while true {
+            if let stop = try stepOne() {
+                if watchFault != nil { watchFault = nil; return count }
+                throw Unreachable(description: "the replay stopped (\(stop)) before a watched access")
+            }
+            count += 1
+            guard eventIndex == event else { throw Unreachable(description: "the slice after event \(event) ended before a watched access") }
         }
     }
 
@@ -618,12 +829,18 @@ final class ReplaySession {
             guard eventIndex == event else {
                 throw Unreachable(description: "the slice after event \(event) ended after \(count) steps, before the wanted position")
             }
-            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if let w = stepHit() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
             if done() { return count }
             if breakpoints.contains(machine.registers.rip) {
                 observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
             }
         }
+    }
+
+    /// The watch the last step hit: by its faults when the watched pages
+    /// are protected, else by a change of the bytes.
+    private func stepHit() -> Watchpoints.Watch? {
+        memory.debugProtectedPages.isEmpty ? watchpoints.changed() : watchpoints.hit(after: stepFaults)
     }
 
     /// Arrivals at `address` counted since the slice began.
@@ -644,7 +861,7 @@ final class ReplaySession {
                 throw Unreachable(description: "the replay stopped (\(stop)) in the slice after event \(event)")
             }
             count += 1
-            if let w = watchpoints.changed() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
+            if let w = stepHit() { observe?(Sighting(position: before, stop: .watch(w.kind, w.address))) }
             if eventIndex == event, breakpoints.contains(machine.registers.rip) {
                 observe?(Sighting(position: position, stop: .breakpoint(machine.registers.rip)))
             }

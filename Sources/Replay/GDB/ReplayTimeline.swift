@@ -198,6 +198,15 @@ final class ReplayTimeline {
         var sliceStart = s.eventIndex
         var seen: Sighting?
         var written: Int?
+        if watching {
+            // The watched pages protected: accesses found to their instruction on the way.
+            if let stop = try s.scanWatching(to: event, observe: { seen = $0 }, syscallWrote: { written = $0 }) {
+                throw Unreachable(description: "the replay ended (\(stop)) before the current position")
+            }
+            last = seen
+            writtenSlice = written
+            return
+        }
         s.watchpoints.snapshot()
         if let stop = try s.runToEvent(event, observe: { seen = $0 }, eachSlice: watching ? {
             if s.watchpoints.changed() != nil { written = sliceStart }
@@ -220,6 +229,9 @@ final class ReplayTimeline {
             return found
         }
         let watching = !s.watchpoints.isEmpty
+        // The watched pages protected: accesses are sightings at their instruction.
+        if watching { s.watchpoints.arm() }
+        defer { if watching { s.watchpoints.disarm() } }
         s.watchpoints.snapshot()
         var inSlice: Sighting?
         if let a = here.breakpoint {
@@ -267,6 +279,19 @@ final class ReplayTimeline {
                 let s = try reproduce(base)
                 pending = s
                 let steps = try s.stepUntil({ stops.contains(s.machine.registers.rip) })
+                if steps > 1 { base.path.append(.steps(steps - 1)); base.exact = false }
+                return base
+            case .watched(let stops, let pages, let faults):
+                // Before the last faulting instruction.
+                if faults > 1 { base.path.append(.watched(stops, pages, faults: faults - 1)) }
+                base.path.append(.toFault(stops, pages))
+                base.exact = false
+                return base
+            case .toFault(_, let pages):
+                let s = try reproduce(base)
+                pending = s
+                let steps = try s.stepsToFault(pages: pages)
+                guard steps > 0 else { return try previousInstruction(of: base) }
                 if steps > 1 { base.path.append(.steps(steps - 1)); base.exact = false }
                 return base
             }
