@@ -91,4 +91,32 @@ import Testing
 
             """)
     }
+
+    /// REQUEUE and CMP_REQUEUE with a negative count are EINVAL (a
+    /// negative FUTEX_WAKE count is not).
+    @Test func negativeRequeueCountsAreInvalid() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <linux/futex.h>
+            #include <stdio.h>
+            #include <sys/syscall.h>
+            #include <unistd.h>
+            static int a, b;
+            static void show(const char *what, long r) { printf("%s: %ld %s\n", what, r, r < 0 && errno == EINVAL ? "EINVAL" : ""); }
+            int main(void) {
+              show("requeue, wake -1", syscall(SYS_futex, &a, FUTEX_REQUEUE, -1, 0, &b, 0));
+              show("requeue, requeue -1", syscall(SYS_futex, &a, FUTEX_REQUEUE, 0, (void *)-1L, &b, 0));
+              show("cmp_requeue, requeue -1, wrong value", syscall(SYS_futex, &a, FUTEX_CMP_REQUEUE, 0, (void *)-1L, &b, 5));
+              show("wake -1", syscall(SYS_futex, &a, FUTEX_WAKE, -1, 0, 0, 0));
+              return 0;
+            }
+            """#, name: "requeue-negative", in: dir)
+        #expect(out == """
+            requeue, wake -1: -1 EINVAL
+            requeue, requeue -1: -1 EINVAL
+            cmp_requeue, requeue -1, wrong value: -1 EINVAL
+            wake -1: 0 
+
+            """)
+    }
 }

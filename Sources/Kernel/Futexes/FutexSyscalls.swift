@@ -35,6 +35,9 @@ enum FutexSyscalls {
             }
             return .result(Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset)))
         case REQUEUE, CMP_REQUEUE:
+            // futex_requeue refuses negative counts before anything else
+            // (FUTEX_WAKE takes a negative one as "all").
+            guard Int32(truncatingIfNeeded: c.arg(2)) >= 0, Int32(truncatingIfNeeded: c.arg(3)) >= 0 else { throw Errno.inval }
             if command == CMP_REQUEUE {
                 let value: UInt32 = try c.readValue(address)
                 guard value == UInt32(truncatingIfNeeded: c.arg(5)) else { throw Errno.again }
