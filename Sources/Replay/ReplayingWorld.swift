@@ -149,7 +149,7 @@ final class ReplayingWorld: HostWorld {
                     throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
                 // Empty ones carry execve's files (`loadFile`); recording logs no empty fill.
-                if length > 0 { fills.append(HostOutcome.FileFill(address: address, length: length)) }
+                if length > 0 { fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset)) }
             }
         }
         return HostOutcome(result: s.result, fileFills: fills)

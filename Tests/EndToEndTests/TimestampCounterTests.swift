@@ -32,4 +32,44 @@ import Testing
         #expect(events.contains { $0["name"] as? String == "rdtsc" })
         #expect(events.contains { $0["name"] as? String == "rdtscp" })
     }
+
+    /// The scan for rdtsc runs once per code content (`ScanKey`); the
+    /// execs after the first take its result: each generation's reads,
+    /// in the program's own text and in a library ld.so maps, are still
+    /// patched and logged, and replay the same.
+    @Test func everyExecOfTheSameCodeIsPatched() throws {
+        let lib = try Harness.compile(#"""
+            #include <x86intrin.h>
+            unsigned long long tick(void) { return __rdtsc(); }
+            """#, name: "libtick.so", flags: ["-shared", "-fPIC"], in: dir)
+        let exe = try Harness.compile(#"""
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <unistd.h>
+            #include <x86intrin.h>
+            unsigned long long tick(void);
+            int main(int argc, char **argv) {
+              int generation = argc > 1 ? atoi(argv[1]) : 0;
+              unsigned long long a = tick(), b = __rdtsc();
+              printf("generation %d ordered %d\n", generation, a <= b);
+              fflush(stdout);
+              if (generation < 2) {
+                char next[16];
+                snprintf(next, sizeof next, "%d", generation + 1);
+                execl(argv[0], argv[0], next, (char *)0);
+                return 1;
+              }
+              return 0;
+            }
+            """#, name: "rdtsc-execs", flags: ["-Wl,--no-as-needed", lib], in: dir)
+        let native = try Harness.run([exe])
+        let (rec, trace) = try Harness.roundTrip([exe], in: dir)
+        #expect(native.stdout == "generation 0 ordered 1\ngeneration 1 ordered 1\ngeneration 2 ordered 1\n")
+        #expect(rec.stdout == native.stdout)
+        // One generation alone (ld.so reads the counter too) against three.
+        let (_, single) = try Harness.roundTrip([exe, "2"], in: dir)
+        let reads = try Harness.dumpJSON(trace).filter { $0["name"] as? String == "rdtsc" }.count
+        let alone = try Harness.dumpJSON(single).filter { $0["name"] as? String == "rdtsc" }.count
+        #expect(alone >= 2 && reads == 3 * alone, "\(reads) reads in three generations, \(alone) in one")
+    }
 }

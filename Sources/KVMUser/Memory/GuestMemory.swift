@@ -99,11 +99,24 @@ public final class GuestMemory {
     public func unmap(_ start: UInt64, pages: Int) {
         guard pages > 0, start < GuestMemory.userLimit else { return }
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
+        // Frames handed out in a row mostly come back in a row: one
+        // madvise per run of them, not one per page.
+        var run: (start: UInt64, end: UInt64)?
         tables.forEachLeaf(from: start, to: end) { _, slot in
-            release(slot.pointee)
+            let frame = slot.pointee & PTE.addressMask
+            if data.contains(frame) {
+                if let r = run, r.end == frame {
+                    run = (r.start, frame + 4096)
+                } else {
+                    if let r = run { data.discard(r.start, bytes: r.end - r.start) }
+                    run = (frame, frame + 4096)
+                }
+                release(slot.pointee, discarded: true)
+            }
             slot.pointee = 0
             translationsChanged = true
         }
+        if let r = run { data.discard(r.start, bytes: r.end - r.start) }
         dropPatches(start, count: Int(end - start))  // breakpoint overlay: the pages are gone
     }
 
@@ -158,10 +171,12 @@ public final class GuestMemory {
         return e & (PTE.present | PTE.ownsFrame) != 0 ? PTE.protection(of: e) : nil
     }
 
-    private func release(_ entry: UInt64) {
+    /// Gives a page's frame back; `discarded`: the caller discards it on
+    /// the host (before the frame is handed out again).
+    private func release(_ entry: UInt64, discarded: Bool = false) {
         let frame = entry & PTE.addressMask
         guard data.contains(frame) else { return }
-        data.discard(frame, bytes: 4096)
+        if !discarded { data.discard(frame, bytes: 4096) }
         dirty?.release(frame)
         frames.release(frame)
     }

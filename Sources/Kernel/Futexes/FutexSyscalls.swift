@@ -35,15 +35,14 @@ enum FutexSyscalls {
             }
             return .result(Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset)))
         case REQUEUE, CMP_REQUEUE:
+            // futex_requeue refuses negative counts before anything else
+            // (FUTEX_WAKE takes a negative one as "all").
+            guard Int32(truncatingIfNeeded: c.arg(2)) >= 0, Int32(truncatingIfNeeded: c.arg(3)) >= 0 else { throw Errno.inval }
             if command == CMP_REQUEUE {
                 let value: UInt32 = try c.readValue(address)
                 guard value == UInt32(truncatingIfNeeded: c.arg(5)) else { throw Errno.again }
             }
-            let woken = p.wake(address, count: count(c.arg(2)))
-            let moved = p.requeue(from: address, to: c.arg(4), count: count(c.arg(3)))
-            // Both count the waiters woken and the ones requeued (futex_requeue's
-            // task_count), whatever the man page says of FUTEX_REQUEUE.
-            return .result(Int64(woken + moved))
+            return .result(plainRequeue(p.mm, from: address, to: c.arg(4), wake: count(c.arg(2)), requeue: count(c.arg(3))))
         case WAKE_OP:
             let fire = try wakeOp(c)
             var woken = p.wake(address, count: count(c.arg(2)))
@@ -94,6 +93,34 @@ enum FutexSyscalls {
 
     /// FUTEX_WAKE_OP's operation on the second word: `*uaddr2 = op(old, oparg)`;
     /// returns whether `cmp(old, cmparg)` holds.
+    /// REQUEUE and CMP_REQUEUE, as futex_requeue's loop: the waiters in
+    /// the order they came wake (the first `nrWake`) or move to `to` (up
+    /// to `nrRequeue` more). A PI waiter met on the way (a WAIT_REQUEUE_PI
+    /// or LOCK_PI one, bitset 0) makes it EINVAL, and those before it stay
+    /// woken or moved. The result counts both, woken and moved (its
+    /// task_count), whatever the man page says of FUTEX_REQUEUE.
+    static func plainRequeue(_ mm: MemoryContext, from: UInt64, to: UInt64, wake nrWake: Int, requeue nrRequeue: Int) -> Int64 {
+        var taskCount = 0
+        var result: Int64?
+        for t in mm.futexOrder {
+            if taskCount - nrWake >= nrRequeue { break }
+            guard var b = t.blocked, b.result == nil, case .futex(from, let bitset, let deadline) = b.condition else { continue }
+            if bitset == PriorityInheritanceFutexes.waiterBitset {
+                result = Int64(-EINVAL)
+                break
+            }
+            taskCount += 1
+            if taskCount <= nrWake {
+                b.result = 0
+            } else {
+                b.condition = .futex(address: to, bitset: bitset, deadline: deadline)
+            }
+            t.blocked = b
+        }
+        mm.futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
+        return result ?? Int64(taskCount)
+    }
+
     static func wakeOp(_ c: SyscallCall) throws -> Bool {
         let target = c.arg(4)
         guard target & 3 == 0 else { throw Errno.inval }

@@ -161,7 +161,15 @@ enum MemorySyscalls {
             p.space.insert(mapping)
             p.protectPages(start, start + length)
         }
-        if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: start + length) }
+        if prot.contains(.execute) && !WriteXorExecute.applies(prot) {
+            // Fresh pages with nothing but the file's bytes: the scan of the
+            // same bytes at the same offset is known (`ScanKey`).
+            let key = outcome.fill(at: start).flatMap { f in
+                f.sha256.isEmpty || f.offset != offset ? nil
+                    : PatchedInstructions.ScanKey(layout: .fileMapping, sha256: f.sha256, offset: offset, extent: f.length, length: length)
+            }
+            PatchedInstructions.patch(p.mm, from: start, to: start + length, content: key)
+        }
         if sharedView {
             let object = SharedMemory.object(for: file, process: p)
             if p.mm.sharedViews.contains(where: { $0.object === object && $0.offset < offset + length && offset < $0.offset + ($0.end - $0.start) }) {

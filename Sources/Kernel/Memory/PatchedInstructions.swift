@@ -1,5 +1,6 @@
 import CHost
 import KVMUser
+import Synchronization
 
 /// An instruction detrec replaces with int3 because the hardware may not
 /// trap it, though its result depends on the machine:
@@ -36,11 +37,35 @@ public enum PatchedInstructions {
         patch(process.mm, from: start, to: end)
     }
 
-    static func patch(_ mm: MemoryContext, from start: UInt64, to end: UInt64) {
-        let memory = mm.machine.memory
+    static func patch(_ mm: MemoryContext, from start: UInt64, to end: UInt64, content key: ScanKey? = nil) {
         guard end > start, end - start < 1 << 30 else { return }
+        let sites: [Site]
+        if let key, let known = ScanCache.shared.withLock({ $0[key] }) {
+            sites = known
+        } else {
+            sites = scan(mm.machine.memory, from: start, to: end)
+            if let key { ScanCache.shared.withLock { $0.remember(key, sites) } }
+        }
+        for s in sites {
+            let site = start + UInt64(s.offset)
+            guard mm.patchedSites[site] == nil else { continue }
+            if (try? mm.machine.memory.insertPatch(site)) != nil {
+                mm.patchedSites[site] = s.kind
+            }
+        }
+    }
+
+    /// One instruction a scan found, by its offset in the scanned range.
+    struct Site: Sendable, Equatable {
+        var offset: UInt32
+        var kind: PatchedInstruction
+    }
+
+    /// The instructions to patch in [start, end) of guest memory as it is
+    /// now (none when the range cannot be read).
+    static func scan(_ memory: GuestMemory, from start: UInt64, to end: UInt64) -> [Site] {
         let size = Int(end - start)
-        guard let code = try? memory.read(start, count: size, access: .kernel) else { return }
+        guard let code = try? memory.read(start, count: size, access: .kernel) else { return [] }
         let max = 4096
         var offsets = [UInt32](repeating: 0, count: max)
         var kinds = [UInt8](repeating: 0, count: max)
@@ -51,13 +76,40 @@ public enum PatchedInstructions {
                 }
             }
         }
-        guard found > 0 else { return }
-        for i in 0..<Int(found) {
-            let site = start + UInt64(offsets[i])
-            guard let kind = PatchedInstruction(kind: kinds[i]), mm.patchedSites[site] == nil else { continue }
-            if (try? memory.insertPatch(site)) != nil {
-                mm.patchedSites[site] = kind
-            }
+        guard found > 0 else { return [] }
+        return (0..<Int(found)).compactMap { i in PatchedInstruction(kind: kinds[i]).map { Site(offset: offsets[i], kind: $0) } }
+    }
+
+    /// What a range of guest code is, when it is known to be nothing but a
+    /// file's bytes laid out by a rule that depends on nothing else: a file
+    /// mapping just filled from `sha256` at `offset` (`extent` bytes of it,
+    /// zeros after) over `length` bytes, or an executable mapping of an ELF
+    /// image from `sha256` at [`offset`, `offset + length`) of its own
+    /// addresses. The same key means the same bytes, so the disassembling
+    /// scan (the most of what mapping a large library cost) runs once per
+    /// key, in record and in replay alike, and both get its result.
+    struct ScanKey: Hashable, Sendable {
+        enum Layout: Hashable, Sendable { case fileMapping, elfImage }
+        var layout: Layout
+        var sha256: String
+        var offset: UInt64
+        var extent: UInt64
+        var length: UInt64
+    }
+
+    /// Scan results by key, for the life of the detrec process (both
+    /// worlds see the same file contents, by hash, so sharing is exact).
+    struct ScanCache: ~Copyable {
+        static let shared = Mutex(ScanCache())
+        /// Few programs map more distinct code than this; past it, start over.
+        static let limit = 1024
+        private var known: [ScanKey: [Site]] = [:]
+
+        subscript(key: ScanKey) -> [Site]? { known[key] }
+
+        mutating func remember(_ key: ScanKey, _ sites: [Site]) {
+            if known.count >= ScanCache.limit { known.removeAll() }
+            known[key] = sites
         }
     }
 
@@ -76,9 +128,13 @@ public enum PatchedInstructions {
     }
 
     /// Patches the executable parts of every mapping of a new image.
-    public static func patchExecutable(_ process: Process) {
+    /// `images` names, for each loaded ELF image whose content hash is
+    /// known, its span and bias (see `ScanKey`).
+    public static func patchExecutable(_ process: Process, images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64)] = []) {
         for m in process.space.mappings where m.protection.contains(.execute) && !WriteXorExecute.applies(m.protection) {
-            patch(process, from: m.start, to: m.end)
+            let image = images.first { !$0.sha256.isEmpty && $0.low <= m.start && m.end <= $0.high }
+            let key = image.map { ScanKey(layout: .elfImage, sha256: $0.sha256, offset: m.start &- $0.bias, extent: 0, length: m.end - m.start) }
+            patch(process.mm, from: m.start, to: m.end, content: key)
         }
     }
 

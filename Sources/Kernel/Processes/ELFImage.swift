@@ -1,11 +1,12 @@
 import CElf
 import Glibc
+import Synchronization
 
 /// A parsed ELF executable: what the loader needs from its headers. Parsed
 /// with libelf from bytes (the trace stores the executable, so replay never
 /// reads it from disk). Input is untrusted: every offset is checked.
-public struct ELFImage {
-    public struct Segment: Equatable {
+public struct ELFImage: Sendable {
+    public struct Segment: Equatable, Sendable {
         public var type: UInt32
         public var flags: UInt32
         public var offset: UInt64
@@ -18,7 +19,7 @@ public struct ELFImage {
         }
     }
 
-    public struct PageProtectionBits: Equatable { public var read, write, execute: Bool }
+    public struct PageProtectionBits: Equatable, Sendable { public var read, write, execute: Bool }
 
     public enum LoadError: Error, CustomStringConvertible, Equatable {
         case notELF, wrongClass, wrongMachine, notExecutable(UInt16), malformed(String)
@@ -98,6 +99,26 @@ public struct ELFImage {
         }
         self = try parsed.get()
     }
+
+    /// The image of a file whose SHA-256 is `sha256`, parsed once per
+    /// content ("" for unknown content: parsed every time). An exec parses
+    /// its program and interpreter twice, and every exec of the same
+    /// program again; a parse copies the whole file for libelf.
+    public static func parse(_ bytes: [UInt8], sha256: String) throws(LoadError) -> ELFImage {
+        guard !sha256.isEmpty else { return try ELFImage(bytes) }
+        let key = ParseKey(sha256: sha256, count: bytes.count)
+        if let known = ELFImage.parsed.withLock({ $0[key] }) { return try known.get() }
+        let result: Result<ELFImage, LoadError>
+        do throws(LoadError) { result = .success(try ELFImage(bytes)) } catch { result = .failure(error) }
+        ELFImage.parsed.withLock { cache in
+            if cache.count >= 256 { cache.removeAll() }
+            cache[key] = result
+        }
+        return try result.get()
+    }
+
+    struct ParseKey: Hashable, Sendable { var sha256: String; var count: Int }
+    private static let parsed = Mutex<[ParseKey: Result<ELFImage, LoadError>]>([:])
 
     private init(type: UInt16, entry: UInt64, phoff: UInt64, phentsize: UInt16, segments: [Segment], interpreter: String?) {
         self.type = type; self.entry = entry; self.phoff = phoff

@@ -134,10 +134,13 @@ public enum ExecSyscalls {
             program = try load(interp, nil)
         }
         let image: ELFImage
-        do { image = try ELFImage(program.bytes) } catch { throw Errno(ENOEXEC) }
+        do { image = try ELFImage.parse(program.bytes, sha256: program.sha256) } catch { throw Errno(ENOEXEC) }
         var interpreter: (path: String, bytes: [UInt8])?
+        var interpreterSHA = ""
         if let interp = image.interpreter {
-            interpreter = (interp, try load(interp, nil).bytes)
+            let content = try load(interp, nil)
+            interpreter = (interp, content.bytes)
+            interpreterSHA = content.sha256
         }
         let random = try world.randomBytes(16)
         // The point of no return: the old image goes.
@@ -176,7 +179,8 @@ public enum ExecSyscalls {
         let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }
         let family = p.family
         do {
-            try ProgramLoader.start(program.bytes, interpreter: interpreter, info: info, process: p, hwcap: UInt64(leaf1?.edx ?? 0))
+            try ProgramLoader.start(program.bytes, interpreter: interpreter, info: info, process: p, hwcap: UInt64(leaf1?.edx ?? 0),
+                                    programSHA: program.sha256, interpreterSHA: interpreterSHA)
         } catch {
             throw RunStopped("execve of \(programPath) failed after the old image was gone: \(error)")
         }

@@ -165,16 +165,4 @@ extension Process {
         futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
         return woken
     }
-
-    /// Moves up to `count` waiters from one futex word to another (REQUEUE).
-    public func requeue(from: UInt64, to: UInt64, count: Int) -> Int {
-        var moved = 0
-        for t in futexOrder where moved < count {
-            guard var b = t.blocked, b.result == nil, case .futex(from, let bitset, let deadline) = b.condition else { continue }
-            b.condition = .futex(address: to, bitset: bitset, deadline: deadline)
-            t.blocked = b
-            moved += 1
-        }
-        return moved
-    }
 }

@@ -177,11 +177,17 @@ public enum ProgramLoader {
     /// binfmt_elf does: the program at its addresses (PIE at 0x555555554000),
     /// the interpreter where mmap would put it, and the first instruction at
     /// the interpreter's entry.
+    /// `programSHA` and `interpreterSHA` are the SHA-256 of the files'
+    /// bytes when known ("" when not): parses and scans of the same
+    /// content are then reused (`ELFImage.parse`, `PatchedInstructions.ScanKey`).
     public static func start(_ bytes: [UInt8], interpreter: (path: String, bytes: [UInt8])?, info: StartupInfo,
-                             process: Process, hwcap: UInt64) throws(Failure) {
+                             process: Process, hwcap: UInt64,
+                             programSHA: String = "", interpreterSHA: String = "") throws(Failure) {
         let image: ELFImage
-        do { image = try ELFImage(bytes) } catch { throw .elf(error) }
+        do { image = try ELFImage.parse(bytes, sha256: programSHA) } catch { throw .elf(error) }
         let loaded = try load(image, bytes: bytes, into: process, name: process.executablePath)
+        var images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64)] = []
+        if let span = image.span { images.append((programSHA, span.low &+ loaded.bias, loaded.end, loaded.bias)) }
         process.space.brkStart = loaded.end
         process.space.brk = loaded.end
         var entry = loaded.entry
@@ -189,7 +195,7 @@ public enum ProgramLoader {
         if let wanted = image.interpreter {
             guard let interpreter, interpreter.path == wanted else { throw .needsInterpreter(wanted) }
             let interpImage: ELFImage
-            do { interpImage = try ELFImage(interpreter.bytes) } catch { throw .elf(error) }
+            do { interpImage = try ELFImage.parse(interpreter.bytes, sha256: interpreterSHA) } catch { throw .elf(error) }
             guard interpImage.type == ELFImage.ET_DYN, interpImage.interpreter == nil,
                   let span = interpImage.span, let size = AddressSpace.pageUp(span.high - span.low),
                   let at = process.space.findFree(length: size) else {
@@ -198,6 +204,7 @@ public enum ProgramLoader {
             let interpLoaded = try load(interpImage, bytes: interpreter.bytes, into: process, name: interpreter.path, bias: at)
             entry = interpLoaded.entry
             base = interpLoaded.bias &+ span.low
+            images.append((interpreterSHA, base, interpLoaded.end, interpLoaded.bias))
         }
         // binfmt_elf's BAD_ADDR: the first instruction lies in user space.
         guard entry < GuestMemory.userLimit else {
@@ -227,7 +234,7 @@ public enum ProgramLoader {
         do {
             (sp, process.auxv) = try InitialStack.build(memory: process.memory, top: Process.stackTop, info: info, auxv: auxv)
         } catch { throw .noMemory("the initial stack") }
-        PatchedInstructions.patchExecutable(process)
+        PatchedInstructions.patchExecutable(process, images: images)
         process.pid = info.pid
         process.threads = [GuestThread(tid: info.pid)]
         process.current = process.threads[0]

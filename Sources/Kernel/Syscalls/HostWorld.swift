@@ -228,7 +228,13 @@ public struct HostOutcome: Equatable, Sendable {
     public struct FileFill: Equatable, Sendable {
         public var address: UInt64
         public var length: UInt64
-        public init(address: UInt64, length: UInt64) { self.address = address; self.length = length }
+        /// Whose bytes, from where: the file's SHA-256 and the offset of
+        /// the first byte filled in.
+        public var sha256: String
+        public var offset: UInt64
+        public init(address: UInt64, length: UInt64, sha256: String = "", offset: UInt64 = 0) {
+            self.address = address; self.length = length; self.sha256 = sha256; self.offset = offset
+        }
     }
 
     public var result: Int64
@@ -242,8 +248,8 @@ public struct HostOutcome: Equatable, Sendable {
     /// The outcome of a recording's host work: `writes` are what it wrote.
     public init(result: Int64, writes: [GuestWrite]) {
         self.init(result: result, fileFills: writes.compactMap { w in
-            guard case .file(let address, let length, _, _) = w else { return nil }
-            return FileFill(address: address, length: length)
+            guard case .file(let address, let length, let content, let offset) = w else { return nil }
+            return FileFill(address: address, length: length, sha256: content.sha256, offset: offset)
         })
     }
 
@@ -251,6 +257,11 @@ public struct HostOutcome: Equatable, Sendable {
     /// were (a mapping that starts at or past the file's end).
     public func filled(at address: UInt64) -> UInt64 {
         fileFills.first { $0.address == address }?.length ?? 0
+    }
+
+    /// The fill at `address`, if one was made there.
+    public func fill(at address: UInt64) -> FileFill? {
+        fileFills.first { $0.address == address }
     }
 }
 
