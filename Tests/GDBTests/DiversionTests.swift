@@ -137,4 +137,33 @@ struct DiversionFixture: @unchecked Sendable {
         #expect(ReverseExecutionTests.values(replay.gdb).last == "2", "\(replay.gdb)\n\(replay.stderr)")
         #expect(replay.gdb.contains("exited normally"), "\(replay.gdb)")
     }
+
+    @Test func rawWritesReadBackAndAreDiscardedWithAMessage() throws {
+        let f = try Fixture.shared.get()
+        let counter = try #require(f.symbols["counter"])
+        let stub = try StubProcess(f)
+        do {
+            let c = try RawClient(port: stub.port)
+            #expect(c.ask("QStartNoAckMode") == "OK")
+            #expect(c.ask("X\(hex(counter)),0:") == "OK")          // gdb's probe: no write
+            #expect(c.ask("M\(hex(counter)),4:2a000000") == "OK")
+            #expect(c.ask("m\(hex(counter)),4") == "2a000000")
+            #expect(c.ask("P0=0700000000000000") == "OK")
+            #expect(c.ask("p0") == "0700000000000000")
+            #expect(c.ask("P99=00") == "E01")                        // no such register
+            #expect(c.ask("P12=3400000000000000") == "E01")          // cs is 0x33 here
+            // The next resume is the recording's: a console message, then
+            // the stop, with the recorded state back (the replay runs on).
+            c.send("s")
+            let message = try #require(c.packet())
+            #expect(message.hasPrefix("O"), "\(message)")
+            let text = String(decoding: hexBytes(String(message.dropFirst())), as: UTF8.self)
+            #expect(text.contains("registers; memory at 0x\(hex(counter))") && text.contains("discarded"), "\(text)")
+            #expect((c.packet() ?? "").hasPrefix("T05"))
+            #expect(c.ask("m\(hex(counter)),4") == "00000000")
+            #expect(c.ask("c") == "W00")
+            c.send("k")
+        }
+        #expect(stub.wait() == 0)
+    }
 }

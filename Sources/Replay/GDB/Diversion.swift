@@ -128,8 +128,11 @@ final class Diversion {
             defer { if lifted { breakpoints.restore(rip) } }
             let hadTF = machine.registers.rflags & ReplaySession.trapFlag != 0
             machine.registers.rflags |= ReplaySession.trapFlag
-            let stop = try session.runner.proceedDiverted()
+            var stop = try session.runner.proceedDiverted()
+            // KVM_RUN may return before running anything (an interrupt request left over).
+            while stop == .interrupted && !session.interruptRequested() { stop = try session.runner.proceedDiverted() }
             if !hadTF { machine.registers.rflags &= ~ReplaySession.trapFlag }
+            if stop == .interrupted { return .interrupt }
             switch stop {
             case .syscall:
                 syscalls.perform(session)
@@ -201,7 +204,8 @@ final class Diversion {
             let live = session.memory.physicalFrame(of: scratchEnd & ~4095)
             let n = pages.filter { differs(frame: $0.key, now: $0.value, scratch: scratch, live: live) }.count
             if let a = userWrites.first {
-                changed.append("memory at 0x\(String(a, radix: 16))")
+                let more = Set(userWrites).count - 1
+                changed.append("memory at 0x\(String(a, radix: 16))" + (more > 0 ? " and \(more) more address\(more == 1 ? "" : "es")" : ""))
             } else if n > 0 {
                 changed.append("memory (\(n) page\(n == 1 ? "" : "s"))")
             }

@@ -97,8 +97,8 @@ public enum GDBStub {
         let listener = try Listener(host: options.launchGDB ? "127.0.0.1" : options.host, port: options.port)
         defer { Glibc.close(listener.fd) }
         if !options.launchGDB {
-            if inferior !== prepared.process { say("detrec: debugging process \(inferior.pid) (\(program)) from event \(timeline.session.eventIndex)") }
             say("detrec: waiting for gdb on \(listener.display) (gdb -ex 'target extended-remote \(listener.display)' \(program))")
+            if inferior !== prepared.process { say("detrec: gdb debugs process \(inferior.pid) (\(program)) from event \(timeline.session.eventIndex)") }
         }
 
         var child: pid_t = 0
