@@ -10,7 +10,8 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             Re-emits the program's stdout and stderr and exits with the recorded status; never touches the host's files.
             With --gdb or --gdb-listen the replay starts stopped at the program's first instruction and a debugger \
-            drives it (see docs/gdb.md); arguments after -- go to gdb.
+            drives it (see docs/gdb.md); arguments after -- go to gdb. -p PID debugs a process the program started \
+            instead of the first one.
             """)
 
     @Argument(help: "The trace directory (default: the latest recording).")
@@ -28,6 +29,12 @@ struct ReplayCommand: ParsableCommand {
     @Option(name: [.customShort("g"), .customLong("goto")], help: ArgumentHelp("With --gdb or --gdb-listen: start the session at this event (the start of the slice after that many events; `monitor when` shows them).", valueName: "event"))
     var gotoEvent: Int?
 
+    @Option(name: [.customShort("p"), .customLong("onprocess")], help: ArgumentHelp("With --gdb or --gdb-listen: debug the recorded process PID, from its first instruction after it exec'd (the first process: from the start); the replay runs without gdb until then.", valueName: "pid"))
+    var onProcess: Int32?
+
+    @Option(name: [.customShort("f"), .customLong("onfork")], help: ArgumentHelp("With --gdb or --gdb-listen: debug the recorded process PID from when it first runs after its fork.", valueName: "pid"))
+    var onFork: Int32?
+
     @Argument(parsing: .postTerminator, help: "Arguments for gdb (with --gdb).")
     var gdbArguments: [String] = []
 
@@ -42,6 +49,9 @@ struct ReplayCommand: ParsableCommand {
                 guard e >= 0 else { fail("replay: --goto wants an event number, not \(e)", status: 2) }
                 options.gotoEvent = e
             }
+            if onProcess != nil && onFork != nil { fail("replay: -p and -f both choose the process: give one", status: 2) }
+            if let pid = onProcess { options.process = .exec(pid) }
+            if let pid = onFork { options.process = .fork(pid) }
             if let listen = gdbListen {
                 guard let (host, port) = GDBOptions.parseListen(listen) else {
                     fail("replay: --gdb-listen wants HOST:PORT, not '\(listen)'", status: 2)
@@ -58,6 +68,7 @@ struct ReplayCommand: ParsableCommand {
             }
         }
         if gotoEvent != nil { fail("replay: --goto is for a gdb session (add --gdb or --gdb-listen)", status: 2) }
+        if onProcess != nil || onFork != nil { fail("replay: -p and -f are for a gdb session (add --gdb or --gdb-listen)", status: 2) }
         if !gdbArguments.isEmpty { fail("replay: arguments after -- are for gdb (use --gdb)", status: 2) }
         do {
             let outcome = try Replayer().replay(traceDirectory: directory, skipSleeps: skipSleeps)

@@ -3,9 +3,9 @@ import Kernel
 import KVMUser
 
 /// The packet handler: one gdb session over a `GDBConnection`, driving a
-/// `ReplaySession`. All-stop, one thread, no multiprocess extensions.
-/// Anything that would change the replay (register or memory writes) is
-/// refused with `E01`; unknown packets get the empty reply.
+/// `ReplaySession`. All-stop. Register and memory writes go into a
+/// diversion (Diversion.swift), never into the recorded state; unknown
+/// packets get the empty reply.
 final class GDBServer {
     let timeline: ReplayTimeline
     var session: ReplaySession { timeline.session }
@@ -41,7 +41,12 @@ final class GDBServer {
     }
 
     /// The thread gdb selected with `Hg` for register reads; nil: the one on the vCPU.
-    private var selected: Int32?
+    var selected: Int32?
+
+    /// gdb changed registers or memory: the state is a throwaway copy (Diversion.swift).
+    var diversion: Diversion?
+    /// `O` packets to send before the next reply (a resume's console messages).
+    var console: [String] = []
 
     /// gdb asked for multiprocess extensions: thread ids are `pPID.TID`,
     /// which lets gdb know the pid (`info proc`).
@@ -104,6 +109,8 @@ final class GDBServer {
             received = true
             switch handle(payload) {
             case .reply(let r):
+                for o in console { connection.send(Array(o.utf8)) }
+                console = []
                 connection.send(r)
             case .noAckMode:
                 connection.send("OK")
@@ -142,7 +149,7 @@ final class GDBServer {
             }
             return .text(r)
         case "G", "P", "M", "X":
-            return .text("E01")   // writes would make the replay diverge
+            return .text(write(payload))   // in a diversion (DiversionPackets.swift)
         case "m", "x":
             guard let (address, count) = Packet.range(p.dropFirst()) else { return .text("E01") }
             guard let bytes = readMemory(address, count) else { return .text("E14") }
@@ -252,6 +259,7 @@ final class GDBServer {
 
     /// `run`, `R`, `monitor restart`: a fresh replay from the recording's start.
     private func restart() -> String {
+        diversion = nil
         do {
             let stop = try timeline.restart()
             failure = nil
@@ -268,6 +276,7 @@ final class GDBServer {
     private func reverse(step: Bool) -> String {
         guard failure == nil, !killed else { return "E01" }
         selected = nil
+        guard leaveDiversion() else { return "E01" }
         do {
             return stopReply(try step ? timeline.reverseStep() : timeline.reverseContinue())
         } catch let stop as RunStopped {
@@ -282,7 +291,7 @@ final class GDBServer {
         }
     }
 
-    private func report(_ message: String) {
+    func report(_ message: String) {
         var line = "detrec: \(message)\n"
         line.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
     }
@@ -291,6 +300,7 @@ final class GDBServer {
         if killed { return "E01" }
         if failure != nil { return "X09" + (multiprocess ? ";process:\(String(pid, radix: 16))" : "") }
         selected = nil
+        if let stop = resumeDiverted(step: step) { return stop }
         do {
             return stopReply(try session.resume(step: step))
         } catch {

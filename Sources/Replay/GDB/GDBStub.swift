@@ -18,6 +18,8 @@ public struct GDBOptions: Sendable {
     public var gdbProgram = getenv("DETREC_GDB").map { String(cString: $0) } ?? "gdb"
     /// Start the session at the start of the slice after this many events (`--goto`).
     public var gotoEvent: Int?
+    /// The recorded process gdb debugs (`-p`, `-f`); nil: the first one.
+    public var process: ProcessChoice?
 
     public init() {}
 
@@ -56,12 +58,11 @@ public enum GDBStub {
         // The first replay is the one prepared here; going back makes more.
         var first: Replayer.Prepared? = prepared
         let timeline = try ReplayTimeline(skipSleeps: options.skipSleeps) {
-            if let p = first {
-                first = nil
-                return ReplaySession(process: p.process, world: p.world, tid: tid)
-            }
-            let p = try Replayer().prepare(traceDirectory: traceDirectory)
-            return ReplaySession(process: p.process, world: p.world, tid: tid)
+            let p = try first ?? Replayer().prepare(traceDirectory: traceDirectory)
+            first = nil
+            let s = ReplaySession(process: p.process, world: p.world, tid: tid)
+            if let choice = options.process { try s.run(until: choice) }
+            return s
         }
         if let event = options.gotoEvent {
             do {
@@ -88,18 +89,23 @@ public enum GDBStub {
             guard let location = ProcFS.plainLocation(path, process: process) else { return nil }
             return location.rest == ["cwd"] ? cwd : ProcFS.link(location, family: process.family)
         }
-        let server = GDBServer(timeline: timeline, executablePath: exe.path, hostIO: hostIO)
+        // A process chosen with -p that runs another program: gdb reads
+        // that one from the host, at the path it was exec'd from.
+        let inferior = timeline.session.process
+        let program = inferior === prepared.process ? exe.path : inferior.executablePath
+        let server = GDBServer(timeline: timeline, executablePath: program, hostIO: hostIO)
         let listener = try Listener(host: options.launchGDB ? "127.0.0.1" : options.host, port: options.port)
         defer { Glibc.close(listener.fd) }
         if !options.launchGDB {
-            say("detrec: waiting for gdb on \(listener.display) (gdb -ex 'target extended-remote \(listener.display)' \(exe.path))")
+            say("detrec: waiting for gdb on \(listener.display) (gdb -ex 'target extended-remote \(listener.display)' \(program))")
+            if inferior !== prepared.process { say("detrec: gdb debugs process \(inferior.pid) (\(program)) from event \(timeline.session.eventIndex)") }
         }
 
         var child: pid_t = 0
         if options.launchGDB {
             let script = try TemporaryFile.write(prefix: "detrec-gdb-init", Array("set remotetimeout 60\ntarget extended-remote \(listener.display)\n".utf8), mode: 0o600)
             temporaries.append(script)
-            child = try spawn([options.gdbProgram, "-q", "-x", script] + options.gdbArguments + [exe.path])
+            child = try spawn([options.gdbProgram, "-q", "-x", script] + options.gdbArguments + [program])
             // Ctrl-C belongs to gdb, which turns it into an interrupt packet.
             signal(SIGINT, SIG_IGN)
         }

@@ -187,13 +187,14 @@ struct Unreachable: Error, CustomStringConvertible {
 /// recorded; nothing here changes what it computes. Going backwards is a
 /// fresh session run forward to an earlier position (`ReplayTimeline`).
 final class ReplaySession {
-    let process: Process
+    /// gdb's inferior: the first process, or the one `focus` chose (`detrec replay -p`).
+    private(set) var process: Process
     let runner: ProcessRunner
     let world: DebugWorld
-    let breakpoints: Breakpoints
-    let watchpoints: Watchpoints
+    private(set) var breakpoints: Breakpoints
+    private(set) var watchpoints: Watchpoints
     /// The thread id gdb sees: the recorded one.
-    let tid: Int32
+    private(set) var tid: Int32
     var lastStop: StopReason = .start
     private(set) var position: ReplayPosition
     /// The program's own trap, delivered when the replay resumes.
@@ -944,6 +945,19 @@ final class ReplaySession {
         lastStop = .step
         return true
     }
+
+    /// Makes `p` gdb's inferior (ProcessChoice.swift), before gdb set any
+    /// breakpoint: its threads, registers and memory from now on.
+    func focus(on p: Process) {
+        process = p
+        breakpoints = Breakpoints(memory: p.memory)
+        watchpoints = Watchpoints(memory: p.memory)
+        tid = p.current.tid
+    }
+
+    /// Drops the slice checkpoint: a diversion took a newer memory
+    /// snapshot, and only the latest one can be restored.
+    func forgetCheckpoint() { checkpoint = nil }
 
     /// Lets go of a session nobody will use again: the kernel's objects
     /// refer to each other (a process and its family), so the machine and
