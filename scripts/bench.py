@@ -170,8 +170,8 @@ def check(p, what, expect_out=None):
         raise BenchError(f"{what}: stdout differs from the recording's")
 
 
-def new_result(name, argv):
-    return {"name": name, "argv": argv, "native": [], "record": [], "replay": [], "trace_bytes": []}
+def new_result(name, argv, env=None):
+    return {"name": name, "argv": argv, "env": env or [], "native": [], "record": [], "replay": [], "trace_bytes": []}
 
 
 def one_round(detrec, result, r, runs, work):
@@ -182,13 +182,15 @@ def one_round(detrec, result, r, runs, work):
     result["native"].append(t)
 
     trace = os.path.join(work, f"trace-{name}-{r}")
-    t, p = timed([detrec, "record", "-q", "-o", trace, "--"] + argv)
+    # env: VAR=VALUE settings for detrec (a variant measured in the same run).
+    prefix = ["env"] + result["env"] if result.get("env") else []
+    t, p = timed(prefix + [detrec, "record", "-q", "-o", trace, "--"] + argv)
     check(p, f"detrec record {name}")
     recorded_out = p.stdout
     result["record"].append(t)
     result["trace_bytes"].append(trace_bytes(trace))
 
-    t, p = timed([detrec, "replay", trace])
+    t, p = timed(prefix + [detrec, "replay", trace])
     check(p, f"detrec replay {name}", expect_out=recorded_out)
     result["replay"].append(t)
     shutil.rmtree(trace, ignore_errors=True)
@@ -263,20 +265,28 @@ def preemption_main(detrec, args):
             if p.returncode != 0:
                 raise BenchError(f"gcc failed for {name}:\n{p.stderr.decode(errors='replace')}")
             bins[name] = out
-        # (name, argv, syscalls made beyond its 0-call twin)
+        # (name, argv, syscalls made beyond its 0-call twin, env for detrec).
+        # The *_eager rows copy a large checkpoint's pages at once
+        # (DETREC_CHECKPOINTS=dirty-log) instead of before their next
+        # write: the scheme before copy-before-write, in the same run.
+        eager = ["DETREC_CHECKPOINTS=dirty-log"]
         plan = [
-            ("threads_1mib", [bins["heap_threads"], "1", str(calls)], 2 * calls),
-            ("threads_1mib_0", [bins["heap_threads"], "1", "0"], 0),
-            ("threads_256mib", [bins["heap_threads"], "256", str(calls)], 2 * calls),
-            ("threads_256mib_0", [bins["heap_threads"], "256", "0"], 0),
-            ("timer_64mib", [bins["heap_timer"], "64", str(2 * calls), "1"], 2 * calls),
-            ("timer_64mib_0", [bins["heap_timer"], "64", "0", "1"], 0),
+            ("threads_1mib", [bins["heap_threads"], "1", str(calls)], 2 * calls, None),
+            ("threads_1mib_0", [bins["heap_threads"], "1", "0"], 0, None),
+            ("threads_256mib", [bins["heap_threads"], "256", str(calls)], 2 * calls, None),
+            ("threads_256mib_0", [bins["heap_threads"], "256", "0"], 0, None),
+            ("timer_64mib", [bins["heap_timer"], "64", str(2 * calls), "1"], 2 * calls, None),
+            ("timer_64mib_0", [bins["heap_timer"], "64", "0", "1"], 0, None),
+            ("threads_1mib_eager", [bins["heap_threads"], "1", str(calls)], 2 * calls, eager),
+            ("threads_1mib_eager_0", [bins["heap_threads"], "1", "0"], 0, eager),
+            ("threads_256mib_eager", [bins["heap_threads"], "256", str(calls)], 2 * calls, eager),
+            ("threads_256mib_eager_0", [bins["heap_threads"], "256", "0"], 0, eager),
         ]
         print(f"detrec bench --preemption, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{os.cpu_count()} CPUs", flush=True)
         print(f"host: {host_summary(detrec)}", flush=True)
         exit_before = bench_exit(detrec, args.exit_iterations, args.exit_batches)
-        results = [new_result(name, argv) for name, argv, _ in plan]
+        results = [new_result(name, argv, env) for name, argv, _, env in plan]
         for r in range(args.runs):
             for result in results:
                 one_round(detrec, result, r, args.runs, work)
@@ -295,7 +305,7 @@ def preemption_main(detrec, args):
     print(f"bare syscall exit: {exit_us:.2f} us (before {exit_before['syscall']['median_us']:.2f}, "
           f"after {exit_after['syscall']['median_us']:.2f})")
     figures = {}
-    for name, _, n in plan:
+    for name, _, n, _ in plan:
         if n == 0:
             continue
         base = by[name + "_0"]
@@ -307,10 +317,13 @@ def preemption_main(detrec, args):
               f"{rep:.2f} us = {rep / exit_us:.2f}")
     growth = paired(by["threads_256mib"]["record"], by["threads_1mib"]["record"], div)
     print(f"two threads, 256 MiB heap against 1 MiB: record {ratio(growth)}x")
+    growth_eager = paired(by["threads_256mib_eager"]["record"], by["threads_1mib_eager"]["record"], div)
+    print(f"the same with large checkpoints copied at once (DETREC_CHECKPOINTS=dirty-log, the scheme before): "
+          f"record {ratio(growth_eager)}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "bare_exit_us": exit_us, "exits_per_syscall": figures,
-                       "heap_growth": growth}, f, indent=2)
+                       "heap_growth": growth, "heap_growth_eager": growth_eager}, f, indent=2)
     return 0
 
 

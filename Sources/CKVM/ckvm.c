@@ -89,3 +89,76 @@ int ckvm_get_dirty_log(int vm_fd, uint32_t slot, uint64_t *bitmap) {
   log.dirty_bitmap = bitmap;
   return ioctl(vm_fd, KVM_GET_DIRTY_LOG, &log) < 0 ? -errno : 0;
 }
+
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+int ckvm_uffd_open(void) {
+  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return -errno;
+  struct uffdio_api api;
+  memset(&api, 0, sizeof api);
+  api.api = UFFD_API;
+  api.features = UFFD_FEATURE_PAGEFAULT_FLAG_WP;
+  if (ioctl(fd, UFFDIO_API, &api) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (!(api.ioctls & (1ULL << _UFFDIO_REGISTER))) {
+    close(fd);
+    return -ENOTSUP;
+  }
+  return fd;
+}
+
+int ckvm_uffd_register_wp(int uffd, void *start, uint64_t len) {
+  struct uffdio_register r;
+  memset(&r, 0, sizeof r);
+  r.range.start = (uint64_t)(uintptr_t)start;
+  r.range.len = len;
+  r.mode = UFFDIO_REGISTER_MODE_WP;
+  if (ioctl(uffd, UFFDIO_REGISTER, &r) < 0) return -errno;
+  if (!(r.ioctls & (1ULL << _UFFDIO_WRITEPROTECT))) return -ENOTSUP;
+  return 0;
+}
+
+int ckvm_uffd_unregister(int uffd, void *start, uint64_t len) {
+  struct uffdio_range r = {.start = (uint64_t)(uintptr_t)start, .len = len};
+  return ioctl(uffd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
+}
+
+int ckvm_uffd_protect(int uffd, void *start, uint64_t len, int protect) {
+  struct uffdio_writeprotect w;
+  memset(&w, 0, sizeof w);
+  w.range.start = (uint64_t)(uintptr_t)start;
+  w.range.len = len;
+  w.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+  for (;;) {
+    if (ioctl(uffd, UFFDIO_WRITEPROTECT, &w) == 0) return 0;
+    if (errno != EAGAIN && errno != EINTR) return -errno;
+  }
+}
+
+int ckvm_uffd_next_fault(int uffd, int stop_fd, uint64_t *address) {
+  for (;;) {
+    struct pollfd p[2] = {{.fd = uffd, .events = POLLIN}, {.fd = stop_fd, .events = POLLIN}};
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (p[1].revents) return 0;
+    struct uffd_msg m;
+    ssize_t n = read(uffd, &m, sizeof m);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return -errno;
+    }
+    if (n != sizeof m || m.event != UFFD_EVENT_PAGEFAULT) continue;
+    *address = m.arg.pagefault.address;
+    return 1;
+  }
+}

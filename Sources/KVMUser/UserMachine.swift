@@ -101,6 +101,7 @@ public final class UserMachine {
     /// destroying those is what a new process cost most (`MachinePool`).
     func reset() throws(KVMError) {
         let old = memory
+        old.dropMirror()  // lifts its write protection before the pages go
         let tableRegion = tables.region, dataRegion = old.data
         tableRegion.discard(tableRegion.guestBase, bytes: tables.highestPage - tableRegion.guestBase)
         let used = old.highestFrame - dataRegion.guestBase

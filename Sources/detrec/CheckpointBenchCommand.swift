@@ -4,16 +4,17 @@ import KVMUser
 
 /// `detrec bench-checkpoint`: what a preemption checkpoint and a rollback
 /// cost on this host against the pages written, with KVM's dirty page log
-/// and with the full-copy fallback, next to a bare exit measured in the
+/// (large checkpoints copied before write, or at once) and with the
+/// full-copy fallback, next to a bare exit measured in the
 /// same run (docs/preemption.md).
 struct CheckpointBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-checkpoint",
-        abstract: "Measure a preemption checkpoint and rollback against the pages written, both methods.",
+        abstract: "Measure a preemption checkpoint and rollback against the pages written, all methods.",
         discussion: """
             A hand-assembled guest first writes a heap of --heap-mib MiB once, then, for each count \
             of pages, writes that many pages and the host takes a checkpoint, writes them again \
-            and the host rolls back. Prints medians in µs and in bare syscall exits (bench-exit, \
+            (the rewrite, where protected pages are copied before write) and the host rolls back. Prints medians in µs and in bare syscall exits (bench-exit, \
             measured in the same run).
             """)
 
@@ -38,19 +39,27 @@ struct CheckpointBenchCommand: ParsableCommand {
             let check = try CheckpointProbe.checkDirtyLog(device: device)
             print("host: \(HostCapabilities.probe(device: device).summary); checkpoints: \(check.summary)")
             print("bare syscall exit: \(BenchCommand.fixed(exit)) µs; heap written first: \(heapMib) MiB")
-            print("| method | pages written | checkpoint µs | rollback µs | checkpoint exits | rollback exits | guest write µs |")
-            print("|---|---|---|---|---|---|---|")
-            for fullCopy in [false, true] {
+            let cbw = try CheckpointProbe.checkCopyBeforeWrite(device: device)
+            print("large checkpoints: \(cbw.summary)")
+            print("| method | pages written | checkpoint µs | rollback µs | checkpoint exits | rollback exits | guest write µs | guest rewrite µs |")
+            print("|---|---|---|---|---|---|---|---|")
+            var firsts: [String] = []
+            for (fullCopy, eager) in [(false, false), (false, true), (true, false)] {
                 let costs = try CheckpointProbe.measure(device: device, heapPages: heapPages, pages: counts,
                                                         repeats: fullCopy ? max(3, repeats / 4) : repeats,
-                                                        fullCopy: fullCopy)
+                                                        fullCopy: fullCopy, eager: eager)
+                if let c = costs.first {
+                    firsts.append("\(c.method) \(BenchCommand.fixed(c.firstCheckpointMicros, digits: 0)) µs "
+                                  + "(\(BenchCommand.fixed(c.firstCheckpointMicros / exit)) exits)")
+                }
                 for c in costs {
                     print("| \(c.method) | \(c.pages) | \(BenchCommand.fixed(c.checkpointMicros, digits: 1)) "
                           + "| \(BenchCommand.fixed(c.rollbackMicros, digits: 1)) "
                           + "| \(BenchCommand.fixed(c.checkpointMicros / exit)) | \(BenchCommand.fixed(c.rollbackMicros / exit)) "
-                          + "| \(BenchCommand.fixed(c.writeMicros, digits: 1)) |")
+                          + "| \(BenchCommand.fixed(c.writeMicros, digits: 1)) | \(BenchCommand.fixed(c.rewriteMicros, digits: 1)) |")
                 }
             }
+            print("first checkpoint after the heap was written: " + firsts.joined(separator: "; "))
         } catch { fail("bench-checkpoint: \(error)") }
     }
 }

@@ -29,6 +29,10 @@ struct DoctorCommand: ParsableCommand {
         do {
             let check = try CheckpointProbe.checkDirtyLog(device: device)
             print("preemption checkpoints: \(check.works ? check.summary : "full copy of every writable page (\(check.summary))")")
+            if check.works {
+                let cbw = try CheckpointProbe.checkCopyBeforeWrite(device: device)
+                print("large checkpoints (\(CheckpointProbe.largeCheckpointPages)+ pages changed): \(cbw.summary)")
+            }
         } catch { print("preemption checkpoints: full copy (the dirty log check failed: \(error))") }
         for note in caps.notes { print("note: \(note)") }
     }

@@ -136,4 +136,64 @@ import Testing
         #expect(check.rounds.map(\.logged) == [1000, 10, 200], "\(check.summary)")
         #expect(check.works, "\(check.summary)")
     }
+
+    /// A large checkpoint protects its pages instead of copying them; the
+    /// guest's writes (through KVM) and detrec's are copied before they
+    /// land, pages still pending stay right across later checkpoints, and
+    /// rollbacks, `changes` and `matches` see the checkpoint's bytes.
+    @Test(.enabled(if: !UserMachine.fullCopyRequested)) func largeCheckpointsCopyPagesBeforeTheirNextWrite() throws {
+        let m = try machine(fullCopy: false)
+        try #require(m.memory.checkpointMethod == .dirtyLog)
+        let pages = 2 * MemoryMirror.lazyThreshold
+        try m.memory.map(Self.data, pages: pages, protection: .rw)
+        for page in 0..<pages { try m.memory.write(Self.data + UInt64(page) * 4096, [UInt8(truncatingIfNeeded: page | 1)]) }
+        let snapshot = MemorySnapshot()
+        m.memory.capture(into: snapshot)
+        guard m.memory.largeCheckpoints.hasPrefix("copy before write") else { return }  // no userfaultfd here
+        #expect(snapshot.protectedPages >= pages)
+        #expect(snapshot.bytes < 16 * 4096)
+        #expect(try m.run() == .syscall)                     // the guest writes pages 0 and 1
+        try m.memory.write(Self.data + 500 * 4096 + 9, [7])  // detrec writes page 500
+        #expect(m.memory.copyBeforeWriteCounts.faults >= 2)
+        let changed = try m.memory.changes(since: snapshot)
+        #expect(changed.count >= 3)
+        #expect(try m.memory.matches(snapshot, changes: changed))
+        try m.memory.restore(snapshot)
+        #expect(try m.memory.read(Self.data, count: 1) == [1])
+        #expect(try m.memory.read(Self.data + 0x1000, count: 1) == [1])
+        #expect(try m.memory.read(Self.data + 500 * 4096, count: 10) == [UInt8(truncatingIfNeeded: 500 | 1)] + Array(repeating: 0, count: 9))
+        #expect(try m.memory.changes(since: snapshot).isEmpty)
+        // A small checkpoint copies at once; page 1500, still pending from
+        // the first one, is written only now and must come back too.
+        try m.memory.write(Self.data + 3 * 4096, [3])
+        m.memory.capture(into: snapshot)
+        #expect(snapshot.protectedPages == 0)
+        try m.memory.write(Self.data + 1500 * 4096, [9, 9])
+        try m.memory.write(Self.data + 3 * 4096, [4])
+        try m.memory.restore(snapshot)
+        #expect(try m.memory.read(Self.data + 1500 * 4096, count: 2) == [UInt8(truncatingIfNeeded: 1500 | 1), 0])
+        #expect(try m.memory.read(Self.data + 3 * 4096, count: 1) == [3])
+        // The same with the mirror copied at once.
+        let eager = try machine(fullCopy: false)
+        eager.memory.useEagerMirror(reason: "test")
+        try eager.memory.map(Self.data, pages: pages, protection: .rw)
+        try eager.memory.write(Self.data, Array(repeating: 5, count: pages * 4096))
+        eager.memory.capture(into: snapshot)
+        #expect(snapshot.protectedPages == 0 && snapshot.bytes >= pages * 4096)
+        try eager.memory.write(Self.data + 1500 * 4096, [9])
+        try eager.memory.restore(snapshot)
+        #expect(try eager.memory.read(Self.data + 1500 * 4096, count: 1) == [5])
+    }
+
+    /// The guard for CI: where userfaultfd write protection is offered, a
+    /// rollback after a large checkpoint brings back what KVM's and
+    /// detrec's writes changed.
+    @Test(.enabled(if: !UserMachine.fullCopyRequested)) func copyBeforeWriteSeesTheGuestsWritesOnThisHost() throws {
+        let check = try CheckpointProbe.checkCopyBeforeWrite(device: try KVMDevice())
+        guard check.scheme.hasPrefix("copy before write") else { return }
+        #expect(check.protected >= 2 * MemoryMirror.lazyThreshold, "\(check.summary)")
+        #expect(check.faults >= 4, "\(check.summary)")   // 40 pages in order: 3 clusters; a host write: 1
+        #expect(check.wrong == 0, "\(check.summary)")
+        #expect(check.works)
+    }
 }

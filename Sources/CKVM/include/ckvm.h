@@ -57,4 +57,17 @@ int ckvm_get_dirty_log(int vm_fd, uint32_t slot, uint64_t *bitmap);
 // perf_event_open(2) of retired branch instructions for this thread, user
 // mode only: returns an fd, or -errno (ENOENT where the host has no PMU).
 int ckvm_probe_branch_counter(void);
+
+// userfaultfd write protection (docs/preemption.md, "copy before write").
+// Opens a userfaultfd with the WP feature negotiated: an fd, or -errno.
+int ckvm_uffd_open(void);
+// Registers [start, start+len) for write-protect faults: 0 or -errno.
+int ckvm_uffd_register_wp(int uffd, void *start, uint64_t len);
+int ckvm_uffd_unregister(int uffd, void *start, uint64_t len);
+// Write-protects (protect != 0) or unprotects the range; unprotecting wakes
+// the threads blocked on a fault in it. 0 or -errno.
+int ckvm_uffd_protect(int uffd, void *start, uint64_t len, int protect);
+// Waits for the next write-protect fault or for `stop_fd` to become
+// readable: 1 with the faulting address in *address, 0 when stopped, -errno.
+int ckvm_uffd_next_fault(int uffd, int stop_fd, uint64_t *address);
 #endif

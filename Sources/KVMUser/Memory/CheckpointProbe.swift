@@ -28,13 +28,14 @@ public enum CheckpointProbe {
                                    0xeb, 0xfe]
 
     /// A machine with `heapPages` writable pages at `heap`.
-    static func machine(device: KVMDevice, heapPages: Int, fullCopy: Bool) throws(ExitProbe.Failure) -> UserMachine {
+    static func machine(device: KVMDevice, heapPages: Int, fullCopy: Bool, eager: Bool = false) throws(ExitProbe.Failure) -> UserMachine {
         let m: UserMachine
         do throws(KVMError) {
             m = try UserMachine(device: device, cpuid: try CPUIDTable.forRecording(device: device),
                                 memorySize: UInt64(heapPages + 256) * 4096)
         } catch { throw .kvm(error) }
         if fullCopy { m.memory.useFullCopyCheckpoints(reason: "requested") }
+        if eager { m.memory.useEagerMirror(reason: "requested") }
         do throws(GuestMemoryFault) {
             try m.memory.map(codeAddress, pages: 1, protection: .rx)
             try m.memory.write(codeAddress, program, access: .kernel)
@@ -117,6 +118,54 @@ public enum CheckpointProbe {
         return DirtyLogCheck(method: .dirtyLog, rounds: rounds)
     }
 
+    // MARK: copy before write works
+
+    /// A checkpoint with at least this many changed pages protects them
+    /// instead of copying them, where the host can.
+    public static let largeCheckpointPages = MemoryMirror.lazyThreshold
+
+    public struct CopyBeforeWriteCheck: Sendable, Equatable {
+        /// How large checkpoints are taken here (`GuestMemory.largeCheckpoints`).
+        public var scheme: String
+        /// Pages the checkpoint protected instead of copying.
+        public var protected: Int
+        /// Write faults handled after it, and the pages they copied.
+        public var faults: Int
+        public var copied: Int
+        /// Pages that held the wrong byte after the rollback.
+        public var wrong: Int
+        public var works: Bool { protected > 0 && faults > 0 && wrong == 0 }
+        public var summary: String {
+            guard protected > 0 else { return scheme }
+            let r = "protected \(protected) pages, \(faults) write faults copied \(copied), \(wrong) wrong after rollback"
+            return works ? "\(scheme), checked: \(r)" : "\(scheme) FAILS here: \(r)"
+        }
+    }
+
+    /// The guest fills 2048 pages, a checkpoint protects them, the guest
+    /// rewrites 40 of them (KVM's fault path) and detrec one (a host
+    /// write), and a rollback must bring back every old byte.
+    public static func checkCopyBeforeWrite(device: KVMDevice) throws(ExitProbe.Failure) -> CopyBeforeWriteCheck {
+        let pages = 2 * MemoryMirror.lazyThreshold
+        let m = try machine(device: device, heapPages: pages, fullCopy: false)
+        try write(m, pages: pages, value: 1)
+        let snapshot = MemorySnapshot()
+        m.memory.capture(into: snapshot)
+        var check = CopyBeforeWriteCheck(scheme: m.memory.largeCheckpoints, protected: snapshot.protectedPages,
+                                         faults: 0, copied: 0, wrong: 0)
+        guard check.protected > 0 else { return check }
+        try write(m, pages: 40, from: 100, value: 2)
+        do throws(GuestMemoryFault) { try m.memory.write(heap + 1000 * 4096 + 5, [3], access: .kernel) } catch { throw .memory(error) }
+        (check.faults, check.copied) = m.memory.copyBeforeWriteCounts
+        do { try m.memory.restore(snapshot) } catch { throw .unexpected("checkpoint probe: \(error)") }
+        for page in [0, 99, 100, 120, 139, 140, 999, 1000, 1001, pages - 1] {
+            let bytes: [UInt8]
+            do throws(GuestMemoryFault) { bytes = try m.memory.read(heap + UInt64(page) * 4096, count: 8) } catch { throw .memory(error) }
+            if bytes != [1, 0, 0, 0, 0, 0, 0, 0] { check.wrong += 1 }
+        }
+        return check
+    }
+
     // MARK: costs
 
     /// Median µs of a checkpoint and of a rollback after the guest wrote
@@ -128,20 +177,29 @@ public enum CheckpointProbe {
         public var checkpointMicros: Double
         public var rollbackMicros: Double
         /// The guest's run that wrote the pages (KVM's first-write faults
-        /// on logged pages are paid here).
+        /// on logged pages, and copy-before-write faults, are paid here).
         public var writeMicros: Double
+        /// The guest's run that wrote them again after the checkpoint
+        /// (where a checkpoint protected them, their copies are paid here).
+        public var rewriteMicros: Double
+        /// The first checkpoint, after the heap was written (once per process).
+        public var firstCheckpointMicros: Double
     }
 
     public static func measure(device: KVMDevice, heapPages: Int, pages: [Int], repeats: Int,
-                               fullCopy: Bool) throws(ExitProbe.Failure) -> [Cost] {
-        let m = try machine(device: device, heapPages: max(heapPages, pages.max() ?? 1), fullCopy: fullCopy)
+                               fullCopy: Bool, eager: Bool = false) throws(ExitProbe.Failure) -> [Cost] {
+        let m = try machine(device: device, heapPages: max(heapPages, pages.max() ?? 1), fullCopy: fullCopy, eager: eager)
         try write(m, pages: heapPages, value: 1)
         let snapshot = MemorySnapshot()
+        let t0 = ExitProbe.now()
         m.memory.capture(into: snapshot)
-        let method = fullCopy ? "full copy" : (m.memory.checkpointMethod == .dirtyLog ? "dirty log" : "full copy (no log)")
+        let first = (ExitProbe.now() - t0) * 1e6
+        let method = fullCopy ? "full copy"
+            : m.memory.checkpointMethod != .dirtyLog ? "full copy (no log)"
+            : snapshot.protectedPages > 0 ? "dirty log, copy before write" : "dirty log, copied at once"
         var out: [Cost] = []
         for k in pages {
-            var cp: [Double] = [], rb: [Double] = [], wr: [Double] = []
+            var cp: [Double] = [], rb: [Double] = [], wr: [Double] = [], rw: [Double] = []
             for r in 0..<repeats {
                 let value = UInt8(truncatingIfNeeded: 2 + 2 * r)
                 var t = ExitProbe.now()
@@ -150,7 +208,9 @@ public enum CheckpointProbe {
                 t = ExitProbe.now()
                 m.memory.capture(into: snapshot)
                 cp.append(ExitProbe.now() - t)
+                t = ExitProbe.now()
                 try write(m, pages: k, value: value &+ 1)
+                rw.append(ExitProbe.now() - t)
                 t = ExitProbe.now()
                 do { try m.memory.restore(snapshot) } catch { throw .unexpected("checkpoint probe: \(error)") }
                 rb.append(ExitProbe.now() - t)
@@ -162,7 +222,8 @@ public enum CheckpointProbe {
             }
             func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? 0 : s[s.count / 2] * 1e6 }
             out.append(Cost(method: method, heapPages: heapPages, pages: k,
-                            checkpointMicros: median(cp), rollbackMicros: median(rb), writeMicros: median(wr)))
+                            checkpointMicros: median(cp), rollbackMicros: median(rb), writeMicros: median(wr),
+                            rewriteMicros: median(rw), firstCheckpointMicros: first))
         }
         return out
     }

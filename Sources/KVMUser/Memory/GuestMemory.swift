@@ -50,6 +50,9 @@ public final class GuestMemory {
     var mirror: MemoryMirror?
     /// Why checkpoints copy every page instead (no log, or it failed).
     var fullCopyReason: String?
+    /// Why the mirror copies every changed page at once, even many
+    /// (no `CopyBeforeWrite`: tests and measurements compare the two).
+    var eagerMirrorReason: String?
 
     /// Pages a debugger protects to see the guest's own accesses
     /// (watchpoints, DebugProtection.swift).

@@ -15,19 +15,76 @@ final class MemoryMirror {
     /// Bumped at each checkpoint: a snapshot older than the last one cannot
     /// be restored from the mirror any more.
     var epoch = 0
+    /// Where a checkpoint with many changed pages protects them instead of
+    /// copying them (`CopyBeforeWrite`); nil where the host cannot, or
+    /// `DETREC_CHECKPOINTS=dirty-log` asked for eager copies.
+    private(set) var lazy: CopyBeforeWrite?
+    /// Why `lazy` is nil.
+    private(set) var eagerReason: String?
 
-    init?(size: UInt64) {
+    /// A checkpoint with at least this many changed pages protects them
+    /// instead of copying them: below, copying (≈ 1–5 µs a page here) costs
+    /// less than the write fault a protected page takes when written again.
+    static let lazyThreshold = 1024
+
+    static let eagerRequested: Bool = getenv("DETREC_CHECKPOINTS").map { String(cString: $0) == "dirty-log" } ?? false
+
+    init?(size: UInt64, data: UnsafeMutableRawPointer, eager: String? = nil) {
         let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
         guard let p, p != MAP_FAILED else { return nil }
         host = p
         self.size = Int(size)
+        if let eager {
+            eagerReason = eager
+        } else if MemoryMirror.eagerRequested {
+            eagerReason = "DETREC_CHECKPOINTS=dirty-log"
+        } else {
+            var reason: String?
+            lazy = CopyBeforeWrite(data: data, mirror: p, size: Int(size), reason: &reason)
+            eagerReason = reason
+        }
     }
 
-    deinit { munmap(host, size) }
+    deinit {
+        lazy = nil  // stops its thread and lifts its protection before the mirror goes
+        munmap(host, size)
+    }
+
+    /// Stops protecting pages: everything pending is copied now.
+    func stopLazyCopies(reason: String) {
+        lazy?.flushAll()
+        lazy = nil
+        eagerReason = reason
+    }
+
+    /// Takes a checkpoint of the given changed pages (sorted, each once):
+    /// protects them when they are many and the host can, copies them
+    /// otherwise. Returns how many were copied now.
+    func take(_ pages: [UInt32], from data: UnsafeMutableRawPointer) -> Int {
+        if pages.count >= MemoryMirror.lazyThreshold, let lazy {
+            if lazy.protect(pages) { return 0 }
+            stopLazyCopies(reason: lazy.failure ?? "UFFDIO_WRITEPROTECT failed")
+        }
+        // A page marked by detrec but not written may still be pending.
+        lazy?.materialize(pages.map { Int($0) })
+        copy(pages, from: data)
+        return pages.count
+    }
 
     @inline(__always) func page(_ index: Int) -> UnsafeMutableRawPointer { host + index * 4096 }
 
-    func discard(_ index: Int) { madvise(page(index), 4096, MADV_DONTNEED) }
+    /// The page went back to the host: it reads as zero on both sides now.
+    func discard(_ index: Int) {
+        lazy?.forget(index)
+        madvise(page(index), 4096, MADV_DONTNEED)
+    }
+
+    /// Before the mirror's copies of `pages` are read: the handler's
+    /// copies are seen, and pages still pending are copied.
+    func settle(_ pages: [Int]) {
+        guard let lazy else { return }
+        lazy.materialize(pages)
+    }
 
     /// Copies the given pages of `data` (a region-sized mapping) in. Runs of
     /// consecutive pages are backed first with one MADV_POPULATE_WRITE each:

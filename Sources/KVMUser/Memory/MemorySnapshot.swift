@@ -29,6 +29,7 @@ public final class MemorySnapshot {
     fileprivate weak var mirror: MemoryMirror?
     fileprivate var epoch = 0
     fileprivate var pagesCopied = 0
+    fileprivate var pagesProtected = 0
 
     public init() {}
 
@@ -37,6 +38,10 @@ public final class MemorySnapshot {
     /// Bytes copied to take it (full copy: all of it; dirty log: the pages
     /// changed since the previous checkpoint), for measurements.
     public var bytes: Int { mirror != nil ? pagesCopied * 4096 : copied.count * 4096 }
+
+    /// Pages write-protected instead of copied to take it (copied at their
+    /// next write, `CopyBeforeWrite`), for measurements.
+    public var protectedPages: Int { mirror != nil ? pagesProtected : 0 }
 
     /// Whether it was taken with the dirty page log.
     public var isIncremental: Bool { mirror != nil }
@@ -72,6 +77,35 @@ extension GuestMemory {
         return dirty == nil ? .fullCopy(reason: "no dirty page log") : .dirtyLog
     }
 
+    /// How a checkpoint with many changed pages takes them: protected and
+    /// copied at their next write, or copied at once (and why).
+    public var largeCheckpoints: String {
+        guard checkpointMethod == .dirtyLog else { return "full copy" }
+        if let mirror {
+            return mirror.lazy != nil ? "copy before write (userfaultfd write-protect)"
+                : "copied at once (\(mirror.eagerReason ?? "no userfaultfd"))"
+        }
+        if let eagerMirrorReason { return "copied at once (\(eagerMirrorReason))" }
+        if MemoryMirror.eagerRequested { return "copied at once (DETREC_CHECKPOINTS=dirty-log)" }
+        if let reason = CopyBeforeWrite.unavailable(data: data.host, size: Int(data.size)) { return "copied at once (\(reason))" }
+        return "copy before write (userfaultfd write-protect)"
+    }
+
+    /// Write faults that copied pending pages, and the pages copied, since
+    /// the mirror was made (measurements and tests).
+    public var copyBeforeWriteCounts: (faults: Int, pages: Int) { mirror?.lazy?.counts ?? (0, 0) }
+
+    /// The memory is being thrown away: its checkpoints go (and with them
+    /// any write protection), without copying what is pending.
+    func dropMirror() { mirror = nil }
+
+    /// From now on, a checkpoint copies all its changed pages at once, even
+    /// many (tests and measurements compare with copy before write).
+    public func useEagerMirror(reason: String) {
+        mirror?.stopLazyCopies(reason: reason)
+        eagerMirrorReason = reason
+    }
+
     /// From now on, checkpoints copy every page (tests and measurements
     /// compare the two methods).
     public func useFullCopyCheckpoints(reason: String) {
@@ -83,11 +117,11 @@ extension GuestMemory {
     /// Takes a checkpoint into `snapshot` (reusing its storage).
     public func capture(into snapshot: MemorySnapshot) {
         if fullCopyReason == nil, let log = dirty {
-            if mirror == nil { mirror = MemoryMirror(size: data.size) }
+            if mirror == nil { mirror = MemoryMirror(size: data.size, data: data.host, eager: eagerMirrorReason) }
             if let mirror, log.harvest(below: highestFrame) {
                 for page in log.released { mirror.discard(Int(page)) }
-                mirror.copy(log.pages, from: data.host)
-                snapshot.pagesCopied = log.pages.count
+                snapshot.pagesCopied = mirror.take(log.pages, from: data.host)
+                snapshot.pagesProtected = log.pages.count - snapshot.pagesCopied
                 log.clear()
                 mirror.epoch += 1
                 snapshot.mirror = mirror
@@ -106,7 +140,9 @@ extension GuestMemory {
     /// belong to the same pages.
     public func restore(_ snapshot: MemorySnapshot) throws(StaleSnapshot) {
         guard let mirror = try latestMirror(snapshot) else { restoreAll(snapshot); return }
-        for page in changedPages(since: mirror) {
+        let pages = changedPages(since: mirror)
+        mirror.settle(pages)
+        for page in pages {
             (data.host + page * 4096).copyMemory(from: mirror.page(page), byteCount: 4096)
         }
         dirty?.clear()
@@ -121,7 +157,9 @@ extension GuestMemory {
         let patched = patchedPages()
         let system = systemPages()
         var buffer = [UInt8](repeating: 0, count: 4096)
-        for page in changedPages(since: mirror) where !system.contains(page) {
+        let changed = changedPages(since: mirror)
+        mirror.settle(changed)
+        for page in changed where !system.contains(page) {
             buffer.withUnsafeMutableBytes { b in
                 guard let base = b.baseAddress else { return }
                 current(page, patched, into: base)
@@ -140,6 +178,7 @@ extension GuestMemory {
         let system = systemPages()
         var pages = Set(changedPages(since: mirror))
         for frame in changes.keys where data.contains(frame) { pages.insert(Int((frame - data.guestBase) / 4096)) }
+        mirror.settle(Array(pages))
         var buffer = [UInt8](repeating: 0, count: 4096)
         for page in pages where !system.contains(page) {
             let expected = changes[data.guestBase + UInt64(page) * 4096]
@@ -173,6 +212,8 @@ extension GuestMemory {
         if let log = dirty, log.harvest(below: highestFrame) {
             return log.released.map { Int($0) } + log.pages.map { Int($0) }
         }
+        // Pending pages are in guest memory only: copy them first.
+        mirror.stopLazyCopies(reason: dirty?.failure ?? "dirty page log failed")
         let ours = residency(of: data.host), theirs = residency(of: mirror.host)
         var pages: [Int] = []
         for i in 0..<max(ours.count, theirs.count)
