@@ -148,8 +148,14 @@ extension ProcessRunner {
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
             switch b.condition {
-            case .host, .guest, .guestUntil: return true
-            case .futex, .signals, .killable:
+            // A host descriptor can become ready at any moment.
+            case .host: return true
+            // Guest state changes only at another thread's event (a child's
+            // exit, a wake, a semop), which ends this slice first: such a
+            // waiter needs the vCPU mid-slice only if it can run already or
+            // has a timeout. (A parent in wait4 made every slice of its
+            // child take a checkpoint.)
+            case .futex, .signals, .killable, .guest, .guestUntil:
                 return b.result != nil || b.condition.deadline != nil || process.family.canRun(t)
             }
         }
