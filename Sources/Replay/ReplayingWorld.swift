@@ -118,8 +118,11 @@ final class ReplayingWorld: HostWorld {
         guard let s = current, !hostCalled else { throw diverged("a host call outside a recorded syscall, or a second one in the same syscall") }
         hostCalled = true
         var fills: [HostOutcome.FileFill] = []
+        var carried: [[UInt8]] = []
         for w in s.writes {
             switch w {
+            case .bytes(0, let data):
+                carried.append(data)    // for the kernel, not guest memory (HostEffects.carry)
             case .bytes(let address, let data):
                 // Recorded with the guest's rights (HostEffects.write): applied
                 // with them, except by the write family, whose only writes
@@ -152,7 +155,7 @@ final class ReplayingWorld: HostWorld {
                 if length > 0 { fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset)) }
             }
         }
-        return HostOutcome(result: s.result, fileFills: fills)
+        return HostOutcome(result: s.result, fileFills: fills, carried: carried)
     }
 
     /// Where a recorded file fill may land: only from the one syscall that

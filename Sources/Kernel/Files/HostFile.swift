@@ -3,14 +3,18 @@ import Glibc
 /// Whole host files that detrec reads for itself (the program it records,
 /// an interpreter, the content of a file the guest maps).
 public enum HostFile {
-    /// Everything in `fd` from offset 0, without moving its file offset.
+    /// Everything in `fd` from offset 0 to its end, without moving its
+    /// file offset. st_size is only where to start: /proc files say 0 and
+    /// a file may grow meanwhile, so it reads until pread finds the end.
     public static func readAll(_ fd: Int32) throws(Errno) -> [UInt8] {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
-        var bytes = [UInt8](repeating: 0, count: max(0, Int(st.st_size)))
+        var bytes = [UInt8](repeating: 0, count: max(4096, Int(st.st_size) + 1))
         var done = 0
-        while done < bytes.count {
+        while true {
+            if done == bytes.count { bytes += [UInt8](repeating: 0, count: bytes.count) }
             let n = bytes.withUnsafeMutableBytes { b in pread(fd, b.baseAddress.map { $0 + done }, b.count - done, done) }
+            if n < 0, errno == EINTR { continue }
             if n < 0 { throw Errno(errno) }
             if n == 0 { break }
             done += n

@@ -40,22 +40,40 @@ public final class ProcMemory {
         return .success(out)
     }
 
-    /// mem_rw's write into the guest's memory, page by page; the bytes that
-    /// landed are logged by `effects` (only the caller's own memory is
-    /// logged, so only it may be written).
-    func write(at address: UInt64, _ bytes: [UInt8], effects: inout HostEffects, caller: Process) -> Result<Int, Errno> {
+    /// mem_rw's write into the guest's memory, page by page. The caller's
+    /// own memory is logged by `effects`; another process's (a debugger
+    /// planting a breakpoint) is written here and the target carried in
+    /// the trace (`HostEffects.carry`), so that replay writes the same
+    /// bytes there (`ProcMemoryCalls.replayWrite`), as PTRACE_POKEDATA does.
+    /// `others`: whether another process's memory may be written (pwrite64
+    /// only: replay does not know a write(2)'s descriptor is a mem file).
+    func write(at address: UInt64, _ bytes: [UInt8], effects: inout HostEffects, caller: Process,
+               others: Bool) -> Result<Int, Errno> {
         guard let p = process, p.zombieStatus == nil else { return .success(0) }
-        guard p === caller else { return .failure(.perm) }
+        guard p === caller || others else { return .failure(.perm) }
+        let done: Int
+        if p === caller {
+            done = ProcMemory.pages(at: address, bytes) { at, chunk in (try? effects.writeForced(at, chunk)) != nil }
+        } else {
+            done = ProcMemory.pages(at: address, bytes) { at, chunk in (try? p.memory.write(at, chunk, access: .kernel)) != nil }
+            if done > 0 { effects.carry(Bytes.i32(p.pid) + Bytes.u64(address)) }
+        }
+        if done == 0 && !bytes.isEmpty { return .failure(.io) }
+        return .success(done)
+    }
+
+    /// Writes `bytes` from `address` a page at a time until `put` fails:
+    /// how many landed.
+    static func pages(at address: UInt64, _ bytes: [UInt8], _ put: (UInt64, [UInt8]) -> Bool) -> Int {
         var done = 0
         while done < bytes.count {
             let (at, overflow) = address.addingReportingOverflow(UInt64(done))
             if overflow { break }
             let chunk = min(bytes.count - done, Int(4096 - at & 4095))
-            do { try effects.writeForced(at, Array(bytes[done..<done + chunk])) } catch { break }
+            guard put(at, Array(bytes[done..<done + chunk])) else { break }
             done += chunk
         }
-        if done == 0 && !bytes.isEmpty { return .failure(.io) }
-        return .success(done)
+        return done
     }
 
     /// mem_lseek: SEEK_SET and SEEK_CUR only; the offset is an address and
@@ -104,7 +122,7 @@ enum ProcMemoryCalls {
             }
         case SYS.pwrite64:
             guard buffers.count > 1, case .buffer(let b, _, _) = buffers[1] else { return nil }
-            return write(mem, at: args[3], b, advance: false, effects: &effects, process: process)
+            return write(mem, at: args[3], b, advance: false, effects: &effects, process: process, others: true)
         case SYS.lseek:
             return mem.seek(Int64(bitPattern: args[1]), whence: Int32(truncatingIfNeeded: args[2]))
         default:
@@ -112,9 +130,29 @@ enum ProcMemoryCalls {
         }
     }
 
+    /// Replay's half of a write into another process's memory: the bytes
+    /// the recording wrote there (the first `outcome.result` of `bytes`,
+    /// the caller's buffer), at the process and address it carried.
+    static func replayWrite(_ c: SyscallCall, _ outcome: HostOutcome, bytes: [UInt8]) throws {
+        guard c.world.isReplaying, outcome.result > 0, let raw = outcome.carried.first else { return }
+        guard raw.count == 12, Int(outcome.result) <= bytes.count else {
+            throw RunStopped("the trace is damaged: a /proc/<pid>/mem write carries \(raw.count) bytes, not 12")
+        }
+        let pid = Int32(bitPattern: Bytes.u32(raw, at: 0)), address = Bytes.u64(raw, at: 4)
+        let family: ProcessFamily = c.process.family
+        guard let target = family.processes.first(where: { $0.pid == pid && $0.zombieStatus == nil }) else {
+            throw RunStopped("replay diverged: the recording wrote the memory of process \(pid), which is not running here")
+        }
+        let chunk = Array(bytes.prefix(Int(outcome.result)))
+        let n = ProcMemory.pages(at: address, chunk) { at, part in (try? target.memory.write(at, part, access: .kernel)) != nil }
+        guard n == chunk.count else {
+            throw RunStopped("replay diverged: the recorded write into process \(pid)'s memory at 0x\(String(address, radix: 16)) does not fit")
+        }
+    }
+
     static func write(_ mem: ProcMemory, at: UInt64, _ bytes: [UInt8], advance: Bool, effects: inout HostEffects,
-                      process: Process) -> Int64 {
-        switch mem.write(at: at, bytes, effects: &effects, caller: process) {
+                      process: Process, others: Bool = false) -> Int64 {
+        switch mem.write(at: at, bytes, effects: &effects, caller: process, others: others) {
         case .failure(let e): return e.result
         case .success(let n):
             if advance { mem.offset &+= UInt64(n) }

@@ -19,7 +19,7 @@ enum SpliceSyscalls {
         t.addOutcome(SYS.tee, .host, note: "parks while other threads run (SPLICE_F_NONBLOCK on the host)") { c in
             try splice(c, input: 0, inputOffset: nil, output: 1, outputOffset: nil, length: 2, flags: 3)
         }
-        t.add(SYS.copy_file_range, .host, note: "between regular files on the host; offsets written back", copyFileRange)
+        t.add(SYS.copy_file_range, .host, note: "between regular files on the host; offsets written back; what it moves into an inherited stdout/stderr is kept for replay", copyFileRange)
         t.addOutcome(SYS.vmsplice, .host, note: "copies (the pages are not shared with the pipe); parks while other threads run", vmsplice)
     }
 
@@ -32,19 +32,48 @@ enum SpliceSyscalls {
         let count = min(try c.size(4), maxTransfer)
         let flags = c.int(5)
         guard flags == 0 else { throw Errno.inval }
-        return try c.host { effects throws(Errno) -> Int64 in
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let i = inFile.hostFD, let o = outFile.hostFD else { throw .badf }
             var inValue = inOff?.value ?? 0, outValue = outOff?.value ?? 0
+            let capture = try captureIfEchoed(outFile, input: i, offset: inOff?.value, count: count, nonblocking: true, pipes: false)
+            defer { capture?.close() }
             let r = withUnsafeMutablePointer(to: &inValue) { ip in
                 withUnsafeMutablePointer(to: &outValue) { op in
                     hostSyscall(SYS.copy_file_range, Int(i), inOff == nil ? 0 : Int(bitPattern: ip), Int(o),
-                                outOff == nil ? 0 : Int(bitPattern: op), count, 0)
+                                outOff == nil ? 0 : Int(bitPattern: op), min(count, capture?.limit ?? count), 0)
                 }
             }
             if r >= 0, let inOff { try effects.write(inOff.address, Bytes.u64(UInt64(bitPattern: inValue))) }
             if r >= 0, let outOff { try effects.write(outOff.address, Bytes.u64(UInt64(bitPattern: outValue))) }
+            if let capture { effects.carry(capture.bytes(input: i, moved: r)) }
             return r
         }
+        try echoMoved(c, outFile, outcome)
+        return outcome.result
+    }
+
+    /// Before a move into an inherited stdout/stderr, recording only: how
+    /// to capture what moves (`MovedBytes`), nil for any other output. An
+    /// input whose bytes cannot be read back (a socket; for
+    /// copy_file_range, which takes regular files only, also a pipe) is
+    /// refused with EINVAL, Linux's answer for the inputs it cannot move
+    /// from, rather than printing nothing on replay.
+    static func captureIfEchoed(_ output: OpenFile, input: Int32, offset: Int64?, count: Int,
+                                nonblocking: Bool, pipes: Bool = true) throws(Errno) -> MovedBytes? {
+        guard output.echo != nil else { return nil }
+        switch MovedBytes.prepare(input: input, offset: offset, count: count, nonblocking: nonblocking, pipes: pipes) {
+        case .success(let capture)?: return capture
+        case .failure(let e)?: throw e
+        case nil: throw .inval
+        }
+    }
+
+    /// After a move: what went to an inherited stdout/stderr is checked and
+    /// printed again on replay, as a write's bytes are.
+    static func echoMoved(_ c: SyscallCall, _ output: OpenFile, _ outcome: HostOutcome) throws {
+        guard output.echo != nil, outcome.result > 0 else { return }
+        let bytes = outcome.carried.reduce(into: [UInt8]()) { $0 += $1 }
+        try FileSyscalls.echo(c, output, bytes, Int64(bytes.count))
     }
 
     /// vmsplice(fd, iov, nr_segs, flags): into a pipe's write end (the
@@ -126,16 +155,22 @@ enum SpliceSyscalls {
         let count = min(try c.size(3), maxTransfer)
         if let parked = waitForBoth(c, input, output) { return parked }
         let others = c.othersCouldRun
-        return .result(try c.host { effects throws(Errno) -> Int64 in
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let o = output.hostFD, let i = input.hostFD else { throw .badf }
-            let n = others && HostTransfer.mayWait(output) ? min(count, 4096) : count
+            var n = others && HostTransfer.mayWait(output) ? min(count, 4096) : count
+            let capture = try captureIfEchoed(output, input: i, offset: off?.value, count: n, nonblocking: others)
+            defer { capture?.close() }
+            if let capture { n = min(n, capture.limit) }
             var value = off?.value ?? 0
             let r = withUnsafeMutablePointer(to: &value) { p in
                 hostSyscall(SYS.sendfile, Int(o), Int(i), off == nil ? 0 : Int(bitPattern: p), n)
             }
             if r >= 0, let off { try effects.write(off.address, Bytes.u64(UInt64(bitPattern: value))) }
+            if let capture { effects.carry(capture.bytes(input: i, moved: r)) }
             return r
-        })
+        }
+        try echoMoved(c, output, outcome)
+        return .result(outcome.result)
     }
 
     static func splice(_ c: SyscallCall, input: Int, inputOffset: Int?, output: Int, outputOffset: Int?,
@@ -147,20 +182,27 @@ enum SpliceSyscalls {
         let tee = inputOffset == nil
         if guestFlags & SPLICE_F_NONBLOCK == 0, let parked = waitForBoth(c, inFile, outFile) { return parked }
         let others = c.othersCouldRun
-        return .result(try c.host { effects throws(Errno) -> Int64 in
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let i = inFile.hostFD, let o = outFile.hostFD else { throw .badf }
             let hostFlags = guestFlags | (others ? SPLICE_F_NONBLOCK : 0)
+            let capture = try captureIfEchoed(outFile, input: i, offset: inOff?.value, count: count,
+                                              nonblocking: hostFlags & SPLICE_F_NONBLOCK != 0)
+            defer { capture?.close() }
+            let n = min(count, capture?.limit ?? count)
             var inValue = inOff?.value ?? 0, outValue = outOff?.value ?? 0
             let r = withUnsafeMutablePointer(to: &inValue) { ip in
                 withUnsafeMutablePointer(to: &outValue) { op in
-                    tee ? hostSyscall(SYS.tee, Int(i), Int(o), count, Int(hostFlags))
+                    tee ? hostSyscall(SYS.tee, Int(i), Int(o), n, Int(hostFlags))
                         : hostSyscall(SYS.splice, Int(i), inOff == nil ? 0 : Int(bitPattern: ip), Int(o),
-                                      outOff == nil ? 0 : Int(bitPattern: op), count, Int(hostFlags))
+                                      outOff == nil ? 0 : Int(bitPattern: op), n, Int(hostFlags))
                 }
             }
             if r >= 0, let inOff { try effects.write(inOff.address, Bytes.u64(UInt64(bitPattern: inValue))) }
             if r >= 0, let outOff { try effects.write(outOff.address, Bytes.u64(UInt64(bitPattern: outValue))) }
+            if let capture { effects.carry(capture.bytes(input: i, moved: r)) }
             return r
-        })
+        }
+        try echoMoved(c, outFile, outcome)
+        return .result(outcome.result)
     }
 }

@@ -238,6 +238,8 @@ public final class ProcessFamily {
     /// The terminal's foreground group as TIOCSPGRP set it among the
     /// recording's groups (nil: the host's, detrec's own group).
     public var terminalForeground: Int32?
+    /// The controlling terminals of the sessions the recording made.
+    var sessionTerminals = SessionTerminals()
     /// How many open files had O_ASYNC set (`AsyncNotification` looks only then).
     var asyncCount = 0
 

@@ -1,31 +1,35 @@
 import Glibc
 
-/// The job-control ioctls of a controlling terminal. The recording's
-/// process groups and sessions are the emulation's (pids are the
-/// recording's), so the host tty cannot be told about them: its foreground
-/// group stays detrec's, and the one the recording's processes see and set
-/// is kept per recording (`ProcessFamily.terminalForeground`). The host
-/// says whether a descriptor is the controlling terminal (ENOTTY when not);
-/// a process in a session of its own, or that gave the terminal up with
-/// TIOCNOTTY, has none.
+/// The job-control ioctls of a terminal (TIOCGPGRP, TIOCSPGRP, TIOCGSID,
+/// TIOCNOTTY, TIOCSCTTY). The recording's process groups and sessions are
+/// the emulation's (pids are the recording's), so no host tty can be told
+/// about them. The host's controlling terminal is detrec's session's: its
+/// foreground group stays detrec's on the host, and the one the
+/// recording's processes see and set is kept per recording
+/// (`ProcessFamily.terminalForeground`); a process in a session of its own,
+/// or that gave the terminal up with TIOCNOTTY, has none. Any other
+/// terminal can become the controlling terminal of a session the recording
+/// made (`SessionTerminals`), under tty_jobctrl.c's rules.
 enum TerminalJobControl {
     static func ioctl(_ c: SyscallCall, request: UInt32) throws -> Int64 {
         let process = c.process
         let family: ProcessFamily = process.family
+        if request == IoctlRequests.TIOCGPGRP || request == IoctlRequests.TIOCGSID {
+            try c.checkWritable(c.arg(2), count: 4)
+        }
+        var group: Int32 = 0
+        if request == IoctlRequests.TIOCSPGRP { group = try c.readValue(c.arg(2)) }
+        let (r, read) = try TerminalFacts.read(c)
+        guard r == 0, let facts = read else { return r }
+        guard facts.isTerminal else { throw Errno.notty }
+        guard facts.hostControlling else { return try SessionTerminalControl.ioctl(c, request: request, facts, group: group) }
         let hasTerminal = process.session == family.inheritedSession && !process.leftTerminal
         switch request {
         case IoctlRequests.TIOCGPGRP:
-            try c.checkWritable(c.arg(2), count: 4)
-            // The host's answer says whether it is a terminal and ours.
-            let r = try performPassthrough(c, [.fd, .value, .out(4)])
-            guard r == 0 else { return r }
             guard hasTerminal else { throw Errno.notty }
-            if let group = family.terminalForeground { try c.write(c.arg(2), Bytes.i32(group)) }
+            try c.write(c.arg(2), Bytes.i32(family.terminalForeground ?? facts.hostGroup))
             return 0
         case IoctlRequests.TIOCSPGRP:
-            let group: Int32 = try c.readValue(c.arg(2))
-            let r = try isControllingTerminal(c)
-            guard r == 0 else { return r }
             guard hasTerminal else { throw Errno.notty }
             guard group >= 0 else { throw Errno.inval }
             // A group of the caller's session: one of the recording's, or detrec's own.
@@ -34,14 +38,10 @@ enum TerminalJobControl {
             family.terminalForeground = group == family.inheritedGroup ? nil : group
             return 0
         case IoctlRequests.TIOCGSID:
-            try c.checkWritable(c.arg(2), count: 4)
-            let r = try performPassthrough(c, [.fd, .value, .out(4)])
-            guard r == 0 else { return r }
             guard hasTerminal else { throw Errno.notty }
+            try c.write(c.arg(2), Bytes.i32(facts.hostSession))
             return 0
         case IoctlRequests.TIOCNOTTY:
-            let r = try isControllingTerminal(c)
-            guard r == 0 else { return r }
             guard hasTerminal else { throw Errno.notty }
             guard process.session != process.pid else {
                 // A session leader giving it up hangs up its foreground
@@ -56,26 +56,12 @@ enum TerminalJobControl {
             // recorded session of its own cannot take the host tty (it is
             // detrec's session's), as Linux refuses a terminal that is
             // another session's: EPERM.
-            let r = try isControllingTerminal(c)
-            guard r == 0 else { return r }
             guard hasTerminal else {
                 c.process.report("TIOCSCTTY: a session the recording made cannot take detrec's terminal; returning EPERM",
                                  key: 0x1_0000_0000 | UInt64(request), rip: c.rip)
                 throw Errno.perm
             }
             return 0
-        }
-    }
-
-    /// 0 when the descriptor is the host's controlling terminal (TIOCGSID
-    /// answers), else the host's error (ENOTTY).
-    static func isControllingTerminal(_ c: SyscallCall) throws -> Int64 {
-        let file = try c.file(0)
-        return try c.host { _ throws(Errno) -> Int64 in
-            guard let h = file.hostFD else { throw .badf }
-            var sid: Int32 = 0
-            let r = withUnsafeMutablePointer(to: &sid) { hostSyscall(SYS.ioctl, Int(h), Int(IoctlRequests.TIOCGSID), Int(bitPattern: $0)) }
-            return r < 0 ? r : 0
         }
     }
 }

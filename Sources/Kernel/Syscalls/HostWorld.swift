@@ -239,10 +239,15 @@ public struct HostOutcome: Equatable, Sendable {
 
     public var result: Int64
     public var fileFills: [FileFill]
+    /// Bytes the host work handed the kernel outside guest memory
+    /// (`HostEffects.carry`), in order: what a sendfile moved to an
+    /// inherited stdout, which replay must print again.
+    public var carried: [[UInt8]]
 
-    public init(result: Int64, fileFills: [FileFill] = []) {
+    public init(result: Int64, fileFills: [FileFill] = [], carried: [[UInt8]] = []) {
         self.result = result
         self.fileFills = fileFills
+        self.carried = carried
     }
 
     /// The outcome of a recording's host work: `writes` are what it wrote.
@@ -250,6 +255,9 @@ public struct HostOutcome: Equatable, Sendable {
         self.init(result: result, fileFills: writes.compactMap { w in
             guard case .file(let address, let length, let content, let offset) = w else { return nil }
             return FileFill(address: address, length: length, sha256: content.sha256, offset: offset)
+        }, carried: writes.compactMap { w in
+            guard case .bytes(0, let data) = w else { return nil }
+            return data
         })
     }
 
@@ -288,6 +296,14 @@ public struct HostEffects {
 
     public mutating func write(_ address: UInt64, _ bytes: ArraySlice<UInt8>) throws(Errno) {
         try write(address, Array(bytes))
+    }
+
+    /// Logs bytes for the kernel that guest memory does not hold (at
+    /// address 0, as execve's random bytes: docs/trace-format.md), which
+    /// replay hands back in `HostOutcome.carried` instead of writing them.
+    public mutating func carry(_ bytes: [UInt8]) {
+        guard !bytes.isEmpty else { return }
+        writes.append(.bytes(address: 0, data: bytes))
     }
 
     /// Writes guest memory that the program reaches with a debugger's

@@ -121,7 +121,7 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
     let cwd = process.cwd
     let cwdFD = cwd.hostFD
     let umask = process.umask
-    return try c.host { (effects: inout HostEffects) throws(Errno) -> Int64 in
+    let outcome = try c.hostOutcome { (effects: inout HostEffects) throws(Errno) -> Int64 in
         var buffers = carried
         if let memory = ProcMemoryCalls.intercept(number, buffers: carried, args: args, effects: &effects, process: process) {
             return memory
@@ -177,6 +177,11 @@ func performPassthrough(_ c: SyscallCall, _ spec: [PassArg], waitOn: (Int, Int16
         }
         return Int64(r)
     }
+    // A pwrite64 into another process's /proc/<pid>/mem is written again on replay.
+    if number == SYS.pwrite64, !outcome.carried.isEmpty, case .buffer(let bytes, _, _)? = carried.dropFirst().first {
+        try ProcMemoryCalls.replayWrite(c, outcome, bytes: bytes)
+    }
+    return outcome.result
 
     enum HostCall {
         /// Pins each carried buffer and passes its address in its argument slot.

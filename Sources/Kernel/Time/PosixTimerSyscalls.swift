@@ -196,7 +196,13 @@ enum PosixTimerSyscalls {
     /// overrun while the previous one is still queued.
     static func expired(_ p: Process, encoded: Int32) {
         let (id, signal) = PosixTimer.decode(encoded)
-        guard let i = index(p, id), p.posixTimers[i].signal == signal, signal > 0, signal <= 64 else { return }
+        guard let i = index(p, id), p.posixTimers[i].signal == signal, signal > 0, signal <= 64 else {
+            // Expiries come from the armed timers (`dueTimerSignals`), so
+            // one that names none is detrec's error: said, not swallowed.
+            p.report("a POSIX timer expiry names no timer (id \(id), signal \(signal)); dropped",
+                     key: 0xA_0000_0000 | UInt64(UInt32(bitPattern: encoded)), rip: p.machine.registers.rip)
+            return
+        }
         if p.posixTimers[i].signalQueued {
             if p.posixTimers[i].overrun < PosixTimer.delayTimerMax { p.posixTimers[i].overrun += 1 }
             return

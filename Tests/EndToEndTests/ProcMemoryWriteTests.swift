@@ -1,0 +1,42 @@
+import Foundation
+import Testing
+
+/// A debugger writes another process's memory through /proc/<pid>/mem
+/// (gdb plants its breakpoints so), even a read-only page; replay writes
+/// the same bytes there again.
+@Suite(.serialized) struct ProcMemoryWriteTests {
+    let dir = Harness.temporaryDirectory()
+
+    @Test func pwriteIntoAnotherProcessMemory() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/wait.h>
+            static char word[16] = "before";
+            static const char text[8] = "rodata!";
+            int main(void) {
+              int go[2]; pipe(go);
+              pid_t c = fork();
+              if (c == 0) {
+                char x; read(go[0], &x, 1);
+                printf("child sees %s %s\n", word, text);
+                return 0;
+              }
+              char path[64]; snprintf(path, sizeof path, "/proc/%d/mem", c);
+              int m = open(path, O_RDWR);
+              // Into its data, and into a read-only page, as a debugger's breakpoint would.
+              ssize_t a = pwrite(m, "after", 6, (off_t)(unsigned long)word);
+              ssize_t b = pwrite(m, "RODATA", 6, (off_t)(unsigned long)text);
+              char back[8] = {0}; ssize_t r = pread(m, back, 6, (off_t)(unsigned long)text);
+              write(go[1], "g", 1);
+              int st; waitpid(c, &st, 0);
+              printf("parent %zd %zd %zd %s; own %s\n", a, b, r, back, word);
+              return 0;
+            }
+            """#, name: "pmem", in: dir)
+        #expect(out == "child sees after RODATA!\nparent 6 6 6 RODATA; own before\n")
+    }
+}
