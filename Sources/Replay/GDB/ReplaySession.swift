@@ -213,6 +213,11 @@ final class ReplaySession {
     private var trusted: Set<UInt64>?
     /// Polls gdb for its interrupt byte while the replay runs.
     var interruptRequested: () -> Bool = { false }
+    /// Replay checkpoints (Checkpoints/): while continuing, at the start
+    /// of the slice after this many events, `onCheckpointEvent` is called
+    /// (it may fork the replayer) and sets the next one.
+    var checkpointAt: Int?
+    var onCheckpointEvent: ((ReplaySession) -> Void)?
 
     static let trapFlag: UInt64 = 0x100
 
@@ -362,7 +367,8 @@ final class ReplaySession {
             if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
         }
         willContinue()
-        world.stopAtEvent = stopAtEvent
+        let stopOrCheckpoint = { [unowned self] in [stopAtEvent, checkpointAt].compactMap { $0 }.min() }
+        world.stopAtEvent = stopOrCheckpoint()
         defer { world.stopAtEvent = nil }
         if let e = stopAtEvent, eventIndex >= e { return nil }
         while true {
@@ -396,6 +402,12 @@ final class ReplaySession {
                     // Nothing of the new slice ran: every count is complete.
                     trusted = nil
                     return nil
+                }
+                if let c = checkpointAt, eventIndex >= c, let take = onCheckpointEvent {
+                    trusted = nil
+                    checkpointAt = nil
+                    take(self)
+                    world.stopAtEvent = stopOrCheckpoint()
                 }
                 if interruptRequested() {
                     position.breakpoint = nil
@@ -726,6 +738,23 @@ final class ReplaySession {
         trusted = c.trusted
         lastStop = .step
         return true
+    }
+
+    /// In a process restored from a replay checkpoint: nothing of the run
+    /// the checkpoint was taken in goes on, and gdb's breakpoints and
+    /// watchpoints now are the ones inserted.
+    func restored(breakpoints wanted: Set<UInt64>, watches: [Watchpoints.Watch]) {
+        world.stopAtEvent = nil
+        world.writeGuard = nil
+        world.writeAhead = false
+        world.stopAfterSyscall = false
+        world.syscallCompleted = false
+        checkpoint = nil
+        checkpointAt = nil
+        for a in breakpoints.addresses.subtracting(wanted) { breakpoints.remove(a) }
+        for a in wanted.subtracting(breakpoints.addresses) { _ = breakpoints.insert(a) }
+        watchpoints.removeAll()
+        for w in watches { _ = watchpoints.insert(kind: w.kind, address: w.address, length: w.length) }
     }
 
     /// Lets go of a session nobody will use again: the kernel's objects
