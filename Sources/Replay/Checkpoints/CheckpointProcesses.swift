@@ -200,6 +200,16 @@ final class ReplayProcesses {
         while waitpid(c.pid, &status, 0) < 0 && errno == EINTR {}
     }
 
+    /// In a process that took the session over: when the supervisor dies
+    /// (killed, say), the lifeline's hang-up ends this process too
+    /// (SIGTERM through O_ASYNC on the lifeline, F_SETSIG), so no replayer
+    /// is left serving a session nobody waits for.
+    func watchLifeline() {
+        _ = fcntl(lifelineRead, F_SETOWN, getpid())
+        _ = fcntl(lifelineRead, 10 /* F_SETSIG */, SIGTERM)
+        _ = fcntl(lifelineRead, F_SETFL, fcntl(lifelineRead, F_GETFL) | O_ASYNC)
+    }
+
     /// The active replayer is done: the supervisor exits with `status`
     /// after the checkpoints; any other process tells the supervisor.
     func finish(status: Int32) -> Int32 {
@@ -207,6 +217,7 @@ final class ReplayProcesses {
             shutDown()
             return status
         }
+        _ = fcntl(lifelineRead, F_SETOWN, 0)
         var s = status
         _ = write(statusWrite, &s, 4)
         _exit(0)

@@ -119,6 +119,7 @@ public enum GDBStub {
             p.takeOver = { body, fds in
                 // A process restored from a checkpoint: gdb's session goes on here.
                 var status: Int32 = 70
+                p.watchLifeline()
                 do {
                     guard let fd = fds.first else { throw WireError("no gdb connection") }
                     var r = WireReader(body)
