@@ -125,15 +125,17 @@ final class ReplayProcesses {
                 do {
                     try MachineFork.rebuild()
                 } catch {
-                    if kind == .probe { _ = try? WireSocket.send(socket, failure("cannot rebuild the machines: \(error)")) }
                     GDBStub.say("detrec: a checkpoint could not be restored: \(error)")
-                    _exit(70)
+                    if kind == .probe { _exit(70) }
+                    _ = finish(status: 70)
                 }
                 rebuildNanoseconds = ReplayProcesses.now() - t0
                 if kind == .probe {
+                    // The answer goes on the probe's own socket: if this
+                    // worker dies, the asker sees it closed.
                     mayCheckpoint = false
                     let answer = answerProbe?(body) ?? failure("no probe handler")
-                    _ = try? WireSocket.send(socket, answer)
+                    if let reply = fds.first { _ = try? WireSocket.send(reply, answer) }
                     _exit(0)
                 }
                 close(socket)
@@ -141,10 +143,7 @@ final class ReplayProcesses {
                 takeOver(body, fds)
             }
             for fd in fds { close(fd) }
-            if worker < 0 {
-                if kind == .probe { _ = try? WireSocket.send(socket, failure("fork: \(String(cString: strerror(errno)))")) }
-                continue
-            }
+            if worker < 0 { continue }
             if kind == .probe {
                 var status: Int32 = 0
                 // SIGCHLD ignored: waitpid returns (ECHILD) once the worker is gone.
@@ -171,8 +170,13 @@ final class ReplayProcesses {
     func probe(_ c: ReplayCheckpoint, _ job: [UInt8]) throws -> [UInt8] {
         var w = WireWriter()
         w.put(Request.probe.rawValue)
-        try WireSocket.send(c.socket, w.bytes + job)
-        guard let (answer, fds) = try WireSocket.receive(c.socket) else { throw WireError("checkpoint \(c.id) is gone") }
+        let (mine, theirs) = try WireSocket.pair()
+        defer { close(mine) }
+        do {
+            defer { close(theirs) }
+            try WireSocket.send(c.socket, w.bytes + job, fds: [theirs])
+        }
+        guard let (answer, fds) = try WireSocket.receive(mine) else { throw WireError("checkpoint \(c.id)'s probe ended without an answer") }
         for fd in fds { close(fd) }
         var r = WireReader(answer)
         guard try r.bool() else { throw WireError("checkpoint \(c.id): \(try r.string())") }
@@ -185,6 +189,8 @@ final class ReplayProcesses {
     func handOver(to c: ReplayCheckpoint, _ message: [UInt8], fds: [Int32]) throws -> Never {
         var w = WireWriter()
         w.put(Request.takeOver.rawValue)
+        // Before the request: the supervisor hears it before the new one's pid.
+        if !isSupervisor { tell(.handingOver, getpid()) }
         try WireSocket.send(c.socket, w.bytes + message, fds: fds)
         stepDown(closing: fds)
     }
@@ -218,27 +224,71 @@ final class ReplayProcesses {
             return status
         }
         _ = fcntl(lifelineRead, F_SETOWN, 0)
-        var s = status
-        _ = write(statusWrite, &s, 4)
+        tell(.status, status)
         _exit(0)
+    }
+
+    /// What the supervisor hears on the status pipe.
+    enum Notice: Int32 { case active = 1, status = 2, handingOver = 3 }
+
+    /// One notice (8 bytes: less than PIPE_BUF, so writes never interleave).
+    func tell(_ notice: Notice, _ value: Int32) {
+        var m: (Int32, Int32) = (notice.rawValue, value)
+        _ = withUnsafeBytes(of: &m) { write(statusWrite, $0.baseAddress, 8) }
     }
 
     /// Not the active replayer any more.
     private func stepDown(closing fds: [Int32]) -> Never {
         for fd in fds { close(fd) }
-        guard isSupervisor else { _exit(0) }
-        signal(SIGIO, SIG_IGN)
-        var status: Int32 = 1
-        var got = 0
-        while got < 4 {
-            let n = withUnsafeMutableBytes(of: &status) { read(statusRead, $0.baseAddress! + got, 4 - got) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { status = 70; break }
-            got += n
+        guard isSupervisor else {
+            _ = fcntl(lifelineRead, F_SETOWN, 0)
+            _exit(0)
         }
+        signal(SIGIO, SIG_IGN)
+        let status = awaitStatus()
         beforeExit()
         shutDown()
         exit(status)
+    }
+
+    /// The supervisor, once it handed the session over: the final status
+    /// the active replayer sends. Each active one says its pid when it
+    /// takes over; if that one is gone with no hand-over under way (it
+    /// crashed), the session is over with the internal-error status.
+    private func awaitStatus() -> Int32 {
+        var active: pid_t?
+        while true {
+            var p = pollfd(fd: statusRead, events: Int16(POLLIN), revents: 0)
+            let n = poll(&p, 1, 500)
+            if n < 0 && errno != EINTR { return 70 }
+            if n <= 0 {
+                if let a = active, !ReplayProcesses.alive(a) {
+                    GDBStub.say("detrec: the replay process \(a) ended without a status")
+                    return 70
+                }
+                continue
+            }
+            var m: (Int32, Int32) = (0, 0)
+            let got = withUnsafeMutableBytes(of: &m) { read(statusRead, $0.baseAddress, 8) }
+            guard got == 8 else { if got < 0 && errno == EINTR { continue }; return 70 }
+            switch Notice(rawValue: m.0) {
+            case .active?: active = m.1
+            case .handingOver?: active = nil
+            case .status?: return m.1
+            case nil: return 70
+            }
+        }
+    }
+
+    /// Whether `pid` runs (not gone, not a zombie).
+    static func alive(_ pid: pid_t) -> Bool {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")), close + 2 < n else { return false }
+        return buffer[close + 2] != UInt8(ascii: "Z")
     }
 
     /// The supervisor's end: the lifeline goes, every checkpoint with it,

@@ -120,6 +120,7 @@ public enum GDBStub {
                 // A process restored from a checkpoint: gdb's session goes on here.
                 var status: Int32 = 70
                 p.watchLifeline()
+                p.tell(.active, getpid())
                 do {
                     guard let fd = fds.first else { throw WireError("no gdb connection") }
                     var r = WireReader(body)
