@@ -290,10 +290,14 @@ extension ReplayTimeline {
         switch job {
         case .goTo(let position, let stop):
             base = session
+            // Checkpoints on the way too, so that the next step back near
+            // the new position starts close by.
+            scheduleCheckpoints(session)
             adopt(try reproduce(position), at: position, stop: stop)
             return stop
         case .reverseStep(let here, let hint):
             base = session
+            scheduleCheckpoints(session)
             sliceStartHint = hint
             return try reverseStep(from: here)
         case .stay:
