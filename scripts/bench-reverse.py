@@ -33,7 +33,7 @@ SOURCE = r"""
 #include <unistd.h>
 #include <sys/syscall.h>
 __attribute__((noinline)) void mark(long i) { __asm__ volatile("" :: "r"(i)); }
-__attribute__((noinline)) long after(long i) { return i + 1; }
+__attribute__((noinline)) long after(long i) { __asm__ volatile("" :: "r"(i)); return i + 1; }
 int main(void) {
   long n = EVENTS;
   for (long i = 0; i < n; i++) {
@@ -106,7 +106,7 @@ def main():
             subprocess.run([detrec, "replay", trace], check=True, stdout=subprocess.DEVNULL)
             full.append(time.monotonic() - t)
 
-        def session(env):
+        def session(env, uncovered=False):
             times = {"near": [], "half": [], "bs_in": [], "bs_start": []}
             stats, when = None, None
             for _ in range(opts.repeat):
@@ -122,18 +122,30 @@ def main():
                     stop = r.ask("c")
                     assert "swbreak" in stop, stop
                 when = bytes.fromhex(r.ask("qRcmd," + b"when".hex())).decode().strip()
+                target = mark
+                if uncovered:
+                    # A breakpoint the forward run never had: after(), called after each mark().
+                    target = syms["after"]
+                    assert r.ask(f"z0,{mark:x},1") == "OK"
+                    assert r.ask(f"Z0,{target:x},1") == "OK"
                 for name in ("near", "half"):
                     t = time.monotonic()
                     back = r.ask("bc")
                     times[name].append(time.monotonic() - t)
-                    assert "swbreak" in back and rip(r) == mark, back
+                    assert "swbreak" in back and rip(r) == target, back
+                if uncovered:
+                    stats = bytes.fromhex(r.ask("qRcmd," + b"stats".hex())).decode().strip()
+                    r.s.sendall(b"$k#6b")
+                    server.wait(timeout=120)
+                    server.stderr.close()
+                    continue
+                assert r.ask(f"z0,{mark:x},1") == "OK"
                 # One instruction back inside the slice: the call of mark().
                 t = time.monotonic()
                 r.ask("bs")
                 times["bs_in"].append(time.monotonic() - t)
                 assert rip(r) != mark
                 # Step on to just past the next syscall (the start of a slice) and go back over it.
-                assert r.ask(f"z0,{mark:x},1") == "OK"
                 while True:
                     before = rip(r)
                     code = bytes.fromhex(r.ask(f"m{before:x},2"))
@@ -153,13 +165,18 @@ def main():
         base = min(full)
         print(f"recording: {opts.events} getppid calls, marks at {opts.events // 2}, {opts.events - 1 - opts.near}, {opts.events - 1}")
         print(f"replay from the start (no gdb), the baseline: {base:.3f} s")
-        for label, extra in (("with replay checkpoints", {}), ("without (DETREC_REPLAY_CHECKPOINTS=off)", {"DETREC_REPLAY_CHECKPOINTS": "off"})):
-            times, stats, when = session(dict(os.environ, **extra))
+        for label, extra, uncovered in (
+                ("with replay checkpoints, breakpoint inserted through the forward run", {}, False),
+                ("with replay checkpoints, breakpoint (on after()) inserted only at the end", {}, True),
+                ("without (DETREC_REPLAY_CHECKPOINTS=off)", {"DETREC_REPLAY_CHECKPOINTS": "off"}, False)):
+            times, stats, when = session(dict(os.environ, **extra), uncovered)
             print(f"{label}: at the last mark, {when}")
             for key, name in (("near", f"reverse-continue to the previous hit ({opts.near} events back)"),
                               ("half", "reverse-continue to the hit before (about half the recording back)"),
                               ("bs_in", "reverse-stepi inside a slice"),
                               ("bs_start", "reverse-stepi over a syscall (slice start)")):
+                if not times[key]:
+                    continue
                 b = min(times[key])
                 print(f"  {name}: {b:.3f} s ({b / base:.3f} x the baseline)")
             print(f"  monitor stats: {stats}")

@@ -22,10 +22,11 @@ struct CheckpointFixture: @unchecked Sendable {
         #include <unistd.h>
         #include <sys/syscall.h>
         __attribute__((noinline)) void mark(long i) { __asm__ volatile("" :: "r"(i)); }
+        __attribute__((noinline)) void after(long i) { __asm__ volatile("" :: "r"(i)); }
         int main(void) {
           for (long i = 0; i < EVENTS; i++) {
             syscall(SYS_getppid);
-            if (i == 100 || i == EVENTS / 2 || i == EVENTS - 200 || i == EVENTS - 1) mark(i);
+            if (i == 100 || i == EVENTS / 2 || i == EVENTS - 200 || i == EVENTS - 1) { mark(i); after(i); }
           }
           write(1, "ok\\n", 3);
           return 0;
@@ -147,10 +148,23 @@ final class CheckpointSession {
 
     /// Continues to the last mark, then reverse-continues three times and
     /// reverse-steps over a syscall; the positions reached.
-    func goBack(_ s: CheckpointSession, mark: UInt64, marks: Int) -> [String] {
+    /// With `late`, the breakpoint going back stops at is that one, inserted
+    /// only at the last mark (the forward run never had it: the
+    /// checkpoints are asked, not gdb's own history).
+    func goBack(_ s: CheckpointSession, mark: UInt64, marks: Int, late: UInt64? = nil) -> [String] {
         #expect(s.client.ask("Z0,\(hex(mark)),1") == "OK")
         for _ in 0..<marks { #expect(s.client.ask("c")?.contains("swbreak") == true) }
         var seen = [s.here()]
+        if let late {
+            #expect(s.client.ask("z0,\(hex(mark)),1") == "OK")
+            #expect(s.client.ask("Z0,\(hex(late)),1") == "OK")
+            for _ in 0..<(marks - 1) {
+                #expect(s.client.ask("bc")?.contains("swbreak") == true)
+                seen.append(s.here())
+            }
+            #expect(s.client.ask("z0,\(hex(late)),1") == "OK")
+            return seen
+        }
         for _ in 0..<(marks - 1) {
             #expect(s.client.ask("bc")?.contains("swbreak") == true)
             seen.append(s.here())
@@ -189,6 +203,26 @@ final class CheckpointSession {
         // The marks are at i = 100, 300, 400, 599 (rdi), in that order backwards.
         #expect(withPositions.count == 6)
         #expect(withPositions[0].contains("rdi=5702000000000000"))
+        #expect(withPositions[3].contains("rdi=6400000000000000"))
+    }
+
+    @Test func reverseContinueToABreakpointTheForwardRunNeverHad() throws {
+        let f = try fixture()
+        let mark = try #require(f.single.symbols["mark"]), after = try #require(f.single.symbols["after"])
+        let with = try CheckpointSession(f, f.single, checkpoints: true)
+        let withPositions = goBack(with, mark: mark, marks: 4, late: after)
+        let restored = with.restores() ?? 0
+        #expect(with.end() == 0)
+        #expect(with.processes() == 0)
+        let without = try CheckpointSession(f, f.single, checkpoints: false)
+        let withoutPositions = goBack(without, mark: mark, marks: 4, late: after)
+        #expect(without.end() == 0)
+        #expect(withPositions == withoutPositions)
+        #expect(restored >= 3)
+        // after(400), after(300), after(100).
+        #expect(withPositions.count == 4)
+        #expect(withPositions.allSatisfy { $0.contains("rip=\(hex(after))") } == false)
+        #expect(withPositions.dropFirst().allSatisfy { $0.contains("rip=\(hex(after))") })
         #expect(withPositions[3].contains("rdi=6400000000000000"))
     }
 

@@ -114,7 +114,26 @@ extension ReplayTimeline {
     func reverseContinueWithCheckpoints(from here: ReplayPosition) throws -> StopReason? {
         guard let p = processes, session.watchpoints.isEmpty, !checkpoints.isEmpty else { return nil }
         var upTo = here
-        if let c = session.checkpoint, c.event == here.event, try session.rollBack(toEvent: here.event) {
+        // What gdb's own forward run saw first.
+        switch history.lastArrival(at: session.breakpoints.addresses, before: here) {
+        case .hit(let w)?:
+            handOverHistory = history.prefix(to: w.position)
+            defer { handOverHistory = nil }
+            if let c = session.checkpoint, c.event == w.position.event, try session.rollBack(toEvent: w.position.event) {
+                rollbacks += 1
+                let kept = handOverHistory
+                adopt(try reproduce(w.position, reuse: session), at: w.position, stop: w.stop)
+                if let kept { history = kept }
+                return w.stop
+            }
+            try handOver(.goTo(w.position, w.stop))
+            return nil
+        case .noneAfter(let p)?:
+            upTo = p
+        case nil:
+            break
+        }
+        if upTo == here, let c = session.checkpoint, c.event == here.event, try session.rollBack(toEvent: here.event) {
             rollbacks += 1
             if let f = try search(session, upTo: here) {
                 adopt(try reproduce(f.position, reuse: session), at: f.position, stop: f.stop)
@@ -249,6 +268,7 @@ extension ReplayTimeline {
         for a in session.breakpoints.addresses.sorted() { w.put(a) }
         w.put(session.watchpoints.watches.count)
         for x in session.watchpoints.watches { w.put(x.kind.rawValue); w.put(x.address); w.put(x.length) }
+        w.put(handOverHistory)
         w.bytes += exportServerState()
         try p.handOver(to: c, w.bytes, fds: [connectionFD] + checkpoints.map(\.socket))
     }
@@ -278,6 +298,7 @@ extension ReplayTimeline {
             guard let k = Watchpoints.Kind(rawValue: try r.int()) else { throw WireError("an unknown watchpoint kind") }
             watches.append(Watchpoints.Watch(kind: k, address: try r.word(), length: try r.int()))
         }
+        handOverHistory = try r.history()
         session.restored(breakpoints: addresses, watches: watches)
         session.interruptRequested = interruptRequested
         created = [session]
@@ -293,7 +314,10 @@ extension ReplayTimeline {
             // Checkpoints on the way too, so that the next step back near
             // the new position starts close by.
             scheduleCheckpoints(session)
+            let kept = handOverHistory
+            handOverHistory = nil
             adopt(try reproduce(position), at: position, stop: stop)
+            if let kept, kept.origin != nil { history = kept }
             return stop
         case .reverseStep(let here, let hint):
             base = session

@@ -254,10 +254,18 @@ final class ReplaySession {
     /// a breakpoint, a watchpoint, an interrupt or the end.
     func resume(step: Bool) throws -> StopReason {
         if let t = termination { return .exited(t) }
+        let from = position
+        let inserted: Set<UInt64>? = step ? nil : breakpoints.addresses
         let stop = try run(step: step)
         lastStop = stop
+        onResumed?(from, inserted, stop)
         return stop
     }
+
+    /// After each resume gdb asked for: where it started, the breakpoints
+    /// inserted (nil: a single step, which misses no address), the stop
+    /// (RunHistory.swift).
+    var onResumed: ((ReplayPosition, Set<UInt64>?, StopReason) -> Void)?
 
     /// `runner.proceed()`, with a coming death turned into a stop before it.
     private func proceed() throws -> ProcessRunner.Stop? {

@@ -35,6 +35,10 @@ final class ReplayTimeline {
     var nextCheckpointID = 1
     /// The gdb connection's socket, which checkpoints must not keep open.
     var connectionFD: Int32 = -1
+    /// What gdb's session ran forward since it last went back (Checkpoints/RunHistory.swift).
+    var history = RunHistory()
+    /// The part of it a hand-over carries (true at the position gone to).
+    var handOverHistory: RunHistory?
     /// Restored for `bs` at a slice's start: where the slice before starts.
     var sliceStartHint: Int?
     /// gdb's session state (GDBServer) for a hand-over.
@@ -47,6 +51,16 @@ final class ReplayTimeline {
         created = [session]
         session.world.inner.skipSleeps = skipSleeps
         start = session.position
+        recordHistory(session)
+    }
+
+    /// gdb's session `s` starts a new history where it stands.
+    private func recordHistory(_ s: ReplaySession) {
+        history.reset(at: s.position, rip: s.machine.registers.rip)
+        s.onResumed = { [unowned self, unowned s] from, inserted, _ in
+            guard s === self.session else { return }
+            self.history.append(from: from, to: s.position, rip: s.machine.registers.rip, inserted: inserted)
+        }
     }
 
     /// A new replay at the start, with gdb's breakpoints and watchpoints,
@@ -80,6 +94,7 @@ final class ReplayTimeline {
         // Following a path may have counted the position exactly.
         s.arrived(at: !target.exact && s.position.exact ? s.position : target, stop: stop)
         session = s
+        recordHistory(s)
         for old in created where old !== s { old.discard() }
         created = [s]
     }
