@@ -70,6 +70,18 @@ final class ReplayProcesses {
 
     var isSupervisor: Bool { getpid() == supervisor }
 
+    /// For `monitor stats`: what forks and restores cost this process.
+    var costs: String {
+        func ms(_ ns: UInt64) -> String {
+            let tenths = (ns + 50_000) / 100_000
+            return "\(tenths / 10).\(tenths % 10) ms"
+        }
+        var out = "; this process forked \(forks) checkpoint\(forks == 1 ? "" : "s")"
+        if forks > 0 { out += ", \(ms(forkNanoseconds / UInt64(forks))) each" }
+        if rebuildNanoseconds > 0 { out += "; it was restored from one, its machines rebuilt in \(ms(rebuildNanoseconds))" }
+        return out
+    }
+
     static func now() -> UInt64 {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)

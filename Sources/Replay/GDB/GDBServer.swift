@@ -460,7 +460,7 @@ final class GDBServer {
             let r = restart()
             text = r == "E01" ? "detrec: the replay could not restart\n" : "Replay restarted at its first instruction (continue, or stepi, to run it).\n"
         case "stats":
-            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks); replay checkpoints restored: \(timeline.restores) (\(timeline.checkpoints.count) live)\n"
+            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks); replay checkpoints restored: \(timeline.restores) (\(timeline.checkpoints.count) live)\(timeline.processes?.costs ?? "")\n"
         case "checkpoint":
             guard session.termination == nil, failure == nil, !killed else { text = "detrec: no replay to checkpoint\n"; break }
             text = timeline.takeCheckpoint(user: true).map { "Checkpoint \($0.id) at \($0.position)\n" } ?? "detrec: no checkpoint could be taken\n"

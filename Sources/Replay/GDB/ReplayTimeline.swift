@@ -1,7 +1,8 @@
 /// The replay as gdb sees it: a session that can go backwards. The replay
-/// is deterministic, so an earlier position is reached by a fresh replay
-/// from the start of the recording run forward to it (no guest state is
-/// ever copied: the emulated kernel's state would have to be too). Every
+/// is deterministic, so an earlier position is reached by replaying
+/// forward to it: from a replay checkpoint (a fork of the replayer,
+/// Checkpoints/TimelineCheckpoints.swift) when there is one before it,
+/// else by a fresh replay from the start of the recording. Every
 /// position is exact (`ReplayPosition`): an event count, then the n-th
 /// arrival at an address within that slice, then single steps.
 ///
