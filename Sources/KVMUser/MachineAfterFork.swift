@@ -1,18 +1,24 @@
 import CKVM
 import Glibc
+import Synchronization
 
 /// Every machine this process made, so that a forked replayer (a replay
 /// checkpoint, docs/gdb.md "Checkpoints") can give each a new VM and vCPU.
+/// Machines may be made on several threads (tests run in parallel): the
+/// list is behind a lock.
 enum LiveMachines {
-    private final class Weak { weak var machine: UserMachine?; init(_ m: UserMachine) { machine = m } }
-    nonisolated(unsafe) private static var all: [Weak] = []
+    private final class Weak: @unchecked Sendable { weak var machine: UserMachine?; init(_ m: UserMachine) { machine = m } }
+    private static let all = Mutex<[Weak]>([])
 
     static func add(_ m: UserMachine) {
-        all.removeAll { $0.machine == nil }
-        all.append(Weak(m))
+        let w = Weak(m)
+        all.withLock { list in
+            list.removeAll { $0.machine == nil }
+            list.append(w)
+        }
     }
 
-    static var machines: [UserMachine] { all.compactMap(\.machine) }
+    static var machines: [UserMachine] { all.withLock { $0.compactMap(\.machine) } }
 }
 
 /// Forking the replayer: KVM's VM and vCPU fds work only in the process
