@@ -16,13 +16,15 @@ public final class UserMachine {
     public let cpuid: CPUIDTable
     /// Replaced with a fresh one when the machine is reused (`MachinePool`).
     public private(set) var memory: GuestMemory
-    private let vm: VirtualMachine
-    private let vcpu: VCPU
-    private var tables: PageTables
+    /// Replaced in a forked replayer (`rebuildAfterFork`): KVM's VM and
+    /// vCPU are bound to the process that created them.
+    var vm: VirtualMachine
+    var vcpu: VCPU
+    var tables: PageTables
     /// The vCPU's state as configured, before the guest first ran: what
     /// `reset` puts back (special registers, XSAVE area).
-    private var initialSregs = kvm_sregs()
-    private var initialXSAVE = kvm_xsave()
+    var initialSregs = kvm_sregs()
+    var initialXSAVE = kvm_xsave()
 
     /// The user-mode registers. Read after `run` returns; changes are
     /// written back on the next `run`.
@@ -35,8 +37,10 @@ public final class UserMachine {
         get { sregs.gs.base }
         set { sregs.gs.base = newValue; sregsDirty = true }
     }
-    private var sregs = kvm_sregs()
-    private var sregsDirty = false
+    var sregs = kvm_sregs()
+    var sregsDirty = false
+    /// The XSAVE area read just before a fork (`prepareForFork`).
+    var xsaveBeforeFork: kvm_xsave?
 
     /// Guest-physical memory reserved for the guest's pages (not committed).
     public static let defaultMemorySize: UInt64 = 32 << 30
@@ -91,6 +95,7 @@ public final class UserMachine {
         try configureVCPU()
         initialSregs = sregs
         try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &initialXSAVE)
+        LiveMachines.add(self)
     }
 
     /// Makes the machine what `init` made: every guest page back to the
@@ -161,7 +166,7 @@ public final class UserMachine {
     /// frames on it (see `installSystemPages`).
     static let userExceptionStack = false
 
-    private func configureVCPU() throws(KVMError) {
+    func configureVCPU() throws(KVMError) {
         try vcpu.setCPUID(cpuid)
         var s = kvm_sregs()
         try vcpu.ioctl("KVM_GET_SREGS", CKVM_GET_SREGS, &s)

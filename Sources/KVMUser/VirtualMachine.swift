@@ -29,6 +29,18 @@ final class VirtualMachine {
         regions.append(region)
     }
 
+    /// In a forked replayer: gives this (new) VM the region's memslots that
+    /// the parent's VM had, over the same host memory (fork's copy).
+    func readd(_ region: PhysicalRegion, logDirtyPages: Bool) throws(KVMError) {
+        let flags = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
+        for i in 0..<max(1, region.registeredSlots) { try setSlot(region, i, present: true, flags: flags) }
+        region.registerSlot = { [unowned self, unowned region] index in
+            (try? self.setSlot(region, index, present: true, flags: flags)) != nil
+        }
+        slotFlags[region.slot] = flags
+        regions.append(region)
+    }
+
     /// Each region's memslot flags, by its first slot.
     private var slotFlags: [UInt32: UInt32] = [:]
 

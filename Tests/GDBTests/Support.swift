@@ -95,8 +95,9 @@ final class StubProcess {
         try self.init(detrec: fixture.detrec, trace: fixture.trace)
     }
 
-    init(detrec: String, trace: String, extra: [String] = []) throws {
+    init(detrec: String, trace: String, extra: [String] = [], environment: [String: String] = [:]) throws {
         process.executableURL = URL(fileURLWithPath: detrec)
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.arguments = ["replay", "--gdb-listen", "127.0.0.1:0"] + extra + [trace]
         process.standardError = stderr
         process.standardOutput = FileHandle.nullDevice

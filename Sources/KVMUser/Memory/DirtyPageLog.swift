@@ -13,7 +13,8 @@ import Glibc
 /// once. Only the slots' bitmaps are scanned, never the pages themselves.
 final class DirtyPageLog {
     let region: PhysicalRegion
-    private let vm: VirtualMachine
+    /// Replaced in a forked replayer (`UserMachine.rebuildAfterFork`).
+    var vm: VirtualMachine
     /// One memslot's bitmap, as KVM_GET_DIRTY_LOG fills it.
     private let scratch: UnsafeMutablePointer<UInt64>
     private let scratchWords: Int

@@ -33,6 +33,8 @@ final class GDBServer {
     private var extended = false
     /// Killed in extended mode: no program until `vRun`.
     private var killed = false
+    /// The connection is in no-ack mode (for a hand-over).
+    private(set) var noAck = false
 
     init(timeline: ReplayTimeline, executablePath: String, hostIO: HostIO = HostIO(stored: [:])) {
         self.timeline = timeline
@@ -87,8 +89,8 @@ final class GDBServer {
 
     // MARK: the loop
 
-    func serve(_ connection: GDBConnection) -> Ending {
-        var received = false
+    func serve(_ connection: GDBConnection, resumed: Bool = false) -> Ending {
+        var received = resumed
         timeline.interruptRequested = { connection.takeInterrupt() }
         while let item = connection.next() {
             let payload: [UInt8]
@@ -115,6 +117,7 @@ final class GDBServer {
             case .noAckMode:
                 connection.send("OK")
                 connection.noAck = true
+                noAck = true
             case .end(let ending, let reply):
                 if let r = reply { connection.send(r) }
                 return ending
@@ -464,13 +467,68 @@ final class GDBServer {
             let r = restart()
             text = r == "E01" ? "detrec: the replay could not restart\n" : "Replay restarted at its first instruction (continue, or stepi, to run it).\n"
         case "stats":
-            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks)\n"
+            text = "Replays from the start for reverse execution and restarts: \(timeline.replaysStarted); slice checkpoints restored: \(timeline.rollbacks); replay checkpoints restored: \(timeline.restores) (\(timeline.checkpoints.count) live)\(timeline.processes?.costs ?? "")\n"
+        case "checkpoint":
+            guard session.termination == nil, failure == nil, !killed else { text = "detrec: no replay to checkpoint\n"; break }
+            text = timeline.takeCheckpoint(user: true).map { "Checkpoint \($0.id) at \($0.position)\n" } ?? "detrec: no checkpoint could be taken\n"
+        case "checkpoints":
+            text = timeline.checkpointListing
+        case _ where command.hasPrefix("restart "):
+            guard let n = Int(String(command.dropFirst(8)).trimmingCharacters(in: " ")) else { text = "detrec: restart N takes a checkpoint number\n"; break }
+            do {
+                try timeline.restart(checkpoint: n)
+                text = "detrec: checkpoint \(n) could not be restored\n"
+            } catch {
+                text = "detrec: \(error)\n"
+            }
+        case _ where command.hasPrefix("delete-checkpoint "):
+            let n = Int(String(command.dropFirst(18)).trimmingCharacters(in: " ")) ?? -1
+            text = timeline.deleteCheckpoint(n) ? "Deleted checkpoint \(n)\n" : "detrec: no checkpoint \(n)\n"
         case "help", "":
-            text = "detrec monitor commands:\n  when      the index of the next event to replay\n  position  where the replay stands (event, breakpoint hits, steps)\n  restart   replay again from the start of the recording\n  stats     how many replays going back has cost\n"
+            text = "detrec monitor commands:\n  when      the index of the next event to replay\n  position  where the replay stands (event, breakpoint hits, steps)\n  restart   replay again from the start of the recording\n  stats     how many replays going back has cost\n  checkpoint           fork a replay checkpoint here\n  checkpoints          list them\n  restart N            go back (or forth) to checkpoint N\n  delete-checkpoint N  end checkpoint N\n"
         default:
             text = "detrec: unknown monitor command '\(command)' (try 'monitor help')\n"
         }
         return Packet.hex(text)
+    }
+}
+
+// MARK: hand-over to a replayer restored from a checkpoint (Checkpoints/)
+
+extension GDBServer {
+    /// What gdb's session is beside the replay: sent to the restored process.
+    func exportState() -> [UInt8] {
+        var w = WireWriter()
+        w.put(noAck); w.put(extended); w.put(multiprocess)
+        w.put(software.count); for a in software.sorted() { w.put(a) }
+        w.put(hardware.count); for a in hardware.sorted() { w.put(a) }
+        return w.bytes
+    }
+
+    func importState(_ r: inout WireReader) throws {
+        noAck = try r.bool(); extended = try r.bool(); multiprocess = try r.bool()
+        software = []; hardware = []
+        for _ in 0..<(try r.count()) { software.insert(try r.word()) }
+        for _ in 0..<(try r.count()) { hardware.insert(try r.word()) }
+        killed = false
+        selected = nil
+        failure = nil
+    }
+
+    /// The reply to the packet the hand-over was made for.
+    func reply(afterTakeOver job: ReplayTimeline.TakeOver) -> String {
+        do {
+            let stop = try timeline.perform(job)
+            if case .stay(let id) = job { return Packet.hex("Restarted at checkpoint \(id): \(session.position)\n") }
+            return stopReply(stop ?? .step)
+        } catch let stop as RunStopped {
+            failure = stop
+            report(stop.message)
+            return resume(step: false)
+        } catch {
+            report("reverse execution (restored from a checkpoint): \(error)")
+            return "E01"
+        }
     }
 }
 

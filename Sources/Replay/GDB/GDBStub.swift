@@ -71,6 +71,9 @@ public enum GDBStub {
                 throw RunStopped("replay: --goto \(event): \(e.description)", status: 2)
             }
         }
+        // Replay checkpoints (forks of this process): off with DETREC_REPLAY_CHECKPOINTS=off.
+        let processes = getenv("DETREC_REPLAY_CHECKPOINTS").map { String(cString: $0) == "off" } == true ? nil : try? ReplayProcesses()
+        defer { processes?.shutDown() }
         var stored: [String: [UInt8]] = [:]
         let exeBytes = try prepared.reader.storedFile(sha256: header.executable.sha256)
         stored[exe.path] = exeBytes
@@ -94,6 +97,7 @@ public enum GDBStub {
         let inferior = timeline.session.process
         let program = inferior === prepared.process ? exe.path : inferior.executablePath
         let server = GDBServer(timeline: timeline, executablePath: program, hostIO: hostIO)
+        timeline.exportServerState = { server.exportState() }
         let listener = try Listener(host: options.launchGDB ? "127.0.0.1" : options.host, port: options.port)
         defer { Glibc.close(listener.fd) }
         if !options.launchGDB {
@@ -110,16 +114,56 @@ public enum GDBStub {
             signal(SIGINT, SIG_IGN)
         }
 
+        if let p = processes {
+            p.beforeExit = { [child] in
+                if child > 0 {
+                    var status: Int32 = 0
+                    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+                }
+                for t in temporaries { unlink(t) }
+            }
+            p.takeOver = { body, fds in
+                // A process restored from a checkpoint: gdb's session goes on here.
+                var status: Int32 = 70
+                p.watchLifeline()
+                p.tell(.active, getpid())
+                do {
+                    guard let fd = fds.first else { throw WireError("no gdb connection") }
+                    var r = WireReader(body)
+                    let job = try timeline.takeOverJob(&r, sockets: Array(fds.dropFirst()))
+                    try server.importState(&r)
+                    let connection = GDBConnection(fd: fd)
+                    connection.noAck = server.noAck
+                    timeline.connectionFD = fd
+                    InterruptSignal.install(on: fd)
+                    timeline.interruptRequested = { connection.takeInterrupt() }
+                    connection.send(server.reply(afterTakeOver: job))
+                    _ = server.serve(connection, resumed: true)
+                    status = finalStatus(server, timeline)
+                } catch {
+                    say("detrec: a checkpoint could not take the session over: \(error)")
+                }
+                _ = p.finish(status: status)
+                _exit(status)
+            }
+            timeline.enableCheckpoints(p)
+        }
+
         var ending = GDBServer.Ending.probe
         while ending == .probe {
             guard let fd = listener.accept(whileAlive: child) else { break }
             InterruptSignal.install(on: fd)
+            timeline.connectionFD = fd
             ending = server.serve(GDBConnection(fd: fd))
         }
         if child > 0 {
             var status: Int32 = 0
             while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         }
+        return finalStatus(server, timeline)
+    }
+
+    private static func finalStatus(_ server: GDBServer, _ timeline: ReplayTimeline) -> Int32 {
         if let f = server.failure { return f.status }
         if let t = timeline.session.termination { return t.shellStatus }
         return 0

@@ -217,6 +217,11 @@ final class ReplaySession {
     private var stepFaults: [Watchpoints.Access] = []
     /// `stepOne` ends at a fault on a protected page instead (`watchFault`).
     private var faultEndsStep = false
+    /// Replay checkpoints (Checkpoints/): while continuing, at the start
+    /// of the slice after this many events, `onCheckpointEvent` is called
+    /// (it may fork the replayer) and sets the next one.
+    var checkpointAt: Int?
+    var onCheckpointEvent: ((ReplaySession) -> Void)?
 
     static let trapFlag: UInt64 = 0x100
 
@@ -253,10 +258,18 @@ final class ReplaySession {
     /// a breakpoint, a watchpoint, an interrupt or the end.
     func resume(step: Bool) throws -> StopReason {
         if let t = termination { return .exited(t) }
+        let from = position
+        let inserted: Set<UInt64>? = step ? nil : breakpoints.addresses
         let stop = try run(step: step)
         lastStop = stop
+        onResumed?(from, inserted, stop)
         return stop
     }
+
+    /// After each resume gdb asked for: where it started, the breakpoints
+    /// inserted (nil: a single step, which misses no address), the stop
+    /// (RunHistory.swift).
+    var onResumed: ((ReplayPosition, Set<UInt64>?, StopReason) -> Void)?
 
     /// `runner.proceed()`, with a coming death turned into a stop before it.
     private func proceed() throws -> ProcessRunner.Stop? {
@@ -371,7 +384,8 @@ final class ReplaySession {
             if breakpoints.contains(machine.registers.rip) { return hit(machine.registers.rip) }
         }
         willContinue()
-        world.stopAtEvent = stopAtEvent
+        let stopOrCheckpoint = { [unowned self] in [stopAtEvent, checkpointAt].compactMap { $0 }.min() }
+        world.stopAtEvent = stopOrCheckpoint()
         defer { world.stopAtEvent = nil }
         if let e = stopAtEvent, eventIndex >= e { return nil }
         while true {
@@ -407,6 +421,12 @@ final class ReplaySession {
                     // Nothing of the new slice ran: every count is complete.
                     trusted = nil
                     return nil
+                }
+                if let c = checkpointAt, eventIndex >= c, let take = onCheckpointEvent {
+                    trusted = nil
+                    checkpointAt = nil
+                    take(self)
+                    world.stopAtEvent = stopOrCheckpoint()
                 }
                 if interruptRequested() {
                     position.breakpoint = nil
@@ -958,6 +978,24 @@ final class ReplaySession {
     /// Drops the slice checkpoint: a diversion took a newer memory
     /// snapshot, and only the latest one can be restored.
     func forgetCheckpoint() { checkpoint = nil }
+
+    /// In a process restored from a replay checkpoint: nothing of the run
+    /// the checkpoint was taken in goes on, and gdb's breakpoints and
+    /// watchpoints now are the ones inserted.
+    func restored(breakpoints wanted: Set<UInt64>, watches: [Watchpoints.Watch]) {
+        world.stopAtEvent = nil
+        world.stopAfterSyscall = false
+        world.syscallCompleted = false
+        watchFault = nil
+        stepFaults = []
+        faultEndsStep = false
+        checkpoint = nil
+        checkpointAt = nil
+        for a in breakpoints.addresses.subtracting(wanted) { breakpoints.remove(a) }
+        for a in wanted.subtracting(breakpoints.addresses) { _ = breakpoints.insert(a) }
+        watchpoints.removeAll()
+        for w in watches { _ = watchpoints.insert(kind: w.kind, address: w.address, length: w.length) }
+    }
 
     /// Lets go of a session nobody will use again: the kernel's objects
     /// refer to each other (a process and its family), so the machine and

@@ -1,7 +1,8 @@
 /// The replay as gdb sees it: a session that can go backwards. The replay
-/// is deterministic, so an earlier position is reached by a fresh replay
-/// from the start of the recording run forward to it (no guest state is
-/// ever copied: the emulated kernel's state would have to be too). Every
+/// is deterministic, so an earlier position is reached by replaying
+/// forward to it: from a replay checkpoint (a fork of the replayer,
+/// Checkpoints/TimelineCheckpoints.swift) when there is one before it,
+/// else by a fresh replay from the start of the recording. Every
 /// position is exact (`ReplayPosition`): an event count, then the n-th
 /// arrival at an address within that slice, then single steps.
 ///
@@ -22,7 +23,27 @@ final class ReplayTimeline {
         didSet { session.interruptRequested = interruptRequested }
     }
     /// How many fresh replays reverse execution started (the benchmark and `monitor stats`).
-    private(set) var replaysStarted = 0
+    var replaysStarted = 0
+    /// Checkpoint processes, when this replay has them (`detrec replay --gdb`): Checkpoints/.
+    var processes: ReplayProcesses?
+    /// The live checkpoints, oldest first.
+    var checkpoints: [ReplayCheckpoint] = []
+    /// In a process restored from a checkpoint: its session, at the
+    /// checkpoint, which `fresh` hands out (once) instead of a new replay.
+    var base: ReplaySession?
+    /// Replay checkpoints restored (hand-overs and probes), for `monitor stats`.
+    var restores = 0
+    var nextCheckpointID = 1
+    /// The gdb connection's socket, which checkpoints must not keep open.
+    var connectionFD: Int32 = -1
+    /// What gdb's session ran forward since it last went back (Checkpoints/RunHistory.swift).
+    var history = RunHistory()
+    /// The part of it a hand-over carries (true at the position gone to).
+    var handOverHistory: RunHistory?
+    /// Restored for `bs` at a slice's start: where the slice before starts.
+    var sliceStartHint: Int?
+    /// gdb's session state (GDBServer) for a hand-over.
+    var exportServerState: () -> [UInt8] = { [] }
 
     init(skipSleeps: Bool, make: @escaping () throws -> ReplaySession) throws {
         self.make = make
@@ -31,11 +52,29 @@ final class ReplayTimeline {
         created = [session]
         session.world.inner.skipSleeps = skipSleeps
         start = session.position
+        recordHistory(session)
+    }
+
+    /// gdb's session `s` starts a new history where it stands.
+    private func recordHistory(_ s: ReplaySession) {
+        history.reset(at: s.position, rip: s.machine.registers.rip)
+        s.onResumed = { [unowned self, unowned s] from, inserted, _ in
+            guard s === self.session else { return }
+            self.history.append(from: from, to: s.position, rip: s.machine.registers.rip, inserted: inserted)
+        }
     }
 
     /// A new replay at the start, with gdb's breakpoints and watchpoints,
     /// replaying as fast as it can.
-    private func fresh() throws -> ReplaySession {
+    func fresh() throws -> ReplaySession {
+        if let b = base {
+            base = nil
+            created.append(b)
+            b.world.inner.skipSleeps = true
+            b.world.inner.mute = true
+            b.interruptRequested = interruptRequested
+            return b
+        }
         let s = try make()
         created.append(s)
         replaysStarted += 1
@@ -48,12 +87,15 @@ final class ReplayTimeline {
     }
 
     /// The session reached a position and becomes gdb's.
-    private func adopt(_ s: ReplaySession, at target: ReplayPosition, stop: StopReason) {
+    func adopt(_ s: ReplaySession, at target: ReplayPosition, stop: StopReason) {
+        base = nil
+        scheduleCheckpoints(s)
         s.world.inner.skipSleeps = skipSleeps
         s.world.inner.mute = false
         // Following a path may have counted the position exactly.
         s.arrived(at: !target.exact && s.position.exact ? s.position : target, stop: stop)
         session = s
+        recordHistory(s)
         for old in created where old !== s { old.discard() }
         created = [s]
     }
@@ -61,7 +103,7 @@ final class ReplayTimeline {
     /// A session at the start of the slice after `event` events: one of
     /// `reuse` (or gdb's session) rolled back to its checkpoint when it is
     /// in that slice, else a fresh replay run there (which takes a checkpoint).
-    private func sliceStart(_ event: Int, reuse: ReplaySession? = nil) throws -> ReplaySession {
+    func sliceStart(_ event: Int, reuse: ReplaySession? = nil) throws -> ReplaySession {
         for candidate in [reuse, session].compactMap({ $0 }) where try candidate.rollBack(toEvent: event) {
             rollbacks += 1
             return candidate
@@ -75,7 +117,7 @@ final class ReplayTimeline {
     }
 
     /// A session at `target`.
-    private func reproduce(_ target: ReplayPosition, reuse: ReplaySession? = nil) throws -> ReplaySession {
+    func reproduce(_ target: ReplayPosition, reuse: ReplaySession? = nil) throws -> ReplaySession {
         let s = try sliceStart(target.event, reuse: reuse)
         if !target.exact {
             try s.follow(target.path, reporting: [])
@@ -87,13 +129,13 @@ final class ReplayTimeline {
     }
 
     /// Every session made since the last one gdb got, to be discarded then.
-    private var created: [ReplaySession] = []
+    var created: [ReplaySession] = []
 
     /// The session `previousInstruction` last used, whose checkpoint may serve again.
-    private var pending: ReplaySession?
+    var pending: ReplaySession?
 
     /// How many times going back restored a slice checkpoint instead of replaying from the start.
-    private(set) var rollbacks = 0
+    var rollbacks = 0
 
     // MARK: what gdb asks for
 
@@ -118,6 +160,12 @@ final class ReplayTimeline {
     /// current position, else to the start of the recording.
     func reverseContinue() throws -> StopReason {
         let here = try currentPosition()
+        if let stop = try reverseContinueWithCheckpoints(from: here) { return stop }
+        return try reverseContinue(from: here)
+    }
+
+    /// `bc` by replays from the start (and slice checkpoints).
+    func reverseContinue(from here: ReplayPosition) throws -> StopReason {
         pending = nil
         defer { pending = nil }
         let winner = try lastSighting(before: here)
@@ -132,6 +180,12 @@ final class ReplayTimeline {
     /// `bs`: back one instruction.
     func reverseStep() throws -> StopReason {
         let here = try currentPosition()
+        try reverseStepWithCheckpoints(from: here)
+        return try reverseStep(from: here)
+    }
+
+    /// `bs` here, or (restored from a checkpoint) from `here`.
+    func reverseStep(from here: ReplayPosition) throws -> StopReason {
         pending = nil
         defer { pending = nil }
         guard let previous = try previousInstruction(of: here) else {
@@ -142,7 +196,7 @@ final class ReplayTimeline {
         return .step
     }
 
-    private func currentPosition() throws -> ReplayPosition {
+    func currentPosition() throws -> ReplayPosition {
         let p = session.position
         guard session.termination == nil else {
             throw Unreachable(description: "the replay has ended; `run` starts it again")
@@ -193,7 +247,7 @@ final class ReplayTimeline {
 
     /// Replays from the start to the slice after `event` events, noting the
     /// last breakpoint hit and (with watchpoints) the last slice that wrote.
-    private func scanEarlier(_ s: ReplaySession, to event: Int, last: inout Sighting?, writtenSlice: inout Int?) throws {
+    func scanEarlier(_ s: ReplaySession, to event: Int, last: inout Sighting?, writtenSlice: inout Int?) throws {
         let watching = !s.watchpoints.isEmpty
         var sliceStart = s.eventIndex
         var seen: Sighting?
@@ -220,7 +274,7 @@ final class ReplayTimeline {
 
     /// Within the slice `s` starts (at its first instruction), the last
     /// stop before `here`.
-    private func search(_ s: ReplaySession, upTo here: ReplayPosition) throws -> Sighting? {
+    func search(_ s: ReplaySession, upTo here: ReplayPosition) throws -> Sighting? {
         if !here.exact {
             // Along gdb's own path in this slice (watched writes inside
             // its continues are not looked for).
@@ -311,6 +365,14 @@ final class ReplayTimeline {
         // Most slices end in one event: try the slice after one event
         // fewer, and look for it slice by slice only when that is this one.
         var previousStart = here.event - 1
+        if let hint = sliceStartHint, hint < here.event {
+            // Restored from a checkpoint, told where that slice starts.
+            sliceStartHint = nil
+            return try lastInstruction(ofSlice: hint)
+        }
+        if base != nil, let start = try previousSliceStartForHandOver(before: here) {
+            try handOver(.reverseStep(here, sliceStart: start))
+        }
         let attempt = try fresh()
         if try attempt.runToEvent(previousStart, exact: false) == nil, attempt.eventIndex == previousStart {
             try attempt.takeCheckpoint()
