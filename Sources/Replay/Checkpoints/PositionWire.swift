@@ -1,4 +1,5 @@
 import Kernel
+import KVMUser
 
 /// Positions, stops and sightings as checkpoint messages carry them.
 extension WireWriter {
@@ -17,9 +18,31 @@ extension WireWriter {
                 put(n)
             case .run(let stops):
                 put(1)
-                put(stops.count)
-                for a in stops.sorted() { put(a) }
+                put(stops)
+            case .watched(let stops, let pages, let faults):
+                put(2)
+                put(stops)
+                put(pages)
+                put(faults)
+            case .toFault(let stops, let pages):
+                put(3)
+                put(stops)
+                put(pages)
             }
+        }
+    }
+
+    private mutating func put(_ stops: Set<UInt64>) {
+        put(stops.count)
+        for a in stops.sorted() { put(a) }
+    }
+
+    /// Watched pages with how each faults (page-protection watchpoints).
+    private mutating func put(_ pages: [UInt64: DebugFault]) {
+        put(pages.count)
+        for (page, fault) in pages.sorted(by: { $0.key < $1.key }) {
+            put(page)
+            put(fault == .writes ? 0 : 1)
         }
     }
 
@@ -54,14 +77,32 @@ extension WireReader {
         for _ in 0..<(try count()) {
             switch try int() {
             case 0: p.path.append(.steps(try int()))
-            case 1:
-                var stops = Set<UInt64>()
-                for _ in 0..<(try count()) { stops.insert(try word()) }
-                p.path.append(.run(stops))
+            case 1: p.path.append(.run(try stops()))
+            case 2: p.path.append(.watched(try stops(), try pages(), faults: try int()))
+            case 3: p.path.append(.toFault(try stops(), try pages()))
             default: throw WireError("an unknown path segment")
             }
         }
         return p
+    }
+
+    private mutating func stops() throws(WireError) -> Set<UInt64> {
+        var stops = Set<UInt64>()
+        for _ in 0..<(try count()) { stops.insert(try word()) }
+        return stops
+    }
+
+    private mutating func pages() throws(WireError) -> [UInt64: DebugFault] {
+        var pages: [UInt64: DebugFault] = [:]
+        for _ in 0..<(try count()) {
+            let page = try word()
+            switch try int() {
+            case 0: pages[page] = .writes
+            case 1: pages[page] = .accesses
+            default: throw WireError("an unknown watched-page protection")
+            }
+        }
+        return pages
     }
 
     mutating func stop() throws(WireError) -> StopReason {
