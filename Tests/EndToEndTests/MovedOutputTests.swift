@@ -54,4 +54,38 @@ import Testing
         #expect(rec.stdout == native.stdout)
         #expect(rec.stdout == "some lines\nof text\nsome lines\nof text\n")
     }
+
+    /// A stream socket's bytes spliced into an inherited stdout that is a
+    /// pipe (`detrec record ... | cat`): the recording peeks what will
+    /// move, and replay prints it again.
+    @Test func spliceFromASocketIntoAPipedStdoutReplays() throws {
+        let exe = try Harness.compile(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            #include <sys/socket.h>
+            #include <sys/wait.h>
+            int main(void) {
+              int sv[2]; socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+              if (fork() == 0) { close(sv[1]); write(sv[0], "over ", 5); usleep(1000); write(sv[0], "a socket\n", 9); _exit(0); }
+              close(sv[0]);
+              long moved = 0; ssize_t n;
+              while ((n = splice(sv[1], 0, 1, 0, 4, 0)) > 0) moved += n;
+              wait(0);
+              printf("moved %ld, last %zd\n", moved, n);
+              return 0;
+            }
+            """#, name: "socket_splice", in: dir)
+        let trace = dir.appendingPathComponent("socket_splice.trace")
+        func piped(_ command: String) throws -> String {
+            let r = try Harness.run(["/bin/sh", "-c", command + " | cat"])
+            #expect(r.status == 0, "\(command): \(r.stderr)")
+            return r.stdout
+        }
+        let native = try piped(exe)
+        #expect(native == "over a socket\nmoved 14, last 0\n")
+        #expect(try piped("\(Harness.detrec) record -q -o \(trace.path) -- \(exe)") == native)
+        #expect(try piped("\(Harness.detrec) replay \(trace.path)") == native)
+    }
 }

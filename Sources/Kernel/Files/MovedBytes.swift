@@ -7,7 +7,9 @@ import Glibc
 /// trace (`HostEffects.carry`), and the data check covers it as a write's.
 /// A seekable input is read back at the range that moved; a pipe's bytes
 /// are duplicated (tee) into a private pipe just before the move, which is
-/// then limited to what was duplicated (a short count, as Linux allows).
+/// then limited to what was duplicated (a short count, as Linux allows); a
+/// stream socket's head is peeked (MSG_PEEK) and the move limited the same
+/// way.
 struct MovedBytes {
     /// Where the moved bytes start in a seekable input.
     private var start: Int64?
@@ -15,10 +17,12 @@ struct MovedBytes {
     private var copy: (read: Int32, write: Int32)?
     /// How many bytes may move so that the copy covers them.
     private(set) var limit: Int
+    /// A socket input's head, peeked before the move.
+    private var peeked: [UInt8]? = nil
 
     /// Before the host call. `offset`: the explicit input offset (nil: the
     /// file's own). Returns nil when the input is neither seekable nor (if
-    /// `pipes`) a pipe: a socket, nothing it moves could be read back.
+    /// `pipes`) a pipe or a stream socket: nothing it moves could be read back.
     static func prepare(input fd: Int32, offset: Int64?, count: Int, nonblocking: Bool,
                         pipes: Bool) -> Result<MovedBytes, Errno>? {
         var st = stat()
@@ -38,6 +42,22 @@ struct MovedBytes {
             }
             return .success(MovedBytes(start: nil, copy: (read: ends[0], write: ends[1]), limit: Int(n)))
         }
+        if st.st_mode & S_IFMT == S_IFSOCK {
+            var type: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard pipes, getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0, type == Int32(SOCK_STREAM.rawValue) else { return nil }
+            var head = [UInt8](repeating: 0, count: max(0, min(count, 1 << 20)))
+            // Waits for data as the move itself would (unless nonblocking).
+            let n = head.withUnsafeMutableBytes { b -> Int in
+                while true {
+                    let r = recv(fd, b.baseAddress, b.count, Int32(MSG_PEEK) | (nonblocking ? Int32(MSG_DONTWAIT) : 0))
+                    if r < 0, errno == EINTR { continue }
+                    return r < 0 ? -Int(errno) : r
+                }
+            }
+            guard n >= 0 else { return .failure(Errno(Int32(clamping: -n))) }
+            return .success(MovedBytes(start: nil, copy: nil, limit: n, peeked: Array(head.prefix(n))))
+        }
         let position = offset ?? Int64(lseek(fd, 0, SEEK_CUR))
         guard position >= 0 else { return nil }
         return .success(MovedBytes(start: position, copy: nil, limit: count))
@@ -46,6 +66,7 @@ struct MovedBytes {
     /// After the host call moved `moved` bytes: exactly those bytes.
     func bytes(input fd: Int32, moved: Int64) -> [UInt8] {
         guard moved > 0 else { return [] }
+        if let peeked { return Array(peeked.prefix(Int(moved))) }
         var out = [UInt8](repeating: 0, count: Int(moved))
         var got = 0
         out.withUnsafeMutableBytes { b in

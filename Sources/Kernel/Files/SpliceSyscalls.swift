@@ -54,10 +54,10 @@ enum SpliceSyscalls {
 
     /// Before a move into an inherited stdout/stderr, recording only: how
     /// to capture what moves (`MovedBytes`), nil for any other output. An
-    /// input whose bytes cannot be read back (a socket; for
-    /// copy_file_range, which takes regular files only, also a pipe) is
-    /// refused with EINVAL, Linux's answer for the inputs it cannot move
-    /// from, rather than printing nothing on replay.
+    /// input whose bytes cannot be read back (a datagram socket; for
+    /// copy_file_range, which takes regular files only, any pipe or
+    /// socket) is refused with EINVAL, Linux's answer for the inputs it
+    /// cannot move from, rather than printing nothing on replay.
     static func captureIfEchoed(_ output: OpenFile, input: Int32, offset: Int64?, count: Int,
                                 nonblocking: Bool, pipes: Bool = true) throws(Errno) -> MovedBytes? {
         guard output.echo != nil else { return nil }
