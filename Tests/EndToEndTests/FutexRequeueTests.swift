@@ -92,6 +92,55 @@ import Testing
             """)
     }
 
+    /// FUTEX_WAKE and FUTEX_WAKE_OP that meet a LOCK_PI waiter fail with
+    /// EINVAL and leave it waiting (futex_wake's pi_state check); UNLOCK_PI
+    /// then hands it the lock.
+    @Test func wakeOfPriorityInheritanceWaiterIsInvalid() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <linux/futex.h>
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <sys/syscall.h>
+            #include <unistd.h>
+            static int lock, other;
+            static long lockResult = -2;
+            static void *lockWaiter(void *x) {
+              lockResult = syscall(SYS_futex, &lock, FUTEX_LOCK_PI, 0, 0, 0, 0);
+              return x;
+            }
+            /* FUTEX_WAKE of the word until it meets the waiter: 0 while nobody waits. */
+            static const char *wakeUntilRefused(int op) {
+              for (int i = 0; i < 5000; i++) {
+                long r = op == FUTEX_WAKE ? syscall(SYS_futex, &lock, FUTEX_WAKE, 1, 0, 0, 0)
+                                          : syscall(SYS_futex, &other, FUTEX_WAKE_OP, 1, 1, &lock, FUTEX_OP(FUTEX_OP_ADD, 0, FUTEX_OP_CMP_NE, 0));
+                if (r < 0) return errno == EINVAL ? "EINVAL" : "other error";
+                if (r > 0) return "woke a PI waiter";
+                usleep(1000);
+              }
+              return "no waiter came";
+            }
+            int main(void) {
+              pthread_t t;
+              lock = (int)gettid();
+              pthread_create(&t, 0, lockWaiter, 0);
+              printf("wake of a LOCK_PI waiter: %s\n", wakeUntilRefused(FUTEX_WAKE));
+              printf("wake_op reaching it: %s\n", wakeUntilRefused(FUTEX_WAKE_OP));
+              long ur = syscall(SYS_futex, &lock, FUTEX_UNLOCK_PI, 0, 0, 0, 0);
+              pthread_join(t, 0);
+              printf("unlock_pi %ld, the waiter got %ld\n", ur, lockResult);
+              return 0;
+            }
+            """#, name: "wake-pi-waiter", in: dir)
+        #expect(out == """
+            wake of a LOCK_PI waiter: EINVAL
+            wake_op reaching it: EINVAL
+            unlock_pi 0, the waiter got 0
+
+            """)
+    }
+
     /// REQUEUE and CMP_REQUEUE with a negative count are EINVAL (a
     /// negative FUTEX_WAKE count is not).
     @Test func negativeRequeueCountsAreInvalid() throws {

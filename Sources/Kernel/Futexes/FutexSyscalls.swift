@@ -45,9 +45,11 @@ enum FutexSyscalls {
             return .result(plainRequeue(p.mm, from: address, to: c.arg(4), wake: count(c.arg(2)), requeue: count(c.arg(3))))
         case WAKE_OP:
             let fire = try wakeOp(c)
-            var woken = p.wake(address, count: count(c.arg(2)))
-            if fire { woken += p.wake(c.arg(4), count: count(c.arg(3))) }
-            return .result(Int64(woken))
+            // A PI waiter on either word makes it EINVAL (futex_wake_op).
+            let woken = p.wake(address, count: count(c.arg(2)))
+            guard woken >= 0, fire else { return .result(Int64(woken)) }
+            let second = p.wake(c.arg(4), count: count(c.arg(3)))
+            return .result(second < 0 ? Int64(second) : Int64(woken + second))
         case WAIT, WAIT_BITSET:
             let bitset = command == WAIT_BITSET ? UInt32(truncatingIfNeeded: c.arg(5)) : 0xffff_ffff
             guard bitset != 0 else { throw Errno.inval }

@@ -10,7 +10,8 @@ import Glibc
 /// changes nothing and waiters are served in the order they came.
 ///
 /// PI waiters park on `.futex` with bitset 0, which no FUTEX_WAKE matches:
-/// as on Linux, a plain wake does not reach them.
+/// as on Linux, a plain wake (or WAKE_OP, REQUEUE) that meets one fails
+/// with EINVAL instead of reaching it.
 enum PriorityInheritanceFutexes {
     static let LOCK_PI: Int32 = 6, UNLOCK_PI: Int32 = 7, TRYLOCK_PI: Int32 = 8
     static let WAIT_REQUEUE_PI: Int32 = 11, CMP_REQUEUE_PI: Int32 = 12, LOCK_PI2: Int32 = 13

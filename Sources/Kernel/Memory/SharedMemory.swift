@@ -189,22 +189,29 @@ enum SharedMemory {
     }
 
     /// FUTEX_WAKE on shared memory: up to `count` waiters on the same word
-    /// of the same object, in any process of the recording.
+    /// of the same object, in any process of the recording; -EINVAL when
+    /// it meets a PI waiter on the word first, as `GuestThread.wake`.
     static func wake(_ family: ProcessFamily, _ key: (ObjectIdentifier, UInt64), count: Int, bitset: UInt32) -> Int {
         var woken = 0
+        var refused = false
         var seen: Set<ObjectIdentifier> = []
-        for p in family.processes where p.zombieStatus == nil && seen.insert(ObjectIdentifier(p.mm)).inserted {
+        for p in family.processes where !refused && p.zombieStatus == nil && seen.insert(ObjectIdentifier(p.mm)).inserted {
             let mm = p.mm
             for t in mm.futexOrder where woken < count {
-                guard var b = t.blocked, b.result == nil, let f = b.futex, f.bitset & bitset != 0,
+                guard var b = t.blocked, b.result == nil, let f = b.futex,
                       let k = futexKey(mm, f.address), k == key else { continue }
+                if f.bitset == PriorityInheritanceFutexes.waiterBitset {
+                    refused = true
+                    break
+                }
+                guard f.bitset & bitset != 0 else { continue }
                 b.result = 0
                 t.blocked = b
                 woken += 1
             }
             mm.futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
         }
-        return woken
+        return refused ? -Int(EINVAL) : woken
     }
 
     /// The object and page a futex word lies in, when it is shared memory:
