@@ -60,6 +60,19 @@ struct ReplayPosition: Equatable, CustomStringConvertible {
         case toFault(Set<UInt64>, [UInt64: DebugFault])
     }
 
+    /// This position continued to the next fault on `pages` with `stops`
+    /// inserted, before the faulting instruction: found again only along
+    /// the path.
+    func beforeFault(_ stops: Set<UInt64>, _ pages: [UInt64: DebugFault]) -> ReplayPosition {
+        var p = self
+        p.breakpoint = nil
+        p.hits = 0
+        p.steps = 0
+        p.exact = false
+        p.path.append(.toFault(stops, pages))
+        return p
+    }
+
     mutating func append(steps n: Int) {
         if case .steps(let m)? = path.last { path[path.count - 1] = .steps(m + n) } else { path.append(.steps(n)) }
     }
@@ -706,20 +719,17 @@ final class ReplaySession {
             case .toFault(let stops, let pages):
                 try toNextFault(stops: stops, pages: pages)
             case .run(let stops):
-                let added = stops.subtracting(breakpoints.addresses)
-                for a in added {
-                    guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
-                }
-                defer { for a in added { breakpoints.remove(a) } }
-                while true {
-                    guard let stop = try continueToStop(stopAtEvent: event + 1) else {
-                        throw Unreachable(description: "the slice after event \(event) ended before the position")
+                try withStops(stops) {
+                    while true {
+                        guard let stop = try continueToStop(stopAtEvent: event + 1) else {
+                            throw Unreachable(description: "the slice after event \(event) ended before the position")
+                        }
+                        guard case .breakpoint(let at) = stop else {
+                            throw Unreachable(description: "the replay stopped (\(stop)) before the position")
+                        }
+                        if stops.contains(at) { break }
+                        if reported.contains(at) { observe?(Sighting(position: position, stop: stop)) }
                     }
-                    guard case .breakpoint(let at) = stop else {
-                        throw Unreachable(description: "the replay stopped (\(stop)) before the position")
-                    }
-                    if stops.contains(at) { break }
-                    if reported.contains(at) { observe?(Sighting(position: position, stop: stop)) }
                 }
             }
             if i < path.count - 1, reported.contains(machine.registers.rip) {
@@ -736,37 +746,29 @@ final class ReplaySession {
                        observe: ((Sighting) -> Void)? = nil) throws {
         guard faults > 0 else { return }
         let event = eventIndex
-        let added = stops.subtracting(breakpoints.addresses)
-        for a in added {
-            guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
-        }
-        defer { for a in added { breakpoints.remove(a) } }
-        memory.setDebugProtection(pages)
-        defer { memory.setDebugProtection([:]) }
-        watchpoints.snapshot()
-        for _ in 0..<faults {
-            let fault = try nextFault(event: event, stops: stops)
-            var at = position
-            at.breakpoint = nil
-            at.hits = 0
-            at.steps = 0
-            at.exact = false
-            at.path.append(.toFault(stops, pages))
-            let path = position.path
-            memory.liftDebugProtection(fault.address)
-            if let stop = try stepOne() { throw Unreachable(description: "the replay stopped (\(stop)) at a watched access") }
-            stepFaults = [Watchpoints.Access(fault)] + stepFaults
-            memory.rearmDebugProtection()
-            guard eventIndex == event else { throw Unreachable(description: "the slice after event \(event) ended at a watched access") }
-            position = at
-            position.path = path
-            if case .watched(let s, let p, let n)? = path.last, s == stops, p == pages {
-                position.path[path.count - 1] = .watched(stops, pages, faults: n + 1)
-            } else {
-                position.path.append(.watched(stops, pages, faults: 1))
-            }
-            if let w = watchpoints.hit(after: stepFaults) {
-                observe?(Sighting(position: at, stop: .watch(w.kind, w.address)))
+        try withStops(stops) {
+            memory.setDebugProtection(pages)
+            defer { memory.setDebugProtection([:]) }
+            watchpoints.snapshot()
+            for _ in 0..<faults {
+                let fault = try nextFault(event: event, stops: stops)
+                let at = position.beforeFault(stops, pages)
+                let path = position.path
+                memory.liftDebugProtection(fault.address)
+                if let stop = try stepOne() { throw Unreachable(description: "the replay stopped (\(stop)) at a watched access") }
+                stepFaults = [Watchpoints.Access(fault)] + stepFaults
+                memory.rearmDebugProtection()
+                guard eventIndex == event else { throw Unreachable(description: "the slice after event \(event) ended at a watched access") }
+                position = at
+                position.path = path
+                if case .watched(let s, let p, let n)? = path.last, s == stops, p == pages {
+                    position.path[path.count - 1] = .watched(stops, pages, faults: n + 1)
+                } else {
+                    position.path.append(.watched(stops, pages, faults: 1))
+                }
+                if let w = watchpoints.hit(after: stepFaults) {
+                    observe?(Sighting(position: at, stop: .watch(w.kind, w.address)))
+                }
             }
         }
     }
@@ -775,19 +777,23 @@ final class ReplaySession {
     /// before the faulting instruction runs (`.toFault`).
     func toNextFault(stops: Set<UInt64>, pages: [UInt64: DebugFault]) throws {
         let event = eventIndex
+        try withStops(stops) {
+            memory.setDebugProtection(pages)
+            defer { memory.setDebugProtection([:]) }
+            _ = try nextFault(event: event, stops: stops)
+        }
+        position = position.beforeFault(stops, pages)
+    }
+
+    /// Runs `body` with the breakpoints at `stops` inserted, those gdb had
+    /// not inserted taken out again afterwards.
+    private func withStops<T>(_ stops: Set<UInt64>, _ body: () throws -> T) throws -> T {
         let added = stops.subtracting(breakpoints.addresses)
+        defer { for a in added where breakpoints.contains(a) { breakpoints.remove(a) } }
         for a in added {
             guard breakpoints.insert(a) else { throw Unreachable(description: "0x\(String(a, radix: 16)) is not mapped") }
         }
-        defer { for a in added { breakpoints.remove(a) } }
-        memory.setDebugProtection(pages)
-        defer { memory.setDebugProtection([:]) }
-        _ = try nextFault(event: event, stops: stops)
-        position.breakpoint = nil
-        position.hits = 0
-        position.steps = 0
-        position.exact = false
-        position.path.append(.toFault(stops, pages))
+        return try body()
     }
 
     /// Runs to the next fault on a protected page, in this slice, with
