@@ -932,11 +932,10 @@ final class ReplaySession {
     /// Takes a checkpoint here, at the start of a slice (nothing of it ran).
     /// None when the slice ends in a recorded preemption of this thread
     /// (the runner counts hits towards it: replayed from the start then).
-    /// `anywhere`: in the middle of a slice too (a watched continue).
-    func takeCheckpoint(anywhere: Bool = false) throws {
+    func takeCheckpoint() throws {
         checkpoint = nil
         guard pendingTrap == nil, world.pendingDeath == nil, termination == nil,
-              anywhere || position == ReplayPosition(event: eventIndex) else { return }
+              position == ReplayPosition(event: eventIndex) else { return }
         let running = runner.process
         if let p = try world.inner.recordedPreemption(), p.tid == running.current.tid { return }
         let snapshot = MemorySnapshot()
