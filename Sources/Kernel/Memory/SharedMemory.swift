@@ -197,19 +197,9 @@ enum SharedMemory {
         var seen: Set<ObjectIdentifier> = []
         for p in family.processes where !refused && p.zombieStatus == nil && seen.insert(ObjectIdentifier(p.mm)).inserted {
             let mm = p.mm
-            for t in mm.futexOrder where woken < count {
-                guard var b = t.blocked, b.result == nil, let f = b.futex,
-                      let k = futexKey(mm, f.address), k == key else { continue }
-                if f.bitset == PriorityInheritanceFutexes.waiterBitset {
-                    refused = true
-                    break
-                }
-                guard f.bitset & bitset != 0 else { continue }
-                b.result = 0
-                t.blocked = b
-                woken += 1
+            refused = mm.wakeWaiters(count: count, bitset: bitset, woken: &woken) { address in
+                futexKey(mm, address).map { $0 == key } ?? false
             }
-            mm.futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
         }
         return refused ? -Int(EINVAL) : woken
     }

@@ -154,23 +154,11 @@ extension Process {
     }
 
     /// Wakes up to `count` threads waiting on `futex` whose bitset matches;
-    /// -EINVAL when it meets a PI waiter on the word first (futex_wake's
-    /// pi_state/rt_waiter check; those woken before it stay woken).
+    /// -EINVAL when it meets a PI waiter on the word first
+    /// (`MemoryContext.wakeWaiters`).
     public func wake(_ futex: UInt64, count: Int, bitset: UInt32 = 0xffff_ffff) -> Int {
         var woken = 0
-        var refused = false
-        for t in futexOrder where woken < count {
-            guard var b = t.blocked, b.result == nil, let f = b.futex, f.address == futex else { continue }
-            if f.bitset == PriorityInheritanceFutexes.waiterBitset {
-                refused = true
-                break
-            }
-            guard f.bitset & bitset != 0 else { continue }
-            b.result = 0
-            t.blocked = b
-            woken += 1
-        }
-        futexOrder.removeAll { $0.blocked?.result != nil || $0.blocked == nil }
+        let refused = mm.wakeWaiters(count: count, bitset: bitset, woken: &woken) { $0 == futex }
         return refused ? -Int(EINVAL) : woken
     }
 }
