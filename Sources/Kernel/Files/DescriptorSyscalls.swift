@@ -159,7 +159,7 @@ enum DescriptorSyscalls {
 
     static func pipe(_ c: SyscallCall, flags: Int32) throws -> Int64 {
         guard flags & ~(O_CLOEXEC | O_NONBLOCK | 0o40000) == 0 else { throw Errno.inval }
-        return try c.newDescriptorPair(name: "pipe:", closeOnExec: flags & O_CLOEXEC != 0, at: 0) { pair in
+        return try c.newDescriptorPair(name: "pipe:", closeOnExec: flags & O_CLOEXEC != 0, at: 0, fedByRecordingOnly: true) { pair in
             let rc = hostSyscall(SYS.pipe2, Int(bitPattern: pair), Int(flags | O_CLOEXEC))
             return rc < 0 ? rc : 0
         }

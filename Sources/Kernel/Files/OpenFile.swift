@@ -1,4 +1,5 @@
 import Glibc
+import Synchronization
 
 /// An open file description, as Linux has one per open(2): shared by the
 /// descriptors that dup(2) makes. While recording it owns a host fd (closed
@@ -50,7 +51,43 @@ public final class OpenFile {
     }
 
     deinit {
-        if let fd = hostFD { close(fd) }
+        if let fd = hostFD {
+            if fedByRecordingOnly { _ = OpenFile.fedByRecording.withLock { $0.remove(fd) } }
+            close(fd)
+        }
+    }
+
+    /// Whether only recorded processes can change the host descriptor's
+    /// readiness: a pipe or socketpair the recording made, none of whose
+    /// ends has left it (SCM_RIGHTS). Such a descriptor becomes readable
+    /// or writable only at another recorded thread's syscall, which ends
+    /// the running slice first, so a thread waiting on it needs no
+    /// preemption checkpoint (`ProcessRunner.mayNeedTheVCPU`): a shell in
+    /// `$(...)` or a pipeline's reader no longer makes every slice of its
+    /// writer take one.
+    public private(set) var fedByRecordingOnly = false
+
+    /// The host descriptors of such files (recording only).
+    private static let fedByRecording = Mutex<Set<Int32>>([])
+
+    /// Made by the recording (pipe2, socketpair).
+    func markFedByRecordingOnly() {
+        guard let fd = hostFD, !fedByRecordingOnly else { return }
+        fedByRecordingOnly = true
+        _ = OpenFile.fedByRecording.withLock { $0.insert(fd) }
+    }
+
+    /// Sent away (SCM_RIGHTS): a process outside may hold it now.
+    func mayBeHeldOutside() {
+        guard let fd = hostFD, fedByRecordingOnly else { return }
+        fedByRecordingOnly = false
+        _ = OpenFile.fedByRecording.withLock { $0.remove(fd) }
+    }
+
+    /// Whether every host descriptor in `fds` is one only the recording feeds.
+    static func onlyFedByRecording(_ fds: [pollfd]) -> Bool {
+        guard !fds.isEmpty else { return false }
+        return fedByRecording.withLock { set in fds.allSatisfy { set.contains($0.fd) } }
     }
 }
 

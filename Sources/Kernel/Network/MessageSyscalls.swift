@@ -93,6 +93,7 @@ enum MessageSyscalls {
             var control = self.control
             for (offset, file) in rights {
                 guard let fd = file.hostFD else { throw .badf }
+                file.mayBeHeldOutside()
                 control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
             }
             var name = self.name, data = self.data

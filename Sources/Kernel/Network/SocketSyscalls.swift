@@ -65,7 +65,8 @@ enum SocketSyscalls {
 
     static func socketpair(_ c: SyscallCall) throws -> Int64 {
         let type = c.int(1)
-        return try c.newDescriptorPair(name: "socket:", closeOnExec: type & SOCK_CLOEXEC != 0, at: 3) { pair in
+        return try c.newDescriptorPair(name: "socket:", closeOnExec: type & SOCK_CLOEXEC != 0, at: 3,
+                                       fedByRecordingOnly: c.int(0) == AF_UNIX) { pair in
             let rc = hostSyscall(SYS.socketpair, Int(c.int(0)), Int(type | SOCK_CLOEXEC), Int(c.int(2)), Int(bitPattern: pair))
             return rc < 0 ? rc : 0
         }

@@ -148,8 +148,12 @@ extension ProcessRunner {
             guard t !== process.current else { return false }
             guard let b = t.blocked else { return true }
             switch b.condition {
-            // A host descriptor can become ready at any moment.
-            case .host: return true
+            // A host descriptor can become ready at any moment, unless only
+            // recorded threads feed it (a pipe between recorded processes):
+            // then it changes at their syscalls, which end this slice.
+            case .host(let r):
+                guard r.deadline == nil, OpenFile.onlyFedByRecording(r.descriptors) else { return true }
+                return b.result != nil || process.family.canRun(t) || r.isReady()
             // Guest state changes only at another thread's event (a child's
             // exit, a wake, a semop), which ends this slice first: such a
             // waiter needs the vCPU mid-slice only if it can run already or

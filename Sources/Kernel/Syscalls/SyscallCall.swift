@@ -179,7 +179,9 @@ public struct SyscallCall {
     /// A syscall that makes a pair of descriptors (pipe, socketpair) and
     /// writes their numbers to the guest at `arg(pairArg)`: `body` fills the
     /// two host descriptors and returns 0 or -errno.
-    public func newDescriptorPair(name: String, closeOnExec: Bool, at pairArg: Int,
+    /// `fedByRecordingOnly`: a pipe or socketpair, whose readiness only
+    /// recorded processes change (`OpenFile.fedByRecordingOnly`).
+    public func newDescriptorPair(name: String, closeOnExec: Bool, at pairArg: Int, fedByRecordingOnly: Bool = false,
                                   _ body: (UnsafeMutablePointer<Int32>) -> Int64) throws -> Int64 {
         try checkWritable(arg(pairArg), count: 8)
         guard let first = process.files.lowestFree() else { throw Errno.mfile }
@@ -190,7 +192,9 @@ public struct SyscallCall {
         let r = try host { _ in pair.withUnsafeMutableBufferPointer { b in b.baseAddress.map(body) ?? Errno.fault.result } }
         guard r == 0 else { return r }
         for (fd, h) in zip([first, second], pair) {
-            process.files.install(OpenFile(hostFD: h >= 0 ? h : nil, path: name), at: fd, closeOnExec: closeOnExec)
+            let file = OpenFile(hostFD: h >= 0 ? h : nil, path: name)
+            if fedByRecordingOnly { file.markFedByRecordingOnly() }
+            process.files.install(file, at: fd, closeOnExec: closeOnExec)
         }
         try write(arg(pairArg), Bytes.i32(first) + Bytes.i32(second))
         return 0
