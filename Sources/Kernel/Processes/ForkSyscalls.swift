@@ -100,6 +100,7 @@ extension ProcessSyscalls {
         thread.extendedState = try pm.extendedState()
         thread.signalMask = parent.signals.mask
         thread.seccomp = parent.current.seccomp
+        thread.credentials = parent.current.credentials
         thread.altStack = child.signals.altStack
         if flags & CLONE_CHILD_CLEARTID != 0 { thread.clearChildTID = childTID }
         if flags & CLONE_CHILD_SETTID != 0 {

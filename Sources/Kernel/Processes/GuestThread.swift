@@ -46,6 +46,8 @@ public final class GuestThread {
     public var blocked: BlockedSyscall?
     /// Its seccomp mode and filters (Sandbox/Seccomp.swift).
     public var seccomp = SeccompState()
+    /// Its ids and capabilities (Credentials.swift): per thread, as Linux's.
+    public var credentials = Credentials(uid: 0, euid: 0, gid: 0, egid: 0)
     /// Set while a tracer traces it (Tracing/TraceeState.swift).
     public var trace: TraceeState?
     /// The child of a CLONE_VFORK this thread waits for, until its call
