@@ -12,6 +12,8 @@ import Glibc
 enum CredentialsOnHost {
     /// detrec's host thread's own, as it started.
     static let own = Credentials.ofThisThread()
+    /// Its dumpable flag: a change of fsuid or fsgid resets it (commit_creds), so it is put back.
+    static let ownDumpable = Int(hostSyscall(SYS.prctl, 3))   // PR_GET_DUMPABLE
 
     /// Whether a host call of syscall `number` (arguments `args`) is
     /// checked with the real ids: access and faccessat, and faccessat2
@@ -35,6 +37,7 @@ enum CredentialsOnHost {
     static func with<T>(_ k: Credentials, realIDs: Bool, _ body: () throws(Errno) -> T) throws(Errno) -> T {
         guard differs(k, realIDs: realIDs) else { return try body() }
         let o = own
+        _ = ownDumpable
         // The real ids, for access: the effective and saved ones stay
         // detrec's, so its capabilities do not change.
         let realUID = realIDs && k.uid != o.uid, realGID = realIDs && k.gid != o.gid
@@ -58,6 +61,7 @@ enum CredentialsOnHost {
                 // Back to root raises the filesystem capabilities that are permitted.
                 setEffective(o.effective)
             }
+            if k.fsuid != o.fsuid || k.fsgid != o.fsgid, ownDumpable >= 0 { _ = hostSyscall(SYS.prctl, 4, ownDumpable) }
         }
         return try body()
     }

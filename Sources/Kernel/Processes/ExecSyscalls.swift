@@ -182,7 +182,7 @@ public enum ExecSyscalls {
         // Signals pending for the thread that execs stay pending for it;
         // the process's other threads are gone.
         let pending = p.current.pending
-        let seccomp = p.current.seccomp, trace = p.current.trace
+        let seccomp = p.current.seccomp, trace = p.current.trace, memoryPolicy = p.current.memoryPolicy
         p.control.executed()
         // Set-id bits and file capabilities are not honoured (as under no_new_privs).
         let before = p.current.credentials
@@ -209,6 +209,7 @@ public enum ExecSyscalls {
         p.current.signalMask = mask
         p.current.pending = pending
         p.current.seccomp = seccomp
+        p.current.memoryPolicy = memoryPolicy
         p.current.trace = trace
         return 0
     }

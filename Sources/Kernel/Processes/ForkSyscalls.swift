@@ -101,6 +101,7 @@ extension ProcessSyscalls {
         thread.signalMask = parent.signals.mask
         thread.seccomp = parent.current.seccomp
         thread.credentials = parent.current.credentials
+        thread.memoryPolicy = parent.current.memoryPolicy
         thread.altStack = child.signals.altStack
         if flags & CLONE_CHILD_CLEARTID != 0 { thread.clearChildTID = childTID }
         if flags & CLONE_CHILD_SETTID != 0 {

@@ -48,6 +48,8 @@ public final class GuestThread {
     public var seccomp = SeccompState()
     /// Its ids and capabilities (Credentials.swift): per thread, as Linux's.
     public var credentials = Credentials(uid: 0, euid: 0, gid: 0, egid: 0)
+    /// Its NUMA policy (set_mempolicy; nil is the default): fork, clone and exec keep it.
+    public var memoryPolicy: MemoryPolicy?
     /// Set while a tracer traces it (Tracing/TraceeState.swift).
     public var trace: TraceeState?
     /// The child of a CLONE_VFORK this thread waits for, until its call

@@ -93,6 +93,7 @@ enum ThreadSyscalls {
         child.signalMask = p.signals.mask
         child.seccomp = p.current.seccomp
         child.credentials = p.current.credentials
+        child.memoryPolicy = p.current.memoryPolicy
         if flags & CLONE_CHILD_CLEARTID != 0 { child.clearChildTID = childTID }
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.tid)) }
         if flags & CLONE_CHILD_SETTID != 0 { try c.writeValue(childTID, UInt32(bitPattern: child.tid)) }

@@ -165,6 +165,7 @@ public struct SyscallTable {
         t.family(.host, VectorTransfers.register)
         t.family(.emulated, IOPriority.register)
         t.family(.emulated, CredentialsSyscalls.register)
+        t.family(.emulated, MemoryPolicySyscalls.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
