@@ -143,7 +143,7 @@ public enum ProcFS {
         default:
             guard l.rest.count == 2, l.rest[0] == "fd", let file = p.files[Int32(l.rest[1]) ?? -1] else { return nil }
             if let location = file.procLocation { return location.path }
-            if file.generated { return file.path }
+            if file.generated || file.pidfd != nil { return file.path }
             if let fd = file.hostFD, let target = GuestPath.hostReadlink("/proc/self/fd/\(fd)") { return target }
             return file.path
         }
@@ -415,7 +415,13 @@ public enum ProcFS {
         }
         if let m = file.procMemory { pos = Int64(bitPattern: m.offset) }
         if closeOnExec { flags |= O_CLOEXEC }
-        return "pos:\t\(pos)\nflags:\t0\(String(flags, radix: 8))\nmnt_id:\t0\nino:\t0\n"
+        var info = "pos:\t\(pos)\nflags:\t0\(String(flags, radix: 8))\nmnt_id:\t0\nino:\t0\n"
+        if let named = file.pidfd {
+            // pidfd_show_fdinfo: -1 once the process is reaped.
+            let pid = named.live == nil ? -1 : named.pid
+            info += "Pid:\t\(pid)\nNSpid:\t\(pid)\n"
+        }
+        return info
     }
 
     /// A host memfd holding `bytes`, positioned at 0 (recording only).

@@ -20,7 +20,7 @@ enum ProcessSyscalls {
                                   parentTID: 0, childTID: 0, tls: 0)
         }
         t.addOutcome(SYS.wait4, .emulated, note: "children of the recording only", wait4)
-        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID; no P_PIDFD", waitid)
+        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID, P_PIDFD", waitid)
         ProcessGroups.register(&t)
         t.add(SYS.getpriority, getpriority)
         t.add(SYS.setpriority, setpriority)

@@ -524,6 +524,7 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        ProcessDescriptors.processEnded(p)
         for t in p.threads { Ptrace.traceeEnded(t, of: p, status: status) }
         // Robust mutexes in shared memory that its threads held go to the next waiter.
         for t in p.threads {

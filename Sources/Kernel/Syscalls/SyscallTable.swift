@@ -166,6 +166,7 @@ public struct SyscallTable {
         t.family(.emulated, IOPriority.register)
         t.family(.emulated, CredentialsSyscalls.register)
         t.family(.emulated, MemoryPolicySyscalls.register)
+        t.family(.emulated, ProcessDescriptors.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
