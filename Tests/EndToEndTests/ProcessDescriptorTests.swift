@@ -105,4 +105,47 @@ int main(void) {
         #expect(out.contains("waitid nonblock running -11\n"))
         #expect(out.contains("c2 signalled 1 sig 9\n"))
     }
+
+    /// clone3 and clone with CLONE_PIDFD: the parent gets a pidfd (O_CLOEXEC),
+    /// the child does not; with CLONE_PARENT_SETTID on the same pointer EINVAL.
+    @Test func clonePidfd() throws {
+        let out = try Harness.matchesNative(#"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  int pidfd = -1;
+  struct clone_args a; memset(&a, 0, sizeof a);
+  a.flags = CLONE_PIDFD; a.pidfd = (unsigned long)&pidfd; a.exit_signal = SIGCHLD;
+  long pid = syscall(SYS_clone3, &a, sizeof a);
+  if (pid == 0) _exit(fcntl(3, F_GETFD) >= 0 ? 4 : 3);
+  printf("clone3 pidfd %d cloexec %d\n", pidfd >= 0, (fcntl(pidfd, F_GETFD) & FD_CLOEXEC) != 0);
+  struct pollfd pf = {pidfd, POLLIN, 0};
+  int n = poll(&pf, 1, -1);
+  printf("poll %d revents %x\n", n, pf.revents);
+  siginfo_t si; memset(&si, 0, sizeof si);
+  long w = syscall(SYS_waitid, 3, pidfd, &si, WEXITED, 0);
+  printf("waitid %ld status %d\n", w, si.si_status);
+  int both = -1;
+  long r = syscall(SYS_clone, CLONE_PIDFD | CLONE_PARENT_SETTID | SIGCHLD, 0, &both, 0, 0);
+  printf("clone pidfd+settid %ld %d\n", r, r < 0 ? errno : 0);
+  r = syscall(SYS_clone, CLONE_PIDFD | SIGCHLD, 0, &both, 0, 0);
+  if (r == 0) _exit(0);
+  printf("clone pidfd ok %d\n", both >= 0 && both != pidfd);
+  waitpid(r, 0, 0);
+  return 0;
+}
+"""#, name: "clonepidfd", in: dir)
+        #expect(out.contains("waitid 0 status 3\n"))
+    }
 }
