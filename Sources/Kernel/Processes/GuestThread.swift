@@ -74,6 +74,9 @@ public final class GuestThread {
     /// Set when a signal ended the parked call's wait: it runs again once
     /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
     var interruptedWait = false
+    /// A stop (SIGSTOP and the like) ended the parked call's wait, and the
+    /// call fails with EINTR once the process continues (`JobControl.stop`).
+    var stopInterrupted = false
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -97,7 +100,7 @@ public final class GuestThread {
     /// condition holds.
     var isRunnable: Bool {
         guard let b = blocked else { return true }
-        if b.result != nil { return true }
+        if b.result != nil || stopInterrupted { return true }
         if let d = wakeDeadline, d.hasPassed { return true }
         switch b.condition {
         case .futex: return false
