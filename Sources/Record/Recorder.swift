@@ -91,7 +91,8 @@ public struct Recorder {
         Watchdog.start(interval: 2)
 
         let info = StartupInfo(argv: header.argv, envp: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
-                               uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid())
+                               uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid(),
+                               credentials: inheritedState.credentials)
         let termination: Termination
         do {
             let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: true,

@@ -51,13 +51,14 @@ public struct Replayer {
         let world = ReplayingWorld(reader: reader)
         func id(_ key: String) -> UInt32 { header.extra[key].flatMap { UInt32($0) } ?? 0 }
         let stdio = (header.extra["stdio"] ?? "0,1,2").split(separator: ",").compactMap { Int32($0) }
+        let inherited = InheritedState(extra: header.extra, pid: Int32(bitPattern: id("pid")))
         let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.extra["execfn"] ?? header.executable.path,
                                exePath: header.executable.path,
                                atRandom: try world.startupRandom(),
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),
-                               pid: Int32(bitPattern: id("pid")))
+                               pid: Int32(bitPattern: id("pid")), credentials: inherited.credentials)
         let process = try Launch.process(machine: machine, executable: executable, interpreter: interpreter, info: info, stdio: stdio, recording: false,
-                                             cwd: header.cwd, inherited: InheritedState(extra: header.extra, pid: info.pid))
+                                             cwd: header.cwd, inherited: inherited)
         Launch.inherit(process, mask: header.extra["sigmask"].flatMap { UInt64($0) } ?? 0,
                        ignored: header.extra["sigignored"].flatMap { UInt64($0) } ?? 0)
         return Prepared(reader: reader, world: world, process: process)

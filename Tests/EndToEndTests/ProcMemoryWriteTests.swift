@@ -39,4 +39,36 @@ import Testing
             """#, name: "pmem", in: dir)
         #expect(out == "child sees after RODATA!\nparent 6 6 6 RODATA; own before\n")
     }
+
+    /// write(2) at the descriptor's offset (lseek to the address), as
+    /// pwrite64: the child sees it, and replay writes it there again.
+    @Test func writeIntoAnotherProcessMemory() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            #include <sys/wait.h>
+            static char word[16] = "before";
+            int main(void) {
+              int go[2]; pipe(go);
+              pid_t c = fork();
+              if (c == 0) {
+                char x; read(go[0], &x, 1);
+                printf("child sees %s\n", word);
+                return 0;
+              }
+              char path[64]; snprintf(path, sizeof path, "/proc/%d/mem", c);
+              int m = open(path, O_RDWR);
+              off_t at = lseek(m, (off_t)(unsigned long)word, SEEK_SET);
+              ssize_t a = write(m, "written", 8);
+              off_t now = lseek(m, 0, SEEK_CUR);
+              write(go[1], "g", 1);
+              int st; waitpid(c, &st, 0);
+              printf("parent %zd moved %ld; own %s\n", a, (long)(now - at), word);
+              return 0;
+            }
+            """#, name: "pmemwrite", in: dir)
+        #expect(out == "child sees written\nparent 8 moved 8; own before\n")
+    }
 }

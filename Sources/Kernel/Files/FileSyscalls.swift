@@ -158,7 +158,7 @@ enum FileSyscalls {
         if let mem = file.procMemory {
             let process = c.process
             let r = try c.host { effects throws(Errno) -> Int64 in
-                ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process)
+                ProcMemoryCalls.write(mem, at: mem.offset, bytes, advance: true, effects: &effects, process: process, others: true)
             }
             try echo(c, file, bytes, r)
             return .result(r)

@@ -88,13 +88,17 @@ enum HostTransfer {
             }
             if let parked { return parked }
         }
-        let r = try c.host { _ throws(Errno) -> Int64 in
+        let outcome = try c.hostOutcome { _ throws(Errno) -> Int64 in
             if let finished { return finished }
             guard let fd = file.hostFD else { throw .badf }
             let done = written()
             let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
             return done > 0 ? Int64(done) + max(0, n) : n
         }
+        let r = outcome.result
+        // A write(2) the recording made into another process's /proc/<pid>/mem
+        // (replay does not know the descriptor is one): its bytes go there again.
+        if !outcome.carried.isEmpty { try ProcMemoryCalls.replayWrite(c, outcome, bytes: bytes) }
         try FileSyscalls.echo(c, file, bytes, r)
         if r == Errno.pipe.result && flags & SocketSyscalls.MSG_NOSIGNAL == 0 { brokenPipe(c) }
         return .result(r)

@@ -31,6 +31,8 @@ public final class OpenFile {
     public var signalMask: UInt64?
     /// Whether that eventfd is readable now.
     var signalReady = false
+    /// A pidfd: the process it names (see `ProcessDescriptors`).
+    public var pidfd: PidfdTarget?
     /// An epoll instance: what it watches (see `EpollSyscalls`).
     public var epoll: EpollInterest?
     /// What the host descriptor is, once looked up (`HostTransfer.kind`).

@@ -143,7 +143,7 @@ public enum ProcFS {
         default:
             guard l.rest.count == 2, l.rest[0] == "fd", let file = p.files[Int32(l.rest[1]) ?? -1] else { return nil }
             if let location = file.procLocation { return location.path }
-            if file.generated { return file.path }
+            if file.generated || file.pidfd != nil { return file.path }
             if let fd = file.hostFD, let target = GuestPath.hostReadlink("/proc/self/fd/\(fd)") { return target }
             return file.path
         }
@@ -321,8 +321,10 @@ public enum ProcFS {
             let handler = Bytes.u64(action, at: 0)
             if handler == 1 { ignored |= 1 << UInt64(signal - 1) } else if handler > 1 { caught |= 1 << UInt64(signal - 1) }
         }
-        let c = process.credentials
-        let ids = { (i: Int) -> String in c.count > i ? String(c[i]) : "0" }
+        let k = (process.threads.first { $0.tid == tid } ?? process.current).credentials
+        func ids(_ v: [UInt32]) -> String { v.map { String($0) }.joined(separator: "\t") }
+        // array.c: each group, then one space (even with none).
+        let groups = k.groups.map { String($0) }.joined(separator: " ") + " "
         return """
         Name:\t\(comm(process))
         Umask:\t0022
@@ -332,9 +334,10 @@ public enum ProcFS {
         Pid:\t\(tid)
         PPid:\t\(ppid(process))
         TracerPid:\t0
-        Uid:\t\(ids(0))\t\(ids(1))\t\(ids(1))\t\(ids(1))
-        Gid:\t\(ids(2))\t\(ids(3))\t\(ids(3))\t\(ids(3))
+        Uid:\t\(ids([k.uid, k.euid, k.suid, k.fsuid]))
+        Gid:\t\(ids([k.gid, k.egid, k.sgid, k.fsgid]))
         FDSize:\t\(process.files.limit)
+        Groups:\t\(groups)
         VmSize:\t\(vm) kB
         VmLck:\t\(vmLck) kB
         Threads:\t\(process.threads.count)
@@ -343,6 +346,11 @@ public enum ProcFS {
         SigBlk:\t\(hex(process.signals.mask, width: 16))
         SigIgn:\t\(hex(ignored, width: 16))
         SigCgt:\t\(hex(caught, width: 16))
+        CapInh:\t\(hex(k.inheritable, width: 16))
+        CapPrm:\t\(hex(k.permitted, width: 16))
+        CapEff:\t\(hex(k.effective, width: 16))
+        CapBnd:\t\(hex(k.bounding, width: 16))
+        CapAmb:\t\(hex(k.ambient, width: 16))
 
         """
     }
@@ -407,7 +415,13 @@ public enum ProcFS {
         }
         if let m = file.procMemory { pos = Int64(bitPattern: m.offset) }
         if closeOnExec { flags |= O_CLOEXEC }
-        return "pos:\t\(pos)\nflags:\t0\(String(flags, radix: 8))\nmnt_id:\t0\nino:\t0\n"
+        var info = "pos:\t\(pos)\nflags:\t0\(String(flags, radix: 8))\nmnt_id:\t0\nino:\t0\n"
+        if let named = file.pidfd {
+            // pidfd_show_fdinfo: -1 once the process is reaped.
+            let pid = named.live == nil ? -1 : named.pid
+            info += "Pid:\t\(pid)\nNSpid:\t\(pid)\n"
+        }
+        return info
     }
 
     /// A host memfd holding `bytes`, positioned at 0 (recording only).

@@ -57,7 +57,13 @@ final class RecordLocks {
         let lock: Lock
     }
 
-    private var locks: [FileKey: [Lock]] = [:]
+    private var locks: [FileKey: [Lock]] = [:] { didSet { generation &+= 1 } }
+    /// Bumped by every change of the table and every lock call that
+    /// completed (an OFD lock or unlock on the host): a parked F_SETLKW
+    /// tries again at once, instead of at its next 10 ms retry, which
+    /// remains for holders outside the recording.
+    private(set) var generation: UInt64 = 0
+    func changed() { generation &+= 1 }
     private var waiters: [Int32: Waiter] = [:]     // by tid
     /// Per guest process and file, a host description of detrec's own
     /// whose OFD locks mirror the process's POSIX locks there, so that
@@ -230,10 +236,15 @@ enum RecordLockSyscalls {
         // One attempt (recording): the result, or nil while a lock is in the way.
         let attempt: () -> Int64? = {
             let r = setLock(c, file, raw, request, ofd: ofd, waits: waits)
-            if r != nil { table.waiting(tid, nil) }
+            if r != nil { table.waiting(tid, nil); table.changed() }
             return r
         }
-        return try HostTransfer.withoutWaiting(c, on: HostTransfer.retryLater, attempt: attempt, plain: {
+        // Woken by a release in the recording, or at the retry for others' locks.
+        let seen = table.generation
+        let condition = { () -> WaitCondition in
+            .guestUntil(ready: { table.generation != seen }, deadline: .now() + HostTransfer.retry)
+        }
+        return try HostTransfer.withoutWaiting(c, on: condition, attempt: attempt, plain: {
             // Nothing else could run: wait here, looking again every 10 ms,
             // until a timer that would interrupt is due or a host signal.
             while true {

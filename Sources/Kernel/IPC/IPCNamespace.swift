@@ -21,8 +21,8 @@ final class IPCNamespace {
     /// The caller's effective uid and gid (the process's, from its start-up
     /// auxv, so the same in replay).
     func credentials(_ c: SyscallCall) -> (uid: UInt32, gid: UInt32) {
-        let ids = c.process.credentials
-        return ids.count == 4 ? (ids[1], ids[3]) : (0, 0)
+        let k = c.process.current.credentials
+        return (k.euid, k.egid)
     }
 
     /// The wall clock in seconds, for shm_atime, sem_otime, msg_stime and

@@ -20,6 +20,8 @@ public struct Mapping: Equatable, Sendable {
     /// The open file an mmap mapped, which MADV_DONTNEED and mremap read
     /// again (nil for anonymous memory and the loader's mappings).
     public var file: MappedFile?
+    /// The NUMA policy mbind gave it (`MemoryPolicy.swift`); nil is the default.
+    public var policy: MemoryPolicy?
 
     public init(start: UInt64, end: UInt64, protection: PageProtection, shared: Bool = false, name: String = "",
                 fileOffset: UInt64 = 0, fileEnd: UInt64? = nil, options: MappingOptions = [], file: MappedFile? = nil) {
@@ -142,6 +144,7 @@ public struct AddressSpace {
         for m in mappings {
             if var last = out.last, last.end == m.start, last.protection == m.protection, last.shared == m.shared,
                last.name == m.name, last.fileEnd == m.fileEnd, last.options == m.options, last.file == m.file,
+               last.policy == m.policy,
                m.name == "" || m.name.hasPrefix("[") || last.fileOffset + (last.end - last.start) == m.fileOffset {
                 last.end = m.end
                 out[out.count - 1] = last

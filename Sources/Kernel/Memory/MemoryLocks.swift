@@ -44,11 +44,11 @@ enum MemoryLocks {
 
     /// The soft RLIMIT_MEMLOCK in pages, or -1 when CAP_IPC_LOCK lifts it.
     /// Decided from guest state so that replay decides the same: the
-    /// capability is root's (detrec refuses capset changes), the limit the
+    /// thread's emulated capability, the limit the
     /// one the guest set, else Linux's default (8 MiB since 5.16).
     static func lockLimit(_ c: SyscallCall) -> Int64 {
         let p = c.process
-        if p.credentials.count > 1 && p.credentials[1] == 0 { return -1 }
+        if p.current.credentials.capable(14) { return -1 }   // CAP_IPC_LOCK
         return Int64(clamping: (p.limits[RLIMIT_MEMLOCK]?.soft ?? 8 << 20) / 4096)
     }
 

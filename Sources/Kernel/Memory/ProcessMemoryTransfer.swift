@@ -58,11 +58,7 @@ enum ProcessMemoryTransfer {
             throw Errno.perm
         }
         guard target.zombieStatus == nil else { throw Errno.srch }
-        // __ptrace_may_access: the same user and a dumpable target, or CAP_SYS_PTRACE (root here).
-        let callerEUID = caller.credentials.count > 1 ? caller.credentials[1] : 0
-        if target !== caller && callerEUID != 0 {
-            guard caller.credentials.first == target.credentials.first, target.control.dumpable == 1 else { throw Errno.perm }
-        }
+        guard CredentialsSyscalls.mayAccess(caller, target) else { throw Errno.perm }
         // Shared pages: the memory on the vCPU has the freshest copy.
         if target.mm !== caller.mm && !(caller.mm.sharedViews.isEmpty && target.mm.sharedViews.isEmpty) {
             SharedMemory.push(caller.mm)

@@ -1,129 +1,150 @@
 import Glibc
 
-/// setuid, setgid and their relatives, as the recorded user gets them.
-/// The recording runs as detrec's host identity and never changes it (a
-/// recording run as root dropping to another user would leave detrec, which
-/// performs every process's I/O, with the wrong rights, or the host without
-/// a way back), so a call succeeds when Linux would allow it and it changes
-/// nothing: an unprivileged user naming its own ids, as every call of this
-/// kind an unprivileged program makes does. One Linux would refuse gets
-/// Linux's EPERM; one Linux would allow but that changes the identity (only
-/// a privileged caller can) gets EPERM with a report naming it.
-enum Credentials {
-    static let setUID: Int32 = 7, setGID: Int32 = 6   // CAP_SETUID, CAP_SETGID
-    static let unchanged: UInt32 = 0xffff_ffff
+/// A thread's credentials, as Linux's `struct cred` keeps them: real,
+/// effective, saved and filesystem ids, the supplementary groups (sorted, as
+/// groups_sort leaves them), the capability sets and the securebits. Each
+/// guest thread has its own (glibc's set*id broadcast changes every thread
+/// one by one); fork and clone copy the caller's, exec applies its rules.
+/// Deterministic: the first process starts with detrec's own (kept in the
+/// trace header), every change is emulated, so replay computes the same.
+public struct Credentials: Equatable, Sendable {
+    public var uid: UInt32, euid: UInt32, suid: UInt32, fsuid: UInt32
+    public var gid: UInt32, egid: UInt32, sgid: UInt32, fsgid: UInt32
+    public var groups: [UInt32]
+    public var inheritable: UInt64, permitted: UInt64, effective: UInt64, bounding: UInt64, ambient: UInt64
+    public var securebits: UInt32
 
-    static func register(_ t: inout SyscallTable) {
-        let note = "allowed when it changes nothing; EPERM otherwise (a change of identity with a report)"
-        t.add(SYS.setuid, .host, note: note) { c in try set(c, group: false, real: nil, effective: c.arg(0), saved: nil, one: true) }
-        t.add(SYS.setgid, .host, note: note) { c in try set(c, group: true, real: nil, effective: c.arg(0), saved: nil, one: true) }
-        t.add(SYS.setreuid, .host, note: note) { c in try set(c, group: false, real: c.arg(0), effective: c.arg(1), saved: nil, one: false) }
-        t.add(SYS.setregid, .host, note: note) { c in try set(c, group: true, real: c.arg(0), effective: c.arg(1), saved: nil, one: false) }
-        t.add(SYS.setresuid, .host, note: note) { c in try set(c, group: false, real: c.arg(0), effective: c.arg(1), saved: c.arg(2), one: false) }
-        t.add(SYS.setresgid, .host, note: note) { c in try set(c, group: true, real: c.arg(0), effective: c.arg(1), saved: c.arg(2), one: false) }
-        t.add(SYS.setfsuid, .host, note: "returns the fsuid; never changes it (a change is reported)") { c in try setFS(c, group: false) }
-        t.add(SYS.setfsgid, .host, note: "returns the fsgid; never changes it (a change is reported)") { c in try setFS(c, group: true) }
-        t.add(SYS.setgroups, .host, note: "the current list again is allowed with CAP_SETGID; anything else EPERM", setgroups)
+    public static let CAP_CHOWN = 0, CAP_DAC_OVERRIDE = 1, CAP_FOWNER = 3, CAP_KILL = 5
+    public static let CAP_SETGID = 6, CAP_SETUID = 7, CAP_SETPCAP = 8, CAP_SYS_PTRACE = 19
+    /// CAP_FS_MASK: CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID,
+    /// LINUX_IMMUTABLE (9) and MAC_OVERRIDE (32), which follow the fsuid.
+    public static let filesystemCapabilities: UInt64 = 0x1f | 1 << 9 | 1 << 32
+    /// SECURE_KEEP_CAPS (bit 4) and its lock (bit 5).
+    public static let keepCapsBit: UInt32 = 1 << 4, keepCapsLocked: UInt32 = 1 << 5
+    static let root: UInt32 = 0
+
+    public init(uid: UInt32, euid: UInt32, suid: UInt32, fsuid: UInt32,
+                gid: UInt32, egid: UInt32, sgid: UInt32, fsgid: UInt32, groups: [UInt32],
+                inheritable: UInt64, permitted: UInt64, effective: UInt64, bounding: UInt64, ambient: UInt64,
+                securebits: UInt32) {
+        self.uid = uid; self.euid = euid; self.suid = suid; self.fsuid = fsuid
+        self.gid = gid; self.egid = egid; self.sgid = sgid; self.fsgid = fsgid
+        self.groups = groups.sorted()
+        self.inheritable = inheritable; self.permitted = permitted; self.effective = effective
+        self.bounding = bounding; self.ambient = ambient; self.securebits = securebits
     }
 
-    /// The host's real, effective and saved ids (recording only).
-    static func hostIDs(group: Bool) -> [UInt32] {
-        var r: UInt32 = 0, e: UInt32 = 0, s: UInt32 = 0
-        withUnsafeMutablePointer(to: &r) { rp in
-            withUnsafeMutablePointer(to: &e) { ep in
-                withUnsafeMutablePointer(to: &s) { sp in
-                    _ = hostSyscall(group ? SYS.getresgid : SYS.getresuid, Int(bitPattern: rp), Int(bitPattern: ep), Int(bitPattern: sp))
-                }
-            }
-        }
-        return [r, e, s]
+    /// A process started by exec with these ids and no more (tests, and
+    /// traces from before the credentials were kept): root gets every
+    /// capability up to CAP_LAST_CAP, as the kernel's init does.
+    public init(uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32) {
+        let all: UInt64 = (1 << (ProcessControlSyscalls.lastCapability + 1)) - 1
+        self.init(uid: uid, euid: euid, suid: euid, fsuid: euid, gid: gid, egid: egid, sgid: egid, fsgid: egid, groups: [],
+                  inheritable: 0, permitted: uid == 0 || euid == 0 ? all : 0, effective: euid == 0 ? all : 0,
+                  bounding: all, ambient: 0, securebits: 0)
     }
 
-    /// The whole family but setfsuid: `real`/`effective`/`saved` are the
-    /// arguments (nil: the call has none; -1: leave it). `one` is
-    /// setuid/setgid, whose privileged form sets all three.
-    static func set(_ c: SyscallCall, group: Bool, real: UInt64?, effective: UInt64?, saved: UInt64?, one: Bool) throws -> Int64 {
-        let name = SyscallNames.name(c.number)
-        let process = c.process
-        let rip = c.rip
-        let wanted = [real, effective, saved].map { $0.map { UInt32(truncatingIfNeeded: $0) } }
-        // setuid(-1) names no valid id: EINVAL (make_kuid).
-        if one, wanted[1] == unchanged { throw Errno.inval }
-        return try c.host { _ in
-            let ids = hostIDs(group: group)
-            let privileged = ProcessSyscalls.hasCapability(Int(group ? setGID : setUID))
-            var result = ids
-            if one {
-                guard let id = wanted[1] else { return Errno.inval.result }
-                if privileged { result = [id, id, id] }
-                else if id == ids[0] || id == ids[2] { result[1] = id }
-                else { return Errno.perm.result }
-            } else {
-                // Unprivileged, each new id must be one the caller has:
-                // setreuid's real id the real or effective one, the others any.
-                let allowedReal = saved == nil ? [ids[0], ids[1]] : ids
-                for (k, id) in wanted.enumerated() {
-                    guard let id, id != unchanged else { continue }
-                    if !privileged && !(k == 0 ? allowedReal : ids).contains(id) { return Errno.perm.result }
-                    result[k] = id
-                }
-                // setreuid also sets the saved id to the new effective one
-                // when the real id is set or the effective one differs from the old real.
-                if saved == nil, let r = wanted[0], let e = wanted[1],
-                   r != unchanged || (e != unchanged && e != ids[0]) { result[2] = result[1] }
-            }
-            guard result == ids else {
-                process.report("\(name) would change the recording's \(group ? "group" : "user") ids \(ids) to \(result), which detrec does not do; returning EPERM",
-                               key: 0x3_0000_0000 | c.number, rip: rip)
-                return Errno.perm.result
-            }
-            return 0
+    public func capable(_ bit: Int) -> Bool { bit >= 0 && bit < 64 && effective & (1 << UInt64(bit)) != 0 }
+
+    public var keepCaps: Bool { securebits & Credentials.keepCapsBit != 0 }
+
+    /// in_group_p: the fsgid or a supplementary group.
+    public func inGroup(_ gid: UInt32) -> Bool { gid == fsgid || groups.contains(gid) }
+
+    /// cap_emulate_setxuid: capabilities follow a change of the real,
+    /// effective or saved uid (unless SECURE_NO_SETUID_FIXUP, bit 2).
+    mutating func fixCapabilities(after old: Credentials) {
+        guard securebits & 1 << 2 == 0 else { return }
+        let hadRoot = old.uid == Self.root || old.euid == Self.root || old.suid == Self.root
+        let hasRoot = uid == Self.root || euid == Self.root || suid == Self.root
+        if hadRoot && !hasRoot {
+            if !keepCaps { permitted = 0; effective = 0 }
+            ambient = 0
         }
+        if old.euid == Self.root && euid != Self.root { effective = 0 }
+        if old.euid != Self.root && euid == Self.root { effective = permitted }
     }
 
-    /// setfsuid/setfsgid: the previous value whatever happens (the
-    /// filesystem id follows the effective one, which never changes here).
-    static func setFS(_ c: SyscallCall, group: Bool) throws -> Int64 {
-        let wanted = UInt32(truncatingIfNeeded: c.arg(0))
-        let process = c.process
-        let rip = c.rip
-        let name = SyscallNames.name(c.number)
-        return try c.host { _ in
-            let current = UInt32(truncatingIfNeeded: hostSyscall(group ? SYS.setfsgid : SYS.setfsuid, Int(unchanged)))
-            let ids = hostIDs(group: group) + [current]
-            let privileged = ProcessSyscalls.hasCapability(Int(group ? setGID : setUID))
-            if wanted != current, wanted != unchanged, privileged || ids.contains(wanted) {
-                process.report("\(name)(\(wanted)) would change the filesystem id, which detrec does not do",
-                               key: 0x3_0000_0000 | c.number, rip: rip)
-            }
-            return Int64(current)
-        }
+    /// LSM_SETID_FS: the filesystem capabilities follow a change of fsuid to or from root.
+    mutating func fixFilesystemCapabilities(after oldFSUID: UInt32) {
+        guard securebits & 1 << 2 == 0 else { return }
+        if oldFSUID == Self.root && fsuid != Self.root { effective &= ~Self.filesystemCapabilities }
+        if oldFSUID != Self.root && fsuid == Self.root { effective |= permitted & Self.filesystemCapabilities }
     }
 
-    /// setgroups(size, list): CAP_SETGID or EPERM; more than NGROUPS_MAX
-    /// (65536) is EINVAL. With the capability, only the current list again.
-    static func setgroups(_ c: SyscallCall) throws -> Int64 {
-        let size = c.int(0)
-        let process = c.process
-        let rip = c.rip
-        let memory = c.memory
-        let address = c.arg(1)
-        // Linux's order: the capability, the size, then the list (EFAULT).
-        return try c.host { _ in
-            guard ProcessSyscalls.hasCapability(Int(setGID)) else { return Errno.perm.result }
-            guard size >= 0, size <= 65536 else { return Errno.inval.result }
-            guard let list = try? memory.read(address, count: Int(size) * 4) else { return Errno.fault.result }
-            let count = Int(getgroups(0, nil))
-            var current = [gid_t](repeating: 0, count: max(count, 0))
-            let n = Int(getgroups(Int32(current.count), &current))
-            let asked = (0..<Int(size)).map { Bytes.u32(list, at: $0 * 4) }
-            // The kernel sorts the list: the same set in any order is no change.
-            guard n >= 0, Set(asked) == Set(current.prefix(n)) else {
-                process.report("setgroups would change the recording's supplementary groups, which detrec does not do; returning EPERM",
-                               key: 0x3_0000_0000 | SYS.setgroups, rip: rip)
-                return Errno.perm.result
-            }
-            return 0
+    /// What exec makes of them (cap_bprm_creds_from_file for a file without
+    /// set-id bits or file capabilities, which detrec never honours): the
+    /// saved and filesystem ids become the effective ones; root (real or
+    /// effective) gets the bounding set plus the inheritable one as
+    /// permitted, effective if the euid is root; others keep the ambient
+    /// set. SECURE_KEEP_CAPS does not survive.
+    public func afterExec() -> Credentials {
+        var n = self
+        n.suid = euid; n.fsuid = euid
+        n.sgid = egid; n.fsgid = egid
+        let privileged = securebits & 1 == 0   // SECURE_NOROOT
+        if privileged && (euid == Self.root || uid == Self.root) {
+            n.permitted = bounding | inheritable
+        } else {
+            n.permitted = 0
         }
+        n.permitted |= n.ambient
+        n.effective = privileged && euid == Self.root ? n.permitted : n.ambient
+        n.securebits &= ~Credentials.keepCapsBit
+        return n
+    }
+
+    /// As the trace header's extras keep them: one line of numbers.
+    public var encoded: String {
+        let ids = [uid, euid, suid, fsuid, gid, egid, sgid, fsgid].map { String($0) }
+        let caps = [inheritable, permitted, effective, bounding, ambient].map { String($0, radix: 16) }
+        return (ids + caps + [String(securebits)]).joined(separator: " ") + ";" + groups.map { String($0) }.joined(separator: " ")
+    }
+
+    public init?(encoded: String) {
+        let halves = encoded.split(separator: ";", omittingEmptySubsequences: false)
+        guard halves.count == 2 else { return nil }
+        let f = halves[0].split(separator: " ")
+        guard f.count == 14 else { return nil }
+        let ids = f[0..<8].compactMap { UInt32($0) }
+        let caps = f[8..<13].compactMap { UInt64($0, radix: 16) }
+        let groups = halves[1].split(separator: " ").compactMap { UInt32($0) }
+        guard ids.count == 8, caps.count == 5, let bits = UInt32(f[13]) else { return nil }
+        self.init(uid: ids[0], euid: ids[1], suid: ids[2], fsuid: ids[3], gid: ids[4], egid: ids[5], sgid: ids[6], fsgid: ids[7],
+                  groups: groups, inheritable: caps[0], permitted: caps[1], effective: caps[2], bounding: caps[3],
+                  ambient: caps[4], securebits: bits)
+    }
+
+    /// detrec's own host thread's, now (recording only).
+    public static func ofThisThread() -> Credentials {
+        func three(_ n: UInt64) -> [UInt32] {
+            var v = [UInt32](repeating: 0, count: 3)
+            v.withUnsafeMutableBufferPointer { p in
+                guard let b = p.baseAddress else { return }
+                _ = hostSyscall(n, Int(bitPattern: b), Int(bitPattern: b + 1), Int(bitPattern: b + 2))
+            }
+            return v
+        }
+        let u = three(SYS.getresuid), g = three(SYS.getresgid)
+        let fsuid = UInt32(truncatingIfNeeded: hostSyscall(SYS.setfsuid, -1))
+        let fsgid = UInt32(truncatingIfNeeded: hostSyscall(SYS.setfsgid, -1))
+        let count = max(0, Int(getgroups(0, nil)))
+        var list = [gid_t](repeating: 0, count: count)
+        let n = count == 0 ? 0 : max(0, Int(getgroups(Int32(count), &list)))
+        var header: [UInt32] = [0x2008_0522, 0]
+        var data = [UInt32](repeating: 0, count: 6)
+        _ = header.withUnsafeMutableBufferPointer { h in
+            data.withUnsafeMutableBufferPointer { d in hostSyscall(SYS.capget, Int(bitPattern: h.baseAddress), Int(bitPattern: d.baseAddress)) }
+        }
+        func set(_ i: Int) -> UInt64 { UInt64(data[i]) | UInt64(data[i + 3]) << 32 }
+        var bounding: UInt64 = 0, ambient: UInt64 = 0
+        for bit in 0...ProcessControlSyscalls.lastCapability {
+            if hostSyscall(SYS.prctl, 23, Int(bit)) == 1 { bounding |= 1 << bit }          // PR_CAPBSET_READ
+            if hostSyscall(SYS.prctl, 47, 1, Int(bit), 0, 0) == 1 { ambient |= 1 << bit }   // PR_CAP_AMBIENT_IS_SET
+        }
+        let bits = UInt32(truncatingIfNeeded: max(0, hostSyscall(SYS.prctl, 27)))          // PR_GET_SECUREBITS
+        return Credentials(uid: u[0], euid: u[1], suid: u[2], fsuid: fsuid, gid: g[0], egid: g[1], sgid: g[2], fsgid: fsgid,
+                           groups: Array(list.prefix(n)), inheritable: set(2), permitted: set(1), effective: set(0),
+                           bounding: bounding, ambient: ambient, securebits: bits)
     }
 }

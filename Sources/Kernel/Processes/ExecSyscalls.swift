@@ -86,6 +86,18 @@ public enum ExecSyscalls {
             hostPath = name
             dirFD = hostDir.map { Int($0.hostFD ?? -1) } ?? Int(process.cwd.hostFD)
         }
+        // MAY_EXEC on the way and on the file, with the thread's credentials
+        // when they are not detrec's (a descriptor's /proc link is open already).
+        let credentials = process.current.credentials
+        if CredentialsOnHost.differs(credentials, realIDs: false), !hostPath.starts(with: Array("/proc/self/fd/".utf8)) {
+            let r = try CredentialsOnHost.with(credentials, realIDs: false) { () throws(Errno) -> Int64 in
+                (hostPath + [0]).withUnsafeBufferPointer {
+                    hostSyscall(SYS.faccessat2, dirFD, Int(bitPattern: $0.baseAddress), Int(X_OK),
+                                Int(AT_EACCESS | (noFollow != 0 ? AT_SYMLINK_NOFOLLOW : 0)))
+                }
+            }
+            guard r == 0 else { throw Errno(Int32(-r)) }
+        }
         let fd = Int32(truncatingIfNeeded: (hostPath + [0]).withUnsafeBufferPointer {
             hostSyscall(SYS.openat, dirFD, Int(bitPattern: $0.baseAddress), Int(O_RDONLY | O_CLOEXEC | noFollow))
         })
@@ -170,11 +182,19 @@ public enum ExecSyscalls {
         // Signals pending for the thread that execs stay pending for it;
         // the process's other threads are gone.
         let pending = p.current.pending
-        let seccomp = p.current.seccomp, trace = p.current.trace
+        let seccomp = p.current.seccomp, trace = p.current.trace, memoryPolicy = p.current.memoryPolicy
         p.control.executed()
+        // Set-id bits and file capabilities are not honoured (as under no_new_privs).
+        let before = p.current.credentials
+        let credentials = before.afterExec()
+        // begin_new_exec: ids that differ, or credentials exec changed, leave it as fs.suid_dumpable says.
+        if credentials.euid != credentials.uid || credentials.egid != credentials.gid || credentials.fsuid != before.fsuid
+            || credentials.fsgid != before.fsgid || credentials.permitted & ~before.permitted != 0 {
+            p.control.dumpable = p.control.suidDumpable
+        }
         let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
-                               uid: p.credentials[0], euid: p.credentials[1], gid: p.credentials[2], egid: p.credentials[3],
-                               pid: p.pid)
+                               uid: credentials.uid, euid: credentials.euid, gid: credentials.gid, egid: credentials.egid,
+                               pid: p.pid, credentials: credentials)
         let mask = p.signals.mask
         let leaf1 = machine.cpuid.leaves.first { $0.function == 1 && $0.index == 0 }
         let family = p.family
@@ -189,6 +209,7 @@ public enum ExecSyscalls {
         p.current.signalMask = mask
         p.current.pending = pending
         p.current.seccomp = seccomp
+        p.current.memoryPolicy = memoryPolicy
         p.current.trace = trace
         return 0
     }

@@ -31,7 +31,6 @@ extension ProcessSyscalls {
         (CLONE_FS, "CLONE_FS (a working directory shared between processes)"),
         (CLONE_FILES, "CLONE_FILES (a descriptor table shared between processes)"),
         (CLONE_SIGHAND, "CLONE_SIGHAND without CLONE_THREAD (signal handlers shared between processes)"),
-        (CLONE_PIDFD, "CLONE_PIDFD (detrec hands out no pidfds)"),
         (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP (cgroups are the host's)"),
         (0x20000, "CLONE_NEWNS"), (0x2000000, "CLONE_NEWCGROUP"), (0x4000000, "CLONE_NEWUTS"),
         (0x8000000, "CLONE_NEWIPC"), (0x10000000, "CLONE_NEWUSER"), (0x20000000, "CLONE_NEWPID"),
@@ -41,8 +40,10 @@ extension ProcessSyscalls {
     /// A new process. `exitSignal` is what the parent gets when it ends
     /// (clone's CSIGNAL byte, clone3's exit_signal).
     static func newProcess(_ c: SyscallCall, flags: UInt64, exitSignal: Int32, stack: UInt64,
-                           parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> SyscallOutcome {
+                           parentTID: UInt64, childTID: UInt64, tls: UInt64, pidfd: UInt64 = 0) throws -> SyscallOutcome {
         let parent = c.process
+        // CLONE_PIDFD stores an int there: a pointer that cannot take it fails the clone first.
+        if flags & CLONE_PIDFD != 0 { try c.checkWritable(pidfd, count: 4) }
         if let unsupported = refused.first(where: { flags & $0.flag != 0 }) {
             parent.report("clone with \(unsupported.name) is not supported; returning EINVAL", key: 0x6_0000_0000 | unsupported.flag,
                           rip: c.rip)
@@ -100,10 +101,18 @@ extension ProcessSyscalls {
         thread.extendedState = try pm.extendedState()
         thread.signalMask = parent.signals.mask
         thread.seccomp = parent.current.seccomp
+        thread.credentials = parent.current.credentials
+        thread.memoryPolicy = parent.current.memoryPolicy
         thread.altStack = child.signals.altStack
         if flags & CLONE_CHILD_CLEARTID != 0 { thread.clearChildTID = childTID }
         if flags & CLONE_CHILD_SETTID != 0 {
             try? child.memory.writeValue(childTID, UInt32(bitPattern: child.pid))
+        }
+        if flags & CLONE_PIDFD != 0 {
+            // The parent's alone: the child's table was copied before (copy_process).
+            let fd = try ProcessDescriptors.install(c, child, nonBlocking: false)
+            guard fd >= 0 else { return .result(fd) }
+            try c.writeValue(pidfd, Int32(fd))
         }
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.pid)) }
         parent.family.processes.append(child)

@@ -46,6 +46,10 @@ public final class GuestThread {
     public var blocked: BlockedSyscall?
     /// Its seccomp mode and filters (Sandbox/Seccomp.swift).
     public var seccomp = SeccompState()
+    /// Its ids and capabilities (Credentials.swift): per thread, as Linux's.
+    public var credentials = Credentials(uid: 0, euid: 0, gid: 0, egid: 0)
+    /// Its NUMA policy (set_mempolicy; nil is the default): fork, clone and exec keep it.
+    public var memoryPolicy: MemoryPolicy?
     /// Set while a tracer traces it (Tracing/TraceeState.swift).
     public var trace: TraceeState?
     /// The child of a CLONE_VFORK this thread waits for, until its call
@@ -70,6 +74,9 @@ public final class GuestThread {
     /// Set when a signal ended the parked call's wait: it runs again once
     /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
     var interruptedWait = false
+    /// A stop (SIGSTOP and the like) ended the parked call's wait, and the
+    /// call fails with EINTR once the process continues (`JobControl.stop`).
+    var stopInterrupted = false
     /// Set while the thread is parked waiting for a signal (rt_sigsuspend,
     /// rt_sigtimedwait, a signalfd read): the signals that end the wait.
     /// The syscall runs again from the start once one is pending, its
@@ -93,7 +100,7 @@ public final class GuestThread {
     /// condition holds.
     var isRunnable: Bool {
         guard let b = blocked else { return true }
-        if b.result != nil { return true }
+        if b.result != nil || stopInterrupted { return true }
         if let d = wakeDeadline, d.hasPassed { return true }
         switch b.condition {
         case .futex: return false

@@ -48,6 +48,14 @@ public enum JobControl {
     /// A stop signal's default action: the process stops.
     static func stop(_ p: Process, signal: Int32) {
         p.stoppedBy = signal
+        // The stop wakes each thread's interruptible wait: a call that
+        // fails with EINTR on any signal (epoll_wait: no -ERESTART code)
+        // returns EINTR once the process continues; the others run again.
+        for t in p.threads {
+            guard let b = t.blocked, b.result == nil, b.condition.interruptible,
+                  SyscallTable.linux.description(b.entry.number)?.restart == .never else { continue }
+            t.stopInterrupted = true
+        }
         p.jobReport = .stopped(signal)
         notifyParent(p, code: CLD_STOPPED, status: signal)
     }

@@ -165,6 +165,7 @@ public final class Process {
         threads = [thread]
         family = ProcessFamily(root: self)
         // RLIMIT_NOFILE as detrec got it (the trace header keeps it for replay).
+        control.suidDumpable = inherited.suidDumpable
         if let nofile = inherited.openFiles {
             attributes.limits[7] = nofile
             files.limit = Int32(clamping: nofile.soft)

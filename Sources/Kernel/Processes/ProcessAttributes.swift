@@ -9,9 +9,6 @@ public struct ProcessAttributes {
     /// The path the program was started with (AT_EXECFN, /proc/self/exe);
     /// exec sets it.
     public var executablePath: String
-    public var uid: UInt32 = 0
-    /// uid, euid, gid, egid, as the auxiliary vector gives them.
-    public var credentials: [UInt32] = [0, 0, 0, 0]
     /// Resource limits the guest set (prlimit64), by resource number; exec keeps them.
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
     /// Set by `detrec record --chaos`: randomized scheduling (recording only).
@@ -63,12 +60,18 @@ public struct InheritedState: Equatable {
     /// RLIMIT_NOFILE (soft, hard): the guest's descriptor table has the
     /// limit detrec was started with, as an exec'd program would.
     public var openFiles: (soft: UInt64, hard: UInt64)?
+    /// The first thread's credentials (nil: a trace from before they were
+    /// kept, which derives them from the auxv ids).
+    public var credentials: Credentials?
+    /// fs.suid_dumpable (0 when it cannot be read).
+    public var suidDumpable: Int32 = 0
 
     public init() {}
 
     public static func == (a: InheritedState, b: InheritedState) -> Bool {
         a.umask == b.umask && a.processGroup == b.processGroup && a.session == b.session && a.nice == b.nice
             && a.openFiles?.soft == b.openFiles?.soft && a.openFiles?.hard == b.openFiles?.hard
+            && a.credentials == b.credentials && a.suidDumpable == b.suidDumpable
     }
 
     /// detrec's own, now.
@@ -84,6 +87,14 @@ public struct InheritedState: Equatable {
         s.nice = prio > 0 ? 20 - prio : 0
         var nofile = rlimit()
         if getrlimit(__rlimit_resource_t(7), &nofile) == 0 { s.openFiles = (UInt64(nofile.rlim_cur), UInt64(nofile.rlim_max)) }
+        s.credentials = Credentials.ofThisThread()
+        let fd = Glibc.open("/proc/sys/fs/suid_dumpable", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            var buf = [UInt8](repeating: 0, count: 16)
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            Glibc.close(fd)
+            if n > 0, let v = Int32(String(decoding: buf.prefix(n), as: UTF8.self).filter(\.isNumber)) { s.suidDumpable = v }
+        }
         return s
     }
 
@@ -91,6 +102,8 @@ public struct InheritedState: Equatable {
     public var extra: [String: String] {
         var e = ["umask": String(umask), "pgid": String(processGroup), "sid": String(session), "nice": String(nice)]
         if let openFiles { e["nofile"] = "\(openFiles.soft):\(openFiles.hard)" }
+        if let credentials { e["credentials"] = credentials.encoded }
+        e["suidDumpable"] = String(suidDumpable)
         return e
     }
 
@@ -106,5 +119,7 @@ public struct InheritedState: Equatable {
            let soft = UInt64(parts[0]), let hard = UInt64(parts[1]) {
             openFiles = (soft, hard)
         }
+        credentials = extra["credentials"].flatMap { Credentials(encoded: $0) }
+        suidDumpable = extra["suidDumpable"].flatMap { Int32($0) } ?? 0
     }
 }

@@ -11,7 +11,9 @@ public struct ProcessControl {
     /// SUID_DUMP_USER (1) until PR_SET_DUMPABLE; exec sets it again.
     public var dumpable: Int32 = 1
     public var noNewPrivileges = false
-    public var keepCapabilities = false
+    /// fs.suid_dumpable as the recording started (the header keeps it):
+    /// what a change of credentials leaves `dumpable` at.
+    public var suidDumpable: Int32 = 0
     public var childSubreaper = false
     public var transparentHugePagesDisabled = false
     /// PR_SET_TIMERSLACK, in nanoseconds (Linux's default 50 µs).
@@ -54,12 +56,11 @@ public struct ProcessControl {
     }
 
     /// execve: the thread is named after the new program, the process is
-    /// dumpable again and keeps no capabilities on a uid change.
+    /// dumpable again (ExecSyscalls: unless its ids differ).
     public mutating func executed() {
         names = [:]
         membarrierRegistrations = 0
         dumpable = 1
-        keepCapabilities = false
     }
 }
 
@@ -71,8 +72,6 @@ public struct ProcessControl {
 enum ProcessControlSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.prctl, prctl)
-        t.add(SYS.capget, capget)
-        t.add(SYS.capset, capset)
         t.add(SYS.getcpu) { c in
             // CPU 0 of node 0; the third argument is unused since 2.6.24.
             if c.arg(0) != 0 { try c.writeValue(c.arg(0), UInt32(0)) }
@@ -249,11 +248,8 @@ enum ProcessControlSyscalls {
         case PR_SET_DUMPABLE:
             guard c.arg(1) <= 1 else { throw Errno.inval }
             p.control.dumpable = Int32(c.arg(1))
-        case PR_GET_KEEPCAPS:
-            return p.control.keepCapabilities ? 1 : 0
-        case PR_SET_KEEPCAPS:
-            guard c.arg(1) <= 1 else { throw Errno.inval }
-            p.control.keepCapabilities = c.arg(1) == 1
+        case PR_GET_KEEPCAPS, PR_SET_KEEPCAPS, PR_CAPBSET_READ, PR_CAPBSET_DROP, PR_GET_SECUREBITS, PR_SET_SECUREBITS, PR_CAP_AMBIENT:
+            return try CredentialsSyscalls.prctl(c, option) ?? 0
         case PR_GET_TIMING:
             return 0    // PR_TIMING_STATISTICAL
         case PR_SET_TIMING:
@@ -267,13 +263,8 @@ enum ProcessControlSyscalls {
             return SeccompSyscalls.getMode(c)
         case PR_SET_SECCOMP:
             return try SeccompSyscalls.setMode(c)
-        case PR_CAPBSET_READ:
-            guard c.arg(1) <= lastCapability else { throw Errno.inval }
-            return try c.host { _ in hostSyscall(SYS.prctl, Int(PR_CAPBSET_READ), Int(c.int(1))) }
         case PR_GET_TSC:
             try c.writeValue(c.arg(1), Int32(1))   // PR_TSC_ENABLE: detrec serves rdtsc
-        case PR_GET_SECUREBITS:
-            return try c.host { _ in hostSyscall(SYS.prctl, Int(PR_GET_SECUREBITS)) }
         case PR_SET_TIMERSLACK:
             p.control.timerSlack = c.arg(1) == 0 ? ProcessControl.defaultTimerSlack : c.arg(1)
         case PR_GET_TIMERSLACK:
@@ -301,10 +292,6 @@ enum ProcessControlSyscalls {
         case PR_GET_THP_DISABLE:
             try unusedZero(from: 1)
             return p.control.transparentHugePagesDisabled ? 1 : 0
-        case PR_CAP_AMBIENT where c.arg(1) == 1 || c.arg(1) == 4:
-            // IS_SET and CLEAR_ALL; an unprivileged recording has an empty
-            // ambient set, so CLEAR_ALL changes nothing.
-            return try c.host { _ in hostSyscall(SYS.prctl, Int(PR_CAP_AMBIENT), Int(c.int(1)), raw(2), raw(3), raw(4)) }
         case PR_GET_SPECULATION_CTRL:
             try unusedZero(from: 2)
             return try c.host { _ in hostSyscall(SYS.prctl, Int(PR_GET_SPECULATION_CTRL), raw(1)) }
@@ -329,7 +316,6 @@ enum ProcessControlSyscalls {
         default:
             let reason: String
             switch option {
-            case PR_CAPBSET_DROP, PR_SET_SECUREBITS, PR_CAP_AMBIENT: reason = "changing capabilities is not supported"
             case PR_SET_TSC: reason = "making rdtsc fault is not supported"
             default: reason = "this option is not supported"
             }
@@ -337,64 +323,6 @@ enum ProcessControlSyscalls {
             throw Errno.inval
         }
         return 0
-    }
-
-    static let versions: [UInt32: Int] = [0x1998_0330: 1, 0x2007_1026: 2, 0x2008_0522: 2]
-
-    /// The capability header: the number of data structs its version
-    /// takes, or EINVAL after writing the preferred version back (Linux's
-    /// cap_validate_magic). The pid must be the caller or another process
-    /// of the recording (they all have detrec's credentials).
-    static func header(_ c: SyscallCall) throws(Errno) -> Int {
-        let version: UInt32 = try c.readValue(c.arg(0))
-        let pid: Int32 = try c.readValue(c.arg(0) + 4)
-        guard let count = versions[version] else {
-            try c.writeValue(c.arg(0), UInt32(0x2008_0522))
-            throw .inval
-        }
-        guard pid >= 0 else { throw .inval }
-        if pid != 0 && c.process.family.find(pid) == nil { throw .srch }
-        return count
-    }
-
-    static func capget(_ c: SyscallCall) throws -> Int64 {
-        let count = try header(c)
-        guard c.arg(1) != 0 else { return 0 }
-        try c.checkWritable(c.arg(1), count: 12 * count)
-        let address = c.arg(1)
-        return try c.host { effects throws(Errno) -> Int64 in
-            var head: [UInt32] = [0x2008_0522, 0]
-            var data = [UInt8](repeating: 0, count: 24)
-            let r = head.withUnsafeMutableBytes { h in
-                data.withUnsafeMutableBytes { d in hostSyscall(SYS.capget, Int(bitPattern: h.baseAddress), Int(bitPattern: d.baseAddress)) }
-            }
-            guard r == 0 else { return r }
-            try effects.write(address, Array(data.prefix(12 * count)))
-            return 0
-        }
-    }
-
-    /// capset: setting what the recording has already succeeds; changing
-    /// it would change detrec's own credentials, which every process of
-    /// the recording shares, so it is refused (EPERM, reported).
-    static func capset(_ c: SyscallCall) throws -> Int64 {
-        let count = try header(c)
-        let pid: Int32 = try c.readValue(c.arg(0) + 4)
-        if pid != 0 && pid != c.process.current.tid { throw Errno.perm }
-        let wanted = try c.read(c.arg(1), count: 12 * count)
-        let r = try c.host { _ throws(Errno) -> Int64 in
-            var head: [UInt32] = [0x2008_0522, 0]
-            var data = [UInt8](repeating: 0, count: 24)
-            let r = head.withUnsafeMutableBytes { h in
-                data.withUnsafeMutableBytes { d in hostSyscall(SYS.capget, Int(bitPattern: h.baseAddress), Int(bitPattern: d.baseAddress)) }
-            }
-            guard r == 0 else { return r }
-            return Array(data.prefix(12 * count)) == wanted ? 0 : Errno.perm.result
-        }
-        if r == Errno.perm.result {
-            c.process.report("capset changes capabilities, which detrec does not support; returning EPERM", key: SYS.capset, rip: c.rip)
-        }
-        return r
     }
 
     /// One CPU: the mask has bit 0 and is 8 bytes long (cpumask_size()).

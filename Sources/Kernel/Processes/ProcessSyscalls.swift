@@ -1,8 +1,8 @@
 import Glibc
 
-/// Identity, limits, thread-area and scheduling calls. Ids come from the
-/// host while recording (the guest is detrec's process) and from the trace
-/// on replay; per-process state such as FS base lives in the emulator.
+/// Process ids, limits, thread-area and scheduling calls (user and group
+/// ids: `CredentialsSyscalls`); per-process state such as FS base lives in
+/// the emulator.
 enum ProcessSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.getpid) { c in Int64(c.process.pid) }
@@ -20,16 +20,10 @@ enum ProcessSyscalls {
                                   parentTID: 0, childTID: 0, tls: 0)
         }
         t.addOutcome(SYS.wait4, .emulated, note: "children of the recording only", wait4)
-        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID; no P_PIDFD", waitid)
-        for n in [SYS.getuid, SYS.geteuid, SYS.getgid, SYS.getegid] {
-            t.add(n, passthrough())
-        }
+        t.addOutcome(SYS.waitid, .emulated, note: "P_ALL, P_PID, P_PGID, P_PIDFD", waitid)
         ProcessGroups.register(&t)
         t.add(SYS.getpriority, getpriority)
         t.add(SYS.setpriority, setpriority)
-        t.add(SYS.getresuid, passthrough(.out(4), .out(4), .out(4)))
-        t.add(SYS.getresgid, passthrough(.out(4), .out(4), .out(4)))
-        t.add(SYS.getgroups, getgroups)
         t.add(SYS.uname, passthrough(.out(390)))
         t.add(SYS.sysinfo, passthrough(.out(112)))
         t.add(SYS.getrandom, passthrough(.outFilled(sizeArg: 1), .value, .value))
@@ -72,22 +66,6 @@ enum ProcessSyscalls {
             throw Errno.inval
         }
         return 0
-    }
-
-    /// getgroups(int size, gid_t *list): size counts gids, not bytes; 0
-    /// asks only how many there are.
-    static func getgroups(_ c: SyscallCall) throws -> Int64 {
-        let size = c.int(0)
-        guard size >= 0 else { throw Errno.inval }
-        let bytes = Int(min(size, 65536)) * 4
-        try c.checkWritable(c.arg(1), count: bytes)
-        let address = c.arg(1)
-        return try c.host { effects throws(Errno) -> Int64 in
-            var list = [UInt8](repeating: 0, count: bytes)
-            let r = list.withUnsafeMutableBytes { hostSyscall(SYS.getgroups, Int(size), Int(bitPattern: bytes == 0 ? nil : $0.baseAddress)) }
-            if r > 0 && bytes > 0 { try effects.write(address, list[0..<min(Int(r) * 4, bytes)]) }
-            return r
-        }
     }
 
     static func prlimit(_ c: SyscallCall, pid: Int32, resource: Int32, new: UInt64, old: UInt64) throws -> Int64 {
@@ -178,9 +156,10 @@ extension ProcessSyscalls {
         return 0
     }
 
-    /// Whether detrec holds a capability in its effective set (recording only).
+    /// Whether detrec's host thread holds a capability in its effective set
+    /// (recording only; inside a host call, the guest thread's, `HostCredentials`).
     static func hasCapability(_ bit: Int) -> Bool {
-        let fd = Glibc.open("/proc/self/status", O_RDONLY | O_CLOEXEC)
+        let fd = Glibc.open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
         // A /proc file has no size to go by: read it to its end.

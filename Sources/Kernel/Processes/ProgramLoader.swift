@@ -12,10 +12,13 @@ public struct StartupInfo: Sendable, Equatable {
     public var uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32
     /// The process id the guest has (the recorder's own).
     public var pid: Int32 = 0
+    /// The first thread's credentials (exec: as its rules leave them).
+    public var credentials: Credentials
 
     public init(argv: [String], envp: [String], execPath: String, exePath: String, atRandom: [UInt8],
-                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32, pid: Int32 = 0) {
+                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32, pid: Int32 = 0, credentials: Credentials? = nil) {
         self.pid = pid
+        self.credentials = credentials ?? Credentials(uid: uid, euid: euid, gid: gid, egid: egid)
         self.argv = argv; self.envp = envp; self.execPath = execPath; self.exePath = exePath; self.atRandom = atRandom
         self.uid = uid; self.euid = euid; self.gid = gid; self.egid = egid
     }
@@ -239,8 +242,7 @@ public enum ProgramLoader {
         process.threads = [GuestThread(tid: info.pid)]
         process.current = process.threads[0]
         process.mm.loaded = process.current
-        process.uid = info.uid
-        process.credentials = [info.uid, info.euid, info.gid, info.egid]
+        process.current.credentials = info.credentials
         process.argv = info.argv
         // Linux names the task after the path it was executed by (before symlinks).
         process.commandName = String(String(info.execPath.split(separator: "/").last ?? "").prefix(15))

@@ -6,7 +6,7 @@ import KVMUser
 /// a creation index, the same in record and replay.
 enum ThreadSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.addOutcome(SYS.clone, .emulated, note: "threads, fork, vfork and CLONE_VM processes; namespaces, CLONE_FS/FILES/SIGHAND between processes and CLONE_PIDFD refused") { c in
+        t.addOutcome(SYS.clone, .emulated, note: "threads, fork, vfork and CLONE_VM processes; CLONE_PIDFD for processes; namespaces, CLONE_FS/FILES/SIGHAND between processes and thread pidfds refused") { c in
             try clone(c, flags: c.arg(0), stack: c.arg(1), parentTID: c.arg(2), childTID: c.arg(3), tls: c.arg(4))
         }
         t.addOutcome(SYS.clone3, .emulated, note: "as clone; CLONE_CLEAR_SIGHAND; set_tid and CLONE_INTO_CGROUP refused", clone3)
@@ -58,21 +58,26 @@ enum ThreadSyscalls {
         }
         if stack != 0 && stackSize == 0 || stack == 0 && stackSize != 0 { throw Errno.inval }
         return try clone(c, flags: flags | exitSignal, stack: stack == 0 ? 0 : stack &+ stackSize,
-                         parentTID: field(24), childTID: field(16), tls: field(56))
+                         parentTID: field(24), childTID: field(16), tls: field(56), pidfd: field(8))
     }
 
     /// clone and clone3: a thread (CLONE_THREAD, with the flags
     /// pthread_create passes), or a new process (`ProcessSyscalls.newProcess`),
     /// with Linux's checks of which flags go together.
-    static func clone(_ c: SyscallCall, flags rawFlags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64) throws -> SyscallOutcome {
+    /// `pidfd`: where CLONE_PIDFD stores the new pidfd (clone3's field; clone's parent_tid).
+    static func clone(_ c: SyscallCall, flags rawFlags: UInt64, stack: UInt64, parentTID: UInt64, childTID: UInt64, tls: UInt64,
+                      pidfd: UInt64? = nil) throws -> SyscallOutcome {
         if let pid = ProcessSyscalls.vforkCompleted(c) { return pid }
         let flags = rawFlags & ~ProcessSyscalls.CSIGNAL
         guard flags & CLONE_THREAD == 0 || flags & CLONE_SIGHAND != 0,
               flags & CLONE_SIGHAND == 0 || flags & CLONE_VM != 0,
               flags & CLONE_SIGHAND == 0 || flags & ProcessSyscalls.CLONE_CLEAR_SIGHAND == 0 else { throw Errno.inval }
         if flags & CLONE_THREAD == 0 {
+            let pidfdAddress = pidfd ?? parentTID
+            // They would share the one pointer (kernel_clone).
+            if flags & ProcessSyscalls.CLONE_PIDFD != 0, flags & CLONE_PARENT_SETTID != 0, pidfdAddress == parentTID { throw Errno.inval }
             return try ProcessSyscalls.newProcess(c, flags: flags, exitSignal: Int32(rawFlags & ProcessSyscalls.CSIGNAL),
-                                                  stack: stack, parentTID: parentTID, childTID: childTID, tls: tls)
+                                                  stack: stack, parentTID: parentTID, childTID: childTID, tls: tls, pidfd: pidfdAddress)
         }
         if flags & (ProcessSyscalls.CLONE_VFORK | ProcessSyscalls.CLONE_PIDFD | ProcessSyscalls.CLONE_PARENT
                     | ProcessSyscalls.CLONE_INTO_CGROUP) != 0 {
@@ -92,6 +97,8 @@ enum ThreadSyscalls {
         child.extendedState = try p.machine.extendedState()
         child.signalMask = p.signals.mask
         child.seccomp = p.current.seccomp
+        child.credentials = p.current.credentials
+        child.memoryPolicy = p.current.memoryPolicy
         if flags & CLONE_CHILD_CLEARTID != 0 { child.clearChildTID = childTID }
         if flags & CLONE_PARENT_SETTID != 0 { try c.writeValue(parentTID, UInt32(bitPattern: child.tid)) }
         if flags & CLONE_CHILD_SETTID != 0 { try c.writeValue(childTID, UInt32(bitPattern: child.tid)) }

@@ -114,20 +114,26 @@ extension ProcessSyscalls {
         return .result(Int64(change.child.pid))
     }
 
-    static let P_ALL: Int32 = 0, P_PID: Int32 = 1, P_PGID: Int32 = 2
+    static let P_ALL: Int32 = 0, P_PID: Int32 = 1, P_PGID: Int32 = 2, P_PIDFD: Int32 = 3
 
     static func waitid(_ c: SyscallCall) throws -> SyscallOutcome {
         let idType = c.int(0), id = c.int(1), infoAddress = c.arg(2), options = c.int(3)
         guard options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | threadOptions) == 0,
               options & (WUNTRACED | WEXITED | WCONTINUED) != 0 else { throw Errno.inval }
         let named: (Process) -> Bool
+        var nonBlocking = false
         switch idType {
         case P_ALL: named = { _ in true }
         case P_PID where id > 0: named = { $0.pid == id }
         case P_PGID where id >= 0:
             let group = id == 0 ? c.process.processGroup : id
             named = { $0.processGroup == group }
-        default: throw Errno.inval   // P_PIDFD: detrec hands out no pidfds
+        case P_PIDFD where id >= 0:
+            let target = try ProcessDescriptors.pidfd(c, 1)
+            // A PIDFD_NONBLOCK pidfd waits as WNOHANG, and then says EAGAIN.
+            nonBlocking = target.nonBlocking
+            named = { $0.pid == target.pid }
+        default: throw Errno.inval
         }
         let p = c.process
         let matching: (Process) -> Bool = { named($0) && eligible($0, options: options) }
@@ -138,10 +144,10 @@ extension ProcessSyscalls {
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG == 0 { return c.parkUnlessInterrupted(.guest { ready() != nil }) }
+            if options & WNOHANG == 0 && !nonBlocking { return c.parkUnlessInterrupted(.guest { ready() != nil }) }
             // Linux zeroes the siginfo when no child is ready.
             if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
-            return .result(0)
+            return .result(options & WNOHANG == 0 ? Errno.again.result : 0)
         }
         if infoAddress != 0 {
             var info = SignalDelivery.siginfo(signal: JobControl.SIGCHLD, code: change.code, pid: change.child.pid, uid: change.child.uid)

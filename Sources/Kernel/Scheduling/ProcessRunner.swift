@@ -446,7 +446,9 @@ public final class ProcessRunner {
         // A signal that ends the wait makes the syscall fail with EINTR
         // (restarted after an SA_RESTART handler), and it is delivered. (Stop
         // signals never wait here: they act when sent, JobControl.)
-        let interrupted = b.result == nil && b.condition.interruptible && next.signalWait == 0 && process.interruptingSignals(of: next) != 0
+        let interrupted = b.result == nil && b.condition.interruptible
+            && (next.stopInterrupted || (next.signalWait == 0 && process.interruptingSignals(of: next) != 0))
+        next.stopInterrupted = false
         if !b.condition.completesWithResult {
             // The syscall starts over, now that it can proceed, or to return
             // EINTR (or what it had transferred) when a signal ended its wait.
@@ -524,6 +526,7 @@ public final class ProcessRunner {
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
         p.zombieStatus = status
+        ProcessDescriptors.processEnded(p)
         for t in p.threads { Ptrace.traceeEnded(t, of: p, status: status) }
         // Robust mutexes in shared memory that its threads held go to the next waiter.
         for t in p.threads {

@@ -79,9 +79,22 @@ enum SignalSending {
                 return try c.host { _ in hostSignal { Glibc.kill(pid, signal) } }
             }
         }
+        // check_kill_permission: one target refused is EPERM; a group
+        // succeeds when one member may be signalled; -1 skips the refusals.
+        let allowed = targets.filter { permitted(c, $0, thread: nil, signal: signal) }
+        if allowed.isEmpty && !targets.isEmpty && pid != -1 { throw Errno.perm }
         guard signal != 0 else { return 0 }
-        for p in targets { SignalDelivery.generate(p, signal: signal, info: info) }
+        for p in allowed { SignalDelivery.generate(p, signal: signal, info: info) }
         return 0
+    }
+
+    /// check_kill_permission for a signal from the program: its own thread
+    /// group, kill_ok_by_cred, or SIGCONT within its session.
+    static func permitted(_ c: SyscallCall, _ target: Process, thread: GuestThread?, signal: Int32) -> Bool {
+        guard target !== c.process else { return true }
+        let them = (thread ?? target.thread(target.pid) ?? target.current).credentials
+        if CredentialsSyscalls.maySignal(c.process.current.credentials, them) { return true }
+        return signal == SIGCONT && target.session == c.process.session
     }
 
     /// tkill/tgkill/rt_tgsigqueueinfo: one thread (`tgid` nil for tkill).
@@ -93,6 +106,7 @@ enum SignalSending {
             return try c.host { _ in hostSyscall(SYS.tgkill, Int(tgid), Int(tid), Int(signal)) }
         }
         if let tgid, tgid != owner.pid { throw Errno.srch }
+        guard permitted(c, owner, thread: thread, signal: signal) else { throw Errno.perm }
         guard signal != 0 else { return 0 }
         SignalDelivery.generate(owner, signal: signal, info: info, to: thread)
         return 0

@@ -211,14 +211,22 @@ public struct SyscallCall {
     /// files (mmap: where the mapped file ends).
     /// With MAP_SHARED file mappings in the recording, the files are kept
     /// coherent around the host call (`SharedMemory`).
+    /// The host part runs with the calling thread's credentials (`CredentialsOnHost`).
     public func hostOutcome(_ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         let family: ProcessFamily = process.family
-        guard !family.sharedObjects.isEmpty else { return try world.host(memory: memory, body) }
+        let credentials = process.current.credentials
+        let realIDs = CredentialsOnHost.usesRealIDs(number: number, args: args)
+        guard !family.sharedObjects.isEmpty else {
+            guard CredentialsOnHost.differs(credentials, realIDs: realIDs) else { return try world.host(memory: memory, body) }
+            return try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
+                try CredentialsOnHost.with(credentials, realIDs: realIDs) { () throws(Errno) -> Int64 in try body(&effects) }
+            }
+        }
         let mm = process.mm
         SharedMemory.push(mm)
         let outcome = try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
             SharedMemory.writeBack(family)
-            let result = try body(&effects)
+            let result = try CredentialsOnHost.with(credentials, realIDs: realIDs) { () throws(Errno) -> Int64 in try body(&effects) }
             SharedMemory.refresh(mm, &effects)
             return result
         }

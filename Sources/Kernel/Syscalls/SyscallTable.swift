@@ -164,7 +164,9 @@ public struct SyscallTable {
         t.family(.host, IoctlRequests.register)
         t.family(.host, VectorTransfers.register)
         t.family(.emulated, IOPriority.register)
-        t.family(.host, Credentials.register)
+        t.family(.emulated, CredentialsSyscalls.register)
+        t.family(.emulated, MemoryPolicySyscalls.register)
+        t.family(.emulated, ProcessDescriptors.register)
         t.family(.emulated, Unsupported.register)
         return t
     }()
