@@ -6,8 +6,25 @@ import KVMUser
 /// host while recording and from the trace on replay (`HostWorld.loadFile`).
 public enum ExecSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.execve) { c in try execve(c, dir: nil, path: 0, argv: 1, envp: 2, flags: 0) }
-        t.add(SYS.execveat) { c in try execve(c, dir: try c.directory(0), path: 1, argv: 2, envp: 3, flags: c.int(4)) }
+        t.addOutcome(SYS.execve, .emulated) { c in
+            try handingBackLentMemory(c) { try execve(c, dir: nil, path: 0, argv: 1, envp: 2, flags: 0) }
+        }
+        t.addOutcome(SYS.execveat, .emulated) { c in
+            try handingBackLentMemory(c) { try execve(c, dir: try c.directory(0), path: 1, argv: 2, envp: 3, flags: c.int(4)) }
+        }
+    }
+
+    /// An exec that ends a vfork child's loan of its parent's memory yields
+    /// the vCPU: the parent runs on to its wait (or its own work) first.
+    /// Otherwise the child's new program runs beside a runnable parent, and
+    /// every slice of it (each syscall of ld.so's start) takes a preemption
+    /// checkpoint of an address space that exec has just filled. Any order
+    /// is Linux's (on another CPU the two run at once); replay follows the
+    /// trace's order, whatever this policy chose.
+    static func handingBackLentMemory(_ c: SyscallCall, _ exec: () throws -> Int64) throws -> SyscallOutcome {
+        let lent = c.process.vforkParent != nil
+        let result = try exec()
+        return lent && result == 0 ? .yield : .result(result)
     }
 
     /// A NULL-terminated array of strings (argv, envp).
