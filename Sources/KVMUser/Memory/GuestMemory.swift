@@ -38,6 +38,15 @@ public final class GuestMemory {
     private var frames: PageAllocator
     /// Set when a translation was removed or narrowed: the vCPU must drop
     /// cached translations before it runs again.
+    ///
+    /// Not set where a page's frame goes (unmap, a mapping replaced): its
+    /// host memory is discarded then (MADV_DONTNEED), and KVM's MMU
+    /// notifier drops every translation to that host memory, flushing the
+    /// TLBs, before madvise returns; the next access walks the page
+    /// tables again. So only a narrowed protection, a moved page or a
+    /// rebuilt table needs the memslot round trip, which drops every cached
+    /// translation of the address space (and with them the guest's
+    /// shadow pages: each page faults again).
     public var translationsChanged = false
 
     /// One past the highest guest-physical frame ever handed out.
@@ -84,8 +93,7 @@ public final class GuestMemory {
             let va = start + UInt64(i) * 4096
             guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
             if slot.pointee & (PTE.present | PTE.ownsFrame) != 0 {
-                release(slot.pointee)
-                translationsChanged = true
+                if !release(slot.pointee) { translationsChanged = true }
             }
             dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
             guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
@@ -115,9 +123,10 @@ public final class GuestMemory {
                     run = (frame, frame + 4096)
                 }
                 release(slot.pointee, discarded: true)
+            } else {
+                translationsChanged = true  // nothing discarded tells KVM
             }
             slot.pointee = 0
-            translationsChanged = true
         }
         if let r = run { data.discard(r.start, bytes: r.end - r.start) }
         dropPatches(start, count: Int(end - start))  // breakpoint overlay: the pages are gone
@@ -175,13 +184,17 @@ public final class GuestMemory {
     }
 
     /// Gives a page's frame back; `discarded`: the caller discards it on
-    /// the host (before the frame is handed out again).
-    private func release(_ entry: UInt64, discarded: Bool = false) {
+    /// the host (before the frame is handed out again, and before the
+    /// guest runs: that drops KVM's translations to it). False when the
+    /// entry's frame is none of `data`'s (nothing was discarded).
+    @discardableResult
+    private func release(_ entry: UInt64, discarded: Bool = false) -> Bool {
         let frame = entry & PTE.addressMask
-        guard data.contains(frame) else { return }
+        guard data.contains(frame) else { return false }
         if !discarded { data.discard(frame, bytes: 4096) }
         dirty?.release(frame)
         frames.release(frame)
+        return true
     }
 
     private func checkRange(_ start: UInt64, pages: Int, limit: UInt64 = GuestMemory.userLimit) throws(GuestMemoryFault) {
