@@ -39,12 +39,13 @@ public final class GuestMemory {
     /// Set when a translation was removed or narrowed: the vCPU must drop
     /// cached translations before it runs again.
     ///
-    /// Not set where a page's frame goes (unmap, a mapping replaced): its
-    /// host memory is discarded then (MADV_DONTNEED), and KVM's MMU
-    /// notifier drops every translation to that host memory, flushing the
-    /// TLBs, before madvise returns; the next access walks the page
-    /// tables again. So only a narrowed protection, a moved page or a
-    /// rebuilt table needs the memslot round trip, which drops every cached
+    /// Not set where a page's frame goes (unmap, a mapping replaced, a
+    /// narrowed protection: `moveToFreshFrame`): its host memory is
+    /// discarded then (MADV_DONTNEED), and KVM's MMU notifier drops every
+    /// translation to that host memory, flushing the TLBs, before madvise
+    /// returns; the next access walks the page tables again. So only a
+    /// moved page, a rebuilt table or a large narrowing needs the memslot
+    /// round trip, which drops every cached
     /// translation of the address space (and with them the guest's
     /// shadow pages: each page faults again).
     public var translationsChanged = false
@@ -141,13 +142,42 @@ public final class GuestMemory {
         let limit = GuestMemory.limit(access)
         guard pages > 0, start < limit else { return }
         let end = min(start.saturatingAdd(pages: pages), limit)
+        var narrowed: [UnsafeMutablePointer<UInt64>] = []
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let old = slot.pointee
             let new = PTE.leaf(frame: old & PTE.addressMask, protection: protection, user: user)
-            if !PTE.protection(of: old).isSubset(of: protection) { translationsChanged = true }
+            if !PTE.protection(of: old).isSubset(of: protection) { narrowed.append(slot) }
             slot.pointee = new
         }
+        if narrowed.count > GuestMemory.mostFramesMovedForProtection {
+            translationsChanged = true
+        } else {
+            for slot in narrowed where !moveToFreshFrame(slot) { translationsChanged = true }
+        }
         reapplyDebugProtection(start, pages: Int((end - start) / 4096))
+    }
+
+    /// Up to how many pages a narrowing mprotect moves to fresh frames
+    /// rather than drop every cached translation (ld.so's RELRO: a few).
+    static let mostFramesMovedForProtection = 64
+
+    /// Gives the page of `slot` a copy of its frame, discarding the old one:
+    /// KVM's MMU notifier then drops its translations to the old frame
+    /// (see `translationsChanged`), so a narrowed protection needs no
+    /// memslot round trip. False when that cannot be done (no frame free).
+    private func moveToFreshFrame(_ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+        let entry = slot.pointee
+        let old = entry & PTE.addressMask
+        guard data.contains(old), let fresh = frames.allocate() else { return false }
+        guard data.ensureRegistered(fresh) else {
+            frames.release(fresh)
+            return false
+        }
+        data.pointer(fresh).copyMemory(from: data.pointer(old), byteCount: 4096)
+        dirty?.mark(fresh)  // a host write: KVM's log does not see it
+        slot.pointee = (entry & ~PTE.addressMask) | fresh
+        release(entry)
+        return true
     }
 
     /// Moves the frames of [from, from+pages) to [to, to+pages) without
