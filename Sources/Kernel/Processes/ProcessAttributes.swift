@@ -9,6 +9,11 @@ public struct ProcessAttributes {
     /// The path the program was started with (AT_EXECFN, /proc/self/exe);
     /// exec sets it.
     public var executablePath: String
+    /// The file the last exec opened, as the host named it (symbolic links
+    /// resolved): what /proc/self/exe shows, as Linux's d_path of the
+    /// file. Nil for the first program and for traces recorded without it:
+    /// /proc/self/exe then names `executablePath`.
+    public var openedExecutable: String?
     public var uid: UInt32 = 0
     /// uid, euid, gid, egid, as the auxiliary vector gives them.
     public var credentials: [UInt32] = [0, 0, 0, 0]
