@@ -49,6 +49,10 @@ public final class GuestMemory {
     /// translation of the address space (and with them the guest's
     /// shadow pages: each page faults again).
     public var translationsChanged = false
+    /// False until the guest runs on these tables (a new machine, or one
+    /// just reset: KVM has dropped every translation of them): until then
+    /// no change needs telling KVM (the loader's mprotects at an exec).
+    var mayHoldTranslations = false
 
     /// One past the highest guest-physical frame ever handed out.
     var highestFrame: UInt64 { frames.next }
@@ -149,7 +153,9 @@ public final class GuestMemory {
             if !PTE.protection(of: old).isSubset(of: protection) { narrowed.append(slot) }
             slot.pointee = new
         }
-        if narrowed.count > GuestMemory.mostFramesMovedForProtection {
+        if narrowed.isEmpty || !mayHoldTranslations {
+            // Nothing the vCPU may have cached.
+        } else if narrowed.count > GuestMemory.mostFramesMovedForProtection {
             translationsChanged = true
         } else {
             for slot in narrowed where !moveToFreshFrame(slot) { translationsChanged = true }
