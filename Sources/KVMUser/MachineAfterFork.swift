@@ -37,7 +37,7 @@ public enum MachineFork {
             var x = kvm_xsave()
             try m.vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
             m.xsaveBeforeFork = x
-            if let log = m.memory.dirty, !log.harvest(below: m.memory.highestFrame) {
+            if let log = m.memory.dirty, log.armed, !log.harvest(below: m.memory.highestFrame) {
                 m.memory.useFullCopyCheckpoints(reason: log.failure ?? "dirty page log failed before a fork")
             }
         }
@@ -58,7 +58,7 @@ extension UserMachine {
         let saved = sregs
         let newVM = try VirtualMachine(device: device)
         try newVM.readd(tables.region, logDirtyPages: false)
-        let logged = memory.dirty != nil
+        let logged = memory.dirty?.armed ?? false
         try newVM.readd(memory.data, logDirtyPages: logged)
         memory.dirty?.vm = newVM
         let newVCPU = try VCPU(vm: newVM, device: device)
@@ -68,6 +68,7 @@ extension UserMachine {
         sregs = saved
         try vcpu.ioctl("KVM_SET_SREGS", CKVM_SET_SREGS, &sregs)
         sregsDirty = false
+        knownXSAVE = .unknown
         if var x = xsaveBeforeFork { try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &x) }
         vcpu.run.pointee.immediate_exit = 0
         memory.translationsChanged = false

@@ -41,6 +41,12 @@ public final class UserMachine {
     var sregsDirty = false
     /// The XSAVE area read just before a fork (`prepareForFork`).
     var xsaveBeforeFork: kvm_xsave?
+    /// What detrec knows of the vCPU's XSAVE state without asking KVM.
+    enum KnownXSAVE { case unknown, inArea, set([UInt8]) }
+    var knownXSAVE = KnownXSAVE.unknown
+    /// Whether the SYSCALL stub saves the XSAVE state (it fits its page).
+    private(set) var stubSavesXSAVE = false
+    private var syscallOut: UInt64 = EntryStubs.syscallOut(savesXSAVE: false)
 
     /// Guest-physical memory reserved for the guest's pages (not committed).
     public static let defaultMemorySize: UInt64 = 32 << 30
@@ -61,6 +67,8 @@ public final class UserMachine {
         guard capabilities.syncRegs else { throw .unsupported("KVM_CAP_SYNC_REGS") }
         guard capabilities.xcrs else { throw .unsupported("KVM_CAP_XCRS") }
         self.cpuid = cpuid
+        stubSavesXSAVE = UserMachine.xsaveSize(cpuid) <= EntryStubs.xsaveRoom && getenv("DETREC_STUB_XSAVE").map { String(cString: $0) != "off" } ?? true
+        syscallOut = EntryStubs.syscallOut(savesXSAVE: stubSavesXSAVE)
         vm = try VirtualMachine(device: device)
         // Both regions are cut into memslots that KVM is given as they
         // come into use (PhysicalRegion), when KVM has that many (it
@@ -74,19 +82,14 @@ public final class UserMachine {
         let dataRegion = try PhysicalRegion(slot: UInt32(cut ? tableSlots : 1), guestBase: Layout.dataPhysical, size: memorySize,
                                             slotSize: cut ? UserMachine.dirtyLogSlotSize : memorySize)
         try vm.add(tableRegion)
-        // Guest writes to the data region are logged from the start, so that
-        // checkpoints can copy only what changed (MemorySnapshot.swift).
-        var noLog: String? = UserMachine.fullCopyRequested ? "DETREC_CHECKPOINTS=full-copy" : nil
-        if noLog == nil {
-            do throws(KVMError) { try vm.add(dataRegion, logDirtyPages: true) } catch {
-                noLog = "KVM refused KVM_MEM_LOG_DIRTY_PAGES: \(error)"
-            }
-        }
-        if noLog != nil { try vm.add(dataRegion) }
+        // The dirty page log of the data region is armed at the first
+        // checkpoint (DirtyPageLog); a KVM that refuses it then makes
+        // checkpoints fall back to full copies.
+        try vm.add(dataRegion)
         tables = try PageTables(region: tableRegion)
         memory = GuestMemory(tables: tables, data: dataRegion)
-        if let noLog {
-            memory.useFullCopyCheckpoints(reason: noLog)
+        if UserMachine.fullCopyRequested {
+            memory.useFullCopyCheckpoints(reason: "DETREC_CHECKPOINTS=full-copy")
         } else {
             memory.dirty = DirtyPageLog(vm: vm, region: dataRegion)
         }
@@ -115,13 +118,10 @@ public final class UserMachine {
         let fresh = GuestMemory(tables: tables, data: dataRegion)
         if let reason = old.fullCopyReason {
             fresh.useFullCopyCheckpoints(reason: reason)
-        } else if old.dirty != nil {
-            // Read the log once so that what the last guest wrote is not
-            // reported as the next one's.
-            let log = DirtyPageLog(vm: vm, region: dataRegion)
-            guard log.harvest(below: old.highestFrame) else { throw .unsupported("KVM_GET_DIRTY_LOG on a reused machine") }
-            log.clear()
-            fresh.dirty = log
+        } else if let log = old.dirty {
+            // The next program starts with the log off, as a new machine does.
+            try log.disarm()
+            fresh.dirty = DirtyPageLog(vm: vm, region: dataRegion)
         } else {
             fresh.useFullCopyCheckpoints(reason: "no dirty page log")
         }
@@ -133,6 +133,7 @@ public final class UserMachine {
         try vcpu.ioctl("KVM_SET_SREGS", CKVM_SET_SREGS, &sregs)
         sregsDirty = false
         try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &initialXSAVE)
+        knownXSAVE = .unknown
         var r = registers.kvm
         try vcpu.ioctl("KVM_SET_REGS", CKVM_SET_REGS, &r)
         vcpu.run.pointee.immediate_exit = 0
@@ -153,7 +154,9 @@ public final class UserMachine {
             try memory.write(Layout.gdt, gdt, access: .system)
             try memory.write(Layout.idt, InterruptDescriptorTable.bytes(), access: .system)
             try memory.write(Layout.tss, TaskState.bytes(rsp0: Layout.stackTop, openPorts: EntryStubs.ports), access: .system)
-            try memory.write(Layout.stubs, EntryStubs.code(), access: .system)
+            try memory.write(Layout.stubs, EntryStubs.code(savesXSAVE: stubSavesXSAVE), access: .system)
+            // A user page: under PVM the stub runs with user privilege.
+            memory.protect(Layout.xsaveArea, pages: 1, protection: .rw, access: .system, user: true)
             memory.protect(Layout.stubs, pages: 1, protection: .rx, access: .system, user: true)
             memory.protect(Layout.stackBottom, pages: Int((Layout.stackTop - Layout.stackBottom) / 4096), protection: .rw,
                            access: .system, user: UserMachine.userExceptionStack)
@@ -209,33 +212,72 @@ public final class UserMachine {
     }
 
     /// The FPU/SSE/AVX state in XSAVE layout (the first 4096 bytes of
-    /// `struct kvm_xsave`), for signal frames.
+    /// `struct kvm_xsave`), for signal frames and checkpoints: what the
+    /// SYSCALL stub saved when the guest has not run since, else KVM's.
     public func extendedState() throws(KVMError) -> [UInt8] {
+        switch knownXSAVE {
+        case .set(let bytes):
+            return bytes
+        case .inArea:
+            if let bytes = xsaveFromArea() {
+                knownXSAVE = .set(bytes)
+                return bytes
+            }
+        case .unknown:
+            break
+        }
         var x = kvm_xsave()
         try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
-        return withUnsafeBytes(of: &x.region) { Array($0) }
+        let bytes = withUnsafeBytes(of: &x.region) { Array($0) }
+        knownXSAVE = .set(bytes)
+        return bytes
     }
 
     public func setExtendedState(_ bytes: [UInt8]) throws(KVMError) {
         var x = kvm_xsave()
-        try vcpu.ioctl("KVM_GET_XSAVE", CKVM_GET_XSAVE, &x)
+        let base = try extendedState()
         withUnsafeMutableBytes(of: &x.region) { region in
+            base.withUnsafeBytes { b in
+                guard let from = b.baseAddress else { return }
+                region.baseAddress?.copyMemory(from: from, byteCount: min(region.count, b.count))
+            }
             let n = min(region.count, bytes.count)
             bytes.withUnsafeBytes { b in
                 guard let from = b.baseAddress, n > 0 else { return }
                 region.baseAddress?.copyMemory(from: from, byteCount: n)
             }
         }
+        knownXSAVE = .unknown
         try vcpu.ioctl("KVM_SET_XSAVE", CKVM_SET_XSAVE, &x)
+        knownXSAVE = .set(withUnsafeBytes(of: &x.region) { Array($0) })
+    }
+
+    /// What the SYSCALL stub's XSAVE wrote, as KVM_SET_XSAVE takes it. The
+    /// page is the program's to write too (the stub runs with user
+    /// privilege under PVM), so what XSAVE does not write is not trusted:
+    /// the header past XSTATE_BV (XCOMP_BV, reserved) and the stub's
+    /// register slots are zeroed, XSTATE_BV keeps only XCR0's components.
+    /// What else the program could leave there is register state of its
+    /// own. Nil if the page is gone.
+    private func xsaveFromArea() -> [UInt8]? {
+        guard let frame = memory.frame(ofAny: Layout.xsaveArea), memory.data.contains(frame) else { return nil }
+        var bytes = [UInt8](UnsafeRawBufferPointer(start: memory.data.pointer(frame), count: 4096))
+        for i in 520..<576 { bytes[i] = 0 }
+        for i in EntryStubs.xsaveRoom..<4096 { bytes[i] = 0 }
+        for i in 0..<8 { bytes[512 + i] &= UInt8(truncatingIfNeeded: cpuid.xcr0 >> UInt64(8 * i)) }
+        return bytes
     }
 
     /// The size of the XSAVE area for the guest's XCR0 (what a signal frame holds).
-    public var extendedStateSize: Int {
+    public var extendedStateSize: Int { min(UserMachine.xsaveSize(cpuid), 4096) }
+
+    /// The XSAVE area's size for the table's XCR0, uncapped.
+    static func xsaveSize(_ cpuid: CPUIDTable) -> Int {
         var size = 576
         for leaf in cpuid.leaves where leaf.function == 0xd && leaf.index >= 2 && leaf.index < 64 {
             if (cpuid.xcr0 >> UInt64(leaf.index)) & 1 != 0 { size = max(size, Int(leaf.ebx) + Int(leaf.eax)) }
         }
-        return min(size, 4096)
+        return size
     }
 
     /// Sets the user registers for the first instruction.
@@ -262,6 +304,7 @@ public final class UserMachine {
         }
         run.pointee.kvm_dirty_regs = UInt64(dirty)
         UserMachine.activeRun = run
+        knownXSAVE = .unknown  // the guest may change it from here
         inGuest.store(true, ordering: .sequentiallyConsistent)
         let r = ckvm_ioctl_int(vcpu.fd, CKVM_RUN, 0)
         let err = errno
@@ -280,7 +323,8 @@ public final class UserMachine {
         case KVM_EXIT_IO:
             let io = run.pointee.io
             guard io.direction == UInt8(KVM_EXIT_IO_OUT) else { break }
-            if io.port == Layout.syscallPort, registers.rip &- EntryStubs.syscallEntry <= 2 {
+            if io.port == Layout.syscallPort, registers.rip &- syscallOut <= 2 {
+                if stubSavesXSAVE { knownXSAVE = .inArea }
                 return enterFromSyscall()
             }
             if io.port >= Layout.exceptionPortBase, io.port <= Layout.exceptionPortBase + 32 {

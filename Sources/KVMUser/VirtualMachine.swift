@@ -17,15 +17,13 @@ final class VirtualMachine {
     /// Registers the region's first memslot, and the others as frames in
     /// them are handed out (`PhysicalRegion.ensureRegistered`); with
     /// `logDirtyPages`, KVM logs every guest write to them
-    /// (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`.
+    /// (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`. `setDirtyLogging` turns
+    /// the log on or off later.
     func add(_ region: PhysicalRegion, logDirtyPages: Bool = false) throws(KVMError) {
-        let flags = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
-        try setSlot(region, 0, present: true, flags: flags)
+        slotFlags[region.slot] = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
+        try setSlot(region, 0, present: true, flags: slotFlags[region.slot] ?? 0)
         region.registered(count: 1)
-        region.registerSlot = { [unowned self, unowned region] index in
-            (try? self.setSlot(region, index, present: true, flags: flags)) != nil
-        }
-        slotFlags[region.slot] = flags
+        keepRegistering(region)
         regions.append(region)
     }
 
@@ -33,12 +31,31 @@ final class VirtualMachine {
     /// the parent's VM had, over the same host memory (fork's copy).
     func readd(_ region: PhysicalRegion, logDirtyPages: Bool) throws(KVMError) {
         let flags = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
-        for i in 0..<max(1, region.registeredSlots) { try setSlot(region, i, present: true, flags: flags) }
-        region.registerSlot = { [unowned self, unowned region] index in
-            (try? self.setSlot(region, index, present: true, flags: flags)) != nil
-        }
         slotFlags[region.slot] = flags
+        for i in 0..<max(1, region.registeredSlots) { try setSlot(region, i, present: true, flags: flags) }
+        keepRegistering(region)
         regions.append(region)
+    }
+
+    /// Slots registered later get the region's flags as they are then.
+    private func keepRegistering(_ region: PhysicalRegion) {
+        region.registerSlot = { [unowned self, unowned region] index in
+            (try? self.setSlot(region, index, present: true, flags: self.slotFlags[region.slot] ?? 0)) != nil
+        }
+    }
+
+    /// Turns KVM's dirty page log of the region's memslots on or off (a
+    /// flags-only change: the memory and KVM's mappings stay). Turning it
+    /// on write-protects what KVM has mapped, and the log starts empty;
+    /// turning it off frees the bitmaps. While it is off KVM may map a
+    /// fault's neighbouring pages at once (it prefetches only pages it
+    /// need not log), which makes a guest's first touch of fresh memory
+    /// several times cheaper under shadow paging.
+    func setDirtyLogging(_ region: PhysicalRegion, on: Bool) throws(KVMError) {
+        let flags = on ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
+        guard slotFlags[region.slot] != flags else { return }
+        for i in 0..<max(1, region.registeredSlots) { try setSlot(region, i, present: true, flags: flags) }
+        slotFlags[region.slot] = flags
     }
 
     /// Each region's memslot flags, by its first slot.

@@ -6,11 +6,16 @@ import Glibc
 /// the host (syscall results, the loader, signal frames, int3 patches),
 /// which KVM does not see.
 ///
-/// The region's memslots carry KVM_MEM_LOG_DIRTY_PAGES from the start, so
-/// nothing written is ever missed; `harvest` reads the log of the slots
-/// below the highest frame in use (one KVM_GET_DIRTY_LOG each, which also
-/// re-arms it) and folds it into `pages`, which holds each changed page
-/// once. Only the slots' bitmaps are scanned, never the pages themselves.
+/// The log is armed at the first harvest, not when the machine is made:
+/// a process that never takes a checkpoint (one thread, no timer; every
+/// replay) then runs with KVM's log off, where KVM maps a fault's
+/// neighbouring pages at once instead of one page per fault. Arming turns
+/// KVM_MEM_LOG_DIRTY_PAGES on for the region's memslots and counts every
+/// page the host has backed as changed (nothing was logged before it), so
+/// nothing written is ever missed. `harvest` then reads the log of the
+/// slots below the highest frame in use (one KVM_GET_DIRTY_LOG each, which
+/// also re-arms it) and folds it into `pages`, which holds each changed
+/// page once. Only the slots' bitmaps are scanned, never the pages.
 final class DirtyPageLog {
     let region: PhysicalRegion
     /// Replaced in a forked replayer (`UserMachine.rebuildAfterFork`).
@@ -25,6 +30,8 @@ final class DirtyPageLog {
     private(set) var released: [UInt32] = []
     /// Why KVM stopped answering, once it did: every later harvest fails.
     private(set) var failure: String?
+    /// Whether KVM logs the region's writes now (`arm`, `disarm`).
+    private(set) var armed = false
 
     init(vm: VirtualMachine, region: PhysicalRegion) {
         self.vm = vm
@@ -60,6 +67,7 @@ final class DirtyPageLog {
     /// refuses the log: the caller must not trust `pages` then.
     func harvest(below highest: UInt64) -> Bool {
         guard failure == nil else { return false }
+        if !armed, !arm(below: highest) { return false }
         guard highest > region.guestBase else { return true }
         let usedPages = Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
         let pagesPerSlot = Int(region.slotSize / 4096)
@@ -81,6 +89,32 @@ final class DirtyPageLog {
             }
         }
         return true
+    }
+
+    /// Turns KVM's log on and counts every page the host has backed below
+    /// `highest` as changed: what was written before is in no log.
+    private func arm(below highest: UInt64) -> Bool {
+        do throws(KVMError) { try vm.setDirtyLogging(region, on: true) } catch {
+            failure = "turning on KVM_MEM_LOG_DIRTY_PAGES: \(error)"
+            return false
+        }
+        armed = true
+        guard highest > region.guestBase else { return true }
+        let pages = Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
+        var vector = [UInt8](repeating: 0, count: pages)
+        let r = vector.withUnsafeMutableBufferPointer { mincore(region.host, pages * 4096, $0.baseAddress) }
+        // Without residency every page counts as written: slower, still right.
+        for i in 0..<pages where r != 0 || vector[i] & 1 != 0 { markPage(i) }
+        return true
+    }
+
+    /// The machine goes to a new program (`UserMachine.reset`): KVM stops
+    /// logging and drops what it logged, and the next harvest arms again.
+    func disarm() throws(KVMError) {
+        clear()
+        guard armed else { return }
+        try vm.setDirtyLogging(region, on: false)
+        armed = false
     }
 
     /// After a checkpoint or a rollback: nothing has changed since.

@@ -269,6 +269,12 @@ public final class GuestMemory {
     /// The guest-physical frame behind `va` in the data region, if any.
     func frame(of va: UInt64) -> UInt64? {
         guard va < GuestMemory.userLimit else { return nil }
+        return frame(ofAny: va)
+    }
+
+    /// `frame(of:)` for the machine's own pages as well (GDT ... XSAVE area).
+    func frame(ofAny va: UInt64) -> UInt64? {
+        guard va < Layout.systemEnd else { return nil }
         let e = tables.entry(va & ~4095)
         guard e & PTE.ownsFrame != 0 else { return nil }
         let frame = e & PTE.addressMask

@@ -14,7 +14,9 @@ public enum Layout {
     static let stubs = systemBase + 0x5000
     static let stackBottom = systemBase + 0x6000
     static let stackTop = systemBase + 0xa000 // TSS.rsp0: exception frames land below it
-    static let systemPages = 10
+    /// Where the SYSCALL stub saves the guest's XSAVE state (EntryStubs).
+    static let xsaveArea = systemBase + 0xa000
+    static let systemPages = 11
     public static var systemEnd: UInt64 { systemBase + UInt64(systemPages) * 4096 }
 
     /// Guest-physical layout: page tables first, then everything else.

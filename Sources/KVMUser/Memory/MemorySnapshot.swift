@@ -244,7 +244,7 @@ extension GuestMemory {
     private func systemPages() -> Set<Int> {
         var out = Set<Int>()
         for i in 0..<Layout.systemPages {
-            if let frame = frame(of: Layout.systemBase + UInt64(i) * 4096) { out.insert(Int((frame - data.guestBase) / 4096)) }
+            if let frame = frame(ofAny: Layout.systemBase + UInt64(i) * 4096) { out.insert(Int((frame - data.guestBase) / 4096)) }
         }
         return out
     }
