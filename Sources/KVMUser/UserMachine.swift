@@ -294,6 +294,7 @@ public final class UserMachine {
             try vm.invalidateTranslations(in: tables.region)
             memory.translationsChanged = false
         }
+        memory.mayHoldTranslations = true
         let run = vcpu.run
         run.pointee.s.regs.regs = registers.kvm
         var dirty = CKVM_SYNC_X86_REGS

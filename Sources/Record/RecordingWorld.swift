@@ -181,6 +181,12 @@ final class RecordingWorld: HostWorld {
         return bytes
     }
 
+    func executablePath(_ opened: () -> String?) throws -> String? {
+        guard let path = opened(), !path.isEmpty else { return nil }
+        writes.append(.bytes(address: 0, data: Array(path.utf8)))
+        return path
+    }
+
     /// A whole host file for a file-backed mapping, read and hashed once
     /// per identity (device, inode, size, modification and change times).
     private func content(of fd: Int32) throws(Errno) -> FileContent {

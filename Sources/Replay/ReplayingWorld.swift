@@ -273,6 +273,18 @@ final class ReplayingWorld: HostWorld {
         throw diverged("the recording has no random bytes for this syscall")
     }
 
+    func executablePath(_ opened: () -> String?) throws -> String? {
+        guard let s = current else { throw diverged("an executable path outside a recorded syscall") }
+        let carried = s.writes.compactMap { w -> [UInt8]? in
+            if case .bytes(0, let data) = w { return data }
+            return nil
+        }
+        // The random bytes come first; a trace recorded before events
+        // carried the path has nothing after them.
+        guard carried.count >= 2, !carried[1].isEmpty else { return nil }
+        return String(decoding: carried[1], as: UTF8.self)
+    }
+
     private var computedCheck: (UInt64, UInt32)?
 
     func checkData(_ bytes: ArraySlice<UInt8>) throws {

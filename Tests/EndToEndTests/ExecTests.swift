@@ -47,6 +47,53 @@ import Testing
         #expect(out == "after exec: INT default 1, USR2 ignored 1, TERM default 1, USR1 blocked 1, fd 5 open 1, fd 6 open 0, pending USR1 1\n")
     }
 
+    /// /proc/self/exe names the file the exec opened, links resolved (as
+    /// Linux's d_path), in the new program and in its fork children; the
+    /// task's name stays the last part of the path it was exec'd by.
+    @Test func procSelfExeNamesTheFileTheExecOpened() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <limits.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static void show(const char *who, const char *real) {
+              char buf[PATH_MAX]; ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+              buf[n < 0 ? 0 : n] = 0;
+              char comm[32] = {0}; FILE *f = fopen("/proc/self/comm", "r");
+              if (f) { fgets(comm, sizeof comm, f); fclose(f); }
+              printf("%s: %s, comm %s", who, strcmp(buf, real) == 0 ? "the file itself" : buf, comm);
+              fflush(stdout);
+            }
+            int main(int argc, char **argv) {
+              if (argc > 3) {
+                show(argv[2], argv[3]);
+                if (fork() == 0) { show("its child", argv[3]); _exit(0); }
+                wait(0);
+                return 0;
+              }
+              char real[PATH_MAX], link[PATH_MAX + 16];
+              if (!realpath("/proc/self/exe", real)) return 2;
+              snprintf(link, sizeof link, "%s/exe-link", argv[1]);
+              unlink(link);
+              if (symlink(real, link)) return 3;
+              if (fork() == 0) { execl(link, "exe-link", "x", "through a link", real, (char *)0); _exit(127); }
+              wait(0);
+              if (fork() == 0) { execl("/proc/self/exe", "again", "x", "through /proc/self/exe", real, (char *)0); _exit(127); }
+              wait(0);
+              return 0;
+            }
+            """#, name: "exelink", args: [dir.path], in: dir)
+        #expect(out == """
+            through a link: the file itself, comm exe-link
+            its child: the file itself, comm exe-link
+            through /proc/self/exe: the file itself, comm exe
+            its child: the file itself, comm exe
+
+            """)
+    }
+
     @Test func fexecveAndExecveatRunTheGuestsFile() throws {
         let out = try Harness.matchesNative(#"""
             #define _GNU_SOURCE

@@ -367,6 +367,88 @@ import Testing
         #expect(out.contains("populate 1 1\nplain 0 0\ntouched 1 0\n"))
     }
 
+    /// Pages the guest has touched (so the vCPU holds translations of them)
+    /// and that munmap or a MAP_FIXED mapping then takes away: the next
+    /// access faults or sees the new page, never the old frame, also when
+    /// the frames come back at other addresses; and pages written, then
+    /// narrowed by mprotect, fault on a write and keep their bytes
+    /// (GuestMemory's translationsChanged: a discarded frame needs no
+    /// memslot round trip; a narrowed page moves to a fresh frame).
+    @Test func touchedPagesUnmappedOrReplaced() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <setjmp.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static sigjmp_buf env;
+            static void segv(int s) { (void)s; siglongjmp(env, 1); }
+            static int reads(volatile char *p) { if (sigsetjmp(env, 1)) return -1; return *p; }
+            static int writes(volatile char *p) { if (sigsetjmp(env, 1)) return -1; *p = 'w'; return 0; }
+            int main(int argc, char **argv) {
+              signal(SIGSEGV, segv);
+              char path[256]; snprintf(path, sizeof path, "%s/touched-file", argv[1]);
+              int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+              char block[4096]; memset(block, 'f', sizeof block); write(fd, block, sizeof block);
+              int faults = 0, stale = 0;
+              char *s = mmap(NULL, 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              for (int round = 0; round < 40; round++) {
+                char *a = mmap(NULL, 4 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+                for (int i = 0; i < 4; i++) a[i * 4096] = 'a' + round % 20;
+                /* replaced by fresh anonymous pages, and by a file's page */
+                mmap(a, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                if (a[0] != 0) stale++;
+                mmap(a + 4096, 4096, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+                if (a[4096] != 'f') stale++;
+                if (writes(a + 4096) == -1) faults++;
+                /* gone, while other mappings take the frames */
+                munmap(a + 2 * 4096, 2 * 4096);
+                char *b = mmap(s, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+                b[0] = 'b'; b[4096] = 'b';
+                if (reads(a + 2 * 4096) == -1) faults++;
+                if (reads(a + 3 * 4096) == -1) faults++;
+                if (writes(a + 3 * 4096) == -1) faults++;
+                /* narrowed: read-only, then nothing, then writable again: the bytes stay */
+                a[0] = 'c';
+                mprotect(a, 4096, PROT_READ);
+                if (writes(a) == -1) faults++;
+                if (a[0] != 'c') stale++;
+                mprotect(a, 4096, PROT_NONE);
+                if (reads(a) == -1) faults++;
+                mprotect(a, 4096, PROT_READ | PROT_WRITE);
+                if (a[0] != 'c') stale++;
+                munmap(a, 2 * 4096);
+                if (reads(a) == -1) faults++;
+                if (reads(a + 4096) == -1) faults++;
+                if (b[0] != 'b' || b[4096] != 'b') stale++;
+                mmap(s, 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+              }
+              /* a large region narrowed at once */
+              char *big = mmap(NULL, 200 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              for (int i = 0; i < 200; i++) big[i * 4096] = 'g';
+              mprotect(big, 200 * 4096, PROT_READ);
+              if (writes(big + 150 * 4096) == -1) faults++;
+              if (big[150 * 4096] != 'g') stale++;
+              /* a fork child's pages keep their protections (its machine ran nothing yet) */
+              fflush(stdout);
+              pid_t c = fork();
+              if (c == 0) {
+                printf("child: %s %c\n", writes(big) == -1 ? "read-only" : "writable", big[0]);
+                fflush(stdout);
+                _exit(0);
+              }
+              waitpid(c, 0, 0);
+              printf("faults %d stale %d\n", faults, stale);
+              return 0;
+            }
+            """#, name: "touched", args: [dir.path], in: dir)
+        #expect(out == "child: read-only g\nfaults 321 stale 0\n")
+    }
+
     @Test func msyncAsLinux() throws {
         let out = try Harness.matchesNative(#"""
             #define _GNU_SOURCE

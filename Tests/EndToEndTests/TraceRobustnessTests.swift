@@ -227,6 +227,50 @@ import Testing
         expectCleanFailure(other, mentioning: ["diverged"], "exit of another thread")
     }
 
+    /// An execve event without the path of the file the exec opened (a
+    /// trace recorded before events carried it, docs/trace-format.md)
+    /// replays; a recording carries it now, after the random bytes.
+    @Test func execEventWithoutTheOpenedPathReplays() throws {
+        let s = Scratch(); defer { s.remove() }
+        let program = try compile(#"""
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              char buf[4096]; ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+              buf[n < 0 ? 0 : n] = 0;
+              const char *base = strrchr(buf, '/');
+              printf("%s: %s\n", argc > 1 ? "after exec" : "first", base ? base + 1 : "none");
+              fflush(stdout);
+              if (argc == 1) { execl("/proc/self/exe", argv[0], "again", (char *)0); return 1; }
+              return 0;
+            }
+            """#)
+        let r = try recordAndReplay(program, replays: 1, in: s)
+        #expect(r.record.status == 0 && r.record.stdout.hasPrefix("first: ") && r.record.stdout.contains("after exec: "))
+        var events = try TraceReader(directory: r.trace).readAll()
+        var removed = 0
+        for (i, e) in events.enumerated() {
+            guard case .syscall(var record) = e, record.number == 59 else { continue }
+            var kernelWrites = 0
+            record.writes.removeAll { w in
+                guard case .bytes(0, _) = w else { return false }
+                kernelWrites += 1
+                return kernelWrites == 2
+            }
+            removed += kernelWrites >= 2 ? 1 : 0
+            events[i] = .syscall(record)
+        }
+        #expect(removed == 1, "the recorded execve carries the opened file's path")
+        var payload: [UInt8] = []
+        for e in events { try EventEncoding.encode(e, into: &payload) }
+        let block = try payload.withUnsafeBytes { try BlockFraming.eventsBlock(payload: $0, firstEvent: 0, eventCount: events.count) }
+        try writeBytes(r.trace + "/events", block + BlockFraming.endBlock(eventCount: UInt64(events.count)))
+        let replay = try detrec(["replay", r.trace], in: s.path)
+        #expect(replay.status == 0, "\(replay.stderr.prefix(600))")
+        #expect(replay.stdout == r.record.stdout)
+    }
+
     /// Replay applies a file mapping's recorded contents only at the mapping
     /// its mmap made: lengths that are not whole pages, offsets, a read-only
     /// mapping and one placed with MAP_FIXED all replay.

@@ -68,6 +68,7 @@ final class StubWorld: HostWorld {
     func pace(seconds: Double) {}
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { throw Errno.noent }
     func randomBytes(_ count: Int) throws -> [UInt8] { Array(repeating: 0xcd, count: count) }
+    func executablePath(_ opened: () -> String?) throws -> String? { opened() }
     func checkData(_ bytes: ArraySlice<UInt8>) throws {}
     func echo(_ bytes: [UInt8], to fd: Int32) { echoed.append((fd, bytes)) }
     var eventCount: Int { 0 }

@@ -38,7 +38,21 @@ public final class GuestMemory {
     private var frames: PageAllocator
     /// Set when a translation was removed or narrowed: the vCPU must drop
     /// cached translations before it runs again.
+    ///
+    /// Not set where a page's frame goes (unmap, a mapping replaced, a
+    /// narrowed protection: `moveToFreshFrame`): its host memory is
+    /// discarded then (MADV_DONTNEED), and KVM's MMU notifier drops every
+    /// translation to that host memory, flushing the TLBs, before madvise
+    /// returns; the next access walks the page tables again. So only a
+    /// moved page, a rebuilt table or a large narrowing needs the memslot
+    /// round trip, which drops every cached
+    /// translation of the address space (and with them the guest's
+    /// shadow pages: each page faults again).
     public var translationsChanged = false
+    /// False until the guest runs on these tables (a new machine, or one
+    /// just reset: KVM has dropped every translation of them): until then
+    /// no change needs telling KVM (the loader's mprotects at an exec).
+    var mayHoldTranslations = false
 
     /// One past the highest guest-physical frame ever handed out.
     var highestFrame: UInt64 { frames.next }
@@ -84,8 +98,7 @@ public final class GuestMemory {
             let va = start + UInt64(i) * 4096
             guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
             if slot.pointee & (PTE.present | PTE.ownsFrame) != 0 {
-                release(slot.pointee)
-                translationsChanged = true
+                if !release(slot.pointee) { translationsChanged = true }
             }
             dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
             guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
@@ -115,9 +128,10 @@ public final class GuestMemory {
                     run = (frame, frame + 4096)
                 }
                 release(slot.pointee, discarded: true)
+            } else {
+                translationsChanged = true  // nothing discarded tells KVM
             }
             slot.pointee = 0
-            translationsChanged = true
         }
         if let r = run { data.discard(r.start, bytes: r.end - r.start) }
         dropPatches(start, count: Int(end - start))  // breakpoint overlay: the pages are gone
@@ -132,13 +146,44 @@ public final class GuestMemory {
         let limit = GuestMemory.limit(access)
         guard pages > 0, start < limit else { return }
         let end = min(start.saturatingAdd(pages: pages), limit)
+        var narrowed: [UnsafeMutablePointer<UInt64>] = []
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let old = slot.pointee
             let new = PTE.leaf(frame: old & PTE.addressMask, protection: protection, user: user)
-            if !PTE.protection(of: old).isSubset(of: protection) { translationsChanged = true }
+            if !PTE.protection(of: old).isSubset(of: protection) { narrowed.append(slot) }
             slot.pointee = new
         }
+        if narrowed.isEmpty || !mayHoldTranslations {
+            // Nothing the vCPU may have cached.
+        } else if narrowed.count > GuestMemory.mostFramesMovedForProtection {
+            translationsChanged = true
+        } else {
+            for slot in narrowed where !moveToFreshFrame(slot) { translationsChanged = true }
+        }
         reapplyDebugProtection(start, pages: Int((end - start) / 4096))
+    }
+
+    /// Up to how many pages a narrowing mprotect moves to fresh frames
+    /// rather than drop every cached translation (ld.so's RELRO: a few).
+    static let mostFramesMovedForProtection = 64
+
+    /// Gives the page of `slot` a copy of its frame, discarding the old one:
+    /// KVM's MMU notifier then drops its translations to the old frame
+    /// (see `translationsChanged`), so a narrowed protection needs no
+    /// memslot round trip. False when that cannot be done (no frame free).
+    private func moveToFreshFrame(_ slot: UnsafeMutablePointer<UInt64>) -> Bool {
+        let entry = slot.pointee
+        let old = entry & PTE.addressMask
+        guard data.contains(old), let fresh = frames.allocate() else { return false }
+        guard data.ensureRegistered(fresh) else {
+            frames.release(fresh)
+            return false
+        }
+        data.pointer(fresh).copyMemory(from: data.pointer(old), byteCount: 4096)
+        dirty?.mark(fresh)  // a host write: KVM's log does not see it
+        slot.pointee = (entry & ~PTE.addressMask) | fresh
+        release(entry)
+        return true
     }
 
     /// Moves the frames of [from, from+pages) to [to, to+pages) without
@@ -175,13 +220,17 @@ public final class GuestMemory {
     }
 
     /// Gives a page's frame back; `discarded`: the caller discards it on
-    /// the host (before the frame is handed out again).
-    private func release(_ entry: UInt64, discarded: Bool = false) {
+    /// the host (before the frame is handed out again, and before the
+    /// guest runs: that drops KVM's translations to it). False when the
+    /// entry's frame is none of `data`'s (nothing was discarded).
+    @discardableResult
+    private func release(_ entry: UInt64, discarded: Bool = false) -> Bool {
         let frame = entry & PTE.addressMask
-        guard data.contains(frame) else { return }
+        guard data.contains(frame) else { return false }
         if !discarded { data.discard(frame, bytes: 4096) }
         dirty?.release(frame)
         frames.release(frame)
+        return true
     }
 
     private func checkRange(_ start: UInt64, pages: Int, limit: UInt64 = GuestMemory.userLimit) throws(GuestMemoryFault) {

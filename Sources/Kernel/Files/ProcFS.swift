@@ -136,6 +136,7 @@ public enum ProcFS {
         guard let (p, _) = owner(l, in: family) else { return nil }
         switch l.rest {
         case ["exe"]:
+            if let opened = p.openedExecutable { return opened }
             let exe = p.executablePath
             return exe.hasPrefix("/") ? exe : GuestPath.currentDirectory(p) + "/" + exe
         case ["cwd"]: return GuestPath.currentDirectory(p)

@@ -6,8 +6,25 @@ import KVMUser
 /// host while recording and from the trace on replay (`HostWorld.loadFile`).
 public enum ExecSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.execve) { c in try execve(c, dir: nil, path: 0, argv: 1, envp: 2, flags: 0) }
-        t.add(SYS.execveat) { c in try execve(c, dir: try c.directory(0), path: 1, argv: 2, envp: 3, flags: c.int(4)) }
+        t.addOutcome(SYS.execve, .emulated) { c in
+            try handingBackLentMemory(c) { try execve(c, dir: nil, path: 0, argv: 1, envp: 2, flags: 0) }
+        }
+        t.addOutcome(SYS.execveat, .emulated) { c in
+            try handingBackLentMemory(c) { try execve(c, dir: try c.directory(0), path: 1, argv: 2, envp: 3, flags: c.int(4)) }
+        }
+    }
+
+    /// An exec that ends a vfork child's loan of its parent's memory yields
+    /// the vCPU: the parent runs on to its wait (or its own work) first.
+    /// Otherwise the child's new program runs beside a runnable parent, and
+    /// every slice of it (each syscall of ld.so's start) takes a preemption
+    /// checkpoint of an address space that exec has just filled. Any order
+    /// is Linux's (on another CPU the two run at once); replay follows the
+    /// trace's order, whatever this policy chose.
+    static func handingBackLentMemory(_ c: SyscallCall, _ exec: () throws -> Int64) throws -> SyscallOutcome {
+        let lent = c.process.vforkParent != nil
+        let result = try exec()
+        return lent && result == 0 ? .yield : .result(result)
     }
 
     /// A NULL-terminated array of strings (argv, envp).
@@ -68,7 +85,7 @@ public enum ExecSyscalls {
             (dirFD, hostPath) = (d, Array(p.utf8))
         } else if dir == nil, let owner = exeLinkOwner(path, process) {
             // The guest's program, not detrec.
-            (dirFD, hostPath) = (-100, Array(owner.executablePath.utf8))
+            (dirFD, hostPath) = (-100, Array((owner.openedExecutable ?? owner.executablePath).utf8))
         } else {
             // The guest's /proc decides what /proc/self/fd/N are.
             var (target, name, hostDir) = GuestPath.hostArguments(Array(path.utf8), from: dir, process: process, follow: noFollow == 0)
@@ -107,7 +124,8 @@ public enum ExecSyscalls {
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .acces }
         guard st.st_mode & 0o111 != 0 else { throw .acces }
-        return FileContent(sha256: "", bytes: try HostFile.readAll(fd), identity: HostFile.Identity(st))
+        return FileContent(sha256: "", bytes: try HostFile.readAll(fd), identity: HostFile.Identity(st),
+                           openedPath: GuestPath.hostReadlink("/proc/self/fd/\(fd)"))
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {
@@ -117,8 +135,14 @@ public enum ExecSyscalls {
         let envp = try strings(c, c.arg(envpArg))
         let world = c.world
         let p = c.process
+        // Where the host opened the last file loaded (recording only).
+        var opened: String?
         func load(_ path: String, _ d: OpenFile?, flags: Int32 = 0) throws -> FileContent {
-            try world.loadFile { () throws(Errno) -> FileContent in try readHostFile(path, relativeTo: d, flags: flags, process: p) }
+            try world.loadFile { () throws(Errno) -> FileContent in
+                let content = try readHostFile(path, relativeTo: d, flags: flags, process: p)
+                opened = content.openedPath
+                return content
+            }
         }
         // The name the new program gets (AT_EXECFN, a script's argument):
         // Linux's bprm->filename, "/dev/fd/N" for a descriptor.
@@ -145,6 +169,7 @@ public enum ExecSyscalls {
             absolute = WorkingDirectory.resolve(interp, against: p.cwd.path)
             program = try load(interp, nil)
         }
+        let programOpened = opened
         let image: ELFImage
         do { image = try ELFImage.parse(program.bytes, sha256: program.sha256) } catch { throw Errno(ENOEXEC) }
         var interpreter: (path: String, bytes: [UInt8])?
@@ -155,6 +180,7 @@ public enum ExecSyscalls {
             interpreterSHA = content.sha256
         }
         let random = try world.randomBytes(16)
+        let openedExecutable = try world.executablePath { programOpened }
         // The point of no return: the old image goes.
         let machine = try MachinePool.take(device: p.machine.device, cpuid: p.machine.cpuid)
         for t in p.threads { p.mm.leave(t) }
@@ -179,6 +205,7 @@ public enum ExecSyscalls {
         p.posixTimers = []
         p.hasExeced = true
         p.executablePath = absolute
+        p.openedExecutable = openedExecutable
         // Signals pending for the thread that execs stay pending for it;
         // the process's other threads are gone.
         let pending = p.current.pending

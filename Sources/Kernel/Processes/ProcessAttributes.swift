@@ -9,6 +9,11 @@ public struct ProcessAttributes {
     /// The path the program was started with (AT_EXECFN, /proc/self/exe);
     /// exec sets it.
     public var executablePath: String
+    /// The file the last exec opened, as the host named it (symbolic links
+    /// resolved): what /proc/self/exe shows, as Linux's d_path of the
+    /// file. Nil for the first program and for traces recorded without it:
+    /// /proc/self/exe then names `executablePath`.
+    public var openedExecutable: String?
     /// Resource limits the guest set (prlimit64), by resource number; exec keeps them.
     public var limits: [Int32: (soft: UInt64, hard: UInt64)] = [:]
     /// Set by `detrec record --chaos`: randomized scheduling (recording only).

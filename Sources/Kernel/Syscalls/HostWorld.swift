@@ -16,10 +16,14 @@ public struct FileContent: Equatable, Sendable {
     /// The host file it was read from, when known (`HostFile.Identity`):
     /// a recording hashes the same unchanged file once.
     public var identity: HostFile.Identity?
-    public init(sha256: String, bytes: [UInt8], identity: HostFile.Identity? = nil) {
+    /// The file the host opened, as its /proc/self/fd link names it
+    /// (symbolic links resolved): what /proc/PID/exe shows after an exec.
+    public var openedPath: String?
+    public init(sha256: String, bytes: [UInt8], identity: HostFile.Identity? = nil, openedPath: String? = nil) {
         self.sha256 = sha256
         self.bytes = bytes
         self.identity = identity
+        self.openedPath = openedPath
     }
 
     /// The same content: where it was read from does not matter.
@@ -163,6 +167,12 @@ public protocol HostWorld: AnyObject {
     /// Random bytes the kernel itself needs (a new AT_RANDOM), carried in
     /// the current event.
     func randomBytes(_ count: Int) throws -> [UInt8]
+
+    /// The file an exec opened, as /proc/PID/exe names it: recording asks
+    /// `opened` and carries it in the current event, after the random
+    /// bytes; replay takes it from there, nil for a trace recorded before
+    /// events carried it (and when the host could not name the file).
+    func executablePath(_ opened: () -> String?) throws -> String?
 
     /// The guest slept this long on purpose (nanosleep): replay waits as
     /// long too, unless asked to skip sleeps, so a replay keeps the

@@ -142,6 +142,7 @@ final class DebugWorld: HostWorld {
     func takeStall() -> Bool { inner.takeStall() }
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent { try inner.loadFile(read) }
     func randomBytes(_ count: Int) throws -> [UInt8] { try inner.randomBytes(count) }
+    func executablePath(_ opened: () -> String?) throws -> String? { try inner.executablePath(opened) }
     func checkData(_ bytes: ArraySlice<UInt8>) throws { try inner.checkData(bytes) }
     func shouldBlock(_ check: () -> Bool) -> Bool { inner.shouldBlock(check) }
     func signalEndsWait(_ stillWaits: () -> Bool) -> Bool { inner.signalEndsWait(stillWaits) }
