@@ -149,4 +149,67 @@ import Testing
         let again = try Harness.replay(trace)
         #expect(again.stdout == rec.stdout)
     }
+
+    /// A shared mapping shows the file it was made from, not whatever
+    /// file has its name: a file made again under the same name after the
+    /// old one was unmapped and unlinked starts from its own content (as
+    /// Python's test_mmap does test after test), and a file renamed over
+    /// a name still mapped leaves the old mapping, and the old file, alone.
+    @Test func aFileMadeAgainUnderTheSameNameIsAnotherObject() throws {
+        let path = dir.appendingPathComponent("again-\(UUID().uuidString.prefix(8))").path
+        let out = try Harness.matchesNative(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            static int make(const char *path, const char *text, int fill) {
+              int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+              char page[4096];
+              memset(page, fill, sizeof page);
+              write(fd, page, sizeof page);
+              write(fd, text, strlen(text));
+              ftruncate(fd, 8192);
+              return fd;
+            }
+            static char *map(int fd) {
+              return mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            }
+            int main(int argc, char **argv) {
+              char tmp[300];
+              snprintf(tmp, sizeof tmp, "%s.new", argv[1]);
+              int fd = make(argv[1], "first", 'a');
+              char *m = map(fd);
+              close(fd);
+              memset(m, 'c', 10);
+              munmap(m, 8192);
+              unlink(argv[1]);
+              fd = make(argv[1], "second", 0);
+              m = map(fd);
+              close(fd);
+              getppid();
+              printf("made again: [%s] first byte %d\n", m + 4096, m[0]);
+              munmap(m, 8192);
+              int oldfd = make(argv[1], "third", 'x');
+              char *old = map(oldfd);
+              close(make(tmp, "fourth", 'y'));
+              rename(tmp, argv[1]);
+              fd = open(argv[1], O_RDWR);
+              char *now = map(fd);
+              strcpy(old + 4096, "old one");
+              getppid();
+              char buf[16] = {0};
+              pread(oldfd, buf, 7, 4096);
+              printf("old mapping [%s] %c, old file [%s], mapped after the rename [%s] %c\n",
+                     old + 4096, old[0], buf, now + 4096, now[0]);
+              unlink(argv[1]);
+              return 0;
+            }
+            """#, name: "mapagain", args: [path], in: dir)
+        #expect(out == """
+            made again: [second] first byte 0
+            old mapping [old one] x, old file [old one], mapped after the rename [fourth] y
+
+            """)
+    }
 }

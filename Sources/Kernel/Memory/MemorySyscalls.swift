@@ -144,6 +144,8 @@ enum MemorySyscalls {
                 guard Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR else { throw .acces }
                 let seals = Glibc.fcntl(fd, 1034)   // F_GET_SEALS
                 if seals > 0 && seals & (8 | 16) != 0 { throw .perm }   // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
+                // Which file this is, so replay finds the same shared object.
+                if let identity = SharedMemory.identity(of: fd) { effects.carry(identity) }
             }
             try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
             return Int64(start)
@@ -171,7 +173,7 @@ enum MemorySyscalls {
             PatchedInstructions.patch(p.mm, from: start, to: start + length, content: key)
         }
         if sharedView {
-            let object = SharedMemory.object(for: file, process: p)
+            let object = SharedMemory.object(for: file, identity: outcome.carried.first, process: p)
             if p.mm.sharedViews.contains(where: { $0.object === object && $0.offset < offset + length && offset < $0.offset + ($0.end - $0.start) }) {
                 // Two ranges of one memory showing the same pages would need
                 // one frame behind both; each is its own copy until the next

@@ -22,9 +22,12 @@ import KVMUser
 /// recording that change the file are not seen (docs/architecture.md).
 public final class SharedObject {
     /// Which file the object is, to find it again when another process
-    /// maps it: the path, resolved against the working directory (names
-    /// through other links are other objects), or the open file of a memfd.
+    /// maps it: the host file's device and inode, as the page cache knows
+    /// it (recorded with the mmap, so replay finds the same object); the
+    /// path, resolved against the working directory, for a trace that did
+    /// not record them; or the open file of a memfd.
     enum Key: Hashable {
+        case inode(device: UInt64, inode: UInt64)
         case path(String)
         case open(ObjectIdentifier)
         case anonymous
@@ -57,15 +60,47 @@ public struct SharedView {
 enum SharedMemory {
     /// The object a new MAP_SHARED mapping shows: the one the recording
     /// already has for this file, or a new one.
-    static func object(for file: OpenFile?, process p: Process) -> SharedObject {
+    /// `identity` is the file's device and inode (`identity(of:)`), as the
+    /// mmap's host call carried it.
+    static func object(for file: OpenFile?, identity: [UInt8]? = nil, process p: Process) -> SharedObject {
         guard let file else { return SharedObject(key: .anonymous, file: nil) }
-        let key: SharedObject.Key = file.path.hasPrefix("memfd:") || file.path.isEmpty
-            ? .open(ObjectIdentifier(file))
-            : .path(WorkingDirectory.resolve(file.path, against: p.cwd.path))
+        forgetUnmapped(p.family)
+        let key: SharedObject.Key
+        if file.path.hasPrefix("memfd:") || file.path.isEmpty {
+            key = .open(ObjectIdentifier(file))
+        } else if let identity, identity.count == 16 {
+            key = .inode(device: Bytes.u64(identity, at: 0), inode: Bytes.u64(identity, at: 8))
+        } else {
+            key = .path(WorkingDirectory.resolve(file.path, against: p.cwd.path))
+        }
         if let known = p.family.sharedObjects[key] { return known }
         let object = SharedObject(key: key, file: file)
         p.family.sharedObjects[key] = object
         return object
+    }
+
+    /// The host file's device and inode, 16 bytes for `HostEffects.carry`
+    /// (recording only); nil when fstat fails.
+    static func identity(of fd: Int32) -> [UInt8]? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return nil }
+        return Bytes.u64(UInt64(st.st_dev)) + Bytes.u64(UInt64(st.st_ino))
+    }
+
+    /// File objects no process maps any more leave the recording, as the
+    /// page cache's pages belong to the file then: their pages went to the
+    /// file at the host call that preceded (`writeBack`), and a file made
+    /// later under the same name, or on a reused inode, is another object
+    /// that starts from what its file holds. Decided from guest state
+    /// alone, the same in record and replay.
+    static func forgetUnmapped(_ family: ProcessFamily) {
+        guard !family.sharedObjects.isEmpty else { return }
+        var mapped: Set<ObjectIdentifier> = []
+        var seen: Set<ObjectIdentifier> = []
+        for p in family.processes where seen.insert(ObjectIdentifier(p.mm)).inserted {
+            for view in p.mm.sharedViews { mapped.insert(ObjectIdentifier(view.object)) }
+        }
+        family.sharedObjects = family.sharedObjects.filter { mapped.contains(ObjectIdentifier($0.value)) }
     }
 
     /// Pages of `view` one at a time: (address, page index in the object).

@@ -135,6 +135,7 @@ public struct SyscallTable {
         t.family(.host, DescriptorSyscalls.register)
         t.family(.emulated, MemorySyscalls.register)
         t.family(.host, TimeSyscalls.register)
+        t.family(.host, ClockSetting.register)
         t.family(.emulated, ProcessSyscalls.register)
         t.family(.emulated, SignalSyscalls.register)
         t.family(.emulated, FutexSyscalls.register)
