@@ -26,8 +26,9 @@ enum ClockSetting {
     /// Linux would have set it.
     static func refuse(_ c: SyscallCall, _ what: String) throws -> Int64 {
         let process = c.process, rip = c.rip, number = c.number
+        let capable = process.current.credentials.capable(capSysTime)
         return try c.host { _ in
-            if ProcessSyscalls.hasCapability(capSysTime) {
+            if capable {
                 process.report("\(SyscallNames.name(number)) would set \(what), which detrec does not do; returning EPERM",
                                key: 0x3_0000_0000 | number, rip: rip)
             }
@@ -80,7 +81,7 @@ enum ClockSetting {
         if let time, !settable(seconds: time.seconds, nanoseconds: time.nanoseconds) { throw Errno.inval }
         if tv == 0 && tz == 0 {
             // Nothing to set: allowed with the capability.
-            return try c.host { _ in ProcessSyscalls.hasCapability(capSysTime) ? 0 : Errno.perm.result }
+            return c.process.current.credentials.capable(capSysTime) ? 0 : Errno.perm.result
         }
         return try refuse(c, tv != 0 ? "the time" : "the kernel's time zone")
     }
