@@ -120,6 +120,44 @@ import Testing
         #expect(try preemptions(trace).count >= 1)
     }
 
+    /// Generated code's page goes to its code phase (its cpuid patched)
+    /// when it first runs; a store moves it back to data inside a slice
+    /// that is then rolled back (the thread spins until the other one has
+    /// run, which only a preemption allows). The rollback puts the phase and
+    /// the patches back with the bytes: the program then reads its own
+    /// cpuid opcode, never the int3 of a patch the rollback forgot, and the
+    /// replay takes the same faults (a JVM's GC threads store into its code
+    /// cache this way).
+    @Test func rollbacksRestoreGeneratedCodesPhaseAndPatches() throws {
+        let source = #"""
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            static volatile int other_ran;
+            static void *other(void *a) { other_ran = 1; return a; }
+            int main(void) {
+              unsigned char *code = mmap(0, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              if (code == MAP_FAILED) return 1;
+              static const unsigned char fn[] = { 0x53, 0x31, 0xc0, 0x0f, 0xa2, 0x5b, 0xc3 }; /* push rbx; xor eax,eax; cpuid; pop rbx; ret */
+              memcpy(code, fn, sizeof fn);
+              unsigned leaves = ((unsigned (*)(void))code)();
+              pthread_t t; pthread_create(&t, 0, other, 0);
+              ((volatile unsigned char *)code)[2048] = 1;
+              while (!other_ran) ;
+              pthread_join(t, 0);
+              printf("leaves %d opcode %02x %02x\n", leaves > 0, ((volatile unsigned char *)code)[3], ((volatile unsigned char *)code)[4]);
+              return 0; }
+            """#
+        let exe = try Harness.compile(source, name: "wxrollback", in: dir)
+        let native = try Harness.run([exe])
+        #expect(native.stdout == "leaves 1 opcode 0f a2\n")
+        let (rec, trace) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.status == 0)
+        #expect(rec.stdout == native.stdout)
+        #expect(try preemptions(trace).count >= 1)
+    }
+
     /// `--chaos` draws random quanta, so where a thread is preempted, and
     /// with it how a race ends, depends on the seed. Each thread increments
     /// a shared counter without synchronization until the other has made

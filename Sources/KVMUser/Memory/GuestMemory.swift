@@ -404,6 +404,24 @@ public final class GuestMemory {
     /// counter and an rdtsc site may share an address).
     private var holders: [UInt64: Int] = [:]
 
+    /// The overlay's bookkeeping (what is patched, the original bytes, the
+    /// holders), saved by a preemption checkpoint: a rollback puts memory's
+    /// bytes back as they were, int3s included, so it must put back which
+    /// of them are patches too (`restorePatchState`).
+    public struct PatchState {
+        fileprivate var patches: [UInt64: UInt8]
+        fileprivate var holders: [UInt64: Int]
+    }
+
+    public var patchState: PatchState { PatchState(patches: patches, holders: holders) }
+
+    /// Only right after memory was restored to the bytes it held when
+    /// `state` was taken.
+    public func restorePatchState(_ state: PatchState) {
+        patches = state.patches
+        holders = state.holders
+    }
+
     /// Writes an int3 (0xCC) at `va`, ignoring page protection, and
     /// remembers what was there. Each insert needs its own remove.
     public func insertPatch(_ va: UInt64) throws(GuestMemoryFault) {

@@ -64,6 +64,34 @@ enum WriteXorExecute {
         return true
     }
 
+    /// Which pages are in their code phase and what is patched, as a
+    /// preemption checkpoint keeps it: phases flip at faults inside a slice,
+    /// so a rollback that puts memory back must put these back with it.
+    struct Phases {
+        var codePages: Set<UInt64>
+        var sites: [UInt64: PatchedInstruction]
+        var overlay: GuestMemory.PatchState
+    }
+
+    static func phases(_ mm: MemoryContext) -> Phases {
+        Phases(codePages: mm.space.codePages, sites: mm.patchedSites, overlay: mm.machine.memory.patchState)
+    }
+
+    /// After memory was restored to the checkpoint of `saved` (no syscall
+    /// since, so the mappings are the same): each page that changed phase
+    /// gets its old phase's protection back, and the patches are those the
+    /// restored bytes hold.
+    static func restore(_ mm: MemoryContext, _ saved: Phases) {
+        for page in mm.space.codePages.symmetricDifference(saved.codePages) {
+            guard let m = mm.space.mapping(containing: page), applies(m.protection) else { continue }
+            let code = saved.codePages.contains(page)
+            mm.machine.memory.protect(page, pages: 1, protection: m.protection.subtracting(code ? .write : .execute))
+        }
+        mm.space.codePages = saved.codePages
+        mm.patchedSites = saved.sites
+        mm.machine.memory.restorePatchState(saved.overlay)
+    }
+
     private static func toCode(_ mm: MemoryContext, _ page: UInt64, _ protection: PageProtection) {
         mm.space.codePages.insert(page)
         mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.write))

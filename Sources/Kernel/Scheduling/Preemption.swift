@@ -68,6 +68,8 @@ struct SliceState {
         var extendedState: [UInt8]
         var signals: SignalState
         var memory: MemorySnapshot
+        /// W^X phases and patches, which faults in the slice change.
+        var code: WriteXorExecute.Phases
     }
 
     /// An int3 at `rip`, counting how often the thread reaches it.
@@ -120,7 +122,8 @@ extension ProcessRunner {
         process.memory.capture(into: memory)
         let xs = try machine.extendedState()
         slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
-                                 extendedState: xs, signals: process.signals, memory: memory)
+                                 extendedState: xs, signals: process.signals, memory: memory,
+                                 code: WriteXorExecute.phases(process.mm))
         slice.quantum = Preemption.quantum(thread, in: process)
         interrupt(at: now + slice.quantum)
     }
@@ -219,6 +222,7 @@ extension ProcessRunner {
         disarmCounter()
         let machine = process.machine
         try process.memory.restore(c.memory)
+        WriteXorExecute.restore(process.mm, c.code)
         machine.registers = c.registers
         machine.fsBase = c.fsBase
         machine.gsBase = c.gsBase
