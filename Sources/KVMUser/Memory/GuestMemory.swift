@@ -138,11 +138,17 @@ public final class GuestMemory {
     }
 
     /// Changes the protection of the mapped pages in the range.
-    public func protect(_ start: UInt64, pages: Int, protection: PageProtection) {
-        protect(start, pages: pages, protection: protection, access: .user)
+    /// `keepingFrames`: a narrowed page keeps its frame (and the next run
+    /// drops every cached translation) instead of moving to a fresh one.
+    /// Changes in the middle of a slice need it (W^X phase flips at a
+    /// fault): a preemption checkpoint is indexed by frame and assumes the
+    /// slice's page tables are those it was taken with.
+    public func protect(_ start: UInt64, pages: Int, protection: PageProtection, keepingFrames: Bool = false) {
+        protect(start, pages: pages, protection: protection, access: .user, keepingFrames: keepingFrames)
     }
 
-    func protect(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess, user: Bool = true) {
+    func protect(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess, user: Bool = true,
+                 keepingFrames: Bool = false) {
         let limit = GuestMemory.limit(access)
         guard pages > 0, start < limit else { return }
         let end = min(start.saturatingAdd(pages: pages), limit)
@@ -155,7 +161,7 @@ public final class GuestMemory {
         }
         if narrowed.isEmpty || !mayHoldTranslations {
             // Nothing the vCPU may have cached.
-        } else if narrowed.count > GuestMemory.mostFramesMovedForProtection {
+        } else if keepingFrames || narrowed.count > GuestMemory.mostFramesMovedForProtection {
             translationsChanged = true
         } else {
             for slot in narrowed where !moveToFreshFrame(slot) { translationsChanged = true }

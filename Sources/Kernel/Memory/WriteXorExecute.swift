@@ -85,7 +85,7 @@ enum WriteXorExecute {
         for page in mm.space.codePages.symmetricDifference(saved.codePages) {
             guard let m = mm.space.mapping(containing: page), applies(m.protection) else { continue }
             let code = saved.codePages.contains(page)
-            mm.machine.memory.protect(page, pages: 1, protection: m.protection.subtracting(code ? .write : .execute))
+            mm.machine.memory.protect(page, pages: 1, protection: m.protection.subtracting(code ? .write : .execute), keepingFrames: true)
         }
         mm.space.codePages = saved.codePages
         mm.patchedSites = saved.sites
@@ -94,13 +94,13 @@ enum WriteXorExecute {
 
     private static func toCode(_ mm: MemoryContext, _ page: UInt64, _ protection: PageProtection) {
         mm.space.codePages.insert(page)
-        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.write))
+        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.write), keepingFrames: true)
         PatchedInstructions.patch(mm, from: page, to: page + 4096)
     }
 
     private static func toData(_ mm: MemoryContext, _ page: UInt64, _ protection: PageProtection) {
         mm.space.codePages.remove(page)
         PatchedInstructions.unpatch(mm, from: page, to: page + 4096)
-        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.execute))
+        mm.machine.memory.protect(page, pages: 1, protection: protection.subtracting(.execute), keepingFrames: true)
     }
 }
