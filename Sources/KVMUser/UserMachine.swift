@@ -60,6 +60,8 @@ public final class UserMachine {
     /// `DETREC_CHECKPOINTS=full-copy` turns the dirty page log off (to
     /// compare the two checkpoint methods).
     static let fullCopyRequested: Bool = getenv("DETREC_CHECKPOINTS").map { String(cString: $0) == "full-copy" } ?? false
+    /// `DETREC_STUB_XSAVE=off` keeps the bare SYSCALL stub (EntryStubs), to compare.
+    static let stubXSAVERequested: Bool = getenv("DETREC_STUB_XSAVE").map { String(cString: $0) != "off" } ?? true
 
     public init(device: KVMDevice, cpuid: CPUIDTable, memorySize: UInt64 = UserMachine.defaultMemorySize) throws(KVMError) {
         self.device = device
@@ -67,7 +69,7 @@ public final class UserMachine {
         guard capabilities.syncRegs else { throw .unsupported("KVM_CAP_SYNC_REGS") }
         guard capabilities.xcrs else { throw .unsupported("KVM_CAP_XCRS") }
         self.cpuid = cpuid
-        stubSavesXSAVE = UserMachine.xsaveSize(cpuid) <= EntryStubs.xsaveRoom && getenv("DETREC_STUB_XSAVE").map { String(cString: $0) != "off" } ?? true
+        stubSavesXSAVE = UserMachine.stubXSAVERequested && UserMachine.xsaveSize(cpuid) <= EntryStubs.xsaveRoom
         syscallOut = EntryStubs.syscallOut(savesXSAVE: stubSavesXSAVE)
         vm = try VirtualMachine(device: device)
         // Both regions are cut into memslots that KVM is given as they

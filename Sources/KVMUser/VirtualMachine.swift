@@ -15,13 +15,11 @@ final class VirtualMachine {
     deinit { close(fd) }
 
     /// Registers the region's first memslot, and the others as frames in
-    /// them are handed out (`PhysicalRegion.ensureRegistered`); with
-    /// `logDirtyPages`, KVM logs every guest write to them
-    /// (KVM_MEM_LOG_DIRTY_PAGES) for `dirtyLog`. `setDirtyLogging` turns
-    /// the log on or off later.
-    func add(_ region: PhysicalRegion, logDirtyPages: Bool = false) throws(KVMError) {
-        slotFlags[region.slot] = logDirtyPages ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
-        try setSlot(region, 0, present: true, flags: slotFlags[region.slot] ?? 0)
+    /// them are handed out (`PhysicalRegion.ensureRegistered`), without
+    /// KVM's dirty page log: `setDirtyLogging` turns it on (for `dirtyLog`).
+    func add(_ region: PhysicalRegion) throws(KVMError) {
+        slotFlags[region.slot] = 0
+        try setSlot(region, 0, present: true)
         region.registered(count: 1)
         keepRegistering(region)
         regions.append(region)
@@ -48,9 +46,8 @@ final class VirtualMachine {
     /// flags-only change: the memory and KVM's mappings stay). Turning it
     /// on write-protects what KVM has mapped, and the log starts empty;
     /// turning it off frees the bitmaps. While it is off KVM may map a
-    /// fault's neighbouring pages at once (it prefetches only pages it
-    /// need not log), which makes a guest's first touch of fresh memory
-    /// several times cheaper under shadow paging.
+    /// fault's neighbouring pages with it (it prefetches only pages it need
+    /// not log, and only where the host already backs them).
     func setDirtyLogging(_ region: PhysicalRegion, on: Bool) throws(KVMError) {
         let flags = on ? UInt32(CKVM_MEM_LOG_DIRTY_PAGES) : 0
         guard slotFlags[region.slot] != flags else { return }

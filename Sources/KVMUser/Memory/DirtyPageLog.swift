@@ -8,8 +8,9 @@ import Glibc
 ///
 /// The log is armed at the first harvest, not when the machine is made:
 /// a process that never takes a checkpoint (one thread, no timer; every
-/// replay) then runs with KVM's log off, where KVM maps a fault's
-/// neighbouring pages at once instead of one page per fault. Arming turns
+/// replay) then runs with KVM's log off, where KVM may map a fault's
+/// neighbouring pages with it when the host already backs them (pages
+/// detrec filled: exec's file contents, fork's copy). Arming turns
 /// KVM_MEM_LOG_DIRTY_PAGES on for the region's memslots and counts every
 /// page the host has backed as changed (nothing was logged before it), so
 /// nothing written is ever missed. `harvest` then reads the log of the
@@ -68,8 +69,8 @@ final class DirtyPageLog {
     func harvest(below highest: UInt64) -> Bool {
         guard failure == nil else { return false }
         if !armed, !arm(below: highest) { return false }
-        guard highest > region.guestBase else { return true }
-        let usedPages = Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
+        let usedPages = pages(below: highest)
+        guard usedPages > 0 else { return true }
         let pagesPerSlot = Int(region.slotSize / 4096)
         let slots = (usedPages + pagesPerSlot - 1) / pagesPerSlot
         for i in 0..<slots {
@@ -99,13 +100,15 @@ final class DirtyPageLog {
             return false
         }
         armed = true
-        guard highest > region.guestBase else { return true }
-        let pages = Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
-        var vector = [UInt8](repeating: 0, count: pages)
-        let r = vector.withUnsafeMutableBufferPointer { mincore(region.host, pages * 4096, $0.baseAddress) }
-        // Without residency every page counts as written: slower, still right.
-        for i in 0..<pages where r != 0 || vector[i] & 1 != 0 { markPage(i) }
+        for (i, resident) in GuestMemory.residency(ofHost: region.host, pages: pages(below: highest)).enumerated()
+            where resident & 1 != 0 { markPage(i) }
         return true
+    }
+
+    /// The region's pages below `highest`.
+    private func pages(below highest: UInt64) -> Int {
+        guard highest > region.guestBase else { return 0 }
+        return Int((min(highest, region.guestBase + region.size) - region.guestBase + 4095) / 4096)
     }
 
     /// The machine goes to a new program (`UserMachine.reset`): KVM stops

@@ -252,7 +252,11 @@ extension GuestMemory {
     /// Which pages of a region-sized host mapping at `host` are backed
     /// (mincore), up to the highest frame handed out.
     func residency(of host: UnsafeMutableRawPointer) -> [UInt8] {
-        let pages = Int((highestFrame - data.guestBase) / 4096)
+        GuestMemory.residency(ofHost: host, pages: Int((highestFrame - data.guestBase) / 4096))
+    }
+
+    /// Which of the `pages` pages at `host` are backed (mincore).
+    static func residency(ofHost host: UnsafeMutableRawPointer, pages: Int) -> [UInt8] {
         guard pages > 0 else { return [] }
         var vector = [UInt8](repeating: 0, count: pages)
         let r = vector.withUnsafeMutableBufferPointer { mincore(host, pages * 4096, $0.baseAddress) }

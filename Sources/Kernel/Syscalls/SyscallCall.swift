@@ -217,7 +217,6 @@ public struct SyscallCall {
         let credentials = process.current.credentials
         let realIDs = CredentialsOnHost.usesRealIDs(number: number, args: args)
         guard !family.sharedObjects.isEmpty else {
-            guard CredentialsOnHost.differs(credentials, realIDs: realIDs) else { return try world.host(memory: memory, body) }
             return try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
                 try CredentialsOnHost.with(credentials, realIDs: realIDs) { () throws(Errno) -> Int64 in try body(&effects) }
             }
