@@ -102,6 +102,7 @@ public struct Recorder {
             let runner = ProcessRunner(process: process, world: world)
             runner.strict = options.strict
             termination = try runner.run()
+            if PreemptionStats.wanted { fputs(PreemptionStats.summary + "\n", stderr) }
         } catch {
             // Keep what was recorded: the trace replays up to here.
             try? writer.flush()

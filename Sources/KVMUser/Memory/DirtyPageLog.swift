@@ -46,8 +46,16 @@ final class DirtyPageLog {
 
     /// Detrec is about to write the page holding guest-physical `gpa`.
     @inline(__always) func mark(_ gpa: UInt64) {
-        markPage(Int((gpa - region.guestBase) >> 12))
+        let page = Int((gpa - region.guestBase) >> 12)
+        if noting { noted.append(UInt32(truncatingIfNeeded: page)) }
+        markPage(page)
     }
+
+    /// Whether detrec's own writes and releases are also noted in `noted`
+    /// (a preemption window keeps what each of its syscalls changed).
+    var noting = false
+    /// Pages detrec wrote or gave back while `noting`, in order, with repeats.
+    var noted: [UInt32] = []
 
     @inline(__always) private func markPage(_ page: Int) {
         let word = page >> 6, bit = UInt64(1) << UInt64(page & 63)
@@ -60,6 +68,7 @@ final class DirtyPageLog {
 
     /// The page holding `gpa` went back to the host (madvise): it reads as zero.
     func release(_ gpa: UInt64) {
+        if noting { noted.append(UInt32(truncatingIfNeeded: (gpa - region.guestBase) >> 12)) }
         released.append(UInt32(truncatingIfNeeded: (gpa - region.guestBase) >> 12))
     }
 

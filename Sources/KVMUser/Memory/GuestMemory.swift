@@ -56,6 +56,10 @@ public final class GuestMemory {
 
     /// One past the highest guest-physical frame ever handed out.
     var highestFrame: UInt64 { frames.next }
+    /// Counts the changes of which frame backs a page (map, unmap, move, a
+    /// narrowing protect): a preemption window ends at a syscall that made
+    /// one, since its re-run would write through the new tables.
+    public private(set) var frameChanges = 0
 
     /// What changed since the last checkpoint, when KVM keeps a dirty page
     /// log of `data` (MemorySnapshot.swift); every host write below marks it.
@@ -94,6 +98,7 @@ public final class GuestMemory {
         // Out of guest memory is refused before anything changes (a huge
         // brk or mmap would otherwise map pages until the frames run out).
         guard UInt64(pages) <= frames.available else { throw GuestMemoryFault(address: start) }
+        frameChanges &+= 1
         for i in 0..<pages {
             let va = start + UInt64(i) * 4096
             guard let slot = tables.leaf(va, create: true) else { throw GuestMemoryFault(address: va) }
@@ -114,6 +119,7 @@ public final class GuestMemory {
     /// Removes pages; holes are skipped. Their frames go back to the host.
     public func unmap(_ start: UInt64, pages: Int) {
         guard pages > 0, start < GuestMemory.userLimit else { return }
+        frameChanges &+= 1
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
         // Frames handed out in a row mostly come back in a row: one
         // madvise per run of them, not one per page.
@@ -186,6 +192,7 @@ public final class GuestMemory {
             return false
         }
         data.pointer(fresh).copyMemory(from: data.pointer(old), byteCount: 4096)
+        frameChanges &+= 1
         dirty?.mark(fresh)  // a host write: KVM's log does not see it
         slot.pointee = (entry & ~PTE.addressMask) | fresh
         release(entry)
@@ -197,6 +204,7 @@ public final class GuestMemory {
     public func move(from: UInt64, to: UInt64, pages: Int) throws(GuestMemoryFault) {
         try checkRange(from, pages: pages)
         try checkRange(to, pages: pages)
+        frameChanges &+= 1
         var moved: [(UInt64, UInt64)] = []
         tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
             moved.append((va - from, slot.pointee))

@@ -72,7 +72,10 @@ public final class MappedFile: @unchecked Sendable, Equatable {
 /// ones go. Only bookkeeping: the page tables are changed by the caller
 /// through `GuestMemory`.
 public struct AddressSpace {
-    public private(set) var mappings: [Mapping] = []
+    public private(set) var mappings: [Mapping] = [] { didSet { generation &+= 1 } }
+    /// Changes with every change of `mappings`: a preemption window ends at
+    /// a syscall that changed the layout (its re-run needs the old tables).
+    public private(set) var generation = 0
     /// Where top-down placement of new mappings starts (below the stack gap).
     public var mmapBase: UInt64
     /// The lowest address mmap hands out without MAP_FIXED (vm.mmap_min_addr).

@@ -59,6 +59,14 @@ struct SliceState {
     /// and nothing was lost.
     var interrupted: (registers: Registers, fsBase: UInt64, pages: [UInt64: [UInt8]])?
     var preempted = false
+    /// The checkpoint's window (PreemptionWindow.swift): the syscalls since.
+    var window: PreemptionWindow?
+    /// The syscall that ended the slice.
+    var syscall: SliceSyscall?
+    /// `AddressSpace.generation` and `GuestMemory.frameChanges` when the slice started.
+    var layout = (mappings: 0, frames: 0)
+    /// The slice was rolled back to its checkpoint.
+    var rolledBack = false
 
     /// The thread's state at the start of the slice (recording).
     struct Checkpoint {
@@ -105,6 +113,7 @@ extension ProcessRunner {
             previous.preemptions = 0
         }
         disarmCounter()
+        let previous = slice
         let reused = slice.checkpoint?.memory
         slice = SliceState(marker: marker, thread: thread, process: process, started: now)
         if world.isReplaying {
@@ -114,7 +123,16 @@ extension ProcessRunner {
             return
         }
         guard mayNeedTheVCPU() else {
+            process.memory.stopNotingHostWrites()
             interrupt(at: nil)
+            return
+        }
+        slice.layout = (process.space.generation, process.memory.frameChanges)
+        if let window = continuedWindow(after: previous, marker: marker, now: now) {
+            slice.checkpoint = previous.checkpoint
+            slice.window = window
+            slice.quantum = Preemption.quantum(thread, in: process)
+            interrupt(at: now + slice.quantum)
             return
         }
         let machine = process.machine
@@ -124,6 +142,13 @@ extension ProcessRunner {
         slice.checkpoint = .init(registers: machine.registers, fsBase: machine.fsBase, gsBase: machine.gsBase,
                                  extendedState: xs, signals: process.signals, memory: memory,
                                  code: WriteXorExecute.phases(process.mm))
+        PreemptionStats.checkpoints += 1
+        if process.memory.notesHostWrites, !PreemptionWindow.disabled {
+            slice.window = PreemptionWindow(started: now)
+            process.memory.startNotingHostWrites()
+        } else {
+            process.memory.stopNotingHostWrites()
+        }
         slice.quantum = Preemption.quantum(thread, in: process)
         interrupt(at: now + slice.quantum)
     }
@@ -186,6 +211,11 @@ extension ProcessRunner {
             throw RunStopped("thread \(process.current.tid) computes without a syscall (guest rip 0x\(String(machine.registers.rip, radix: 16))) while \(timerDue ? "a timer's signal is due" : "another thread waits to run"), and its slice has no checkpoint to preempt it from; the recording stops here")
         }
         guard now >= due else { return }   // a late kick from an earlier slice
+        // Re-running a window's earlier slices: the counted slice comes after.
+        if slice.window?.cursor != nil {
+            interrupt(at: now + Preemption.longestCount)
+            return
+        }
         let rip = machine.registers.rip
         if var counter = slice.counter {
             // Counting took too long: stop at the last hit seen, exactly.
@@ -194,8 +224,7 @@ extension ProcessRunner {
                 return
             }
             counter.target = counter.hits
-            try rollBack()
-            try armCounter(at: counter.rip, target: counter.target, minimum: counter.minimum)
+            try restartCounting(at: counter.rip, target: counter.target, minimum: counter.minimum)
             return
         }
         let timer = process.earliestTimerDeadline()
@@ -211,13 +240,13 @@ extension ProcessRunner {
             return
         }
         slice.interrupted = (machine.registers, machine.fsBase, try process.memory.changes(since: checkpoint.memory))
-        try rollBack()
-        try armCounter(at: rip, target: nil, minimum: checkpoint.registers.rip == rip ? 2 : 1)
+        let startRIP = sliceStartRegisters?.rip ?? checkpoint.registers.rip
+        try restartCounting(at: rip, target: nil, minimum: startRIP == rip ? 2 : 1)
         interrupt(at: now + Preemption.longestCount)
     }
 
     /// Puts the thread and its memory back as they were at the slice start.
-    private func rollBack() throws {
+    func rollBack() throws {
         guard let c = slice.checkpoint else { return }
         disarmCounter()
         let machine = process.machine
@@ -230,7 +259,7 @@ extension ProcessRunner {
         process.signals = c.signals
     }
 
-    private func armCounter(at rip: UInt64, target: UInt64?, minimum: UInt64) throws {
+    func armCounter(at rip: UInt64, target: UInt64?, minimum: UInt64) throws {
         do { try process.memory.insertPatch(rip) } catch {
             throw RunStopped("cannot count hits at guest rip 0x\(String(rip, radix: 16)): \(error)")
         }

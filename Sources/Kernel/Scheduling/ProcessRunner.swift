@@ -59,6 +59,12 @@ public final class ProcessRunner {
             switch try machine.run() {
             case .syscall:
                 disarmCounter()
+                // A window's re-run puts back what the syscall did (PreemptionWindow.swift).
+                if slice.window?.cursor != nil {
+                    try refeedSyscall()
+                    continue
+                }
+                slice.syscall = SliceSyscall(number: machine.registers.rax, returnTo: machine.registers.rip)
                 if let end = try handleSyscall() { return .exited(end) }
             case .exception(let e):
                 // A page a debugger protects for its watchpoints: its fault,
