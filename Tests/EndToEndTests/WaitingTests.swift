@@ -102,11 +102,14 @@ import Testing
             static void *server(void *a) { int c = accept(listener, 0, 0); char b[8] = {0}; read(c, b, 4); write(c, b, 4); close(c); return a; }
             int main(int argc, char **argv) {
               int lf = open(argv[1], O_CREAT | O_RDWR, 0600); flock(lf, LOCK_EX);
+              // The child says when it has the flock, so the lines come in one order on any host.
+              int ack[2]; pipe(ack);
               pid_t l = fork();
-              if (l == 0) { int f = open(argv[1], O_RDWR); flock(f, LOCK_EX); write(1, "child got the flock\n", 20);
+              if (l == 0) { int f = open(argv[1], O_RDWR); flock(f, LOCK_EX); write(1, "child got the flock\n", 20); write(ack[1], "k", 1);
                 struct flock fl = {F_WRLCK, SEEK_SET, 0, 0, 0}; fcntl(f, F_OFD_SETLKW, &fl); write(1, "child got the record lock\n", 26); _exit(0); }
               struct flock fl = {F_WRLCK, SEEK_SET, 0, 0, 0}; fcntl(lf, F_OFD_SETLK, &fl);
               usleep(20000); write(1, "parent unlocks the flock\n", 25); flock(lf, LOCK_UN);
+              char k; read(ack[0], &k, 1);
               usleep(20000); write(1, "parent unlocks the record lock\n", 31); fl.l_type = F_UNLCK; fcntl(lf, F_OFD_SETLK, &fl);
               int st; waitpid(l, &st, 0);
               listener = socket(AF_INET, SOCK_STREAM, 0); addr.sin_family = AF_INET; addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
