@@ -88,6 +88,9 @@ enum DescriptorSyscalls {
             guard h >= 0 else { return h }
             if case .plain = fifo, flags & O_ACCMODE != O_WRONLY { FIFOOpen.readerOpened(process.family, Int32(h)) }
             made = ProcFS.Opened(hostFD: Int32(h))
+            if case .hostProc = target, flags & O_DIRECTORY != 0 || flags & O_ACCMODE == O_RDONLY {
+                made?.listing = ProcFS.rootListing(Int32(h), family: process.family)
+            }
             return Int64(fd)
         }
         guard r >= 0 else { return .result(r) }
