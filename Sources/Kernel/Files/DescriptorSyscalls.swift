@@ -40,13 +40,19 @@ enum DescriptorSyscalls {
         let thread = process.current
         var resolved: (PathTarget, [UInt8], OpenFile?)?
         var fifo = FIFOOpen.Attempt.plain
+        var c = c
+        // A signal ended the wait, but a reader had opened a waiting
+        // writer's end before it: the open succeeds (replay: as recorded).
+        if c.interrupted, FIFOOpen.mayWait(flags: flags), !c.world.signalEndsWait({ !FIFOOpen.partnerCame(thread) }) {
+            c.interrupted = false
+        }
         if c.interrupted { FIFOOpen.abandon(thread) }
         if !c.world.isReplaying, !c.interrupted, FIFOOpen.mayWait(flags: flags) {
             let found = GuestPath.hostArguments(name, from: directory, process: process, follow: follow)
             resolved = found
             if case .host = found.0 {
                 let dirFD = found.2.map { $0.hostFD ?? -1 } ?? cwd.hostFD
-                fifo = FIFOOpen.attempt(thread, dirFD: dirFD, name: found.1, flags: flags, mode: mode, follow: follow)
+                fifo = FIFOOpen.attempt(thread, of: process.family, dirFD: dirFD, name: found.1, flags: flags, mode: mode, follow: follow)
             }
         }
         if let parked = c.park(FIFOOpen.condition(thread), unless: { !fifo.waits }) { return parked }
@@ -80,7 +86,11 @@ enum DescriptorSyscalls {
                 }
             }
             guard h >= 0 else { return h }
+            if case .plain = fifo, flags & O_ACCMODE != O_WRONLY { FIFOOpen.readerOpened(process.family, Int32(h)) }
             made = ProcFS.Opened(hostFD: Int32(h))
+            if case .hostProc = target, flags & O_DIRECTORY != 0 || flags & O_ACCMODE == O_RDONLY {
+                made?.listing = ProcFS.rootListing(Int32(h), family: process.family)
+            }
             return Int64(fd)
         }
         guard r >= 0 else { return .result(r) }

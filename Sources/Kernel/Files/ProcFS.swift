@@ -195,6 +195,30 @@ public enum ProcFS {
         }
     }
 
+    /// The listing of a procfs root (`fd` open on it, recording only): the
+    /// host's entries but its pid directories, and the recording's pids
+    /// instead, as a pid namespace holding just the recording shows them.
+    /// ps, pgrep, pkill and lsof walk it to find processes; the guest's
+    /// pid directories are detrec's own (`Location`). Nil: not a procfs root.
+    static func rootListing(_ fd: Int32, family: ProcessFamily) -> [(String, UInt8)]? {
+        // struct statfs (120 bytes) starts with f_type.
+        var fs = [UInt64](repeating: 0, count: 15), st = Glibc.stat()
+        let r = fs.withUnsafeMutableBytes { hostSyscall(SYS.fstatfs, Int(fd), Int(bitPattern: $0.baseAddress)) }
+        guard r == 0, fs[0] == 0x9fa0, fstat(fd, &st) == 0, st.st_ino == 1 else { return nil }   // PROC_SUPER_MAGIC, PROC_ROOT_INO
+        let copy = Glibc.openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard copy >= 0, let d = fdopendir(copy) else { return nil }
+        defer { closedir(d) }
+        var out: [(String, UInt8)] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." || name.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) { continue }
+            out.append((name, e.pointee.d_type))
+        }
+        // Linux lists the non-pid entries first, then the pids in order (proc_pid_readdir).
+        let pids = Set(family.processes.filter { $0.zombieStatus == nil }.map(\.pid)).sorted()
+        return out + pids.map { (String($0), UInt8(4)) }
+    }
+
     /// The contents of a file node for the guest (recording only: some
     /// come from the host).
     public static func contents(_ l: Location, family: ProcessFamily) -> [UInt8]? {

@@ -59,6 +59,7 @@ enum WorkingDirectorySyscalls {
         t.add(SYS.chdir, chdir)
         t.add(SYS.fchdir, fchdir)
         t.add(SYS.getcwd, getcwd)
+        ChangeRoot.register(&t)
     }
 
     static let AT_EMPTY_PATH: Int32 = 0x1000, AT_EACCESS: Int32 = 0x200

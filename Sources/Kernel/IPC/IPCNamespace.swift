@@ -18,11 +18,9 @@ final class IPCNamespace {
     /// SEM_UNDO adjustments by process id (threads share them, fork starts
     /// without, exec keeps them): [set id: [semaphore: adjustment]].
     var undo: [Int32: [Int32: [Int: Int]]] = [:]
-    /// The caller's effective uid and gid (the process's, from its start-up
-    /// auxv, so the same in replay).
-    func credentials(_ c: SyscallCall) -> (uid: UInt32, gid: UInt32) {
-        let k = c.process.current.credentials
-        return (k.euid, k.egid)
+    /// The calling thread's emulated credentials (the same in replay).
+    func credentials(_ c: SyscallCall) -> IPCCaller {
+        IPCCaller(c.process.current.credentials)
     }
 
     /// The wall clock in seconds, for shm_atime, sem_otime, msg_stime and
@@ -30,17 +28,6 @@ final class IPCNamespace {
     /// guest only through `stat`, whose bytes replay takes from the trace.
     static func now(_ c: SyscallCall) -> Int64 {
         c.world.isReplaying ? 0 : Int64(time(nil))
-    }
-
-    /// Whether detrec's host process has capability `bit` in its effective set (capget).
-    static func hostCapable(_ bit: Int) -> Bool {
-        var header: [UInt32] = [0x2008_0522, 0]    // _LINUX_CAPABILITY_VERSION_3, this process
-        var data = [UInt32](repeating: 0, count: 6)
-        let r = header.withUnsafeMutableBufferPointer { h in
-            data.withUnsafeMutableBufferPointer { d in hostSyscall(SYS.capget, Int(bitPattern: h.baseAddress), Int(bitPattern: d.baseAddress)) }
-        }
-        guard r == 0, bit >= 0, bit < 64 else { return false }
-        return data[bit < 32 ? 0 : 3] & (1 << UInt32(bit % 32)) != 0
     }
 
     /// An IPC_STAT-like struct (`bytes`, holding the times) written to the
@@ -99,16 +86,24 @@ struct IPCPermission {
         return b
     }
 
-    /// Whether the caller may do what the low 9 bits of `flag` ask (ipcperms).
-    func allows(_ flag: Int32, _ who: (uid: UInt32, gid: UInt32)) -> Bool {
+    /// Whether the caller may do what the low 9 bits of `flag` ask
+    /// (ipcperms): the owner's, a group member's (in_group_p: the fsgid or a
+    /// supplementary group) or the others' rights, or CAP_IPC_OWNER.
+    func allows(_ flag: Int32, _ who: IPCCaller) -> Bool {
         let requested = UInt32(truncatingIfNeeded: (flag >> 6) | (flag >> 3) | flag) & 7
         var granted = mode
-        if who.uid == cuid || who.uid == uid { granted >>= 6 } else if who.gid == cgid || who.gid == gid { granted >>= 3 }
-        return requested & ~granted & 7 == 0 || who.uid == 0
+        if who.uid == cuid || who.uid == uid {
+            granted >>= 6
+        } else if who.credentials.inGroup(cgid) || who.credentials.inGroup(gid) {
+            granted >>= 3
+        }
+        return requested & ~granted & 7 == 0 || who.credentials.capable(IPCCaller.CAP_IPC_OWNER)
     }
 
-    /// IPC_SET and IPC_RMID: the owner or creator, or root (ipcctl_obtain_check).
-    func ownedBy(_ who: (uid: UInt32, gid: UInt32)) -> Bool { who.uid == cuid || who.uid == uid || who.uid == 0 }
+    /// IPC_SET and IPC_RMID: the owner or creator, or CAP_SYS_ADMIN (ipcctl_obtain_check).
+    func ownedBy(_ who: IPCCaller) -> Bool {
+        who.uid == cuid || who.uid == uid || who.credentials.capable(Credentials.CAP_SYS_ADMIN)
+    }
 
     /// IPC_SET's part of struct ipc64_perm: uid, gid and the 9 rights bits.
     mutating func set(from b: [UInt8]) {
@@ -116,6 +111,16 @@ struct IPCPermission {
         gid = Bytes.u32(b, at: 8)
         mode = (mode & ~0o777) | (Bytes.u32(b, at: 20) & 0o777)
     }
+}
+
+/// Who makes an IPC call: the effective uid and gid new objects get, and
+/// the credentials the permission checks look at.
+struct IPCCaller {
+    static let CAP_IPC_OWNER = 15
+    let credentials: Credentials
+    var uid: UInt32 { credentials.euid }
+    var gid: UInt32 { credentials.egid }
+    init(_ credentials: Credentials) { self.credentials = credentials }
 }
 
 /// An object of one of the three kinds, with its permission block.
@@ -168,7 +173,7 @@ struct IPCTable<Object: IPCObject> {
 /// after IPC_EXCL, the kind's own check (`moreChecks`) and the rights.
 enum IPCGet {
     static func get<Object: IPCObject>(_ table: inout IPCTable<Object>, key: Int32, flags: Int32,
-                                       who: (uid: UInt32, gid: UInt32), limit: Int,
+                                       who: IPCCaller, limit: Int,
                                        moreChecks: (Object) throws(Errno) -> Void,
                                        make: () throws(Errno) -> Object) throws(Errno) -> Int32 {
         if key != 0, let existing = table.object(key: key) {

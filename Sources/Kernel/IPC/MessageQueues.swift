@@ -165,12 +165,10 @@ enum MessageQueues {
             guard let q = ns.messageQueues.object(id) else { throw Errno.inval }
             guard q.permission.ownedBy(who) else { throw Errno.perm }
             let capacity = Bytes.u64(given, at: 88)
-            // Raising msg_qbytes above MSGMNB takes CAP_SYS_RESOURCE, which
-            // the recording has if detrec has it (asked of the host, so the
-            // answer is in the trace).
-            if capacity > UInt64(maxQueueBytes) {
-                let allowed = try c.host { _ in IPCNamespace.hostCapable(24) ? 0 : Errno.perm.result }
-                if allowed < 0 { return allowed }
+            // Raising msg_qbytes above MSGMNB takes CAP_SYS_RESOURCE in the
+            // caller's (emulated) effective set.
+            if capacity > UInt64(maxQueueBytes), !ProcessSyscalls.hasCapability(c, Credentials.CAP_SYS_RESOURCE) {
+                throw Errno.perm
             }
             let now = IPCNamespace.now(c)
             q.capacity = Int(min(capacity, UInt64(Int32.max)))

@@ -196,8 +196,10 @@ enum SharedMemorySegments {
             return 0
         case SHM_LOCK, SHM_UNLOCK:
             // Pages stay in memory anyway; the flag shows in IPC_STAT's mode.
+            // The owner or creator, or CAP_IPC_LOCK (not CAP_SYS_ADMIN).
             guard let seg = ns.segments.object(id) else { throw Errno.inval }
-            guard seg.permission.ownedBy(ns.credentials(c)) else { throw Errno.perm }
+            let who = ns.credentials(c)
+            guard who.credentials.capable(14) || who.uid == seg.permission.uid || who.uid == seg.permission.cuid else { throw Errno.perm }
             if command == SHM_LOCK { seg.permission.mode |= SharedMemorySegment.SHM_LOCKED } else { seg.permission.mode &= ~SharedMemorySegment.SHM_LOCKED }
             return 0
         default:

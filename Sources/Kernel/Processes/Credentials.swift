@@ -15,7 +15,8 @@ public struct Credentials: Equatable, Sendable {
     public var securebits: UInt32
 
     public static let CAP_CHOWN = 0, CAP_DAC_OVERRIDE = 1, CAP_FOWNER = 3, CAP_KILL = 5
-    public static let CAP_SETGID = 6, CAP_SETUID = 7, CAP_SETPCAP = 8, CAP_SYS_PTRACE = 19
+    public static let CAP_SETGID = 6, CAP_SETUID = 7, CAP_SETPCAP = 8, CAP_SYS_CHROOT = 18, CAP_SYS_PTRACE = 19
+    public static let CAP_SYS_ADMIN = 21, CAP_SYS_NICE = 23, CAP_SYS_RESOURCE = 24
     /// CAP_FS_MASK: CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID,
     /// LINUX_IMMUTABLE (9) and MAC_OVERRIDE (32), which follow the fsuid.
     public static let filesystemCapabilities: UInt64 = 0x1f | 1 << 9 | 1 << 32

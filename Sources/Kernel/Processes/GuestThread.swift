@@ -68,9 +68,13 @@ public final class GuestThread {
     var received: [UInt8] = []
     /// The current call is a connect that went on without waiting.
     var connecting = false
+    /// Its CPU time and counters, measured while recording (`ResourceUsage`).
+    var usage = ResourceUsage()
     /// The host reader an open of a FIFO holds while it waits for a
     /// writer (recording only; `FIFOOpen`).
     var fifoReader: Int32?
+    /// A writer's open of a FIFO waiting for a reader (recording only; `FIFOOpen`).
+    var fifoWriter: FIFOOpen.WaitingWriter?
     /// Set when a signal ended the parked call's wait: it runs again once
     /// to return EINTR, or what it had transferred (`SyscallCall.interrupted`).
     var interruptedWait = false

@@ -51,10 +51,8 @@ enum IOPriority {
         let priorityClass = value >> 13 & 0x7, level = value & 0x7
         switch priorityClass {
         case CLASS_RT:
-            let allowed = try c.host { _ in
-                ProcessSyscalls.hasCapability(23) || ProcessSyscalls.hasCapability(21) ? 0 : Errno.perm.result
-            }
-            guard allowed == 0 else { return allowed }
+            guard ProcessSyscalls.hasCapability(c, Credentials.CAP_SYS_NICE)
+                    || ProcessSyscalls.hasCapability(c, Credentials.CAP_SYS_ADMIN) else { throw Errno.perm }
         case CLASS_BE, CLASS_IDLE:
             break
         case CLASS_NONE:

@@ -125,6 +125,8 @@ public final class Process {
     /// The thread that vforked this process, parked until this process
     /// execs or ends (`releaseVforkParent`).
     public weak var vforkParent: GuestThread?
+    /// Its ended threads' and reaped children's usage (`ResourceUsage`).
+    var usage = ProcessUsage()
     /// Set when the process has ended and waits to be reaped: its wait status.
     public var zombieStatus: Int32?
     /// The signal that stopped the process, while it is stopped (JobControl).
@@ -241,6 +243,8 @@ public final class ProcessFamily {
     public var terminalForeground: Int32?
     /// The controlling terminals of the sessions the recording made.
     var sessionTerminals = SessionTerminals()
+    /// Charges CPU time to the thread on the vCPU (recording only).
+    let accounting = UsageAccounting()
     /// How many open files had O_ASYNC set (`AsyncNotification` looks only then).
     var asyncCount = 0
 

@@ -143,12 +143,12 @@ extension ProcessSyscalls {
         guard !targets.isEmpty else { throw Errno.srch }
         let nice = min(max(c.int(2), -20), 19)
         // Raising priority needs CAP_SYS_NICE or RLIMIT_NICE room, as the host decides.
-        if targets.contains(where: { nice < $0.nice }) {
+        if targets.contains(where: { nice < $0.nice }), !hasCapability(c, Credentials.CAP_SYS_NICE) {
             let limit = c.process.limits[13]?.soft
             let allowed = try c.host { _ in
                 var rl = rlimit()
                 let soft = limit ?? (getrlimit(__rlimit_resource_t(13), &rl) == 0 ? UInt64(rl.rlim_cur) : 0)
-                return 20 - Int64(nice) <= Int64(clamping: soft) || hasCapability(23) ? 0 : Errno.acces.result
+                return 20 - Int64(nice) <= Int64(clamping: soft) ? 0 : Errno.acces.result
             }
             guard allowed == 0 else { return allowed }
         }
@@ -156,22 +156,11 @@ extension ProcessSyscalls {
         return 0
     }
 
-    /// Whether detrec's host thread holds a capability in its effective set
-    /// (recording only; inside a host call, the guest thread's, `HostCredentials`).
-    static func hasCapability(_ bit: Int) -> Bool {
-        let fd = Glibc.open("/proc/thread-self/status", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
-        // A /proc file has no size to go by: read it to its end.
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            bytes += chunk[0..<n]
-        }
-        guard let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let value = UInt64(line.dropFirst(7).filter { !$0.isWhitespace }, radix: 16) else { return false }
-        return value & (1 << UInt64(bit)) != 0
+    /// capable(): whether the calling thread's emulated credentials hold
+    /// `bit` in their effective set. The credentials are the guest's own
+    /// (set*id, capset and exec change them as Linux does), not detrec's
+    /// host thread's, and the same in replay.
+    static func hasCapability(_ c: SyscallCall, _ bit: Int) -> Bool {
+        c.process.current.credentials.capable(bit)
     }
 }

@@ -239,7 +239,9 @@ public enum ProgramLoader {
         } catch { throw .noMemory("the initial stack") }
         PatchedInstructions.patchExecutable(process, images: images)
         process.pid = info.pid
-        process.threads = [GuestThread(tid: info.pid)]
+        let fresh = GuestThread(tid: info.pid)
+        process.family.accounting.replaced(process.threads, execing: process.current, with: fresh, in: process)
+        process.threads = [fresh]
         process.current = process.threads[0]
         process.mm.loaded = process.current
         process.current.credentials = info.credentials

@@ -90,7 +90,8 @@ struct TerminalFacts {
                     master = true
                 }
             }
-            let admin = ProcessSyscalls.hasCapability(21)
+            // The trace keeps a byte for it; the caller's emulated credentials decide.
+            let admin = ProcessSyscalls.hasCapability(c, Credentials.CAP_SYS_ADMIN)
             effects.carry([controlling ? 1 : 0, terminal ? 1 : 0, master ? 1 : 0, admin ? 1 : 0] + Bytes.u64(device)
                          + Bytes.i32(pgrp) + Bytes.i32(sid))
             return 0

@@ -64,6 +64,7 @@ extension ProcessSyscalls {
     /// The change is reported: a zombie is reaped, a stop or continue forgotten.
     static func consume(_ change: ChildChange, of p: Process) {
         if change.child.zombieStatus != nil {
+            p.reaped(change.child)
             p.family.processes.removeAll { $0 === change.child }
         } else {
             change.child.jobReport = nil
@@ -109,7 +110,7 @@ extension ProcessSyscalls {
             })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
-        if c.arg(3) != 0 { try c.write(c.arg(3), [UInt8](repeating: 0, count: 144)) }
+        try ResourceUsageSyscalls.storeForWait(c, c.arg(3), of: change.child)
         consume(change, of: p)
         return .result(Int64(change.child.pid))
     }
@@ -154,7 +155,7 @@ extension ProcessSyscalls {
             for (i, b) in Bytes.i32(change.status).enumerated() { info[24 + i] = b }
             try c.write(infoAddress, info)
         }
-        if c.arg(4) != 0 { try c.write(c.arg(4), [UInt8](repeating: 0, count: 144)) }
+        try ResourceUsageSyscalls.storeForWait(c, c.arg(4), of: change.child)
         if options & WNOWAIT == 0 { consume(change, of: p) }
         return .result(0)
     }

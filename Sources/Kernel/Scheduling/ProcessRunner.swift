@@ -53,6 +53,7 @@ public final class ProcessRunner {
     /// Runs the guest until it ends, or until a debugger trap or a host
     /// interruption when a debugger drives it.
     public func proceed() throws -> Stop {
+        if !world.isReplaying { process.family.accounting.start(process.current) }
         while true {
             try beginSliceIfNew()
             let machine = process.machine
@@ -443,6 +444,7 @@ public final class ProcessRunner {
         process = owner
         SharedMemory.switchMemory(from: running.mm, to: owner.mm)
         try owner.switchTo(next)
+        running.family.accounting.switching(to: next)
         let process = owner
         world.currentThread = tid
         guard let b = next.blocked else {
@@ -531,6 +533,7 @@ public final class ProcessRunner {
     /// A child process ends: its descriptors close (a pipe's reader sees
     /// EOF), its parent may get SIGCHLD, and it stays as a zombie for wait4.
     private func endProcess(_ p: Process, status: Int32) {
+        p.usageEnded()
         p.zombieStatus = status
         ProcessDescriptors.processEnded(p)
         for t in p.threads { Ptrace.traceeEnded(t, of: p, status: status) }
@@ -557,6 +560,7 @@ public final class ProcessRunner {
     /// A thread ends: its CHILD_CLEARTID word is cleared and woken (what
     /// pthread_join waits on), and it leaves the process.
     private func exitThread(_ thread: GuestThread) throws {
+        process.threadLeft(thread)
         RobustFutexes.release(thread, of: process)
         FIFOOpen.abandon(thread)
         if thread.clearChildTID != 0 {

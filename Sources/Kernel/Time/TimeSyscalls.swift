@@ -11,10 +11,7 @@ enum TimeSyscalls {
         }
         t.add(SYS.gettimeofday, passthrough(.outOrNull(16), .outOrNull(8)))
         t.add(SYS.time, passthrough(.outOrNull(8)))
-        // Recorded children are emulated, not host processes of detrec's, and
-        // all recorded processes run on detrec's one thread: the host's
-        // figures are detrec's own, and its children's are zero.
-        t.add(SYS.times, passthrough(.outOrNull(32)), note: "detrec's CPU times; the children's are zero (recorded children are not host processes)")
-        t.add(SYS.getrusage, passthrough(.value, .out(144)), note: "detrec's usage; RUSAGE_CHILDREN is zeros (recorded children are not host processes)")
+        // getrusage and times: per recorded process (ResourceUsageSyscalls).
+        ResourceUsageSyscalls.register(&t)
     }
 }
