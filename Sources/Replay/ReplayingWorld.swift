@@ -144,6 +144,7 @@ final class ReplayingWorld: HostWorld {
                 guard ReplayingWorld.mayFill(address: address, length: length, in: s) else {
                     throw diverged("the recorded file contents at 0x\(String(address, radix: 16)) (\(length) bytes) are not a mapping the program made")
                 }
+                memory.populate(address, count: Int(length))  // as the recording's fill does
                 do {
                     try content[Int(offset)..<Int(offset + length)].withUnsafeBytes {
                         try memory.write(address, bytes: $0, access: .kernel)

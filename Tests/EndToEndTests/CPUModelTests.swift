@@ -38,6 +38,24 @@ import Testing
         }
     }
 
+    /// cpuid runs unpatched where the hypervisor answers it from the table
+    /// (`NativeCPUID`) and patched elsewhere, or with DETREC_CPUID=patch:
+    /// each run decides for itself, so a recording made one way replays
+    /// the other way with the same answers.
+    @Test func patchedOrNotTheAnswersAgree() throws {
+        for link in [["-static"], []] {
+            let exe = try Harness.compile(Self.source, name: "cpuid-modes\(link.isEmpty ? "-dyn" : "")", flags: link, in: dir)
+            for (recording, replaying) in [([String: String](), ["DETREC_CPUID": "patch"]), (["DETREC_CPUID": "patch"], [:])] {
+                let trace = dir.appendingPathComponent("modes-\(link.isEmpty ? "dyn" : "static")-\(recording.isEmpty ? "native" : "patch")")
+                let rec = try Harness.record([exe], trace: trace, environment: recording)
+                #expect(rec.status == 0, "\(rec.stderr)")
+                let rep = try Harness.run([Harness.detrec, "replay", trace.path], environment: replaying)
+                #expect(rep.status == 0, "\(rep.stderr)")
+                #expect(rep.stdout == rec.stdout && !rec.stdout.isEmpty)
+            }
+        }
+    }
+
     @Test func anUnknownModelIsAUsageError() throws {
         let exe = try Harness.compile(Self.source, name: "cpuid-bad", in: dir)
         let r = try Harness.run([Harness.detrec, "record", "--cpu", "pentium", "-o", dir.appendingPathComponent("bad").path, "--", exe])

@@ -47,6 +47,39 @@ import Testing
         #expect(out == "after exec: INT default 1, USR2 ignored 1, TERM default 1, USR1 blocked 1, fd 5 open 1, fd 6 open 0, pending USR1 1\n")
     }
 
+    /// Exec reads a file again when it changed, however soon after the last
+    /// exec of it (the recording keeps exec'd files by host identity).
+    @Test func execLoadsAFileRewrittenInPlace() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static void put(const char *text) {
+              int fd = open("rewritten.sh", O_WRONLY | O_CREAT | O_TRUNC, 0755);
+              write(fd, text, strlen(text));
+              close(fd);
+            }
+            static void run(void) {
+              fflush(stdout);
+              pid_t c = fork();
+              if (c == 0) { execl("./rewritten.sh", "rewritten.sh", (char *)0); _exit(127); }
+              int st; waitpid(c, &st, 0);
+              printf("status %d\n", WEXITSTATUS(st));
+            }
+            int main(void) {
+              put("#!/bin/sh\nexit 3\n");
+              run(); run();
+              put("#!/bin/sh\nexit 4\n");
+              run(); run();
+              unlink("rewritten.sh");
+              return 0;
+            }
+            """#, name: "execrewrite", in: dir)
+        #expect(out == "status 3\nstatus 3\nstatus 4\nstatus 4\n")
+    }
+
     /// /proc/self/exe names the file the exec opened, links resolved (as
     /// Linux's d_path), in the new program and in its fork children; the
     /// task's name stays the last part of the path it was exec'd by.

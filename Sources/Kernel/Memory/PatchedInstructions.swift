@@ -13,6 +13,9 @@ import Synchronization
 ///   saw the host's own CPUID, RDRAND included, whatever KVM_SET_CPUID2
 ///   said). detrec answers it from the trace's CPU model (`CPUIDTable`), the
 ///   same in record and replay and on every host, so it needs no event.
+///   Where the hypervisor does trap it and answers exactly that
+///   (`NativeCPUID`: VMX, SVM, PVM on Intel), cpuid is left unpatched: KVM
+///   answers it in the host kernel, with no round trip to detrec.
 public enum PatchedInstruction: Sendable, Equatable {
     case rdtsc, rdtscp, cpuid
 
@@ -46,7 +49,9 @@ public enum PatchedInstructions {
             sites = scan(mm.machine.memory, from: start, to: end)
             if let key { ScanCache.shared.withLock { $0.remember(key, sites) } }
         }
-        for s in sites {
+        // cpuid runs unpatched where the hypervisor answers it from the table (`NativeCPUID`).
+        let cpuidNative = NativeCPUID.answersLikeTable(mm.machine.cpuid, device: mm.machine.device)
+        for s in sites where !(s.kind == .cpuid && cpuidNative) {
             let site = start + UInt64(s.offset)
             guard mm.patchedSites[site] == nil else { continue }
             if (try? mm.machine.memory.insertPatch(site)) != nil {

@@ -124,7 +124,8 @@ public enum ExecSyscalls {
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .acces }
         guard st.st_mode & 0o111 != 0 else { throw .acces }
-        return FileContent(sha256: "", bytes: try HostFile.readAll(fd), identity: HostFile.Identity(st),
+        let identity = HostFile.Identity(st)
+        return FileContent(sha256: "", bytes: try ExecutableCache.content(of: fd, identity: identity, size: Int(st.st_size)), identity: identity,
                            openedPath: GuestPath.hostReadlink("/proc/self/fd/\(fd)"))
     }
 

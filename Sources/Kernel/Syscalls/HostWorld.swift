@@ -333,6 +333,7 @@ public struct HostEffects {
         guard offset < size, length > 0 else { return }
         let n = min(length, size - offset)
         let slice = content.bytes[Int(offset)..<Int(offset + n)]
+        memory.populate(address, count: Int(n))  // one madvise, not a host fault per page
         do {
             try slice.withUnsafeBytes { b in
                 try memory.write(address, bytes: b, access: .kernel)
