@@ -134,13 +134,16 @@ enum SharedMemory {
     /// The memory's shared pages go into their objects (it is the freshest copy).
     /// When two views of this memory show the same page (two attachments
     /// of one segment), the one that changed it wins over the stale one.
-    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil) {
+    /// `filesOnly`: only views of files (around a host call, for
+    /// `writeBack`; anonymous memory only needs pushing when another memory
+    /// takes the vCPU).
+    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false) {
         var page = [UInt8](repeating: 0, count: 4096)
         var before: [PageKey: [UInt8]] = [:]
         // Only two views of one object can show a page twice.
         let objects = Set(mm.sharedViews.map { ObjectIdentifier($0.object) })
         let twice = objects.count < mm.sharedViews.count
-        for view in mm.sharedViews {
+        for view in mm.sharedViews where !filesOnly || view.object.file != nil {
             forEachPage(view, from: from, to: to) { address, index in
                 let ok = page.withUnsafeMutableBytes { b in
                     (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
