@@ -226,7 +226,7 @@ import Testing
             #include <sys/mman.h>
             #include <sys/wait.h>
             #include <unistd.h>
-            enum { PAGES = 256, TURNS = 30, PROCS = 3 };
+            enum { PAGES = 128, TURNS = 18, PROCS = 3 };
             int main(void) {
               volatile long *anon = mmap(0, PAGES * 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
               int fd = memfd_create("turns", 0);
@@ -261,7 +261,7 @@ import Testing
               return 0;
             }
             """#, name: "turns", in: dir)
-        #expect(out.contains("turn 29 process 2 saw"))
-        #expect(out.hasSuffix("total \(465 + 30 * 1000 + 90)\n"))
+        #expect(out.contains("turn 17 process 2 saw"))
+        #expect(out.hasSuffix("total \(171 + 18 * 1000 + 54)\n"))
     }
 }
