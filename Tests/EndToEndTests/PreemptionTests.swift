@@ -205,4 +205,42 @@ import Testing
         let count = try preemptions(trace).count
         #expect(count >= 1 && count <= 2 * 20, "\(count) preemptions for 20 hand-offs")
     }
+    /// A thread that computes without syscalls until a signal from another
+    /// thread redirects it, sixteen times, as Go's asynchronous preemption
+    /// does: each redirection ends the stretch (docs/preemption.md,
+    /// "Policy"), so every loop starts from the base quantum and the
+    /// sender waits about one quantum per round. (With the quantum doubling
+    /// across rounds, the policy before, the sender waited 50 ms × 2ᵏ in
+    /// round k, up to 10 s: 12 rounds took 44 s, 16 take over 100 s.)
+    /// About one preemption per round: the sender must run to send the next signal.
+    @Test func signalRedirectedLoopsStartFromTheBaseQuantum() throws {
+        let exe = try Harness.compile(#"""
+            #include <pthread.h>
+            #include <signal.h>
+            #include <stdatomic.h>
+            #include <stdio.h>
+            #include <time.h>
+            #include <unistd.h>
+            static atomic_int redirected, acks;
+            static unsigned long sink;
+            static void on(int s) { (void)s; atomic_store(&redirected, 1); }
+            static void *spin(void *a) {
+              for (int round = 0; round < 16; round++) {
+                unsigned long x = round;
+                while (!atomic_load_explicit(&redirected, memory_order_relaxed)) x = x * 6364136223846793005UL + 1442695040888963407UL;
+                sink += x; atomic_store(&redirected, 0); getppid(); atomic_fetch_add(&acks, 1);
+              }
+              return a; }
+            int main(void) { signal(SIGUSR1, on);
+              pthread_t t; pthread_create(&t, 0, spin, 0);
+              struct timespec ms = {0, 1000000};
+              for (int i = 0; i < 16; i++) { pthread_kill(t, SIGUSR1); while (atomic_load(&acks) <= i) nanosleep(&ms, 0); }
+              pthread_join(t, 0); printf("acks %d\n", atomic_load(&acks)); return 0; }
+            """#, name: "redirected", in: dir)
+        let (rec, trace) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.status == 0)
+        #expect(rec.stdout == "acks 16\n")
+        let count = try preemptions(trace).count
+        #expect(count >= 1 && count <= 3 * 16, "\(count) preemptions for 16 rounds")
+    }
 }

@@ -39,6 +39,20 @@ public final class SharedObject {
     /// The content as last pushed from a process's memory, by page index
     /// (file offset / 4096).
     var pages: [UInt64: [UInt8]] = [:]
+    /// Counts the changes to `pages`; `changed` says at which count each
+    /// page last changed, so a memory that comes back to the vCPU pulls
+    /// only what changed since it last pulled, not every page (postgres's
+    /// 140 MiB of shared buffers at each process switch).
+    private(set) var generation: UInt64 = 0
+    private(set) var changed: [UInt64: UInt64] = [:]
+
+    /// A page's new content, which the other memories pull.
+    func store(_ index: UInt64, _ content: [UInt8]) {
+        guard pages[index] != content else { return }
+        pages[index] = content
+        generation += 1
+        changed[index] = generation
+    }
     /// What the host file holds, as far as detrec wrote or read it
     /// (recording only).
     var onFile: [UInt64: [UInt8]] = [:]
@@ -55,6 +69,9 @@ public struct SharedView {
     public var end: UInt64
     let object: SharedObject
     public var offset: UInt64
+    /// The object's `generation` this view last pulled (0: never, so a new
+    /// or split view pulls every page the object has).
+    var pulled: UInt64 = 0
 }
 
 enum SharedMemory {
@@ -117,19 +134,29 @@ enum SharedMemory {
     /// The memory's shared pages go into their objects (it is the freshest copy).
     /// When two views of this memory show the same page (two attachments
     /// of one segment), the one that changed it wins over the stale one.
-    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil) {
+    /// `filesOnly`: only views of files (around a host call, for
+    /// `writeBack`; anonymous memory only needs pushing when another memory
+    /// takes the vCPU).
+    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false) {
         var page = [UInt8](repeating: 0, count: 4096)
         var before: [PageKey: [UInt8]] = [:]
-        for view in mm.sharedViews {
+        // Only two views of one object can show a page twice.
+        let objects = Set(mm.sharedViews.map { ObjectIdentifier($0.object) })
+        let twice = objects.count < mm.sharedViews.count
+        for view in mm.sharedViews where !filesOnly || view.object.file != nil {
             forEachPage(view, from: from, to: to) { address, index in
                 let ok = page.withUnsafeMutableBytes { b in
                     (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
                 }
                 guard ok else { return }
+                guard twice else {
+                    if page != view.object.pages[index] { view.object.store(index, page) }
+                    return
+                }
                 let key = PageKey(object: ObjectIdentifier(view.object), index: index)
                 let prior = before[key] ?? view.object.pages[index] ?? []
                 if before[key] == nil { before[key] = prior }
-                if page != prior { view.object.pages[index] = page }
+                if page != prior { view.object.store(index, page) }
             }
         }
     }
@@ -140,13 +167,22 @@ enum SharedMemory {
     }
 
     /// The objects' pages come into the memory that is about to run.
+    /// Only pages changed since the view last pulled: the memory already
+    /// holds the rest (it pulled them, or they are its own).
     static func pull(_ mm: MemoryContext) {
-        for view in mm.sharedViews {
-            forEachPage(view) { address, index in
-                guard let content = view.object.pages[index] else { return }
-                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != content else { return }
+        for i in mm.sharedViews.indices {
+            let view = mm.sharedViews[i]
+            let object = view.object
+            guard view.pulled < object.generation else { continue }
+            let first = view.offset / 4096
+            let pages = (view.end - view.start) / 4096
+            for (index, at) in object.changed where at > view.pulled && index >= first && index - first < pages {
+                guard let content = object.pages[index] else { continue }
+                let address = view.start + (index - first) * 4096
+                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != content else { continue }
                 try? mm.machine.memory.write(address, content, access: .kernel)
             }
+            mm.sharedViews[i].pulled = object.generation
         }
     }
 
@@ -203,7 +239,7 @@ enum SharedMemory {
         for view in mm.sharedViews where view.start < to && from < view.end {
             forEachPage(view, from: from, to: to) { address, index in
                 try? mm.machine.memory.zero(address, count: 4096, access: .kernel)
-                view.object.pages[index] = zeros
+                view.object.store(index, zeros)
                 if view.object.file != nil { view.object.onFile[index] = zeros }
             }
         }

@@ -94,9 +94,8 @@ public final class GuestThread {
     public var savedSignalMask: UInt64?
     /// Syscalls completed since this thread was last switched to.
     var syscallsInSlice = 0
-    /// Forced preemptions since its last slice that ended at a syscall
-    /// after using its quantum: each doubles the quantum (recording).
-    var preemptions = 0
+    /// How long it may compute while others may need the vCPU (recording).
+    var quantumPolicy = QuantumPolicy()
 
     public init(tid: Int32) { self.tid = tid }
 

@@ -15,11 +15,8 @@ import KVMUser
 /// hit count, a register digest) and whatever follows happens there.
 public enum Preemption {
     /// The first time slice of a thread while someone else may need the
-    /// vCPU; it doubles each time the thread is preempted (so a long
-    /// computation loses at most as much as it keeps) and comes back when
-    /// a slice ends at a syscall after using half of it.
+    /// vCPU; how it grows and comes back is `QuantumPolicy`'s.
     public static var baseQuantum = 0.05
-    static let longestQuantum = 10.0
 
     /// How long `thread` may compute now while others may need the vCPU.
     /// Under `--chaos` the base is random (1 to 20 ms), so that preemption
@@ -30,7 +27,7 @@ public enum Preemption {
             base = 0.001 + Double(chaos.next() % 20) * 0.001
             process.chaos = chaos
         }
-        return min(base * Double(1 << min(thread.preemptions, 16)), longestQuantum)
+        return thread.quantumPolicy.quantum(base: base)
     }
     /// The longest stretch spent counting hits (each one an exit) before
     /// preempting anyway, and how near a timer must be due to count toward it.
@@ -67,6 +64,9 @@ struct SliceState {
     var layout = (mappings: 0, frames: 0)
     /// The slice was rolled back to its checkpoint.
     var rolledBack = false
+    /// The slice ended at an rt_sigreturn that went back to this
+    /// instruction (`QuantumPolicy`).
+    var sigreturnTo: UInt64?
 
     /// The thread's state at the start of the slice (recording).
     struct Checkpoint {
@@ -109,8 +109,10 @@ extension ProcessRunner {
         let thread = process.current
         if marker == slice.marker, slice.thread === thread, slice.process === process { return }
         let now = Scheduler.monotonicNow()
-        if let previous = slice.thread, !slice.preempted, slice.checkpoint != nil, now - slice.started >= slice.quantum / 2 {
-            previous.preemptions = 0
+        // The previous slice ended at an event of its thread's own: its work
+        // was kept (`QuantumPolicy`).
+        if let previous = slice.thread, !slice.preempted, !world.isReplaying {
+            previous.quantumPolicy.sliceEnded(sigreturnTo: slice.sigreturnTo)
         }
         disarmCounter()
         let previous = slice
@@ -356,7 +358,7 @@ extension ProcessRunner {
         world.currentThread = thread.tid
         try world.preempted(point)
         interrupt(at: nil)
-        if !world.isReplaying, !(spun ?? rolledBackOnlySpinning()) { thread.preemptions += 1 }
+        if !world.isReplaying { thread.quantumPolicy.preempted(at: c.rip, threwAway: !(spun ?? rolledBackOnlySpinning())) }
         slice.checkpoint = nil
         slice.preempted = true
         return try afterPreemption()

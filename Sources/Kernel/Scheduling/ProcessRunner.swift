@@ -397,6 +397,7 @@ public final class ProcessRunner {
     private func finish(_ entry: SyscallEntry, result: Int64, yielded: Bool) throws -> Next {
         try world.exitSyscall(entry, result: result)
         process.machine.registers.rax = UInt64(bitPattern: result)
+        if SyscallNumber.dispatched(entry.number) == SYS.rt_sigreturn { slice.sigreturnTo = process.machine.registers.rip }
         process.current.syscallsInSlice += 1
         if let fatal = process.pendingFault {
             process.pendingFault = nil

@@ -222,14 +222,14 @@ public struct SyscallCall {
             }
         }
         let mm = process.mm
-        SharedMemory.push(mm)
+        SharedMemory.push(mm, filesOnly: true)
         let outcome = try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
             SharedMemory.writeBack(family)
             let result = try CredentialsOnHost.with(credentials, realIDs: realIDs) { () throws(Errno) -> Int64 in try body(&effects) }
             SharedMemory.refresh(mm, &effects)
             return result
         }
-        SharedMemory.push(mm)
+        SharedMemory.push(mm, filesOnly: true)
         return outcome
     }
 }
