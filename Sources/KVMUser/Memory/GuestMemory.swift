@@ -57,6 +57,10 @@ public final class GuestMemory {
     /// One past the highest guest-physical frame ever handed out.
     var highestFrame: UInt64 { frames.next }
 
+    /// How many more pages can get frames (the rest of the data region
+    /// and the free list).
+    public var framesAvailable: UInt64 { frames.available }
+
     /// What changed since the last checkpoint, when KVM keeps a dirty page
     /// log of `data` (MemorySnapshot.swift); every host write below marks it.
     var dirty: DirtyPageLog?
@@ -71,6 +75,13 @@ public final class GuestMemory {
     /// Pages a debugger protects to see the guest's own accesses
     /// (watchpoints, DebugProtection.swift).
     var debugPages: [UInt64: DebugFault] = [:]
+
+    /// Mapped pages without frames yet (`ReservedRanges`): a page gets its
+    /// frame at its first touch (`demandMap`).
+    var reserved = ReservedRanges()
+
+    /// The reserved ranges, for tests and diagnostics.
+    public var reservedRanges: [ReservedRange] { reserved.ranges }
 
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables
@@ -91,6 +102,7 @@ public final class GuestMemory {
     func map(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess,
              user: Bool = true) throws(GuestMemoryFault) {
         try checkRange(start, pages: pages, limit: GuestMemory.limit(access))
+        reserved.remove(start, start + UInt64(pages) * 4096)
         // Out of guest memory is refused before anything changes (a huge
         // brk or mmap would otherwise map pages until the frames run out).
         guard UInt64(pages) <= frames.available else { throw GuestMemoryFault(address: start) }
@@ -111,10 +123,68 @@ public final class GuestMemory {
         reapplyDebugProtection(start, pages: pages)
     }
 
+    /// Reserves [start, start + pages*4096) with `protection`, replacing
+    /// whatever was there: no frame until a page is touched (`demandMap`),
+    /// when it reads as zero, as a fresh mapped page does.
+    public func reserve(_ start: UInt64, pages: Int, protection: PageProtection) throws(GuestMemoryFault) {
+        try checkRange(start, pages: pages)
+        guard pages > 0 else { return }
+        unmap(start, pages: pages)
+        reserved.insert(start, start + UInt64(pages) * 4096, protection: protection)
+    }
+
+    /// Whether `va` is on a reserved page that has no frame yet.
+    public func isUntouchedReserved(_ va: UInt64) -> Bool {
+        guard va < GuestMemory.userLimit, !reserved.isEmpty, reserved.range(containing: va) != nil else { return false }
+        return PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0
+    }
+
+    /// How many pages around a touched reserved page get frames with it:
+    /// the aligned block of this many pages, clipped to the range. A fault
+    /// (a VM exit and a trip through the run loop) costs far more than a
+    /// few more zero frames, which the host backs only when written.
+    static let faultAround = 16
+
+    /// Gives the reserved page holding `va` (and its untouched neighbours
+    /// in its fault-around block) fresh zero frames with the range's
+    /// protection. Frames come from the free list (discarded on the host
+    /// when freed, so zero: a preemption rollback of a slice that took
+    /// some leaves them reading zero, as they did) or are new. False when
+    /// `va` is not an untouched reserved page, or no frame is left for it.
+    public func demandMap(_ va: UInt64) -> Bool {
+        guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
+        let page = va & ~4095
+        guard mapReserved(page, r.protection) else { return false }
+        let block = UInt64(GuestMemory.faultAround) * 4096
+        let from = max(r.start, page & ~(block - 1)), to = min(r.end, (page & ~(block - 1)) + block)
+        var at = from
+        while at < to {
+            if at != page, !mapReserved(at, r.protection) { break }
+            at += 4096
+        }
+        reapplyDebugProtection(from, pages: Int((to - from) / 4096))
+        return true
+    }
+
+    /// One reserved page gets a frame unless it has one; false when it
+    /// has none and none can be had.
+    func mapReserved(_ va: UInt64, _ protection: PageProtection) -> Bool {
+        guard let slot = tables.leaf(va, create: true) else { return false }
+        if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return true }
+        guard let frame = frames.allocate() else { return false }
+        guard data.ensureRegistered(frame) else {
+            frames.release(frame)
+            return false
+        }
+        slot.pointee = PTE.leaf(frame: frame, protection: protection)
+        return true
+    }
+
     /// Removes pages; holes are skipped. Their frames go back to the host.
     public func unmap(_ start: UInt64, pages: Int) {
         guard pages > 0, start < GuestMemory.userLimit else { return }
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
+        reserved.remove(start, end)
         // Frames handed out in a row mostly come back in a row: one
         // madvise per run of them, not one per page.
         var run: (start: UInt64, end: UInt64)?
@@ -152,6 +222,7 @@ public final class GuestMemory {
         let limit = GuestMemory.limit(access)
         guard pages > 0, start < limit else { return }
         let end = min(start.saturatingAdd(pages: pages), limit)
+        reserved.protect(start, end, protection)
         var narrowed: [UnsafeMutablePointer<UInt64>] = []
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let old = slot.pointee
@@ -197,6 +268,11 @@ public final class GuestMemory {
     public func move(from: UInt64, to: UInt64, pages: Int) throws(GuestMemoryFault) {
         try checkRange(from, pages: pages)
         try checkRange(to, pages: pages)
+        let length = UInt64(pages) * 4096
+        let movedRanges = reserved.overlapping(from, from + length)
+        reserved.remove(from, from + length)
+        reserved.remove(to, to + length)
+        for r in movedRanges { reserved.insert(r.start - from + to, r.end - from + to, protection: r.protection) }
         var moved: [(UInt64, UInt64)] = []
         tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
             moved.append((va - from, slot.pointee))
@@ -222,7 +298,8 @@ public final class GuestMemory {
     public func protection(at va: UInt64) -> PageProtection? {
         guard va < GuestMemory.userLimit else { return nil }
         let e = tables.entry(va & ~4095)
-        return e & (PTE.present | PTE.ownsFrame) != 0 ? PTE.protection(of: e) : nil
+        if e & (PTE.present | PTE.ownsFrame) != 0 { return PTE.protection(of: e) }
+        return reserved.isEmpty ? nil : reserved.range(containing: va)?.protection
     }
 
     /// Gives a page's frame back; `discarded`: the caller discards it on
@@ -255,7 +332,15 @@ public final class GuestMemory {
         guard va < GuestMemory.limit(access) else { return nil }
         // The guest's own rights, not what a debugger's watchpoints hide.
         var e = PTE.real(tables.entry(va & ~4095))
-        guard e & PTE.ownsFrame != 0 else { return nil }
+        if e & PTE.ownsFrame == 0 {
+            // A reserved page gets its frame at detrec's first touch too,
+            // read or write (the one rule for every host access: syscall
+            // buffers, signal frames, replay's writes, a debugger's reads).
+            guard !reserved.isEmpty, let r = reserved.range(containing: va),
+                  GuestMemory.allows(r.protection, write: write, access: access), demandMap(va) else { return nil }
+            e = PTE.real(tables.entry(va & ~4095))
+            guard e & PTE.ownsFrame != 0 else { return nil }
+        }
         if access == .user {
             guard e & PTE.present != 0, e & PTE.user != 0 else { return nil }
             if write && e & PTE.writable == 0 {
@@ -270,6 +355,21 @@ public final class GuestMemory {
         if write { dirty?.mark(frame) }
         let offset = Int(va & 4095)
         return (data.pointer(frame) + offset, 4096 - offset)
+    }
+
+    /// Whether a reserved page of this protection takes the access.
+    private static func allows(_ protection: PageProtection, write: Bool, access: GuestAccess) -> Bool {
+        access != .user || (!protection.isEmpty && (!write || protection.contains(.write)))
+    }
+
+    /// How many bytes of the page of `va` an access may reach, without
+    /// giving a reserved page its frame (checks before the access).
+    private func reach(_ va: UInt64, write: Bool, access: GuestAccess) -> Int? {
+        if !reserved.isEmpty, va < GuestMemory.limit(access), let r = reserved.range(containing: va),
+           PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0 {
+            return GuestMemory.allows(r.protection, write: write, access: access) ? 4096 - Int(va & 4095) : nil
+        }
+        return hostSpan(va, write: write, access: access)?.1
     }
 
     /// The guest-physical frame behind `va` in the data region, if any.
@@ -311,7 +411,7 @@ public final class GuestMemory {
         var done = 0
         while done < count {
             let (at, overflow) = va.addingReportingOverflow(UInt64(done))
-            guard !overflow, let (_, avail) = hostSpan(at, write: write, access: access) else { break }
+            guard !overflow, let avail = reach(at, write: write, access: access) else { break }
             done += min(avail, count - done)
         }
         return done
@@ -319,7 +419,15 @@ public final class GuestMemory {
 
     /// Checks that the whole range may be read (or written) without touching it.
     public func check(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) throws(GuestMemoryFault) {
-        try forEachSpan(va, count: count, write: write, access: access) { _, _, _ in }
+        guard count > 0 else { return }
+        let (end, overflow) = va.addingReportingOverflow(UInt64(count))
+        guard !overflow, end <= GuestMemory.limit(access) else { throw GuestMemoryFault(address: va) }
+        var done = 0
+        while done < count {
+            let at = va + UInt64(done)
+            guard let avail = reach(at, write: write, access: access) else { throw GuestMemoryFault(address: at) }
+            done += min(avail, count - done)
+        }
     }
 
     public func read(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) -> [UInt8] {
