@@ -149,8 +149,9 @@ public final class GuestMemory {
     /// in its fault-around block) fresh zero frames with the range's
     /// protection. Frames come from the free list (discarded on the host
     /// when freed, so zero: a preemption rollback of a slice that took
-    /// some leaves them reading zero, as they did) or are new. False when
-    /// `va` is not an untouched reserved page, or no frame is left for it.
+    /// some leaves them reading zero, as they did) or are new. True when
+    /// the page has a frame now (or had one); false when `va` is not
+    /// reserved, or no frame is left for it.
     public func demandMap(_ va: UInt64) -> Bool {
         guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
         let page = va & ~4095
@@ -433,7 +434,11 @@ public final class GuestMemory {
     public func read(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) -> [UInt8] {
         try check(va, count: count, write: false, access: access)
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { buf in _ = try? read(into: buf, from: va, access: access) }
+        var failure: GuestMemoryFault?
+        out.withUnsafeMutableBytes { buf in
+            do throws(GuestMemoryFault) { try read(into: buf, from: va, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }   // a reserved page no frame was left for
         return out
     }
 
@@ -447,8 +452,9 @@ public final class GuestMemory {
 
     public func write(_ va: UInt64, bytes: UnsafeRawBufferPointer, access: GuestAccess = .user) throws(GuestMemoryFault) {
         guard let base = bytes.baseAddress else { return }
-        // Check first so that a failed write changes nothing.
-        try check(va, count: bytes.count, write: true, access: access)
+        // Check first so that a failed write changes nothing: this pass
+        // also gives reserved pages their frames (or fails, out of frames).
+        try forEachSpan(va, count: bytes.count, write: true, access: access) { _, _, _ in }
         try forEachSpan(va, count: bytes.count, write: true, access: access) { p, off, n in
             p.copyMemory(from: base + off, byteCount: n)
         }
@@ -457,7 +463,11 @@ public final class GuestMemory {
 
     public func write(_ va: UInt64, _ bytes: [UInt8], access: GuestAccess = .user) throws(GuestMemoryFault) {
         try check(va, count: bytes.count, write: true, access: access)
-        bytes.withUnsafeBytes { b in _ = try? write(va, bytes: b, access: access) }
+        var failure: GuestMemoryFault?
+        bytes.withUnsafeBytes { b in
+            do throws(GuestMemoryFault) { try write(va, bytes: b, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
     }
 
     /// Zeroes a range (the tail of a file mapping's last page, bss).
@@ -472,14 +482,22 @@ public final class GuestMemory {
     public func readValue<T: FixedWidthInteger>(_ va: UInt64, as: T.Type = T.self, access: GuestAccess = .user) throws(GuestMemoryFault) -> T {
         try check(va, count: MemoryLayout<T>.size, write: false, access: access)
         var v = T.zero
-        withUnsafeMutableBytes(of: &v) { b in _ = try? read(into: b, from: va, access: access) }
+        var failure: GuestMemoryFault?
+        withUnsafeMutableBytes(of: &v) { b in
+            do throws(GuestMemoryFault) { try read(into: b, from: va, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
         return T(littleEndian: v)
     }
 
     public func writeValue<T: FixedWidthInteger>(_ va: UInt64, _ value: T, access: GuestAccess = .user) throws(GuestMemoryFault) {
         try check(va, count: MemoryLayout<T>.size, write: true, access: access)
         var v = value.littleEndian
-        withUnsafeBytes(of: &v) { b in _ = try? write(va, bytes: b, access: access) }
+        var failure: GuestMemoryFault?
+        withUnsafeBytes(of: &v) { b in
+            do throws(GuestMemoryFault) { try write(va, bytes: b, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
     }
 
     /// A NUL-terminated string of at most `limit` bytes (without the NUL).
