@@ -73,6 +73,11 @@ import Testing
               int st; waitpid(c, &st, 0);
               printf("parent: child %d, %d %d\n", WEXITSTATUS(st), p[20 * gib], p[21 * gib]);
               resident("after fork", p + 20 * gib, 2);
+              /* executable reserved memory: the rdtsc scan reads no untouched page */
+              char *x = mmap(0, 64 << 20, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+              resident("exec", x, 8);
+              mprotect(p + 30 * gib, 64 << 20, PROT_READ | PROT_EXEC);
+              resident("made exec", p + 30 * gib, 8);
               printf("sum %ld\n", sum);
               return 0;
             }
@@ -81,6 +86,7 @@ import Testing
         #expect(out.contains("read-only touched: SEGV_ACCERR, untouched: SEGV_ACCERR"))
         #expect(out.contains("PROT_NONE untouched: SEGV_ACCERR"))
         #expect(out.contains("hole: ENOMEM"))
+        #expect(out.contains("exec:00000000\nmade exec:00000000\n"))
         #expect(out.contains("parent: child 23, 20 0"))
     }
 

@@ -139,6 +139,30 @@ public final class GuestMemory {
         return PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0
     }
 
+    /// The parts of [start, end) that are not untouched reserved pages, in
+    /// order: what a scan of the range's bytes must read (the rest reads
+    /// zero, and reading it would give it frames).
+    public func framedParts(_ start: UInt64, _ end: UInt64) -> [(start: UInt64, end: UInt64)] {
+        guard start < end, !reserved.isEmpty else { return start < end ? [(start, end)] : [] }
+        var out: [(start: UInt64, end: UInt64)] = []
+        func add(_ s: UInt64, _ e: UInt64) {
+            if let last = out.last, last.end == s { out[out.count - 1].end = e } else { out.append((s, e)) }
+        }
+        for gap in reserved.gaps(start, end) where gap.start < gap.end { add(gap.start, gap.end) }
+        for r in reserved.overlapping(start, end) {
+            tables.forEachLeaf(from: r.start & ~4095, to: r.end) { va, slot in
+                guard slot.pointee & PTE.ownsFrame != 0 else { return }
+                add(max(va, start), min(va + 4096, end))
+            }
+        }
+        out.sort { $0.start < $1.start }
+        var merged: [(start: UInt64, end: UInt64)] = []
+        for part in out {
+            if let last = merged.last, last.end >= part.start { merged[merged.count - 1].end = max(last.end, part.end) } else { merged.append(part) }
+        }
+        return merged
+    }
+
     /// How many pages around a touched reserved page get frames with it:
     /// the aligned block of this many pages, clipped to the range. A fault
     /// (a VM exit and a trip through the run loop) costs far more than a
