@@ -82,6 +82,8 @@ extension GuestMemory {
     }
 
     private func hide(_ page: UInt64, _ fault: DebugFault) {
+        // A watched reserved page needs its frame for the entry to hide bits in.
+        if isUntouchedReserved(page), protection(at: page)?.isEmpty == false { _ = demandMap(page) }
         guard page < GuestMemory.userLimit, let slot = tables.leaf(page, create: false),
               slot.pointee & PTE.ownsFrame != 0 else { return }
         let new = PTE.hiding(slot.pointee, for: fault)

@@ -61,6 +61,10 @@ public final class GuestMemory {
     /// one, since its re-run would write through the new tables.
     public private(set) var frameChanges = 0
 
+    /// How many more pages can get frames (the rest of the data region
+    /// and the free list).
+    public var framesAvailable: UInt64 { frames.available }
+
     /// What changed since the last checkpoint, when KVM keeps a dirty page
     /// log of `data` (MemorySnapshot.swift); every host write below marks it.
     var dirty: DirtyPageLog?
@@ -75,6 +79,13 @@ public final class GuestMemory {
     /// Pages a debugger protects to see the guest's own accesses
     /// (watchpoints, DebugProtection.swift).
     var debugPages: [UInt64: DebugFault] = [:]
+
+    /// Mapped pages without frames yet (`ReservedRanges`): a page gets its
+    /// frame at its first touch (`demandMap`).
+    var reserved = ReservedRanges()
+
+    /// The reserved ranges, for tests and diagnostics.
+    public var reservedRanges: [ReservedRange] { reserved.ranges }
 
     init(tables: PageTables, data: PhysicalRegion) {
         self.tables = tables
@@ -95,6 +106,7 @@ public final class GuestMemory {
     func map(_ start: UInt64, pages: Int, protection: PageProtection, access: GuestAccess,
              user: Bool = true) throws(GuestMemoryFault) {
         try checkRange(start, pages: pages, limit: GuestMemory.limit(access))
+        reserved.remove(start, start + UInt64(pages) * 4096)
         // Out of guest memory is refused before anything changes (a huge
         // brk or mmap would otherwise map pages until the frames run out).
         guard UInt64(pages) <= frames.available else { throw GuestMemoryFault(address: start) }
@@ -116,11 +128,94 @@ public final class GuestMemory {
         reapplyDebugProtection(start, pages: pages)
     }
 
+    /// Reserves [start, start + pages*4096) with `protection`, replacing
+    /// whatever was there: no frame until a page is touched (`demandMap`),
+    /// when it reads as zero, as a fresh mapped page does.
+    public func reserve(_ start: UInt64, pages: Int, protection: PageProtection) throws(GuestMemoryFault) {
+        try checkRange(start, pages: pages)
+        guard pages > 0 else { return }
+        unmap(start, pages: pages)
+        reserved.insert(start, start + UInt64(pages) * 4096, protection: protection)
+    }
+
+    /// Whether `va` is on a reserved page that has no frame yet.
+    public func isUntouchedReserved(_ va: UInt64) -> Bool {
+        guard va < GuestMemory.userLimit, !reserved.isEmpty, reserved.range(containing: va) != nil else { return false }
+        return PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0
+    }
+
+    /// The parts of [start, end) that are not untouched reserved pages, in
+    /// order: what a scan of the range's bytes must read (the rest reads
+    /// zero, and reading it would give it frames).
+    public func framedParts(_ start: UInt64, _ end: UInt64) -> [(start: UInt64, end: UInt64)] {
+        guard start < end, !reserved.isEmpty else { return start < end ? [(start, end)] : [] }
+        var out: [(start: UInt64, end: UInt64)] = []
+        func add(_ s: UInt64, _ e: UInt64) {
+            if let last = out.last, last.end == s { out[out.count - 1].end = e } else { out.append((s, e)) }
+        }
+        for gap in reserved.gaps(start, end) where gap.start < gap.end { add(gap.start, gap.end) }
+        for r in reserved.overlapping(start, end) {
+            tables.forEachLeaf(from: r.start & ~4095, to: r.end) { va, slot in
+                guard slot.pointee & PTE.ownsFrame != 0 else { return }
+                add(max(va, start), min(va + 4096, end))
+            }
+        }
+        out.sort { $0.start < $1.start }
+        var merged: [(start: UInt64, end: UInt64)] = []
+        for part in out {
+            if let last = merged.last, last.end >= part.start { merged[merged.count - 1].end = max(last.end, part.end) } else { merged.append(part) }
+        }
+        return merged
+    }
+
+    /// How many pages around a touched reserved page get frames with it:
+    /// the aligned block of this many pages, clipped to the range. A fault
+    /// (a VM exit and a trip through the run loop) costs far more than a
+    /// few more zero frames, which the host backs only when written.
+    static let faultAround = 16
+
+    /// Gives the reserved page holding `va` (and its untouched neighbours
+    /// in its fault-around block) fresh zero frames with the range's
+    /// protection. Frames come from the free list (discarded on the host
+    /// when freed, so zero: a preemption rollback of a slice that took
+    /// some leaves them reading zero, as they did) or are new. True when
+    /// the page has a frame now (or had one); false when `va` is not
+    /// reserved, or no frame is left for it.
+    public func demandMap(_ va: UInt64) -> Bool {
+        guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
+        let page = va & ~4095
+        guard mapReserved(page, r.protection) else { return false }
+        let block = UInt64(GuestMemory.faultAround) * 4096
+        let from = max(r.start, page & ~(block - 1)), to = min(r.end, (page & ~(block - 1)) + block)
+        var at = from
+        while at < to {
+            if at != page, !mapReserved(at, r.protection) { break }
+            at += 4096
+        }
+        reapplyDebugProtection(from, pages: Int((to - from) / 4096))
+        return true
+    }
+
+    /// One reserved page gets a frame unless it has one; false when it
+    /// has none and none can be had.
+    func mapReserved(_ va: UInt64, _ protection: PageProtection) -> Bool {
+        guard let slot = tables.leaf(va, create: true) else { return false }
+        if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return true }
+        guard let frame = frames.allocate() else { return false }
+        guard data.ensureRegistered(frame) else {
+            frames.release(frame)
+            return false
+        }
+        slot.pointee = PTE.leaf(frame: frame, protection: protection)
+        return true
+    }
+
     /// Removes pages; holes are skipped. Their frames go back to the host.
     public func unmap(_ start: UInt64, pages: Int) {
         guard pages > 0, start < GuestMemory.userLimit else { return }
         frameChanges &+= 1
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
+        reserved.remove(start, end)
         // Frames handed out in a row mostly come back in a row: one
         // madvise per run of them, not one per page.
         var run: (start: UInt64, end: UInt64)?
@@ -158,6 +253,7 @@ public final class GuestMemory {
         let limit = GuestMemory.limit(access)
         guard pages > 0, start < limit else { return }
         let end = min(start.saturatingAdd(pages: pages), limit)
+        reserved.protect(start, end, protection)
         var narrowed: [UnsafeMutablePointer<UInt64>] = []
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let old = slot.pointee
@@ -205,6 +301,11 @@ public final class GuestMemory {
         try checkRange(from, pages: pages)
         try checkRange(to, pages: pages)
         frameChanges &+= 1
+        let length = UInt64(pages) * 4096
+        let movedRanges = reserved.overlapping(from, from + length)
+        reserved.remove(from, from + length)
+        reserved.remove(to, to + length)
+        for r in movedRanges { reserved.insert(r.start - from + to, r.end - from + to, protection: r.protection) }
         var moved: [(UInt64, UInt64)] = []
         tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
             moved.append((va - from, slot.pointee))
@@ -230,7 +331,8 @@ public final class GuestMemory {
     public func protection(at va: UInt64) -> PageProtection? {
         guard va < GuestMemory.userLimit else { return nil }
         let e = tables.entry(va & ~4095)
-        return e & (PTE.present | PTE.ownsFrame) != 0 ? PTE.protection(of: e) : nil
+        if e & (PTE.present | PTE.ownsFrame) != 0 { return PTE.protection(of: e) }
+        return reserved.isEmpty ? nil : reserved.range(containing: va)?.protection
     }
 
     /// Gives a page's frame back; `discarded`: the caller discards it on
@@ -263,7 +365,15 @@ public final class GuestMemory {
         guard va < GuestMemory.limit(access) else { return nil }
         // The guest's own rights, not what a debugger's watchpoints hide.
         var e = PTE.real(tables.entry(va & ~4095))
-        guard e & PTE.ownsFrame != 0 else { return nil }
+        if e & PTE.ownsFrame == 0 {
+            // A reserved page gets its frame at detrec's first touch too,
+            // read or write (the one rule for every host access: syscall
+            // buffers, signal frames, replay's writes, a debugger's reads).
+            guard !reserved.isEmpty, let r = reserved.range(containing: va),
+                  GuestMemory.allows(r.protection, write: write, access: access), demandMap(va) else { return nil }
+            e = PTE.real(tables.entry(va & ~4095))
+            guard e & PTE.ownsFrame != 0 else { return nil }
+        }
         if access == .user {
             guard e & PTE.present != 0, e & PTE.user != 0 else { return nil }
             if write && e & PTE.writable == 0 {
@@ -278,6 +388,21 @@ public final class GuestMemory {
         if write { dirty?.mark(frame) }
         let offset = Int(va & 4095)
         return (data.pointer(frame) + offset, 4096 - offset)
+    }
+
+    /// Whether a reserved page of this protection takes the access.
+    private static func allows(_ protection: PageProtection, write: Bool, access: GuestAccess) -> Bool {
+        access != .user || (!protection.isEmpty && (!write || protection.contains(.write)))
+    }
+
+    /// How many bytes of the page of `va` an access may reach, without
+    /// giving a reserved page its frame (checks before the access).
+    private func reach(_ va: UInt64, write: Bool, access: GuestAccess) -> Int? {
+        if !reserved.isEmpty, va < GuestMemory.limit(access), let r = reserved.range(containing: va),
+           PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0 {
+            return GuestMemory.allows(r.protection, write: write, access: access) ? 4096 - Int(va & 4095) : nil
+        }
+        return hostSpan(va, write: write, access: access)?.1
     }
 
     /// The guest-physical frame behind `va` in the data region, if any.
@@ -319,7 +444,7 @@ public final class GuestMemory {
         var done = 0
         while done < count {
             let (at, overflow) = va.addingReportingOverflow(UInt64(done))
-            guard !overflow, let (_, avail) = hostSpan(at, write: write, access: access) else { break }
+            guard !overflow, let avail = reach(at, write: write, access: access) else { break }
             done += min(avail, count - done)
         }
         return done
@@ -327,13 +452,25 @@ public final class GuestMemory {
 
     /// Checks that the whole range may be read (or written) without touching it.
     public func check(_ va: UInt64, count: Int, write: Bool, access: GuestAccess = .user) throws(GuestMemoryFault) {
-        try forEachSpan(va, count: count, write: write, access: access) { _, _, _ in }
+        guard count > 0 else { return }
+        let (end, overflow) = va.addingReportingOverflow(UInt64(count))
+        guard !overflow, end <= GuestMemory.limit(access) else { throw GuestMemoryFault(address: va) }
+        var done = 0
+        while done < count {
+            let at = va + UInt64(done)
+            guard let avail = reach(at, write: write, access: access) else { throw GuestMemoryFault(address: at) }
+            done += min(avail, count - done)
+        }
     }
 
     public func read(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) -> [UInt8] {
         try check(va, count: count, write: false, access: access)
         var out = [UInt8](repeating: 0, count: count)
-        out.withUnsafeMutableBytes { buf in _ = try? read(into: buf, from: va, access: access) }
+        var failure: GuestMemoryFault?
+        out.withUnsafeMutableBytes { buf in
+            do throws(GuestMemoryFault) { try read(into: buf, from: va, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }   // a reserved page no frame was left for
         return out
     }
 
@@ -347,8 +484,9 @@ public final class GuestMemory {
 
     public func write(_ va: UInt64, bytes: UnsafeRawBufferPointer, access: GuestAccess = .user) throws(GuestMemoryFault) {
         guard let base = bytes.baseAddress else { return }
-        // Check first so that a failed write changes nothing.
-        try check(va, count: bytes.count, write: true, access: access)
+        // Check first so that a failed write changes nothing: this pass
+        // also gives reserved pages their frames (or fails, out of frames).
+        try forEachSpan(va, count: bytes.count, write: true, access: access) { _, _, _ in }
         try forEachSpan(va, count: bytes.count, write: true, access: access) { p, off, n in
             p.copyMemory(from: base + off, byteCount: n)
         }
@@ -357,7 +495,11 @@ public final class GuestMemory {
 
     public func write(_ va: UInt64, _ bytes: [UInt8], access: GuestAccess = .user) throws(GuestMemoryFault) {
         try check(va, count: bytes.count, write: true, access: access)
-        bytes.withUnsafeBytes { b in _ = try? write(va, bytes: b, access: access) }
+        var failure: GuestMemoryFault?
+        bytes.withUnsafeBytes { b in
+            do throws(GuestMemoryFault) { try write(va, bytes: b, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
     }
 
     /// Zeroes a range (the tail of a file mapping's last page, bss).
@@ -372,14 +514,22 @@ public final class GuestMemory {
     public func readValue<T: FixedWidthInteger>(_ va: UInt64, as: T.Type = T.self, access: GuestAccess = .user) throws(GuestMemoryFault) -> T {
         try check(va, count: MemoryLayout<T>.size, write: false, access: access)
         var v = T.zero
-        withUnsafeMutableBytes(of: &v) { b in _ = try? read(into: b, from: va, access: access) }
+        var failure: GuestMemoryFault?
+        withUnsafeMutableBytes(of: &v) { b in
+            do throws(GuestMemoryFault) { try read(into: b, from: va, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
         return T(littleEndian: v)
     }
 
     public func writeValue<T: FixedWidthInteger>(_ va: UInt64, _ value: T, access: GuestAccess = .user) throws(GuestMemoryFault) {
         try check(va, count: MemoryLayout<T>.size, write: true, access: access)
         var v = value.littleEndian
-        withUnsafeBytes(of: &v) { b in _ = try? write(va, bytes: b, access: access) }
+        var failure: GuestMemoryFault?
+        withUnsafeBytes(of: &v) { b in
+            do throws(GuestMemoryFault) { try write(va, bytes: b, access: access) } catch { failure = error }
+        }
+        if let failure { throw failure }
     }
 
     /// A NUL-terminated string of at most `limit` bytes (without the NUL).

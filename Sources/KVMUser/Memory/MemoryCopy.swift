@@ -2,6 +2,26 @@
 /// frame to frame, from the page tables, without a walk per page by
 /// virtual address or a buffer in between.
 extension GuestMemory {
+    /// Fork's copy of `source`'s reserved ranges: the same ranges here,
+    /// and a frame for each of their pages that has one in `source`
+    /// (`copyContents` then copies it). Untouched pages stay untouched.
+    public func copyReservations(of source: GuestMemory) throws(GuestMemoryFault) {
+        for r in source.reserved.ranges {
+            try reserve(r.start, pages: Int((r.end - r.start) / 4096), protection: r.protection)
+            var failed: UInt64?
+            source.tables.forEachLeaf(from: r.start, to: r.end) { va, slot in
+                guard failed == nil, slot.pointee & PTE.ownsFrame != 0 else { return }
+                if !mapReserved(va, r.protection) { failed = va }
+            }
+            if let failed { throw GuestMemoryFault(address: failed) }
+        }
+    }
+
+    /// The parts of [start, end) that are not reserved (fork maps frames for those).
+    public func unreservedParts(_ start: UInt64, _ end: UInt64) -> [(start: UInt64, end: UInt64)] {
+        reserved.gaps(start, end)
+    }
+
     /// Gives each page of `source` in `ranges` that the host has backed
     /// the same contents here, where the same pages are mapped already
     /// (fresh, so zero). Pages the host never backed in `source` read as

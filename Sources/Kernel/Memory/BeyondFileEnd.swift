@@ -34,6 +34,11 @@ extension Process {
     /// Maps fresh pages for the part of `m` within [from, to), with the
     /// page-table protection of each part.
     func mapPages(of m: Mapping, from: UInt64, to: UInt64) throws(Errno) {
+        if DemandFault.reserves(m) {
+            try DemandFault.reserve(self, m, from: from, to: to)
+            WriteXorExecute.protect(self, m, from: from, to: to)
+            return
+        }
         for part in m.pageTableParts(from: from, to: to) {
             do { try memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
                 throw .nomem

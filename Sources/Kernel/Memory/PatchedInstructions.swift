@@ -46,7 +46,13 @@ public enum PatchedInstructions {
         if let key, let known = ScanCache.shared.withLock({ $0[key] }) {
             sites = known
         } else {
-            sites = scan(mm.machine.memory, from: start, to: end)
+            // Untouched reserved pages read zero: no instruction there, and
+            // reading them would give them frames (DemandFault.swift).
+            let parts = mm.machine.memory.framedParts(start, end)
+            sites = parts.count == 1 && parts[0] == (start, end) ? scan(mm.machine.memory, from: start, to: end)
+                : parts.flatMap { part in
+                    scan(mm.machine.memory, from: part.start, to: part.end).map { Site(offset: $0.offset + UInt32(part.start - start), kind: $0.kind) }
+                }
             if let key { ScanCache.shared.withLock { $0.remember(key, sites) } }
         }
         // cpuid runs unpatched where the hypervisor answers it from the table (`NativeCPUID`).

@@ -144,9 +144,14 @@ extension ProcessSyscalls {
     /// the parent has touched (`GuestMemory.copyContents`), keeping each
     /// page's protection.
     static func copyMemory(from parent: Process, to child: Process) throws {
+        // Reserved ranges (demand-mapped memory) stay reserved: only the
+        // pages the parent touched get frames in the child.
         for m in parent.space.mappings {
-            do { try child.memory.map(m.start, pages: m.pages, protection: .rw) } catch { throw Errno.nomem }
+            for part in parent.memory.unreservedParts(m.start, m.end) {
+                do { try child.memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: .rw) } catch { throw Errno.nomem }
+            }
         }
+        do { try child.memory.copyReservations(of: parent.memory) } catch { throw Errno.nomem }
         child.memory.copyContents(of: parent.memory, ranges: parent.space.mappings.map { ($0.start, $0.end) })
         for m in parent.space.mappings { child.protectPages(m.start, m.end) }
     }

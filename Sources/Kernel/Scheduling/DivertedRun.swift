@@ -40,6 +40,7 @@ extension ProcessRunner {
             case .interrupted:
                 return .interrupted
             case .exception(let e):
+                if case .mapped = DemandFault.handleFault(process, e, rip: machine.registers.rip) { continue }
                 if WriteXorExecute.handleFault(process, e) { continue }
                 if e.vector == GuestException.pageFault, retries < 4, let code = e.errorCode,
                    let p = process.memory.protection(at: e.address) {

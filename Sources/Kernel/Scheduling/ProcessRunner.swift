@@ -75,6 +75,18 @@ public final class ProcessRunner {
                 if debugTraps, e.vector == GuestException.pageFault, process.memory.isDebugProtected(e.address) {
                     return .trap(e)
                 }
+                // Before the preemption counter: a first touch of a reserved
+                // page while the counter steps over its instruction leaves
+                // the step as it is (the instruction runs again, stepped),
+                // so the hits are the same whether the page was touched
+                // before (a rolled-back run) or not (replay).
+                switch DemandFault.handleFault(process, e, rip: machine.registers.rip) {
+                case .mapped: continue
+                case .outOfMemory(let fatal):
+                    if let end = try drive(die(fatal)) { return .exited(end) }
+                    continue
+                case .notMine: break
+                }
                 switch try counterTrap(e) {
                 case .ended(let end): return .exited(end)
                 case .handled: continue

@@ -1,0 +1,59 @@
+import KVMUser
+
+/// Anonymous memory that costs nothing until touched, as Linux's: the
+/// sanitizers reserve terabytes of shadow with MAP_NORESERVE, which fixed
+/// frames and page tables for every page could never hold. Such mappings
+/// are reserved ranges of `GuestMemory` (no page-table entries); the
+/// first touch of a page by the guest faults here and maps it (with its
+/// fault-around block) to fresh zero frames, and the instruction runs
+/// again. Detrec's own accesses map pages the same way (`GuestMemory.hostSpan`).
+/// Faults are deterministic, so replay takes the same ones; nothing goes
+/// in the trace.
+///
+/// Which mappings: private anonymous ones with MAP_NORESERVE, and those of
+/// `largeMapping` bytes or more (a huge malloc arena). The rest get their
+/// frames at mmap as before: a fault per 16 pages costs more than setting
+/// the entries at once for memory a program means to use (the heap).
+enum DemandFault {
+    /// From this size on, a private anonymous mapping is reserved even
+    /// without MAP_NORESERVE.
+    static let largeMapping: UInt64 = 1 << 30
+
+    /// Whether `m`'s pages are reserved rather than given frames at once.
+    static func reserves(_ m: Mapping) -> Bool {
+        guard !m.shared, !m.isFileBacked else { return false }
+        return m.options.contains(.noReserve) || m.end - m.start >= largeMapping
+    }
+
+    /// Reserves the part of `m` within [from, to). Without MAP_NORESERVE
+    /// the memory is committed, as Linux's overcommit heuristic does: more
+    /// than the guest could ever get frames for is ENOMEM.
+    static func reserve(_ p: Process, _ m: Mapping, from: UInt64, to: UInt64) throws(Errno) {
+        let s = max(from, m.start), e = min(to, m.end)
+        guard s < e else { return }
+        let pages = Int((e - s) / 4096)
+        if !m.options.contains(.noReserve), UInt64(pages) > p.memory.framesAvailable { throw .nomem }
+        do { try p.memory.reserve(s, pages: pages, protection: m.protection) } catch { throw .nomem }
+    }
+
+    enum Outcome {
+        /// Not a fault on an untouched reserved page the guest may access.
+        case notMine
+        /// The page has its frame; the instruction runs again.
+        case mapped
+        /// No frame is left: the process dies as Linux's OOM killer kills it.
+        case outOfMemory(FatalSignal)
+    }
+
+    static func handleFault(_ p: Process, _ e: GuestException, rip: UInt64) -> Outcome {
+        guard e.vector == GuestException.pageFault, let code = e.errorCode, code & 1 == 0,
+              p.memory.isUntouchedReserved(e.address),
+              let protection = p.memory.protection(at: e.address), !protection.isEmpty else { return .notMine }
+        // A write to a read-only page, or a fetch from a non-executable
+        // one, faults again once mapped, and is SIGSEGV then.
+        if p.memory.demandMap(e.address) { return .mapped }
+        p.report("out of guest memory at a page fault on 0x\(String(e.address, radix: 16)) (\(p.memory.framesAvailable) frames left): the process is killed with SIGKILL, as Linux's OOM killer would",
+                 key: 0x2_0000_0040, rip: rip)
+        return .outOfMemory(FatalSignal(signal: Signals.SIGKILL, code: Signals.SI_KERNEL, rip: rip, address: 0))
+    }
+}
