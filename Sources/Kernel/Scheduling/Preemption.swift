@@ -116,7 +116,6 @@ extension ProcessRunner {
         }
         disarmCounter()
         let previous = slice
-        let reused = slice.checkpoint?.memory
         slice = SliceState(marker: marker, thread: thread, process: process, started: now)
         if world.isReplaying {
             if let point = try world.recordedPreemption(), point.tid == thread.tid {
@@ -133,10 +132,15 @@ extension ProcessRunner {
         if let window = continuedWindow(after: previous, marker: marker, now: now) {
             slice.checkpoint = previous.checkpoint
             slice.window = window
-            slice.quantum = Preemption.quantum(thread, in: process)
-            interrupt(at: now + slice.quantum)
-            return
+        } else {
+            try takeCheckpoint(reusing: previous.checkpoint?.memory, now: now)
         }
+        slice.quantum = Preemption.quantum(thread, in: process)
+        interrupt(at: now + slice.quantum)
+    }
+
+    /// The thread's state now, as the slice's checkpoint, and a new window from it.
+    private func takeCheckpoint(reusing reused: MemorySnapshot?, now: Double) throws {
         let machine = process.machine
         let memory = reused ?? MemorySnapshot()
         process.memory.capture(into: memory)
@@ -151,8 +155,6 @@ extension ProcessRunner {
         } else {
             process.memory.stopNotingHostWrites()
         }
-        slice.quantum = Preemption.quantum(thread, in: process)
-        interrupt(at: now + slice.quantum)
     }
 
     /// A host signal the program handles arrived while it computes: stop

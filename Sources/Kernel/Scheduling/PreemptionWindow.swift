@@ -29,8 +29,7 @@ import KVMUser
 struct PreemptionWindow {
     /// One syscall of the window: what the guest resumed with.
     struct Refeed {
-        var number: UInt64
-        var returnTo: UInt64
+        var call: SliceSyscall
         var registers: Registers
         var fsBase: UInt64
         var gsBase: UInt64
@@ -84,7 +83,7 @@ extension ProcessRunner {
     /// the window of the slice before goes on, with that syscall's refeed.
     func continuedWindow(after previous: SliceState, marker: Int, now: Double) -> PreemptionWindow? {
         guard var window = previous.window, previous.checkpoint != nil, !previous.preempted, !previous.rolledBack,
-              window.cursor == nil, previous.counter == nil,
+              window.cursor == nil,
               previous.thread === process.current, previous.process === process,
               marker == previous.marker + 1, let call = previous.syscall,
               !PreemptionWindow.ending.contains(call.number),
@@ -96,7 +95,7 @@ extension ProcessRunner {
         let machine = process.machine
         guard machine.registers.rip == call.returnTo else { return nil }
         let (frames, bytes) = process.memory.takeNotedFrames()
-        window.refeeds.append(.init(number: call.number, returnTo: call.returnTo, registers: machine.registers,
+        window.refeeds.append(.init(call: call, registers: machine.registers,
                                     fsBase: machine.fsBase, gsBase: machine.gsBase, frames: frames, bytes: bytes))
         window.bytes += bytes.count
         PreemptionStats.joined += 1
@@ -137,8 +136,8 @@ extension ProcessRunner {
         let r = window.refeeds[i]
         let machine = process.machine
         let regs = machine.registers
-        guard regs.rax == r.number, regs.rip == r.returnTo else {
-            throw RunStopped("the preemption re-run of thread \(process.current.tid) diverged: at its syscall \(i + 1) of \(window.refeeds.count) it made syscall \(regs.rax) at guest rip 0x\(String(regs.rip, radix: 16)), where the run it repeats made \(r.number) at 0x\(String(r.returnTo, radix: 16))")
+        guard regs.rax == r.call.number, regs.rip == r.call.returnTo else {
+            throw RunStopped("the preemption re-run of thread \(process.current.tid) diverged: at its syscall \(i + 1) of \(window.refeeds.count) it made syscall \(regs.rax) at guest rip 0x\(String(regs.rip, radix: 16)), where the run it repeats made \(r.call.number) at 0x\(String(r.call.returnTo, radix: 16))")
         }
         process.memory.putFrames(r.frames, r.bytes)
         machine.registers = r.registers
