@@ -144,12 +144,7 @@ final class ReplayingWorld: HostWorld {
                 guard ReplayingWorld.mayFill(address: address, length: length, in: s) else {
                     throw diverged("the recorded file contents at 0x\(String(address, radix: 16)) (\(length) bytes) are not a mapping the program made")
                 }
-                memory.populate(address, count: Int(length))  // as the recording's fill does
-                do {
-                    try content[Int(offset)..<Int(offset + length)].withUnsafeBytes {
-                        try memory.write(address, bytes: $0, access: .kernel)
-                    }
-                } catch {
+                do { try memory.fill(address, with: content[Int(offset)..<Int(offset + length)]) } catch {
                     throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
                 // Empty ones carry execve's files (`loadFile`); recording logs no empty fill.

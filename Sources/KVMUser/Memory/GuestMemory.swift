@@ -118,11 +118,7 @@ public final class GuestMemory {
                 if !release(slot.pointee) { translationsChanged = true }
             }
             dropPatches(va, count: 4096)  // breakpoint overlay: the page is new
-            guard let frame = frames.allocate() else { throw GuestMemoryFault(address: va) }
-            guard data.ensureRegistered(frame) else {
-                frames.release(frame)
-                throw GuestMemoryFault(address: va)
-            }
+            guard let frame = freshFrame() else { throw GuestMemoryFault(address: va) }
             slot.pointee = PTE.leaf(frame: frame, protection: protection, user: user)
         }
         reapplyDebugProtection(start, pages: pages)
@@ -139,9 +135,13 @@ public final class GuestMemory {
     }
 
     /// Whether `va` is on a reserved page that has no frame yet.
-    public func isUntouchedReserved(_ va: UInt64) -> Bool {
-        guard va < GuestMemory.userLimit, !reserved.isEmpty, reserved.range(containing: va) != nil else { return false }
-        return PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0
+    public func isUntouchedReserved(_ va: UInt64) -> Bool { untouchedReservation(va) != nil }
+
+    /// The reserved range holding `va`, when its page has no frame yet.
+    private func untouchedReservation(_ va: UInt64) -> ReservedRange? {
+        guard va < GuestMemory.userLimit, !reserved.isEmpty, let r = reserved.range(containing: va),
+              PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0 else { return nil }
+        return r
     }
 
     /// The parts of [start, end) that are not untouched reserved pages, in
@@ -150,14 +150,11 @@ public final class GuestMemory {
     public func framedParts(_ start: UInt64, _ end: UInt64) -> [(start: UInt64, end: UInt64)] {
         guard start < end, !reserved.isEmpty else { return start < end ? [(start, end)] : [] }
         var out: [(start: UInt64, end: UInt64)] = []
-        func add(_ s: UInt64, _ e: UInt64) {
-            if let last = out.last, last.end == s { out[out.count - 1].end = e } else { out.append((s, e)) }
-        }
-        for gap in reserved.gaps(start, end) where gap.start < gap.end { add(gap.start, gap.end) }
+        for gap in reserved.gaps(start, end) where gap.start < gap.end { out.append(gap) }
         for r in reserved.overlapping(start, end) {
             tables.forEachLeaf(from: r.start & ~4095, to: r.end) { va, slot in
                 guard slot.pointee & PTE.ownsFrame != 0 else { return }
-                add(max(va, start), min(va + 4096, end))
+                out.append((max(va, start), min(va + 4096, end)))
             }
         }
         out.sort { $0.start < $1.start }
@@ -201,13 +198,19 @@ public final class GuestMemory {
     func mapReserved(_ va: UInt64, _ protection: PageProtection) -> Bool {
         guard let slot = tables.leaf(va, create: true) else { return false }
         if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return true }
-        guard let frame = frames.allocate() else { return false }
-        guard data.ensureRegistered(frame) else {
-            frames.release(frame)
-            return false
-        }
+        guard let frame = freshFrame() else { return false }
         slot.pointee = PTE.leaf(frame: frame, protection: protection)
         return true
+    }
+
+    /// A zero frame KVM has a memslot for, or nil when none is left.
+    private func freshFrame() -> UInt64? {
+        guard let frame = frames.allocate() else { return nil }
+        guard data.ensureRegistered(frame) else {
+            frames.release(frame)
+            return nil
+        }
+        return frame
     }
 
     /// Removes pages; holes are skipped. Their frames go back to the host.
@@ -282,11 +285,7 @@ public final class GuestMemory {
     private func moveToFreshFrame(_ slot: UnsafeMutablePointer<UInt64>) -> Bool {
         let entry = slot.pointee
         let old = entry & PTE.addressMask
-        guard data.contains(old), let fresh = frames.allocate() else { return false }
-        guard data.ensureRegistered(fresh) else {
-            frames.release(fresh)
-            return false
-        }
+        guard data.contains(old), let fresh = freshFrame() else { return false }
         data.pointer(fresh).copyMemory(from: data.pointer(old), byteCount: 4096)
         frameChanges &+= 1
         dirty?.mark(fresh)  // a host write: KVM's log does not see it
@@ -398,8 +397,7 @@ public final class GuestMemory {
     /// How many bytes of the page of `va` an access may reach, without
     /// giving a reserved page its frame (checks before the access).
     private func reach(_ va: UInt64, write: Bool, access: GuestAccess) -> Int? {
-        if !reserved.isEmpty, va < GuestMemory.limit(access), let r = reserved.range(containing: va),
-           PTE.real(tables.entry(va & ~4095)) & PTE.ownsFrame == 0 {
+        if let r = untouchedReservation(va) {
             return GuestMemory.allows(r.protection, write: write, access: access) ? 4096 - Int(va & 4095) : nil
         }
         return hostSpan(va, write: write, access: access)?.1
@@ -455,12 +453,8 @@ public final class GuestMemory {
         guard count > 0 else { return }
         let (end, overflow) = va.addingReportingOverflow(UInt64(count))
         guard !overflow, end <= GuestMemory.limit(access) else { throw GuestMemoryFault(address: va) }
-        var done = 0
-        while done < count {
-            let at = va + UInt64(done)
-            guard let avail = reach(at, write: write, access: access) else { throw GuestMemoryFault(address: at) }
-            done += min(avail, count - done)
-        }
+        let reachable = accessibleExtent(va, count: count, write: write, access: access)
+        if reachable < count { throw GuestMemoryFault(address: va + UInt64(reachable)) }
     }
 
     public func read(_ va: UInt64, count: Int, access: GuestAccess = .user) throws(GuestMemoryFault) -> [UInt8] {
@@ -514,22 +508,14 @@ public final class GuestMemory {
     public func readValue<T: FixedWidthInteger>(_ va: UInt64, as: T.Type = T.self, access: GuestAccess = .user) throws(GuestMemoryFault) -> T {
         try check(va, count: MemoryLayout<T>.size, write: false, access: access)
         var v = T.zero
-        var failure: GuestMemoryFault?
-        withUnsafeMutableBytes(of: &v) { b in
-            do throws(GuestMemoryFault) { try read(into: b, from: va, access: access) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try withUnsafeMutableBytes(of: &v) { b throws(GuestMemoryFault) in try read(into: b, from: va, access: access) }
         return T(littleEndian: v)
     }
 
     public func writeValue<T: FixedWidthInteger>(_ va: UInt64, _ value: T, access: GuestAccess = .user) throws(GuestMemoryFault) {
         try check(va, count: MemoryLayout<T>.size, write: true, access: access)
         var v = value.littleEndian
-        var failure: GuestMemoryFault?
-        withUnsafeBytes(of: &v) { b in
-            do throws(GuestMemoryFault) { try write(va, bytes: b, access: access) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try withUnsafeBytes(of: &v) { b throws(GuestMemoryFault) in try write(va, bytes: b, access: access) }
     }
 
     /// A NUL-terminated string of at most `limit` bytes (without the NUL).

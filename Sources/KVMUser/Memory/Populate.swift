@@ -29,4 +29,16 @@ extension GuestMemory {
         }
         flush()
     }
+
+    /// Copies file content to `va`, ignoring page protection (kernel
+    /// access): the loader's segments and file mappings' fills, recorded
+    /// or replayed, each backed first with `populate`.
+    public func fill(_ va: UInt64, with bytes: ArraySlice<UInt8>) throws(GuestMemoryFault) {
+        populate(va, count: bytes.count)
+        var failure: GuestMemoryFault?
+        bytes.withUnsafeBytes { b in
+            do throws(GuestMemoryFault) { try write(va, bytes: b, access: .kernel) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
 }

@@ -89,9 +89,9 @@ struct ReservedRanges: Equatable {
 
     /// Gives the reserved parts of [start, end) `protection` (mprotect).
     mutating func protect(_ start: UInt64, _ end: UInt64, _ protection: PageProtection) {
-        let parts = overlapping(start, end)
-        guard parts.contains(where: { $0.protection != protection }) else { return }
-        for part in parts { insert(part.start, part.end, protection: part.protection == protection ? part.protection : protection) }
+        for part in overlapping(start, end) where part.protection != protection {
+            insert(part.start, part.end, protection: protection)
+        }
     }
 
     /// Merges the range at `i` with equal neighbours that touch it.

@@ -130,12 +130,7 @@ public enum ProgramLoader {
             let fileEnd = min(UInt64(bytes.count), AddressSpace.pageUp(s.offset + s.filesz) ?? UInt64(bytes.count))
             let at = (s.vaddr &+ bias) & ~4095
             if s.filesz > 0, fileEnd > fileStart {
-                memory.populate(at, count: Int(fileEnd - fileStart))  // one madvise, not a host fault per page
-                do {
-                    try bytes[Int(fileStart)..<Int(fileEnd)].withUnsafeBytes { b in
-                        try memory.write(at, bytes: b, access: .kernel)
-                    }
-                } catch { throw .noMemory("\(name) segment") }
+                do { try memory.fill(at, with: bytes[Int(fileStart)..<Int(fileEnd)]) } catch { throw .noMemory("\(name) segment") }
             }
             // bss: zero from the end of the file data to the end of its page,
             // past memsz too, as Linux's padzero does: ld.so's early malloc

@@ -332,13 +332,7 @@ public struct HostEffects {
         let size = UInt64(content.bytes.count)
         guard offset < size, length > 0 else { return }
         let n = min(length, size - offset)
-        let slice = content.bytes[Int(offset)..<Int(offset + n)]
-        memory.populate(address, count: Int(n))  // one madvise, not a host fault per page
-        do {
-            try slice.withUnsafeBytes { b in
-                try memory.write(address, bytes: b, access: .kernel)
-            }
-        } catch { throw .fault }
+        do { try memory.fill(address, with: content.bytes[Int(offset)..<Int(offset + n)]) } catch { throw .fault }
         writes.append(.file(address: address, length: n, content: content, offset: offset))
     }
 }
