@@ -11,7 +11,7 @@ final class RecordingWorld: HostWorld {
     var isReplaying: Bool { false }
     private var writes: [GuestWrite] = []
     private var storedHashes: Set<String> = []
-    private var contentCache: [HostFile.Identity: FileContent] = [:]
+    private var files = FileContentCache()
     private var lastFlush = RecordingWorld.now()
 
     /// The syscall descriptions: calls that can wait by their nature flush
@@ -66,7 +66,7 @@ final class RecordingWorld: HostWorld {
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true
         if let n = current?.number, table.waitsByNature(SyscallNumber.dispatched(n)) { try flush() }
-        var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.content(of: fd) })
+        var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.fileContent(of: fd) })
         let result: Int64
         do { result = try body(&effects) } catch { result = error.result }
         writes = effects.writes
@@ -81,7 +81,7 @@ final class RecordingWorld: HostWorld {
                 logged.append(.bytes(address: address, data: data))
             case .file(let address, let length, let content, let offset):
                 if !storedHashes.contains(content.sha256) {
-                    // Hashed once already, when it was read (`hash`, `content(of:)`).
+                    // Hashed once already, when it was read (`FileContentCache`).
                     do { try writer.storeFile(content.bytes, sha256: content.sha256) } catch {
                         throw RunStopped("cannot store a mapped file: \(error)")
                     }
@@ -168,7 +168,7 @@ final class RecordingWorld: HostWorld {
     // event as writes at address 0 (see docs/trace-format.md, execve).
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent {
         let raw = try read()
-        let content = FileContent(sha256: hash(raw.bytes, identity: raw.identity), bytes: raw.bytes)
+        let content = FileContent(sha256: raw.sha256.isEmpty ? SHA256.hex(raw.bytes) : raw.sha256, bytes: raw.bytes)
         writes.append(.file(address: 0, length: 0, content: content, offset: 0))
         return content
     }
@@ -187,36 +187,6 @@ final class RecordingWorld: HostWorld {
         return path
     }
 
-    /// A whole host file for a file-backed mapping, read and hashed once
-    /// per identity (device, inode, size, modification and change times).
-    private func content(of fd: Int32) throws(Errno) -> FileContent {
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw Errno(errno) }
-        guard st.st_mode & S_IFMT == S_IFREG else { throw .nodev }
-        let identity = HostFile.Identity(st)
-        if let cached = contentCache[identity] { return cached }
-        let bytes = try HostFile.readAll(fd)
-        let content = FileContent(sha256: SHA256.hex(bytes), bytes: bytes, identity: identity)
-        if !identity.isRecent(now: RecordingWorld.wallClock()) { contentCache[identity] = content }
-        return content
-    }
-
-    /// The SHA-256 of a file's bytes, computed once per identity of the
-    /// host file they came from (an exec of the same program or loader
-    /// again reads it, but does not hash it again). A file that changed
-    /// within the last moment is hashed each time (`Identity.isRecent`).
-    private func hash(_ bytes: [UInt8], identity: HostFile.Identity?) -> String {
-        if let identity, let known = hashes[identity] { return known }
-        let sha = SHA256.hex(bytes)
-        if let identity, !identity.isRecent(now: RecordingWorld.wallClock()) { hashes[identity] = sha }
-        return sha
-    }
-
-    private var hashes: [HostFile.Identity: String] = [:]
-
-    static func wallClock() -> timespec {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return ts
-    }
+    /// A whole host file, read and hashed once per identity (`FileContentCache`).
+    func fileContent(of fd: Int32) throws(Errno) -> FileContent { try files.content(of: fd) }
 }

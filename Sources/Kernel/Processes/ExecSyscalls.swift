@@ -76,7 +76,7 @@ public enum ExecSyscalls {
 
     /// Reads a host file the guest names, with exec's checks (recording only).
     static func readHostFile(_ path: String, relativeTo dir: OpenFile?, flags: Int32 = 0,
-                             process: Process) throws(Errno) -> FileContent {
+                             process: Process, world: HostWorld) throws(Errno) -> FileContent {
         let noFollow = flags & AT_SYMLINK_NOFOLLOW != 0 ? O_NOFOLLOW : 0
         var hostPath: [UInt8], dirFD: Int
         if path.isEmpty && flags & AT_EMPTY_PATH != 0 {
@@ -124,9 +124,9 @@ public enum ExecSyscalls {
         guard fstat(fd, &st) == 0 else { throw Errno(errno) }
         guard st.st_mode & S_IFMT == S_IFREG else { throw .acces }
         guard st.st_mode & 0o111 != 0 else { throw .acces }
-        let identity = HostFile.Identity(st)
-        return FileContent(sha256: "", bytes: try ExecutableCache.content(of: fd, identity: identity, size: Int(st.st_size)), identity: identity,
-                           openedPath: GuestPath.hostReadlink("/proc/self/fd/\(fd)"))
+        var content = try world.fileContent(of: fd)
+        content.openedPath = GuestPath.hostReadlink("/proc/self/fd/\(fd)")
+        return content
     }
 
     static func execve(_ c: SyscallCall, dir: OpenFile?, path: Int, argv argvArg: Int, envp envpArg: Int, flags: Int32) throws -> Int64 {
@@ -140,7 +140,7 @@ public enum ExecSyscalls {
         var opened: String?
         func load(_ path: String, _ d: OpenFile?, flags: Int32 = 0) throws -> FileContent {
             try world.loadFile { () throws(Errno) -> FileContent in
-                let content = try readHostFile(path, relativeTo: d, flags: flags, process: p)
+                let content = try readHostFile(path, relativeTo: d, flags: flags, process: p, world: world)
                 opened = content.openedPath
                 return content
             }

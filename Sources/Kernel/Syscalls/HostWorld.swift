@@ -164,6 +164,11 @@ public protocol HostWorld: AnyObject {
     /// takes the next one named there. A failed read throws its Errno.
     func loadFile(_ read: () throws(Errno) -> FileContent) throws -> FileContent
 
+    /// The whole content of the regular host file open on `fd`, for
+    /// `loadFile`'s reader: recording reads it (once per unchanged file);
+    /// replay reads no host file and never asks.
+    func fileContent(of fd: Int32) throws(Errno) -> FileContent
+
     /// Random bytes the kernel itself needs (a new AT_RANDOM), carried in
     /// the current event.
     func randomBytes(_ count: Int) throws -> [UInt8]
@@ -205,6 +210,12 @@ public protocol HostWorld: AnyObject {
     /// still runs at `deadline`, host CLOCK_MONOTONIC seconds; nil leaves
     /// only the liveness watchdog. Replay ignores it.
     func interruptGuest(at deadline: Double?)
+}
+
+extension HostWorld {
+    /// Replay's worlds: the trace holds every file, and `loadFile` never
+    /// runs its reader.
+    public func fileContent(of fd: Int32) throws(Errno) -> FileContent { throw .perm }
 }
 
 /// A signal from outside the guest's syscalls (`HostWorld.outsideSignals`),
