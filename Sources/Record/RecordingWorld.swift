@@ -61,7 +61,7 @@ final class RecordingWorld: HostWorld {
         return nil
     }
 
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
+    func host(memory: GuestMemory, sharedFiles: [Range<UInt64>], _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         // One host interaction per syscall: replay hands back one result.
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true

@@ -114,11 +114,12 @@ final class ReplayingWorld: HostWorld {
     /// The syscalls that write guest memory only through /proc/self/mem.
     static let writesThroughProcMem: Set<UInt64> = [SYS.write, SYS.pwrite64, SYS.writev, SYS.pwritev, SYS.pwritev2]
 
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
+    func host(memory: GuestMemory, sharedFiles: [Range<UInt64>], _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         guard let s = current, !hostCalled else { throw diverged("a host call outside a recorded syscall, or a second one in the same syscall") }
         hostCalled = true
         var fills: [HostOutcome.FileFill] = []
         var carried: [[UInt8]] = []
+        var written: [Range<UInt64>] = []
         for w in s.writes {
             switch w {
             case .bytes(0, let data):
@@ -128,7 +129,10 @@ final class ReplayingWorld: HostWorld {
                 // with them, except by the write family, whose only writes
                 // into guest memory go through /proc/self/mem with a
                 // debugger's rights over the guest's own pages (writeForced).
-                let rights: GuestAccess = ReplayingWorld.writesThroughProcMem.contains(SyscallNumber.dispatched(s.number)) ? .kernel : .user
+                let range = HostOutcome.range(address, UInt64(data.count))
+                let intoSharedFile = sharedFiles.contains { $0.lowerBound <= range.lowerBound && range.upperBound <= $0.upperBound }
+                let rights: GuestAccess = intoSharedFile || ReplayingWorld.writesThroughProcMem.contains(SyscallNumber.dispatched(s.number)) ? .kernel : .user
+                written.append(range)
                 do { try memory.write(address, data, access: rights) } catch {
                     throw diverged("the recorded write of \(data.count) bytes at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
@@ -148,10 +152,13 @@ final class ReplayingWorld: HostWorld {
                     throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
                 }
                 // Empty ones carry execve's files (`loadFile`); recording logs no empty fill.
-                if length > 0 { fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset)) }
+                if length > 0 {
+                    fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset))
+                    written.append(HostOutcome.range(address, length))
+                }
             }
         }
-        return HostOutcome(result: s.result, fileFills: fills, carried: carried)
+        return HostOutcome(result: s.result, fileFills: fills, carried: carried, written: written)
     }
 
     /// Where a recorded file fill may land: only from the one syscall that

@@ -60,6 +60,61 @@ import Testing
             """)
     }
 
+    /// Each host call that can change a mapped file's contents (a write
+    /// through another descriptor or process, O_TRUNC, ftruncate,
+    /// copy_file_range, fallocate's hole) is followed by the mappings
+    /// reading it again; other calls leave them alone (SharedFileChanges).
+    @Test func callsThatChangeAMappedFileAreSeenByItsMappings() throws {
+        let path = dir.appendingPathComponent("changed-\(UUID().uuidString.prefix(8))").path
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
+              ftruncate(fd, 8192);
+              char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+              strcpy(m, "first");
+              pid_t c = fork();
+              if (c == 0) {
+                int other = open(argv[1], O_WRONLY);
+                pwrite(other, "child's pwrite", 14, 16);
+                _exit(0);
+              }
+              waitpid(c, 0, 0);
+              printf("after the child: %s / %s\n", m, m + 16);
+              int again = open(argv[1], O_WRONLY);
+              write(again, "by write", 8);
+              getpid();
+              printf("after write: %.8s\n", m);
+              int src = open("/proc/self/exe", O_RDONLY);
+              off_t in = 1, out = 4096;
+              copy_file_range(src, &in, fd, &out, 3, 0);
+              printf("after copy_file_range: %.3s\n", m + 4096);
+              fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096);
+              printf("after punching a hole: %d %d\n", m[0], m[16]);
+              pwrite(fd, "xyz", 3, 4200);
+              close(open(argv[1], O_RDWR | O_TRUNC));
+              ftruncate(fd, 8192);
+              printf("after O_TRUNC: %d %d\n", m[4200], m[4096]);
+              unlink(argv[1]);
+              return 0;
+            }
+            """#, name: "sharedchanged", args: [path], in: dir)
+        #expect(out == """
+            after the child: first / child's pwrite
+            after write: by write
+            after copy_file_range: ELF
+            after punching a hole: 0 0
+            after O_TRUNC: 0 0
+
+            """)
+    }
+
     /// A process-shared semaphore in MAP_SHARED|MAP_ANONYMOUS memory and
     /// one from sem_open (/dev/shm): the futex wake of one process reaches
     /// the waiter in another. A memfd shares its pages across fork and

@@ -50,7 +50,7 @@ final class StubWorld: HostWorld {
 
     func startupRandom() throws -> [UInt8] { Array(repeating: 0xab, count: 16) }
     func enterSyscall(_ entry: SyscallEntry) throws -> Termination? { nil }
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
+    func host(memory: GuestMemory, sharedFiles: [Range<UInt64>], _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
         hostCalls += 1
         return HostOutcome(result: hostResult)
     }

@@ -56,6 +56,32 @@ public final class SharedObject {
     /// What the host file holds, as far as detrec wrote or read it
     /// (recording only).
     var onFile: [UInt64: [UInt8]] = [:]
+    /// Counts the host calls that may have changed the file
+    /// (`SharedFileChanges`); a view whose `refreshedAt` differs reads it
+    /// again at its process's next host call (recording only).
+    var fileEpoch: UInt64 = 0
+
+    /// The host file's device and inode, for matching a descriptor a
+    /// call wrote to (recording only; fstat once).
+    var hostInode: Inode? {
+        if let known = inodeKnown { return known }
+        switch key {
+        case .inode(let device, let inode): inodeKnown = Inode(device: device, inode: inode)
+        default: inodeKnown = file?.hostFD.flatMap(SharedObject.inode(of:))
+        }
+        return inodeKnown
+    }
+    private var inodeKnown: Inode?
+
+    struct Inode: Equatable {
+        let device: UInt64, inode: UInt64
+    }
+
+    static func inode(of fd: Int32) -> Inode? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
+        return Inode(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
 
     init(key: Key, file: OpenFile?) {
         self.key = key
@@ -72,6 +98,9 @@ public struct SharedView {
     /// The object's `generation` this view last pulled (0: never, so a new
     /// or split view pulls every page the object has).
     var pulled: UInt64 = 0
+    /// The object's `fileEpoch` this view was last read again from the
+    /// file at (nil: never, so a new or split view is, once).
+    var refreshedAt: UInt64?
 }
 
 enum SharedMemory {
@@ -150,13 +179,25 @@ enum SharedMemory {
                 }
                 guard ok else { return }
                 guard twice else {
-                    if page != view.object.pages[index] { view.object.store(index, page) }
+                    if !same(page, view.object.pages[index]) { view.object.store(index, page) }
                     return
                 }
                 let key = PageKey(object: ObjectIdentifier(view.object), index: index)
                 let prior = before[key] ?? view.object.pages[index] ?? []
                 if before[key] == nil { before[key] = prior }
                 if page != prior { view.object.store(index, page) }
+            }
+        }
+    }
+
+    /// Whether a page reads as `stored` (memcmp: this runs for every page
+    /// of every file view around every host call).
+    static func same(_ page: [UInt8], _ stored: [UInt8]?) -> Bool {
+        guard let stored, stored.count == page.count else { return false }
+        return page.withUnsafeBytes { a in
+            stored.withUnsafeBytes { b in
+                guard let x = a.baseAddress, let y = b.baseAddress else { return a.count == b.count }
+                return memcmp(x, y, a.count) == 0
             }
         }
     }
@@ -212,21 +253,30 @@ enum SharedMemory {
         }
     }
 
-    /// The current process's file mappings read again from their files;
+    /// The current process's file mappings that a host call may have
+    /// changed since (`SharedFileChanges`) read again from their files;
     /// what changed goes into guest memory through `effects`, so replay
     /// sees it (recording only).
     static func refresh(_ mm: MemoryContext, _ effects: inout HostEffects) {
-        for view in mm.sharedViews {
-            guard let fd = view.object.file?.hostFD else { continue }
+        var fresh = [UInt8](repeating: 0, count: 4096)
+        for i in mm.sharedViews.indices {
+            let view = mm.sharedViews[i]
+            guard let fd = view.object.file?.hostFD, view.refreshedAt != view.object.fileEpoch else { continue }
+            mm.sharedViews[i].refreshedAt = view.object.fileEpoch
             forEachPage(view) { address, index in
-                var fresh = [UInt8](repeating: 0, count: 4096)
-                let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(index * 4096)) }
+                let (offset, overflow) = index.multipliedReportingOverflow(by: 4096)
+                guard !overflow, offset <= UInt64(Int64.max) else { return }
+                let n = fresh.withUnsafeMutableBytes { pread(fd, $0.baseAddress, 4096, off_t(offset)) }
                 guard n >= 0 else { return }
-                if view.object.onFile[index] == fresh { return }
-                view.object.onFile[index] = fresh
+                // Past the file's end a page reads as zeros.
+                if n < 4096 { fresh.replaceSubrange(n..<4096, with: repeatElement(0, count: 4096 - n)) }
+                // Every view compares for itself: two views of one file in
+                // this memory both show the change.
+                if !same(fresh, view.object.onFile[index]) { view.object.onFile[index] = fresh }
                 guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != fresh else { return }
-                // A page the guest made read-only since keeps its old copy.
-                try? effects.write(address, fresh)
+                // Whatever the view's protection, as Linux's page cache
+                // (replay writes it so: `HostWorld.host`'s sharedFiles).
+                try? effects.writeForced(address, fresh)
             }
         }
     }

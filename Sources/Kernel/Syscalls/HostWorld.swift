@@ -101,7 +101,10 @@ public protocol HostWorld: AnyObject {
     /// returns the recorded result without running `body`. Either way the
     /// outcome says what was filled from files, which the handler may need
     /// (where a mapped file ends).
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome
+    /// `sharedFiles`: the process's MAP_SHARED file views, which the host
+    /// work may write whatever their protection (a file changed under a
+    /// read-only mapping, `SharedMemory.refresh`); replay writes them so.
+    func host(memory: GuestMemory, sharedFiles: [Range<UInt64>], _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome
 
     /// The syscall returns `result` to the guest. Replay checks it matches.
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws
@@ -213,6 +216,11 @@ public protocol HostWorld: AnyObject {
 }
 
 extension HostWorld {
+    /// A host call with no shared file views in the way.
+    public func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
+        try host(memory: memory, sharedFiles: [], body)
+    }
+
     /// Replay's worlds: the trace holds every file, and `loadFile` never
     /// runs its reader.
     public func fileContent(of fd: Int32) throws(Errno) -> FileContent { throw .perm }
@@ -264,11 +272,22 @@ public struct HostOutcome: Equatable, Sendable {
     /// (`HostEffects.carry`), in order: what a sendfile moved to an
     /// inherited stdout, which replay must print again.
     public var carried: [[UInt8]]
+    /// The guest ranges the host work wrote (bytes and file fills), in
+    /// record and replay alike: what can have changed in a shared view.
+    public var written: [Range<UInt64>]
 
-    public init(result: Int64, fileFills: [FileFill] = [], carried: [[UInt8]] = []) {
+    public init(result: Int64, fileFills: [FileFill] = [], carried: [[UInt8]] = [], written: [Range<UInt64>] = []) {
         self.result = result
         self.fileFills = fileFills
         self.carried = carried
+        self.written = written
+    }
+
+    /// The range `[address, address + count)`, clamped at the top of the
+    /// address space (guest addresses are untrusted).
+    public static func range(_ address: UInt64, _ count: UInt64) -> Range<UInt64> {
+        let (end, overflow) = address.addingReportingOverflow(count)
+        return address..<(overflow ? UInt64.max : end)
     }
 
     /// The outcome of a recording's host work: `writes` are what it wrote.
@@ -279,6 +298,12 @@ public struct HostOutcome: Equatable, Sendable {
         }, carried: writes.compactMap { w in
             guard case .bytes(0, let data) = w else { return nil }
             return data
+        }, written: writes.compactMap { w in
+            switch w {
+            case .bytes(0, _): return nil
+            case .bytes(let address, let data): return HostOutcome.range(address, UInt64(data.count))
+            case .file(let address, let length, _, _): return length > 0 ? HostOutcome.range(address, length) : nil
+            }
         })
     }
 

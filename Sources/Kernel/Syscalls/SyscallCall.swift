@@ -222,14 +222,20 @@ public struct SyscallCall {
             }
         }
         let mm = process.mm
+        let (number, args, p) = (self.number, self.args, process)
         SharedMemory.push(mm, filesOnly: true)
-        let outcome = try world.host(memory: memory) { (effects: inout HostEffects) throws(Errno) -> Int64 in
+        let views = mm.sharedViews.filter { $0.object.file != nil }.map { $0.start..<$0.end }
+        let outcome = try world.host(memory: memory, sharedFiles: views) { (effects: inout HostEffects) throws(Errno) -> Int64 in
             SharedMemory.writeBack(family)
             let result = try CredentialsOnHost.with(credentials, realIDs: realIDs) { () throws(Errno) -> Int64 in try body(&effects) }
+            SharedFileChanges.note(number: number, args: args, process: p)
             SharedMemory.refresh(mm, &effects)
             return result
         }
-        SharedMemory.push(mm, filesOnly: true)
+        // Since the push above only the host work wrote guest memory.
+        for r in outcome.written {
+            SharedMemory.push(mm, from: r.lowerBound & ~4095, to: r.upperBound, filesOnly: true)
+        }
         return outcome
     }
 }

@@ -116,8 +116,8 @@ final class DebugWorld: HostWorld {
         defer { consumed() }
         return try inner.enterSyscall(entry)
     }
-    func host(memory: GuestMemory, _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
-        try inner.host(memory: memory, body)
+    func host(memory: GuestMemory, sharedFiles: [Range<UInt64>], _ body: (inout HostEffects) throws(Errno) -> Int64) throws -> HostOutcome {
+        try inner.host(memory: memory, sharedFiles: sharedFiles, body)
     }
     func exitSyscall(_ entry: SyscallEntry, result: Int64) throws {
         try inner.exitSyscall(entry, result: result)
