@@ -115,6 +115,64 @@ import Testing
             """)
     }
 
+    /// A read-only MAP_SHARED mapping of a file shows what the file gets,
+    /// from write(2) in this process or another and from another
+    /// process's writable mapping (LMDB and SQLite's mmap read pages so
+    /// and write with pwrite); mprotect cannot make it writable when the
+    /// file is not open for writing.
+    @Test func readOnlySharedMappingsShowTheFilesChanges() throws {
+        let path = dir.appendingPathComponent("readonly-\(UUID().uuidString.prefix(8))").path
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/mman.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0600);
+              ftruncate(fd, 8192);
+              int rofd = open(argv[1], O_RDONLY);
+              const char *ro = mmap(NULL, 8192, PROT_READ, MAP_SHARED, rofd, 0);
+              pwrite(fd, "own pwrite", 10, 0);
+              printf("own pwrite: %.10s\n", ro);
+              pid_t c = fork();
+              if (c == 0) { pwrite(fd, "child's pwrite", 14, 32); _exit(0); }
+              waitpid(c, 0, 0);
+              getppid();
+              printf("child's pwrite: %.14s\n", ro + 32);
+              c = fork();
+              if (c == 0) {
+                char *w = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+                strcpy(w + 4096, "child's mapping");
+                _exit(0);
+              }
+              waitpid(c, 0, 0);
+              printf("child's mapping: %s\n", ro + 4096);
+              int r = mprotect((void *)ro, 4096, PROT_READ | PROT_WRITE);
+              printf("mprotect of the O_RDONLY one: %d %s\n", r, r ? strerror(errno) : "");
+              char *rw = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
+              r = mprotect(rw, 4096, PROT_READ | PROT_WRITE);
+              strcpy(rw + 64, "made writable");
+              char buf[16] = {0};
+              pread(rofd, buf, 13, 64);
+              printf("mprotect of the O_RDWR one: %d, the file has: %s\n", r, buf);
+              unlink(argv[1]);
+              return 0;
+            }
+            """#, name: "sharedreadonly", args: [path], in: dir)
+        #expect(out == """
+            own pwrite: own pwrite
+            child's pwrite: child's pwrite
+            child's mapping: child's mapping
+            mprotect of the O_RDONLY one: -1 Permission denied
+            mprotect of the O_RDWR one: 0, the file has: made writable
+
+            """)
+    }
+
     /// A process-shared semaphore in MAP_SHARED|MAP_ANONYMOUS memory and
     /// one from sem_open (/dev/shm): the futex wake of one process reaches
     /// the waiter in another. A memfd shares its pages across fork and

@@ -146,6 +146,11 @@ enum MemorySyscalls {
                 if seals > 0 && seals & (8 | 16) != 0 { throw .perm }   // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
                 // Which file this is, so replay finds the same shared object.
                 if let identity = SharedMemory.identity(of: fd) { effects.carry(identity) }
+            } else if shared, SharedObject.inode(of: fd) != nil, let identity = SharedMemory.identity(of: fd) {
+                // A read-only view of a regular file: it shows what the file
+                // gets, too. One more byte: whether mprotect may make it writable.
+                let writable: UInt8 = Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR ? 1 : 0
+                effects.carry(identity + [writable])
             }
             try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
             return Int64(start)
@@ -172,8 +177,11 @@ enum MemorySyscalls {
             }
             PatchedInstructions.patch(p.mm, from: start, to: start + length, content: key)
         }
-        if sharedView {
-            let object = SharedMemory.object(for: file, identity: outcome.carried.first, process: p)
+        // Decided from what the host call carried, the same in record and replay.
+        let readOnlyView = shared && !sharedView && outcome.carried.first?.count == 17
+        if sharedView || readOnlyView {
+            let carried = outcome.carried.first.map { Array($0.prefix(16)) }
+            let object = SharedMemory.object(for: file, identity: carried, process: p)
             if p.mm.sharedViews.contains(where: { $0.object === object && $0.offset < offset + length && offset < $0.offset + ($0.end - $0.start) }) {
                 // Two ranges of one memory showing the same pages would need
                 // one frame behind both; each is its own copy until the next
@@ -181,7 +189,12 @@ enum MemorySyscalls {
                 p.report("mmap of a range of \(file.path) this process already maps MAP_SHARED: writes through one are not seen through the other at once",
                          key: 0x2_0000_0003, rip: c.rip)
             }
-            p.mm.sharedViews.append(SharedView(start: start, end: start + length, object: object, offset: offset))
+            var view = SharedView(start: start, end: start + length, object: object, offset: offset)
+            if readOnlyView {
+                view.guestWritable = false
+                view.mayWrite = outcome.carried.first?.last == 1
+            }
+            p.mm.sharedViews.append(view)
             SharedMemory.push(p.mm, from: start, to: start + length)
         }
         return r
@@ -231,6 +244,18 @@ enum MemorySyscalls {
             guard m.start <= at else { break }
             at = min(m.end, end)
         }
+        // A shared view of a file not open for writing stays read-only:
+        // the mappings before it change, then EACCES (mm/mprotect.c).
+        var refused = false
+        if prot.contains(.write), let bad = p.mm.sharedViews.filter({ !$0.mayWrite && $0.start < at && start < $0.end }).min(by: { $0.start < $1.start }) {
+            at = max(start, bad.start)
+            refused = true
+        }
+        if prot.contains(.write) {
+            for i in p.mm.sharedViews.indices where p.mm.sharedViews[i].start < at && start < p.mm.sharedViews[i].end {
+                p.mm.sharedViews[i].guestWritable = true
+            }
+        }
         if at > start {
             p.space.protect(start, at, prot)
             // Code made writable may be rewritten: its patches go; code made
@@ -240,6 +265,7 @@ enum MemorySyscalls {
             p.protectPages(start, at)   // pages beyond a mapped file's end keep faulting
             if prot.contains(.execute) && !WriteXorExecute.applies(prot) { PatchedInstructions.patch(p, from: start, to: at) }
         }
+        if refused { throw Errno.acces }
         guard at >= end else { throw Errno.nomem }
         return 0
     }

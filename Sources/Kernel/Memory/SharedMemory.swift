@@ -34,8 +34,10 @@ public final class SharedObject {
     }
 
     let key: Key
-    /// The file, for writing pages back and reading them again (recording).
-    let file: OpenFile?
+    /// The file, for writing pages back and reading them again
+    /// (recording): a descriptor open for writing once any mapping of the
+    /// object has one (`object(for:)`).
+    fileprivate(set) var file: OpenFile?
     /// The content as last pushed from a process's memory, by page index
     /// (file offset / 4096).
     var pages: [UInt64: [UInt8]] = [:]
@@ -101,6 +103,13 @@ public struct SharedView {
     /// The object's `fileEpoch` this view was last read again from the
     /// file at (nil: never, so a new or split view is, once).
     var refreshedAt: UInt64?
+    /// Whether the guest may have written the view: false for a read-only
+    /// mapping until mprotect makes it writable, so the push that looks
+    /// for the guest's writes skips it (a large read-only database file).
+    var guestWritable = true
+    /// A read-only mapping of a file not open for writing: mprotect cannot
+    /// make it writable (EACCES), as Linux's VM_MAYWRITE.
+    var mayWrite = true
 }
 
 enum SharedMemory {
@@ -119,10 +128,21 @@ enum SharedMemory {
         } else {
             key = .path(WorkingDirectory.resolve(file.path, against: p.cwd.path))
         }
-        if let known = p.family.sharedObjects[key] { return known }
+        if let known = p.family.sharedObjects[key] {
+            // A read-only mapping may have made the object: write-back needs a writable descriptor.
+            if let old = known.file, !openForWriting(old), openForWriting(file) { known.file = file }
+            return known
+        }
         let object = SharedObject(key: key, file: file)
         p.family.sharedObjects[key] = object
         return object
+    }
+
+    /// Whether the host descriptor is open for reading and writing
+    /// (recording; false in replay, which has none and writes no file).
+    static func openForWriting(_ file: OpenFile) -> Bool {
+        guard let fd = file.hostFD else { return false }
+        return Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR
     }
 
     /// The host file's device and inode, 16 bytes for `HostEffects.carry`
@@ -172,7 +192,8 @@ enum SharedMemory {
         // Only two views of one object can show a page twice.
         let objects = Set(mm.sharedViews.map { ObjectIdentifier($0.object) })
         let twice = objects.count < mm.sharedViews.count
-        for view in mm.sharedViews where !filesOnly || view.object.file != nil {
+        // Only a ranged push (around host writes, munmap) looks at views the guest cannot write.
+        for view in mm.sharedViews where (!filesOnly || view.object.file != nil) && (view.guestWritable || from != nil) {
             forEachPage(view, from: from, to: to) { address, index in
                 let ok = page.withUnsafeMutableBytes { b in
                     (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
