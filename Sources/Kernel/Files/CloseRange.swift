@@ -12,11 +12,14 @@ enum CloseRange {
             guard flags & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC) == 0, first <= last else { throw Errno.inval }
             let p = c.process
             // Threads share one table here; a private copy for one of them
-            // cannot be kept. With one thread there is nothing to unshare.
+            // cannot be kept. With one thread, only processes clone(CLONE_FILES)
+            // made can share it.
             if flags & CLOSE_RANGE_UNSHARE != 0, p.threads.count > 1 {
                 p.report("close_range with CLOSE_RANGE_UNSHARE in a process with several threads is not supported; returning EINVAL", key: SYS.close_range, rip: c.rip)
                 throw Errno.inval
             }
+            // A table shared by CLONE_FILES is copied first (unshare_fd).
+            if flags & CLOSE_RANGE_UNSHARE != 0 { p.fileTable = SharedFileTable(p.files) }
             for fd in p.files.entries.keys where fd >= 0 && UInt32(fd) >= first && UInt32(fd) <= last {
                 if flags & CLOSE_RANGE_CLOEXEC != 0 {
                     p.files.setCloseOnExec(fd, true)

@@ -22,7 +22,8 @@ enum FileSyscalls {
         t.addOutcome(SYS.writev, .host) { c in try writev(c) }
         t.add(SYS.pwritev) { c in try pwritev(c) }
         t.add(SYS.lseek, passthrough(.fd, .value, .value))
-        t.add(SYS.getdents64, getdents64)
+        t.add(SYS.getdents64) { c in try getdents64(c) }
+        t.add(SYS.getdents) { c in try getdents64(c, legacy: true) }
         t.add(SYS.fstat, passthrough(.fd, .out(144)))
         t.add(SYS.stat, passthrough(.path, .out(144)))
         t.add(SYS.lstat, passthrough(.path, .out(144)))
@@ -117,8 +118,9 @@ enum FileSyscalls {
     }
 
     /// getdents64: the host's listing, or detrec's own for a directory of
-    /// the guest's /proc.
-    static func getdents64(_ c: SyscallCall) throws -> Int64 {
+    /// the guest's /proc. `legacy`: getdents, whose struct linux_dirent has
+    /// the type in the record's last byte (LeakSanitizer lists threads so).
+    static func getdents64(_ c: SyscallCall, legacy: Bool = false) throws -> Int64 {
         let file = try c.file(0)
         let count = min(try c.size(2), maxTransfer)
         try c.checkWritable(c.arg(1), count: count)
@@ -126,7 +128,9 @@ enum FileSyscalls {
         return try c.host { effects throws(Errno) -> Int64 in
             if file.listing == nil, let fd = file.hostFD {
                 var buffer = [UInt8](repeating: 0, count: count)
-                let n = buffer.withUnsafeMutableBytes { hostSyscall(SYS.getdents64, Int(fd), Int(bitPattern: $0.baseAddress), count) }
+                let n = buffer.withUnsafeMutableBytes {
+                    hostSyscall(legacy ? SYS.getdents : SYS.getdents64, Int(fd), Int(bitPattern: $0.baseAddress), count)
+                }
                 if n > 0 { try effects.write(address, buffer[0..<Int(n)]) }
                 return n
             }
@@ -135,11 +139,18 @@ enum FileSyscalls {
             while file.listingCursor < entries.count {
                 let (name, type) = entries[file.listingCursor]
                 let nameBytes = Array(name.utf8) + [0]
+                // Both: the name's offset (19, or 18 with d_type after the name) plus the name and NUL, aligned.
                 let length = (19 + nameBytes.count + 7) & ~7
                 guard out.count + length <= count else { break }
                 var record = Bytes.u64(UInt64(file.listingCursor + 1000)) + Bytes.u64(UInt64(file.listingCursor + 1))
-                record += [UInt8(length & 0xff), UInt8(length >> 8), type] + nameBytes
-                record += [UInt8](repeating: 0, count: length - record.count)
+                if legacy {
+                    // d_reclen, d_name, padding, d_type last (fs/readdir.c filldir).
+                    record += [UInt8(length & 0xff), UInt8(length >> 8)] + nameBytes
+                    record += [UInt8](repeating: 0, count: length - 1 - record.count) + [type]
+                } else {
+                    record += [UInt8(length & 0xff), UInt8(length >> 8), type] + nameBytes
+                    record += [UInt8](repeating: 0, count: length - record.count)
+                }
                 out += record
                 file.listingCursor += 1
             }

@@ -189,6 +189,8 @@ public enum ExecSyscalls {
         p.mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: nil)
         // A vfork parent had lent this memory: it runs on from here.
         p.releaseVforkParent()
+        // unshare_files: a table shared by CLONE_FILES is copied first.
+        p.fileTable = SharedFileTable(p.files)
         for (fd, entry) in p.files.entries where entry.closeOnExec {
             if let f = p.files.remove(fd) { RecordLockSyscalls.closed(p, f) }
         }

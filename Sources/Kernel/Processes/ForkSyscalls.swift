@@ -10,7 +10,9 @@ import KVMUser
 /// like another thread's. With CLONE_VFORK the calling thread parks until
 /// the child execs or ends (Linux's vfork_done). One vCPU runs at a time,
 /// and threads of every process are scheduled together at syscalls, so
-/// the trace is still the schedule.
+/// the trace is still the schedule. CLONE_FS and CLONE_FILES share the
+/// working directory, umask and descriptor table by reference
+/// (`FileSystemContext`, `SharedFileTable`).
 extension ProcessSyscalls {
     static let CSIGNAL: UInt64 = 0xff
     static let CLONE_VM: UInt64 = 0x100, CLONE_FS: UInt64 = 0x200, CLONE_FILES: UInt64 = 0x400
@@ -28,8 +30,6 @@ extension ProcessSyscalls {
 
     /// Flags detrec refuses for a new process, each with its name.
     static let refused: [(flag: UInt64, name: String)] = [
-        (CLONE_FS, "CLONE_FS (a working directory shared between processes)"),
-        (CLONE_FILES, "CLONE_FILES (a descriptor table shared between processes)"),
         (CLONE_SIGHAND, "CLONE_SIGHAND without CLONE_THREAD (signal handlers shared between processes)"),
         (CLONE_INTO_CGROUP, "CLONE_INTO_CGROUP (cgroups are the host's)"),
         (0x20000, "CLONE_NEWNS"), (0x2000000, "CLONE_NEWCGROUP"), (0x4000000, "CLONE_NEWUTS"),
@@ -66,11 +66,14 @@ extension ProcessSyscalls {
             // The child's MAP_SHARED ranges show the same objects as the parent's.
             mm.sharedViews = parent.mm.sharedViews
         }
-        let child = Process(sharing: mm, thread: thread, from: parent)
+        // CLONE_FS and CLONE_FILES share the parent's working directory,
+        // umask and descriptor table; without them the child has copies.
+        let child = Process(sharing: mm, thread: thread, from: parent,
+                            fs: flags & CLONE_FS != 0 ? parent.fs : parent.fs.copy())
         child.pid = thread.tid
         child.exitSignal = exitSignal
         child.parent = flags & CLONE_PARENT != 0 ? parent.parent : parent
-        child.files = parent.files
+        child.fileTable = flags & CLONE_FILES != 0 ? parent.fileTable : SharedFileTable(parent.files)
         child.signals = parent.signals
         child.signals.shared = PendingSignals()
         child.control = parent.control.forked(by: parent.current.tid, child: child.pid)
@@ -109,7 +112,7 @@ extension ProcessSyscalls {
             try? child.memory.writeValue(childTID, UInt32(bitPattern: child.pid))
         }
         if flags & CLONE_PIDFD != 0 {
-            // The parent's alone: the child's table was copied before (copy_process).
+            // The parent's alone: the child's table was copied before (copy_process), unless CLONE_FILES shares it.
             let fd = try ProcessDescriptors.install(c, child, nonBlocking: false)
             guard fd >= 0 else { return .result(fd) }
             try c.writeValue(pidfd, Int32(fd))

@@ -25,7 +25,25 @@ public final class Process {
         _modify { yield &mm.space }
         set { mm.space = newValue }
     }
-    public var files = FileTable()
+    /// The descriptor table, shared with the processes clone(CLONE_FILES)
+    /// made (`SharedFileTable`).
+    public var fileTable = SharedFileTable()
+    public var files: FileTable {
+        get { fileTable.table }
+        _modify { yield &fileTable.table }
+        set { fileTable.table = newValue }
+    }
+    /// The working directory and umask, shared with the processes
+    /// clone(CLONE_FS) made (`FileSystemContext`); exec keeps them.
+    public var fs: FileSystemContext
+    public var cwd: WorkingDirectory {
+        get { fs.cwd }
+        set { fs.cwd = newValue }
+    }
+    public var umask: UInt32 {
+        get { fs.umask }
+        set { fs.umask = newValue }
+    }
     /// The process id the guest sees (the recorder's own, from the trace on
     /// replay); its one thread's id equals it.
     public var pid: Int32 = 0
@@ -162,7 +180,8 @@ public final class Process {
                 inherited: InheritedState = InheritedState()) {
         let thread = GuestThread(tid: 0)
         mm = MemoryContext(machine: machine, space: AddressSpace(mmapBase: Process.mmapBase), loaded: thread)
-        attributes = ProcessAttributes(executablePath: executablePath, cwd: cwd, inherited: inherited)
+        attributes = ProcessAttributes(executablePath: executablePath, inherited: inherited)
+        fs = FileSystemContext(cwd: cwd, umask: inherited.umask)
         current = thread
         threads = [thread]
         family = ProcessFamily(root: self)
@@ -175,10 +194,12 @@ public final class Process {
     }
 
     /// A process on memory it shares (vfork, CLONE_VM) or has just copied
-    /// (fork), with `thread` as its one thread, not yet on the vCPU.
-    init(sharing mm: MemoryContext, thread: GuestThread, from parent: Process) {
+    /// (fork), with `thread` as its one thread, not yet on the vCPU; `fs`
+    /// is its parent's (CLONE_FS) or a copy of it.
+    init(sharing mm: MemoryContext, thread: GuestThread, from parent: Process, fs: FileSystemContext) {
         self.mm = mm
         attributes = parent.attributes
+        self.fs = fs
         current = thread
         threads = [thread]
         family = parent.family

@@ -26,10 +26,8 @@ public struct ProcessAttributes {
     /// executed by, at most 15 bytes.
     public var commandName = ""
 
-    /// The working directory, against which relative paths resolve; exec keeps it.
-    public var cwd: WorkingDirectory
-    /// The file mode creation mask; exec keeps it.
-    public var umask: UInt32
+    // The working directory and umask are the process's `fs`
+    // (`FileSystemContext`), which clone(CLONE_FS) shares.
     /// The process group and session; exec keeps them.
     public var processGroup: Int32
     public var session: Int32
@@ -43,10 +41,8 @@ public struct ProcessAttributes {
     /// session has none anyway).
     public var leftTerminal = false
 
-    public init(executablePath: String, cwd: WorkingDirectory, inherited: InheritedState = InheritedState()) {
+    public init(executablePath: String, inherited: InheritedState = InheritedState()) {
         self.executablePath = executablePath
-        self.cwd = cwd
-        umask = inherited.umask
         processGroup = inherited.processGroup
         session = inherited.session
         nice = inherited.nice

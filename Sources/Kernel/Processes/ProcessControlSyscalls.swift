@@ -222,6 +222,7 @@ enum ProcessControlSyscalls {
     static let PR_CAP_AMBIENT: Int32 = 47
     static let PR_GET_SPECULATION_CTRL: Int32 = 52
     static let PR_GET_MDWE: Int32 = 66
+    static let PR_SET_PTRACER: Int32 = 0x5961_6d61
     static let PR_SET_VMA: Int32 = 0x5356_4d41, PR_GET_AUXV: Int32 = 0x4155_5856
     /// Options that do not exist on x86-64 (unaligned access, FP emulation
     /// and exceptions, endianness, FP mode, SVE, SME, tagged addresses):
@@ -307,6 +308,11 @@ enum ProcessControlSyscalls {
             let take = min(size, Int(clamping: c.arg(2)))
             if take > 0 { try c.write(c.arg(1), Array(saved.prefix(take))) }
             return Int64(size)
+        case PR_SET_PTRACER:
+            // Yama's (LeakSanitizer's tracer asks for it): the emulated
+            // kernel has no Yama, so ptrace attach knows no ptracer
+            // exceptions and the option does not exist.
+            throw Errno.inval
         case PR_SET_VMA:
             // As a kernel without CONFIG_ANON_VMA_NAME: mapping names are not kept.
             p.report("prctl(PR_SET_VMA) names no mappings here; returning EINVAL as a kernel without CONFIG_ANON_VMA_NAME", key: 0x2_0000_0000 | UInt64(UInt32(bitPattern: option)), rip: c.rip)

@@ -6,7 +6,7 @@ import KVMUser
 /// a creation index, the same in record and replay.
 enum ThreadSyscalls {
     static func register(_ t: inout SyscallTable) {
-        t.addOutcome(SYS.clone, .emulated, note: "threads, fork, vfork and CLONE_VM processes; CLONE_PIDFD for processes; namespaces, CLONE_FS/FILES/SIGHAND between processes and thread pidfds refused") { c in
+        t.addOutcome(SYS.clone, .emulated, note: "threads, fork, vfork and CLONE_VM processes; CLONE_FS/FILES shared between processes; CLONE_PIDFD for processes; namespaces, CLONE_SIGHAND between processes and thread pidfds refused") { c in
             try clone(c, flags: c.arg(0), stack: c.arg(1), parentTID: c.arg(2), childTID: c.arg(3), tls: c.arg(4))
         }
         t.addOutcome(SYS.clone3, .emulated, note: "as clone; CLONE_CLEAR_SIGHAND; set_tid and CLONE_INTO_CGROUP refused", clone3)

@@ -560,7 +560,9 @@ public final class ProcessRunner {
         SystemVIPC.processEnded(p)
         p.releaseVforkParent()
         Ptrace.tracerEnded(p)
-        p.files = FileTable()
+        // Its reference to the descriptor table goes: they close unless a
+        // CLONE_FILES sibling still has the table.
+        p.fileTable = SharedFileTable()
         p.family.recordLocks.ended(pid: p.pid)
         ProcessControlSyscalls.orphaned(by: p)
         let (code, childStatus) = ProcessSyscalls.childEnd(status)

@@ -140,6 +140,7 @@ public struct SyscallTable {
         t.family(.emulated, SignalSyscalls.register)
         t.family(.emulated, FutexSyscalls.register)
         t.family(.emulated, ThreadSyscalls.register)
+        t.family(.emulated, Unshare.register)
         t.family(.emulated, TimerSyscalls.register)
         t.family(.host, SocketSyscalls.register)
         t.family(.host, SpliceSyscalls.register)
