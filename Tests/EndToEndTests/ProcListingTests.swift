@@ -50,4 +50,52 @@ import Testing
 
             """)
     }
+
+    /// stat (which follows) of another recorded process's cwd, exe and root
+    /// links reaches their targets, as lsof's stat of them does on Linux.
+    /// Before, the host was handed /proc/<the child's pid>/cwd, a pid it
+    /// does not have: ENOENT (the first process's pid is detrec's own, so
+    /// /proc/self hid it).
+    @Test func anotherProcessesLinksLeadToTheirTargets() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <sys/stat.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            int main(void) {
+              int fds[2]; pipe(fds);
+              pid_t p = fork();
+              if (p == 0) { chdir("/usr"); write(fds[1], "x", 1); pause(); _exit(0); }
+              char c; read(fds[0], &c, 1);
+              struct stat usr; stat("/usr", &usr);
+              const char *names[] = {"cwd", "exe", "root"};
+              for (int i = 0; i < 3; i++) {
+                char path[64]; struct stat st;
+                snprintf(path, sizeof path, "/proc/%d/%s", p, names[i]);
+                int r = stat(path, &st);
+                printf("%s: stat %s, type %o", names[i], r ? strerror(errno) : "ok", r ? 0 : st.st_mode & S_IFMT);
+                if (i == 0) printf(", /usr: %d", r == 0 && st.st_ino == usr.st_ino && st.st_dev == usr.st_dev);
+                r = lstat(path, &st);
+                printf("; lstat type %o\n", r ? 0 : st.st_mode & S_IFMT);
+              }
+              char path[64]; struct stat st;
+              snprintf(path, sizeof path, "/proc/%d/cwd/bin", p);
+              printf("cwd/bin: %s\n", stat(path, &st) ? strerror(errno) : "ok");
+              kill(p, SIGKILL); waitpid(p, 0, 0);
+              return 0;
+            }
+            """#, name: "otherlinks", in: dir)
+        #expect(out == """
+            cwd: stat ok, type 40000, /usr: 1; lstat type 120000
+            exe: stat ok, type 100000; lstat type 120000
+            root: stat ok, type 40000; lstat type 120000
+            cwd/bin: ok
+
+            """)
+    }
 }

@@ -69,4 +69,83 @@ import Testing
 
             """)
     }
+
+    /// CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID, a thread's and a
+    /// child's clock ids, and /proc/PID/stat's utime and stime read the time
+    /// charged to each recorded process and thread. Before, every one was
+    /// detrec's own (the main thread's clock counted the worker's time, the
+    /// parent's the child's) and stat's times were zeros.
+    @Test func cpuClocksAndProcStatAreEachProcessAndThreadsOwn() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <time.h>
+            #include <unistd.h>
+            #include <signal.h>
+            #include <sys/wait.h>
+            static long long ns(clockid_t c) {
+              struct timespec t;
+              if (clock_gettime(c, &t) != 0) return -1;
+              return t.tv_sec * 1000000000LL + t.tv_nsec;
+            }
+            static volatile unsigned long sink;
+            /* Works until clock `c` has counted `ms`; returns what it read then. */
+            static long long burn(clockid_t c, long long ms) {
+              for (;;) {
+                for (int i = 0; i < 200000; i++) sink += i * 7;
+                long long t = ns(c);
+                if (t < 0 || t >= ms * 1000000) return t;
+              }
+            }
+            /* utime + stime of a /proc stat file, in ticks. */
+            static long ticks(const char *path) {
+              FILE *f = fopen(path, "r");
+              if (!f) return -1;
+              char buf[1024]; size_t n = fread(buf, 1, sizeof buf - 1, f); fclose(f); buf[n] = 0;
+              char *p = buf; for (char *q = buf; *q; q++) if (*q == ')') p = q + 2;
+              unsigned long v[2] = {0, 0};
+              sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &v[0], &v[1]);
+              return (long)(v[0] + v[1]);
+            }
+            static long long workerUsed;
+            static pid_t workerTid;
+            static void *worker(void *a) {
+              workerTid = gettid();
+              workerUsed = burn(CLOCK_THREAD_CPUTIME_ID, 150);
+              return a;
+            }
+            int main(void) {
+              pthread_t th; pthread_create(&th, 0, worker, 0); pthread_join(th, 0);
+              long long mine = ns(CLOCK_THREAD_CPUTIME_ID), process = ns(CLOCK_PROCESS_CPUTIME_ID);
+              printf("worker counted 150 ms: %d\n", workerUsed >= 150000000LL);
+              printf("the main thread's clock has less: %d\n", mine < workerUsed);
+              printf("the process's has it: %d\n", process >= workerUsed);
+              char path[64];
+              snprintf(path, sizeof path, "/proc/%d/stat", getpid());
+              printf("stat's utime+stime has it: %d\n", ticks(path) >= 14);
+              int p[2]; pipe(p);
+              pid_t c = fork();
+              if (c == 0) { long long used = burn(CLOCK_PROCESS_CPUTIME_ID, 300); write(p[1], &used, sizeof used); pause(); _exit(0); }
+              long long childUsed = 0; read(p[0], &childUsed, sizeof childUsed);
+              clockid_t cc; clock_getcpuclockid(c, &cc);
+              printf("the child's clock id has its time: %d\n", ns(cc) >= childUsed);
+              snprintf(path, sizeof path, "/proc/%d/stat", c);
+              printf("and its stat: %d\n", ticks(path) >= 29);
+              printf("the parent's process clock has less: %d\n", ns(CLOCK_PROCESS_CPUTIME_ID) < childUsed);
+              kill(c, SIGKILL); waitpid(c, 0, 0);
+              return 0;
+            }
+            """#, name: "cpuclocks", flags: ["-static", "-pthread"], in: dir)
+        #expect(out == """
+            worker counted 150 ms: 1
+            the main thread's clock has less: 1
+            the process's has it: 1
+            stat's utime+stime has it: 1
+            the child's clock id has its time: 1
+            and its stat: 1
+            the parent's process clock has less: 1
+
+            """)
+    }
 }

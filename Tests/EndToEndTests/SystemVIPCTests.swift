@@ -284,4 +284,63 @@ import Testing
             """#, name: "twoattach", in: dir)
         #expect(out == "child: a 'through a' b 'through a'\nparent: a 'child via b' b 'child via b'\n")
     }
+
+    /// /proc/sysvipc/* list the recording's objects (ipcs reads them), as
+    /// Linux lists a namespace's: before, the host's were shown.
+    @Test func procSysvipcListsTheRecordingsObjects() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <sys/ipc.h>
+            #include <sys/msg.h>
+            #include <sys/sem.h>
+            #include <sys/shm.h>
+            /* The line of `file` whose second column is `id`, its columns 1..ncols (times and pids left out). */
+            static void show(const char *file, int id, const int *cols, int ncols) {
+              FILE *f = fopen(file, "r");
+              if (!f) { perror(file); return; }
+              char line[512]; int found = 0;
+              if (fgets(line, sizeof line, f)) printf("%s header: %.21s\n", file, line);
+              while (fgets(line, sizeof line, f)) {
+                char *w[20]; int n = 0;
+                for (char *t = strtok(line, " \n"); t && n < 20; t = strtok(0, " \n")) w[n++] = t;
+                if (n < 2 || atoi(w[1]) != id) continue;
+                found = 1;
+                printf("%s:", file);
+                for (int i = 0; i < ncols; i++) printf(" %s", cols[i] < n ? w[cols[i]] : "?");
+                printf("\n");
+              }
+              if (!found) printf("%s: no line for the object\n", file);
+              fclose(f);
+            }
+            int main(void) {
+              int q = msgget(IPC_PRIVATE, IPC_CREAT | 0640);
+              struct { long type; char text[10]; } m = { 7, "123456789" };
+              msgsnd(q, &m, 10, 0); msgsnd(q, &m, 5, 0);
+              int s = semget(IPC_PRIVATE, 3, IPC_CREAT | 0604);
+              int h = shmget(IPC_PRIVATE, 10000, IPC_CREAT | 0600);
+              void *at = shmat(h, 0, 0);
+              /* msg: key perms cbytes qnum; sem: key perms nsems; shm: key perms size nattch */
+              show("/proc/sysvipc/msg", q, (int[]){0, 2, 3, 4}, 4);
+              show("/proc/sysvipc/sem", s, (int[]){0, 2, 3}, 3);
+              show("/proc/sysvipc/shm", h, (int[]){0, 2, 3, 6}, 4);
+              shmdt(at);
+              shmctl(h, IPC_RMID, 0); semctl(s, 0, IPC_RMID); msgctl(q, IPC_RMID, 0);
+              show("/proc/sysvipc/msg", q, (int[]){0}, 1);
+              return 0;
+            }
+            """#, name: "sysvipcproc", in: dir)
+        #expect(out == """
+            /proc/sysvipc/msg header:        key      msqid
+            /proc/sysvipc/msg: 0 640 15 2
+            /proc/sysvipc/sem header:        key      semid
+            /proc/sysvipc/sem: 0 604 3
+            /proc/sysvipc/shm header:        key      shmid
+            /proc/sysvipc/shm: 0 600 10000 1
+            /proc/sysvipc/msg header:        key      msqid
+            /proc/sysvipc/msg: no line for the object
+
+            """)
+    }
 }

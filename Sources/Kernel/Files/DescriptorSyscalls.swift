@@ -91,6 +91,10 @@ enum DescriptorSyscalls {
             if case .hostProc = target, flags & O_DIRECTORY != 0 || flags & O_ACCMODE == O_RDONLY {
                 made?.listing = ProcFS.rootListing(Int32(h), family: process.family)
             }
+            if case .hostProc = target, let ipc = SystemVIPCProcFiles.replacing(Int32(h), family: process.family) {
+                // /proc/sysvipc/*: the recording's IPC objects, not the host's.
+                made = ProcFS.Opened(hostFD: ipc, generated: true)
+            }
             return Int64(fd)
         }
         guard r >= 0 else { return .result(r) }

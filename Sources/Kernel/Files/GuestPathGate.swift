@@ -26,8 +26,10 @@ enum GuestPathGate {
             if let d = dirIndex, case .file(let f) = carried[d] { dir = f }
             let path = Array(bytes.prefix { $0 != 0 })
             let (target, hostPath, hostDir) = GuestPath.hostArguments(path, from: dir, process: process, follow: rule.follow)
-            if hostDir !== dir {
-                // Relative to a directory of the guest's /proc: the host gets the walk's absolute path.
+            if hostDir !== dir || hostPath != path {
+                // Relative to a directory of the guest's /proc, or through
+                // one of its links (/proc/<pid>/cwd of a process that is not
+                // detrec's own pid): the host gets the walk's absolute path.
                 carried[i] = .buffer(hostPath + [0], guest: guest, copyOut: copyOut)
                 if let d = dirIndex { carried[d] = .file(nil) }
             }

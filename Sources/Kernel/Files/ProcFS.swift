@@ -231,7 +231,7 @@ public enum ProcFS {
         case ["cmdline"]: return p.argv.flatMap { Array($0.utf8) + [0] }
         case ["environ"]: return p.envp.flatMap { Array($0.utf8) + [0] }
         case ["status"]: return Array(status(p, tid: tid).utf8)
-        case ["stat"]: return Array(stat(p, tid: tid).utf8)
+        case ["stat"]: return Array(stat(p, tid: tid, thread: thread).utf8)
         case ["statm"]: return Array(statm(p).utf8)
         case ["comm"]: return Array((comm(p) + "\n").utf8)
         case ["limits"]: return Array(limits(p).utf8)
@@ -380,9 +380,12 @@ public enum ProcFS {
         """
     }
 
-    /// fs/proc/array.c do_task_stat: 52 fields; times and fault counts are
-    /// not kept by detrec and read 0.
-    static func stat(_ process: Process, tid: Int32) -> String {
+    /// fs/proc/array.c do_task_stat: 52 fields. Fault counts and CPU times
+    /// are the accounting's (getrusage's): the process's, or the thread's
+    /// under task/<tid>; the children's are the process's either way.
+    static func stat(_ process: Process, tid: Int32, thread: GuestThread?) -> String {
+        process.family.accounting.bringUpToDate()
+        let own = thread?.usage ?? process.ownUsage(), children = process.usage.children
         let vsize = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
         let text = process.space.mappings.first { $0.protection.contains(.execute) && $0.isFileBacked }
         let stack = process.space.mappings.first { $0.name == "[stack]" }
@@ -390,7 +393,9 @@ public enum ProcFS {
         f.append(String(state(process, tid: tid).prefix(1)))
         f += [ppid(process), getpgrp(), getsid(0)].map { String($0) }
         f += ["0", "-1", "4194560"]                          // tty_nr tpgid flags
-        f += Array(repeating: "0", count: 8)                  // minflt .. cstime
+        f += [own.minorFaults, children.minorFaults, own.majorFaults, children.majorFaults].map { String($0) }
+        f += [own.userNanoseconds, own.systemNanoseconds, children.userNanoseconds, children.systemNanoseconds]
+            .map { String(ResourceUsage.ticks($0)) }   // utime stime cutime cstime
         f += ["20", "0", String(process.threads.count), "0", "0"]  // priority nice threads itrealvalue starttime
         f += [String(vsize), "0", "18446744073709551615"]     // vsize rss rsslim
         f += [String(text?.start ?? 0), String(text?.end ?? 0), String(stack?.end ?? 0), "0", "0"]
