@@ -195,7 +195,9 @@ enum MemorySyscalls {
                 view.mayWrite = outcome.carried.first?.last == 1
             }
             p.mm.sharedViews.append(view)
-            SharedMemory.push(p.mm, from: start, to: start + length)
+            // The object has what this view shows. A read-only one shows
+            // the file, which is what a page the object lacks means.
+            if sharedView { SharedMemory.push(p.mm, from: start, to: start + length) }
         }
         return r
     }

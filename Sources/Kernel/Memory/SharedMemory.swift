@@ -54,10 +54,14 @@ public final class SharedObject {
         pages[index] = content
         generation += 1
         changed[index] = generation
+        if file != nil { unwritten.insert(index) }
     }
-    /// What the host file holds, as far as detrec wrote or read it
-    /// (recording only).
+    /// What the host file holds of the pages detrec wrote to it or saw
+    /// change there (recording only).
     var onFile: [UInt64: [UInt8]] = [:]
+    /// Pages stored since write-back last had them: the only ones it
+    /// looks at (not every page of a large view at every host call).
+    var unwritten: Set<UInt64> = []
     /// Counts the host calls that may have changed the file
     /// (`SharedFileChanges`); a view whose `refreshedAt` differs reads it
     /// again at its process's next host call (recording only).
@@ -259,18 +263,22 @@ enum SharedMemory {
     /// to the file (recording only). Objects of every process count: a
     /// process that ran before may have left some.
     static func writeBack(_ family: ProcessFamily) {
-        for object in family.sharedObjects.values {
+        for object in family.sharedObjects.values where !object.unwritten.isEmpty {
             guard let fd = object.file?.hostFD else { continue }
-            for (index, content) in object.pages where object.onFile[index] != content {
+            var left: Set<UInt64> = []
+            for index in object.unwritten {
+                guard let content = object.pages[index], !same(content, object.onFile[index]) else { continue }
                 let (offset, overflow) = index.multipliedReportingOverflow(by: 4096)
                 guard !overflow, offset <= UInt64(Int64.max) else { continue }
-                // Never past the file's end: a mapping does not grow the file.
+                // Never past the file's end: a mapping does not grow the
+                // file (the page goes once the file has grown to it).
                 var st = stat()
-                guard fstat(fd, &st) == 0, Int64(offset) < Int64(st.st_size) else { continue }
+                guard fstat(fd, &st) == 0, Int64(offset) < Int64(st.st_size) else { left.insert(index); continue }
                 let n = min(4096, Int(Int64(st.st_size) - Int64(offset)))
                 let written = content.withUnsafeBytes { pwrite(fd, $0.baseAddress, n, off_t(offset)) }
-                if written == n { object.onFile[index] = content }
+                if written == n { object.onFile[index] = content } else { left.insert(index) }
             }
+            object.unwritten = left
         }
     }
 
@@ -293,8 +301,8 @@ enum SharedMemory {
                 if n < 4096 { fresh.replaceSubrange(n..<4096, with: repeatElement(0, count: 4096 - n)) }
                 // Every view compares for itself: two views of one file in
                 // this memory both show the change.
-                if !same(fresh, view.object.onFile[index]) { view.object.onFile[index] = fresh }
-                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), now != fresh else { return }
+                guard let now = try? mm.machine.memory.read(address, count: 4096, access: .kernel), !same(now, fresh) else { return }
+                view.object.onFile[index] = fresh
                 // Whatever the view's protection, as Linux's page cache
                 // (replay writes it so: `HostWorld.host`'s sharedFiles).
                 try? effects.writeForced(address, fresh)
