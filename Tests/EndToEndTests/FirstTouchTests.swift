@@ -46,6 +46,8 @@ import Testing
               /* 8 MiB aligned to 2 MiB inside a 10 MiB mapping: four aligned regions */
               char *raw = mmap(0, 10 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
               if (raw == MAP_FAILED) { perror("mmap"); return 1; }
+              /* the native run's residency must not depend on the host's transparent huge pages */
+              madvise(raw, 10 * MIB, MADV_NOHUGEPAGE);
               char *p = (char *)(((uintptr_t)raw + 2 * MIB - 1) & ~(2 * MIB - 1));
               printf("fresh: %d of 2560 resident\n", count(raw, 2560));
               /* sparse: a byte every 64 pages of the first region */
@@ -92,6 +94,7 @@ import Testing
               /* brk's growth: sparse, then whole, then shrunk and grown again */
               char *cur = sbrk(0), *b = (char *)(((uintptr_t)cur + 4095) & ~4095UL);
               if (sbrk(b - cur + (long)MIB) == (void *)-1) { perror("sbrk"); return 1; }
+              madvise(b, MIB, MADV_NOHUGEPAGE);
               for (int i = 0; i < 256; i += 32) b[(size_t)i * 4096] = 2;
               int sparse = count(b, 256);
               memset(b, 7, MIB);
