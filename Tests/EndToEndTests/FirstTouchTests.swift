@@ -102,6 +102,12 @@ import Testing
               sbrk(-(long)(MIB / 2)); sbrk(MIB / 2);
               int regrown = count(b + MIB / 2, 128);
               printf(", regrown %d of 128, reads %d %d\n", regrown, b[MIB / 2], b[MIB / 2 - 1]);
+              /* in order over several 2 MiB regions (blocks that grow and are backed at once), stopping inside one */
+              char *raw2 = mmap(0, 10 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+              madvise(raw2, 10 * MIB, MADV_NOHUGEPAGE);
+              char *r = (char *)(((uintptr_t)raw2 + 2 * MIB - 1) & ~(2 * MIB - 1));
+              memset(r, 8, 5 * MIB);
+              printf("run: %d of 1280, past its region %d, sum %ld\n", count(r, 1280), count(r + 6 * MIB, 512), sum(r, 5 * MIB));
               /* a thread making syscalls (checkpoints) while this one fills fresh memory */
               char *t = mmap(0, 4 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
               pthread_t th; pthread_create(&th, 0, caller, 0);
@@ -124,6 +130,7 @@ import Testing
         #expect(out.contains("dontneed: 0 of 256, reads 0, then 1 resident; the rest 256 of 256\n"))
         #expect(out.contains("populated 256 of 256, locked 0: 256 of 256"))
         #expect(out.contains("brk: sparse 8, dense 256 of 256, regrown 0 of 128, reads 0 7\n"))
+        #expect(out.contains("run: 1280 of 1280, past its region 0, sum 20480\n"))
         #expect(out.contains("threads: 2000 calls, 1024 of 1024 resident"))
         #expect(out.contains("unmapped: -12\n"))
     }

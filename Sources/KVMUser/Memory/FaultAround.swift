@@ -1,6 +1,10 @@
 /// Which pages a demand fault maps with the faulting one, as Linux's
 /// readahead picks a file's pages: a fault away from the last one maps
-/// the page's aligned block of `first` pages; a fault on the page just
+/// the page's aligned block of `first` pages (the guest's faults on
+/// committed memory ask for 512: its frames are promised anyway, and a
+/// program touching a large heap in random order then pays one fault per
+/// 2 MiB; MAP_NORESERVE memory, sanitizer shadow touched sparsely, keeps
+/// 16); a fault on the page just
 /// past (or just below: a stack) the block the previous fault mapped
 /// doubles the block, up to `most` pages, and those pages are backed on
 /// the host at once (`GuestMemory.populate`). A program filling a large
@@ -17,11 +21,11 @@
 /// what Linux gives with huge pages and without. Otherwise only which
 /// frames exist and when changes: the guest reads zero in every fresh
 /// page either way, and nothing of it goes in the trace.
-struct FaultAround: Equatable {
+public struct FaultAround: Equatable {
     /// Pages mapped by a fault that follows no run (and their alignment).
-    static let first = 16
+    public static let first = 16
     /// The largest block a run of sequential faults grows to (2 MiB).
-    static let most = 512
+    public static let most = 512
 
     /// The last block mapped, [low, high), and its size in pages.
     private var low: UInt64 = 0, high: UInt64 = 0
@@ -29,7 +33,9 @@ struct FaultAround: Equatable {
 
     /// The block to map for a fault on `page` within the reserved range
     /// [start, end), and whether it continues a run (so is to be backed).
-    mutating func block(for page: UInt64, start: UInt64, end: UInt64) -> (from: UInt64, to: UInt64, run: Bool) {
+    /// `first`: the size (and alignment) of a block that follows no run.
+    mutating func block(for page: UInt64, start: UInt64, end: UInt64,
+                        first: Int = FaultAround.first) -> (from: UInt64, to: UInt64, run: Bool) {
         let from: UInt64, to: UInt64, run: Bool
         let huge = UInt64(FaultAround.most) * 4096
         if pages > 0, page == high, high < end {
@@ -43,8 +49,8 @@ struct FaultAround: Equatable {
             from = max(start, low - min(UInt64(pages) * 4096, low), page & ~(huge - 1))
             run = true
         } else {
-            pages = FaultAround.first
-            let block = UInt64(FaultAround.first) * 4096
+            pages = max(1, min(first, FaultAround.most))
+            let block = UInt64(pages) * 4096
             from = max(start, page & ~(block - 1))
             to = min(end, (page & ~(block - 1)) + block)
             run = false

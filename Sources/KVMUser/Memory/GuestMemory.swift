@@ -176,11 +176,12 @@ public final class GuestMemory {
     /// zero, as they did) or are new. True when the page has a frame now
     /// (or had one); false when `va` is not reserved, or no frame is left
     /// for it.
-    public func demandMap(_ va: UInt64) -> Bool {
+    /// `block`: the pages a fault that continues no run maps (`FaultAround`).
+    public func demandMap(_ va: UInt64, block: Int = FaultAround.first) -> Bool {
         guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
         let page = va & ~4095
         guard mapReserved(page, r.protection) else { return false }
-        let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end)
+        let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end, first: block)
         var at = from
         while at < to {
             if at != page, !mapReserved(at, r.protection) { break }

@@ -60,7 +60,10 @@ enum DemandFault {
               let protection = p.memory.protection(at: e.address), !protection.isEmpty else { return .notMine }
         // A write to a read-only page, or a fetch from a non-executable
         // one, faults again once mapped, and is SIGSEGV then.
-        if p.memory.demandMap(e.address) { return .mapped }
+        // Committed memory takes 2 MiB a fault: its frames are promised
+        // anyway, and a heap touched in random order pays a fault per 2 MiB.
+        let sparse = p.space.mapping(containing: e.address)?.options.contains(.noReserve) ?? true
+        if p.memory.demandMap(e.address, block: sparse ? FaultAround.first : FaultAround.most) { return .mapped }
         p.report("out of guest memory at a page fault on 0x\(String(e.address, radix: 16)) (\(p.memory.framesAvailable) frames left): the process is killed with SIGKILL, as Linux's OOM killer would",
                  key: 0x2_0000_0040, rip: rip)
         return .outOfMemory(FatalSignal(signal: Signals.SIGKILL, code: Signals.SI_KERNEL, rip: rip, address: 0))
