@@ -43,7 +43,7 @@ import Testing
         // A host read maps the page's block (the one rule for host accesses) and reads zero.
         #expect(try m.memory.read(big + (1 << 39) + 5, count: 3) == [0, 0, 0])
         #expect(!m.memory.isUntouchedReserved(big + (1 << 39)))
-        #expect(before - m.memory.framesAvailable == UInt64(GuestMemory.faultAround))
+        #expect(before - m.memory.framesAvailable == UInt64(FaultAround.first))
         // Read pages are resident (Linux maps its zero page); the rest of the block is not.
         #expect(m.memory.residency(big + (1 << 39), pages: 2) == [1, 0])
         // mprotect splits; a read-only reserved page refuses user writes.

@@ -83,6 +83,8 @@ public final class GuestMemory {
     /// Mapped pages without frames yet (`ReservedRanges`): a page gets its
     /// frame at its first touch (`demandMap`).
     var reserved = ReservedRanges()
+    /// How many pages the next demand fault maps.
+    var faultAround = FaultAround()
 
     /// The reserved ranges, for tests and diagnostics.
     public var reservedRanges: [ReservedRange] { reserved.ranges }
@@ -165,30 +167,27 @@ public final class GuestMemory {
         return merged
     }
 
-    /// How many pages around a touched reserved page get frames with it:
-    /// the aligned block of this many pages, clipped to the range. A fault
-    /// (a VM exit and a trip through the run loop) costs far more than a
-    /// few more zero frames, which the host backs only when written.
-    static let faultAround = 16
-
     /// Gives the reserved page holding `va` (and its untouched neighbours
-    /// in its fault-around block) fresh zero frames with the range's
-    /// protection. Frames come from the free list (discarded on the host
-    /// when freed, so zero: a preemption rollback of a slice that took
-    /// some leaves them reading zero, as they did) or are new. True when
-    /// the page has a frame now (or had one); false when `va` is not
-    /// reserved, or no frame is left for it.
-    public func demandMap(_ va: UInt64) -> Bool {
+    /// in its fault-around block, `FaultAround`) fresh zero frames with the
+    /// range's protection. A fault (a VM exit and a trip through the run
+    /// loop) costs far more than a few more zero frames. Frames come from
+    /// the free list (discarded on the host when freed, so zero: a
+    /// preemption rollback of a slice that took some leaves them reading
+    /// zero, as they did) or are new. True when the page has a frame now
+    /// (or had one); false when `va` is not reserved, or no frame is left
+    /// for it.
+    /// `block`: the pages a fault that continues no run maps (`FaultAround`).
+    public func demandMap(_ va: UInt64, block: Int = FaultAround.first) -> Bool {
         guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
         let page = va & ~4095
         guard mapReserved(page, r.protection) else { return false }
-        let block = UInt64(GuestMemory.faultAround) * 4096
-        let from = max(r.start, page & ~(block - 1)), to = min(r.end, (page & ~(block - 1)) + block)
+        let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end, first: block)
         var at = from
         while at < to {
             if at != page, !mapReserved(at, r.protection) { break }
             at += 4096
         }
+        if run, !r.protection.isEmpty { populate(from, count: Int(at - from)) }
         reapplyDebugProtection(from, pages: Int((to - from) / 4096))
         return true
     }

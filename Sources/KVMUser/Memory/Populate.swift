@@ -21,7 +21,15 @@ extension GuestMemory {
         var page = va & ~4095
         while page < end {
             if let frame = frame(of: page) {
-                if let r = run, r.end == frame { run = (r.start, frame + 4096) } else { flush(); run = (frame, frame + 4096) }
+                // Frames from the free list come in descending order: a run either way.
+                if let r = run, r.end == frame {
+                    run = (r.start, frame + 4096)
+                } else if let r = run, r.start == frame + 4096 {
+                    run = (frame, r.end)
+                } else {
+                    flush()
+                    run = (frame, frame + 4096)
+                }
             } else {
                 flush()
             }

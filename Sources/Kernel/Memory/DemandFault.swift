@@ -11,19 +11,28 @@ import KVMUser
 /// in the trace.
 ///
 /// Which mappings: private anonymous ones with MAP_NORESERVE, and those of
-/// `largeMapping` bytes or more (a huge malloc arena). The rest get their
-/// frames at mmap as before: a fault per 16 pages costs more than setting
-/// the entries at once for memory a program means to use (the heap).
+/// `largeMapping` bytes or more (glibc's malloc mmaps chunks from 128 KiB
+/// on; thread stacks, arenas, and brk growth of that size, `brkReserves`).
+/// Their first touch is one fault per block that grows while the program
+/// fills them in order (`FaultAround` in KVMUser), which is cheaper under
+/// shadow paging than a page-table entry per page at mmap and a shadow
+/// fault per page at the first touch (docs/preemption.md, first touch).
+/// Smaller mappings get their frames at mmap as before: a VM exit through
+/// the run loop costs more than the few shadow faults it would save.
 enum DemandFault {
     /// From this size on, a private anonymous mapping is reserved even
     /// without MAP_NORESERVE.
-    static let largeMapping: UInt64 = 1 << 30
+    static let largeMapping: UInt64 = 128 << 10
 
     /// Whether `m`'s pages are reserved rather than given frames at once.
     static func reserves(_ m: Mapping) -> Bool {
         guard !m.shared, !m.isFileBacked else { return false }
         return m.options.contains(.noReserve) || m.end - m.start >= largeMapping
     }
+
+    /// Whether brk's growth by `bytes` is reserved (the heap is private
+    /// anonymous memory; glibc grows it by at least 128 KiB at a time).
+    static func brkReserves(_ bytes: UInt64) -> Bool { bytes >= largeMapping }
 
     /// Reserves the part of `m` within [from, to). Without MAP_NORESERVE
     /// the memory is committed, as Linux's overcommit heuristic does: more
@@ -51,7 +60,10 @@ enum DemandFault {
               let protection = p.memory.protection(at: e.address), !protection.isEmpty else { return .notMine }
         // A write to a read-only page, or a fetch from a non-executable
         // one, faults again once mapped, and is SIGSEGV then.
-        if p.memory.demandMap(e.address) { return .mapped }
+        // Committed memory takes 2 MiB a fault: its frames are promised
+        // anyway, and a heap touched in random order pays a fault per 2 MiB.
+        let sparse = p.space.mapping(containing: e.address)?.options.contains(.noReserve) ?? true
+        if p.memory.demandMap(e.address, block: sparse ? FaultAround.first : FaultAround.most) { return .mapped }
         p.report("out of guest memory at a page fault on 0x\(String(e.address, radix: 16)) (\(p.memory.framesAvailable) frames left): the process is killed with SIGKILL, as Linux's OOM killer would",
                  key: 0x2_0000_0040, rip: rip)
         return .outOfMemory(FatalSignal(signal: Signals.SIGKILL, code: Signals.SI_KERNEL, rip: rip, address: 0))

@@ -38,7 +38,12 @@ enum MemorySyscalls {
             return Int64(p.space.brk)
         }
         let oldEnd = AddressSpace.pageUp(p.space.brk) ?? p.space.brk
-        if newEnd > oldEnd {
+        let heap = Mapping(start: p.space.brkStart, end: newEnd, protection: .rw, name: "[heap]",
+                           options: p.space.futureOptions)
+        if newEnd > oldEnd, DemandFault.brkReserves(newEnd - oldEnd) {
+            guard p.space.isFree(oldEnd, newEnd) else { return Int64(p.space.brk) }
+            do throws(Errno) { try DemandFault.reserve(p, heap, from: oldEnd, to: newEnd) } catch { return Int64(p.space.brk) }
+        } else if newEnd > oldEnd {
             guard p.space.isFree(oldEnd, newEnd) else { return Int64(p.space.brk) }
             do { try p.memory.map(oldEnd, pages: Int((newEnd - oldEnd) / 4096), protection: .rw) } catch {
                 // Out of guest memory part way: the pages already mapped go again.
@@ -49,10 +54,9 @@ enum MemorySyscalls {
             p.memory.unmap(newEnd, pages: Int((oldEnd - newEnd) / 4096))
         }
         p.space.remove(p.space.brkStart, max(oldEnd, newEnd))
-        if newEnd > p.space.brkStart {
-            p.space.insert(Mapping(start: p.space.brkStart, end: newEnd, protection: .rw, name: "[heap]",
-                                   options: p.space.futureOptions))
-        }
+        if newEnd > p.space.brkStart { p.space.insert(heap) }
+        // mlockall(MCL_FUTURE): brk faults the new pages in, as Linux's mm_populate.
+        if newEnd > oldEnd, heap.options.contains(.locked) { _ = MemoryLocks.populate(p, oldEnd, newEnd) }
         p.space.brk = want
         return Int64(want)
     }

@@ -115,7 +115,7 @@ extension ProcessRunner {
             previous.quantumPolicy.sliceEnded(sigreturnTo: slice.sigreturnTo)
         }
         disarmCounter()
-        let previous = slice
+        var previous = slice
         slice = SliceState(marker: marker, thread: thread, process: process, started: now)
         if world.isReplaying {
             if let point = try world.recordedPreemption(), point.tid == thread.tid {
@@ -129,7 +129,7 @@ extension ProcessRunner {
             return
         }
         slice.layout = (process.space.generation, process.memory.frameChanges)
-        if let window = continuedWindow(after: previous, marker: marker, now: now) {
+        if let window = continuedWindow(after: &previous, marker: marker, now: now) {
             slice.checkpoint = previous.checkpoint
             slice.window = window
         } else {

@@ -56,6 +56,12 @@ struct PreemptionWindow {
 
     init(started: Double) { self.started = started }
 
+    /// Whether another slice may join: not re-running, and within the bounds.
+    func hasRoom(now: Double) -> Bool {
+        cursor == nil && refeeds.count < PreemptionWindow.mostSlices
+            && now - started < PreemptionWindow.longestAge && bytes < PreemptionWindow.mostBytes
+    }
+
     /// `DETREC_PREEMPTION_WINDOWS=off`: a checkpoint at every slice start, as before (for comparison).
     static let disabled = getenv("DETREC_PREEMPTION_WINDOWS").map { String(cString: $0) == "off" } ?? false
 }
@@ -81,19 +87,18 @@ struct SliceSyscall {
 extension ProcessRunner {
     /// A slice of the same thread starts right after a plain syscall:
     /// the window of the slice before goes on, with that syscall's refeed.
-    func continuedWindow(after previous: SliceState, marker: Int, now: Double) -> PreemptionWindow? {
-        guard var window = previous.window, previous.checkpoint != nil, !previous.preempted, !previous.rolledBack,
-              window.cursor == nil,
+    /// The window is taken out of `previous`, so that appending to its
+    /// refeeds does not copy them all (at every syscall).
+    func continuedWindow(after previous: inout SliceState, marker: Int, now: Double) -> PreemptionWindow? {
+        guard previous.window?.hasRoom(now: now) == true, previous.checkpoint != nil, !previous.preempted, !previous.rolledBack,
               previous.thread === process.current, previous.process === process,
               marker == previous.marker + 1, let call = previous.syscall,
               !PreemptionWindow.ending.contains(call.number),
               previous.layout == (process.space.generation, process.memory.frameChanges),
-              window.refeeds.count < PreemptionWindow.mostSlices,
-              now - window.started < PreemptionWindow.longestAge,
-              window.bytes < PreemptionWindow.mostBytes,
               process.memory.notesHostWrites else { return nil }
         let machine = process.machine
-        guard machine.registers.rip == call.returnTo else { return nil }
+        guard machine.registers.rip == call.returnTo, var window = previous.window else { return nil }
+        previous.window = nil
         let (frames, bytes) = process.memory.takeNotedFrames()
         window.refeeds.append(.init(call: call, registers: machine.registers,
                                     fsBase: machine.fsBase, gsBase: machine.gsBase, frames: frames, bytes: bytes))
