@@ -32,6 +32,7 @@ extension ProcessRunner {
     /// exit and exit_group. Each stop leaves the registers as at the
     /// SYSCALL; resuming executes it again (`Ptrace.resume`), now past the stop.
     func traceSyscallEntry(_ entry: SyscallEntry, _ thread: GuestThread) throws -> Next? {
+        thread.trace?.interruptedCall = nil
         guard var trace = thread.trace, trace.tracer != nil else { return nil }
         let nr = SyscallNumber.dispatched(entry.number)
         if trace.entryStopped {
@@ -61,6 +62,9 @@ extension ProcessRunner {
     /// too, and starts with a SIGSTOP (PTRACE_EVENT_STOP when seized).
     func traceSyscallExit(_ entry: SyscallEntry, result: Int64) throws -> Next? {
         let thread = process.current
+        // Still EINTR here: no SA_RESTART handler made it run again (finish).
+        let interrupted = result == Errno.intr.result && process.machine.registers.rax == UInt64(bitPattern: result)
+        thread.trace?.interruptedCall = interrupted ? entry : nil
         guard var trace = thread.trace, trace.tracer != nil else { return nil }
         let nr = SyscallNumber.dispatched(entry.number)
         if (nr == Self.EXECVE || nr == Self.EXECVEAT) && result == 0 {
@@ -121,7 +125,10 @@ extension ProcessRunner {
         let deliverable = ~process.signals.mask | SignalDelivery.unblockable
         let own = thread.pending.set & deliverable
         let set = own != 0 ? own : process.signals.shared.set & deliverable
-        guard set != 0 else { return nil }
+        guard set != 0 else {
+            thread.trace?.interruptedCall = nil
+            return nil
+        }
         let signal = Int32(set.trailingZeroBitCount + 1)
         if signal == Ptrace.SIGKILL { return nil }
         if signal == trace.injected {
@@ -130,6 +137,18 @@ extension ProcessRunner {
             return nil
         }
         guard let (taken, info) = SignalDelivery.dequeue(process, from: SignalState.bit(signal)) else { return nil }
+        // A syscall this signal interrupted shows its restart code while stopped.
+        if let call = trace.interruptedCall {
+            trace.interruptedCall = nil
+            var r = process.machine.registers
+            if r.rip == call.rip, r.rax == UInt64(bitPattern: Errno.intr.result),
+               let code = Ptrace.restartCode(table.restartRule(SyscallNumber.dispatched(call.number))) {
+                r.rax = UInt64(bitPattern: -code)
+                process.machine.registers = r
+                trace.origRAX = call.number
+                trace.interruptedCall = call
+            }
+        }
         return try traceStop(thread, .signal(taken, info: info), &trace)
     }
 
