@@ -283,6 +283,65 @@ import Testing
         #expect(out.contains("read, detach with SIGUSR1: stopped sig 0x13 event 0, rax -512, orig_rax 0\n  read returned -1 EINTR after 1 handler(s)"))
     }
 
+    /// kernel_clone's rules: CLONE_UNTRACED keeps a child out of its
+    /// parent's TRACEFORK (no event, not traced: LeakSanitizer's tracer is
+    /// made so), and CLONE_PTRACE traces a child without the option.
+    @Test func untracedAndPtraceCloneFlags() throws {
+        let out = try Harness.matchesNative(Self.prelude + #"""
+            #include <sched.h>
+            /* The tracee forks three ways; the tracer reports every stop it sees. */
+            static void tracee(void) {
+              raise(SIGSTOP);
+              pid_t a = syscall(SYS_clone, CLONE_UNTRACED | SIGCHLD, 0, 0, 0, 0);
+              if (a == 0) _exit(1);
+              waitpid(a, 0, 0);
+              pid_t b = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+              if (b == 0) _exit(2);
+              waitpid(b, 0, 0);
+              _exit(0);
+            }
+            int main(void) {
+              setvbuf(stdout, 0, _IOLBF, 0);
+              pid_t c = fork();
+              if (c == 0) { ptrace(PTRACE_TRACEME, 0, 0, 0); tracee(); }
+              int st;
+              waitpid(c, &st, 0);
+              printf("tracee: %s\n", describe(st));
+              ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACEFORK);
+              ptrace(PTRACE_CONT, c, 0, 0);
+              for (;;) {
+                pid_t w = waitpid(-1, &st, __WALL);
+                if (w < 0) break;
+                printf("%s: %s\n", w == c ? "tracee" : "its child", describe(st));
+                if (WIFSTOPPED(st)) ptrace(PTRACE_CONT, w, 0, 0);
+              }
+              /* CLONE_PTRACE without TRACEFORK: the child is traced too, from a SIGSTOP. */
+              c = fork();
+              if (c == 0) {
+                ptrace(PTRACE_TRACEME, 0, 0, 0);
+                raise(SIGSTOP);
+                pid_t a = syscall(SYS_clone, CLONE_PTRACE | SIGCHLD, 0, 0, 0, 0);
+                if (a == 0) _exit(3);
+                waitpid(a, 0, 0);
+                _exit(0);
+              }
+              waitpid(c, &st, 0);
+              printf("second tracee: %s\n", describe(st));
+              ptrace(PTRACE_CONT, c, 0, 0);
+              for (;;) {
+                pid_t w = waitpid(-1, &st, __WALL);
+                if (w < 0) break;
+                printf("%s: %s\n", w == c ? "second tracee" : "its child", describe(st));
+                if (WIFSTOPPED(st)) ptrace(PTRACE_CONT, w, 0, 0);
+              }
+              return 0;
+            }
+            """#, name: "ptrace_untraced", in: dir)
+        #expect(out.hasPrefix("tracee: stopped sig 0x13 event 0\ntracee: stopped sig 0x11 event 0\ntracee: stopped sig 0x5 event 1\n"), "\(out)")
+        #expect(!out.contains("its child: exited 1"))
+        #expect(out.contains("second tracee: stopped sig 0x13 event 0\nits child: stopped sig 0x13 event 0\nits child: exited 3"))
+    }
+
     /// The first process's parent and any process outside the recording
     /// cannot be tracers or tracees: EPERM, with a report.
     @Test func tracingOutsideTheRecordingIsRefused() throws {

@@ -90,7 +90,11 @@ extension ProcessRunner {
             let exitSignal = nr == Self.CLONE3 ? ((try? process.memory.readValue(entry.args[0] &+ 32, as: UInt64.self)) ?? 0) : flags & 0xff
             let event: Int32 = flags & 0x4000 != 0 ? Ptrace.EVENT_VFORK : exitSignal != 17 ? Ptrace.EVENT_CLONE : Ptrace.EVENT_FORK
             let option: UInt64 = event == Ptrace.EVENT_VFORK ? Ptrace.O_TRACEVFORK : event == Ptrace.EVENT_CLONE ? Ptrace.O_TRACECLONE : Ptrace.O_TRACEFORK
-            if trace.options & option != 0, let tracer = trace.tracer, child.trace == nil {
+            // kernel_clone: CLONE_UNTRACED keeps the child untraced and the
+            // event unreported (LeakSanitizer's tracer is made so);
+            // CLONE_PTRACE traces the child without an event.
+            let reported = flags & ProcessSyscalls.CLONE_UNTRACED == 0 && trace.options & option != 0
+            if reported || flags & ProcessSyscalls.CLONE_PTRACE != 0, let tracer = trace.tracer, child.trace == nil {
                 var inherited = TraceeState(tracer: tracer)
                 inherited.options = trace.options
                 inherited.seized = trace.seized
@@ -100,10 +104,12 @@ extension ProcessRunner {
                     child.pending.add(Ptrace.SIGSTOP, info: SignalDelivery.siginfo(signal: Ptrace.SIGSTOP, code: Signals.SI_USER))
                 }
                 child.trace = inherited
-                trace.eventMessage = UInt64(UInt32(bitPattern: child.tid))
-                trace.origRAX = entry.number
-                trace.insideSyscall = true
-                return try traceStop(thread, .event(event), &trace)
+                if reported {
+                    trace.eventMessage = UInt64(UInt32(bitPattern: child.tid))
+                    trace.origRAX = entry.number
+                    trace.insideSyscall = true
+                    return try traceStop(thread, .event(event), &trace)
+                }
             }
         }
         guard trace.resume == .syscall else { return nil }
