@@ -213,6 +213,135 @@ import Testing
         #expect(out.contains("killed: killed by 9"), "\(out)")
     }
 
+    /// A tracee attached while parked in a call: the signal-delivery-stop
+    /// shows the call's -ERESTART* code in RAX and its number in orig_rax;
+    /// let go without a signal, the call runs again (LeakSanitizer's
+    /// tracer does that to every thread); with a handled signal, read runs
+    /// again after an SA_RESTART handler, and fails with EINTR otherwise,
+    /// as pause always does.
+    @Test func interruptedCallsRestartAfterASignalDeliveryStop() throws {
+        let out = try Harness.matchesNative(Self.prelude.replacingOccurrences(of: "#include <elf.h>", with: "#include <elf.h>\n#include <sched.h>") + #"""
+            static int fds[2];
+            static volatile int handled;
+            static void on(int s) { (void)s; handled++; }
+            static void waitBlocked(pid_t c) {
+              char path[64], buf[256];
+              snprintf(path, sizeof path, "/proc/%d/stat", c);
+              for (;;) {
+                FILE *f = fopen(path, "r");
+                if (!f) return;
+                size_t n = fread(buf, 1, sizeof buf - 1, f);
+                fclose(f);
+                buf[n] = 0;
+                char *close = strrchr(buf, ')');
+                if (close && close[2] == 'S') return;
+                sched_yield();
+              }
+            }
+            /* what: 0 read (ERESTARTSYS), 1 pause (ERESTARTNOHAND) */
+            static void child(int what, int flags) {
+              struct sigaction sa = {0};
+              sa.sa_handler = on; sa.sa_flags = flags;
+              sigaction(SIGUSR1, &sa, 0);
+              char c;
+              long r = what == 0 ? read(fds[0], &c, 1) : pause();
+              printf("  %s returned %ld %s after %d handler(s)\n", what == 0 ? "read" : "pause", r, r < 0 ? strerrorname_np(errno) : "", handled);
+              _exit(0);
+            }
+            static void attachAndLetGo(int what, int flags, int inject) {
+              pid_t c = fork();
+              if (c == 0) child(what, flags);
+              waitBlocked(c);
+              int st;
+              ptrace(PTRACE_ATTACH, c, 0, 0);
+              waitpid(c, &st, 0);
+              struct user_regs_struct r;
+              ptrace(PTRACE_GETREGS, c, 0, &r);
+              printf("%s%s, detach with %s: %s, rax %lld, orig_rax %lld\n", what == 0 ? "read" : "pause",
+                     flags ? " (SA_RESTART)" : "", inject ? "SIGUSR1" : "0", describe(st), (long long)r.rax, (long long)r.orig_rax);
+              ptrace(PTRACE_DETACH, c, 0, inject ? SIGUSR1 : 0);
+              if (!inject || (flags && what == 0)) {
+                waitBlocked(c);
+                if (what == 0) write(fds[1], "x", 1); else kill(c, SIGUSR1);
+              }
+              waitpid(c, &st, 0);
+            }
+            int main(void) {
+              setvbuf(stdout, 0, _IOLBF, 0);
+              pipe(fds);
+              attachAndLetGo(0, 0, 0);
+              attachAndLetGo(1, 0, 0);
+              attachAndLetGo(0, SA_RESTART, 1);
+              attachAndLetGo(0, 0, 1);
+              attachAndLetGo(1, SA_RESTART, 1);
+              return 0;
+            }
+            """#, name: "ptrace_restart", in: dir)
+        #expect(out.contains("read, detach with 0: stopped sig 0x13 event 0, rax -512, orig_rax 0\n  read returned 1  after 0 handler(s)"), "\(out)")
+        #expect(out.contains("pause, detach with 0: stopped sig 0x13 event 0, rax -514, orig_rax 34\n  pause returned -1 EINTR after 1 handler(s)"))
+        #expect(out.contains("read (SA_RESTART), detach with SIGUSR1: stopped sig 0x13 event 0, rax -512, orig_rax 0\n  read returned 1  after 1 handler(s)"))
+        #expect(out.contains("read, detach with SIGUSR1: stopped sig 0x13 event 0, rax -512, orig_rax 0\n  read returned -1 EINTR after 1 handler(s)"))
+    }
+
+    /// kernel_clone's rules: CLONE_UNTRACED keeps a child out of its
+    /// parent's TRACEFORK (no event, not traced: LeakSanitizer's tracer is
+    /// made so), and CLONE_PTRACE traces a child without the option.
+    @Test func untracedAndPtraceCloneFlags() throws {
+        let out = try Harness.matchesNative(Self.prelude + #"""
+            #include <sched.h>
+            /* The tracee forks three ways; the tracer reports every stop it sees. */
+            static void tracee(void) {
+              raise(SIGSTOP);
+              pid_t a = syscall(SYS_clone, CLONE_UNTRACED | SIGCHLD, 0, 0, 0, 0);
+              if (a == 0) _exit(1);
+              waitpid(a, 0, 0);
+              pid_t b = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+              if (b == 0) _exit(2);
+              waitpid(b, 0, 0);
+              _exit(0);
+            }
+            int main(void) {
+              setvbuf(stdout, 0, _IOLBF, 0);
+              pid_t c = fork();
+              if (c == 0) { ptrace(PTRACE_TRACEME, 0, 0, 0); tracee(); }
+              int st;
+              waitpid(c, &st, 0);
+              printf("tracee: %s\n", describe(st));
+              ptrace(PTRACE_SETOPTIONS, c, 0, PTRACE_O_TRACEFORK);
+              ptrace(PTRACE_CONT, c, 0, 0);
+              for (;;) {
+                pid_t w = waitpid(-1, &st, __WALL);
+                if (w < 0) break;
+                printf("%s: %s\n", w == c ? "tracee" : "its child", describe(st));
+                if (WIFSTOPPED(st)) ptrace(PTRACE_CONT, w, 0, 0);
+              }
+              /* CLONE_PTRACE without TRACEFORK: the child is traced too, from a SIGSTOP. */
+              c = fork();
+              if (c == 0) {
+                ptrace(PTRACE_TRACEME, 0, 0, 0);
+                raise(SIGSTOP);
+                pid_t a = syscall(SYS_clone, CLONE_PTRACE | SIGCHLD, 0, 0, 0, 0);
+                if (a == 0) _exit(3);
+                waitpid(a, 0, 0);
+                _exit(0);
+              }
+              waitpid(c, &st, 0);
+              printf("second tracee: %s\n", describe(st));
+              ptrace(PTRACE_CONT, c, 0, 0);
+              for (;;) {
+                pid_t w = waitpid(-1, &st, __WALL);
+                if (w < 0) break;
+                printf("%s: %s\n", w == c ? "second tracee" : "its child", describe(st));
+                if (WIFSTOPPED(st)) ptrace(PTRACE_CONT, w, 0, 0);
+              }
+              return 0;
+            }
+            """#, name: "ptrace_untraced", in: dir)
+        #expect(out.hasPrefix("tracee: stopped sig 0x13 event 0\ntracee: stopped sig 0x11 event 0\ntracee: stopped sig 0x5 event 1\n"), "\(out)")
+        #expect(!out.contains("its child: exited 1"))
+        #expect(out.contains("second tracee: stopped sig 0x13 event 0\nits child: stopped sig 0x13 event 0\nits child: exited 3"))
+    }
+
     /// The first process's parent and any process outside the recording
     /// cannot be tracers or tracees: EPERM, with a report.
     @Test func tracingOutsideTheRecordingIsRefused() throws {

@@ -23,9 +23,13 @@ extension ProcessSyscalls {
     static let CLONE_UNTRACED: UInt64 = 0x800000, CLONE_CHILD_SETTID: UInt64 = 0x1000000, CLONE_IO: UInt64 = 0x8000_0000
     static let CLONE_CLEAR_SIGHAND: UInt64 = 0x1_0000_0000, CLONE_INTO_CGROUP: UInt64 = 0x2_0000_0000
 
-    /// Flags with nothing for detrec to do: tracing (nobody traces a
-    /// recorded process), legacy bits Linux ignores, SysV undo lists
-    /// (semop is not offered) and I/O contexts (scheduling only).
+    /// Flags with nothing for this function to do: tracing (CLONE_PTRACE,
+    /// CLONE_UNTRACED: `traceSyscallExit` decides whether the child is
+    /// traced), legacy bits Linux ignores and I/O contexts (scheduling
+    /// only). CLONE_SYSVSEM between
+    /// processes should share the semaphore adjustments; each process
+    /// keeps its own here (IPCNamespace.undo is by pid), which differs only
+    /// for SEM_UNDO operations.
     static let inertFlags = CLONE_PTRACE | CLONE_UNTRACED | CLONE_DETACHED | CLONE_SYSVSEM | CLONE_IO
 
     /// Flags detrec refuses for a new process, each with its name.

@@ -32,6 +32,7 @@ extension ProcessRunner {
     /// exit and exit_group. Each stop leaves the registers as at the
     /// SYSCALL; resuming executes it again (`Ptrace.resume`), now past the stop.
     func traceSyscallEntry(_ entry: SyscallEntry, _ thread: GuestThread) throws -> Next? {
+        thread.trace?.interruptedCall = nil
         guard var trace = thread.trace, trace.tracer != nil else { return nil }
         let nr = SyscallNumber.dispatched(entry.number)
         if trace.entryStopped {
@@ -61,6 +62,9 @@ extension ProcessRunner {
     /// too, and starts with a SIGSTOP (PTRACE_EVENT_STOP when seized).
     func traceSyscallExit(_ entry: SyscallEntry, result: Int64) throws -> Next? {
         let thread = process.current
+        // Still EINTR here: no SA_RESTART handler made it run again (finish).
+        let interrupted = result == Errno.intr.result && process.machine.registers.rax == UInt64(bitPattern: result)
+        thread.trace?.interruptedCall = interrupted ? entry : nil
         guard var trace = thread.trace, trace.tracer != nil else { return nil }
         let nr = SyscallNumber.dispatched(entry.number)
         if (nr == Self.EXECVE || nr == Self.EXECVEAT) && result == 0 {
@@ -86,7 +90,11 @@ extension ProcessRunner {
             let exitSignal = nr == Self.CLONE3 ? ((try? process.memory.readValue(entry.args[0] &+ 32, as: UInt64.self)) ?? 0) : flags & 0xff
             let event: Int32 = flags & 0x4000 != 0 ? Ptrace.EVENT_VFORK : exitSignal != 17 ? Ptrace.EVENT_CLONE : Ptrace.EVENT_FORK
             let option: UInt64 = event == Ptrace.EVENT_VFORK ? Ptrace.O_TRACEVFORK : event == Ptrace.EVENT_CLONE ? Ptrace.O_TRACECLONE : Ptrace.O_TRACEFORK
-            if trace.options & option != 0, let tracer = trace.tracer, child.trace == nil {
+            // kernel_clone: CLONE_UNTRACED keeps the child untraced and the
+            // event unreported (LeakSanitizer's tracer is made so);
+            // CLONE_PTRACE traces the child without an event.
+            let reported = flags & ProcessSyscalls.CLONE_UNTRACED == 0 && trace.options & option != 0
+            if reported || flags & ProcessSyscalls.CLONE_PTRACE != 0, let tracer = trace.tracer, child.trace == nil {
                 var inherited = TraceeState(tracer: tracer)
                 inherited.options = trace.options
                 inherited.seized = trace.seized
@@ -96,10 +104,12 @@ extension ProcessRunner {
                     child.pending.add(Ptrace.SIGSTOP, info: SignalDelivery.siginfo(signal: Ptrace.SIGSTOP, code: Signals.SI_USER))
                 }
                 child.trace = inherited
-                trace.eventMessage = UInt64(UInt32(bitPattern: child.tid))
-                trace.origRAX = entry.number
-                trace.insideSyscall = true
-                return try traceStop(thread, .event(event), &trace)
+                if reported {
+                    trace.eventMessage = UInt64(UInt32(bitPattern: child.tid))
+                    trace.origRAX = entry.number
+                    trace.insideSyscall = true
+                    return try traceStop(thread, .event(event), &trace)
+                }
             }
         }
         guard trace.resume == .syscall else { return nil }
@@ -121,7 +131,10 @@ extension ProcessRunner {
         let deliverable = ~process.signals.mask | SignalDelivery.unblockable
         let own = thread.pending.set & deliverable
         let set = own != 0 ? own : process.signals.shared.set & deliverable
-        guard set != 0 else { return nil }
+        guard set != 0 else {
+            thread.trace?.interruptedCall = nil
+            return nil
+        }
         let signal = Int32(set.trailingZeroBitCount + 1)
         if signal == Ptrace.SIGKILL { return nil }
         if signal == trace.injected {
@@ -130,6 +143,18 @@ extension ProcessRunner {
             return nil
         }
         guard let (taken, info) = SignalDelivery.dequeue(process, from: SignalState.bit(signal)) else { return nil }
+        // A syscall this signal interrupted shows its restart code while stopped.
+        if let call = trace.interruptedCall {
+            trace.interruptedCall = nil
+            var r = process.machine.registers
+            if r.rip == call.rip, r.rax == UInt64(bitPattern: Errno.intr.result),
+               let code = Ptrace.restartCode(table.restartRule(SyscallNumber.dispatched(call.number))) {
+                r.rax = UInt64(bitPattern: -code)
+                process.machine.registers = r
+                trace.origRAX = call.number
+                trace.interruptedCall = call
+            }
+        }
         return try traceStop(thread, .signal(taken, info: info), &trace)
     }
 

@@ -266,6 +266,56 @@ public enum Ptrace {
         return 0
     }
 
+    static let ERESTARTSYS: Int64 = 512, ERESTARTNOINTR: Int64 = 513, ERESTARTNOHAND: Int64 = 514
+    static let ERESTART_RESTARTBLOCK: Int64 = 516
+
+    /// The code an interrupted call's RAX holds during the
+    /// signal-delivery-stop; nil for a call that fails with EINTR.
+    static func restartCode(_ rule: LinuxSyscall.Restart) -> Int64? {
+        switch rule {
+        case .never: return nil
+        case .withSARestart: return ERESTARTSYS
+        case .unlessHandled: return ERESTARTNOHAND
+        case .restartBlock: return ERESTART_RESTARTBLOCK
+        }
+    }
+
+    /// A tracee resumed from the signal-delivery-stop that followed an
+    /// interrupted syscall: as Linux's arch_do_signal_or_restart, from the
+    /// code in RAX (which the tracer may have changed) and whether the
+    /// signal it lets through runs a handler. Without one (suppressed,
+    /// ignored, a stop), the call runs again, with the time it had left;
+    /// with one, ERESTARTSYS runs again after it when SA_RESTART is set, and
+    /// the rest fail with EINTR.
+    static func restartInterruptedCall(_ call: SyscallEntry, _ tp: Process, _ tt: GuestThread, _ trace: TraceeState, signal: Int32) {
+        guard trace.origRAX == call.number else { return }
+        let regs = TraceeRegisters(process: tp, thread: tt)
+        var r = regs.registers
+        let action = tp.signals.action(signal)
+        let handled = signal != 0 && action.handler > SignalAction.SIG_IGN && tp.signalMask(of: tt) & SignalState.bit(signal) == 0
+        let again: Bool
+        switch -Int64(bitPattern: r.rax) {
+        case ERESTARTNOHAND, ERESTART_RESTARTBLOCK: again = !handled
+        case ERESTARTSYS: again = !handled || action.flags & SignalAction.SA_RESTART != 0
+        case ERESTARTNOINTR: again = true
+        default: return
+        }
+        guard again else {
+            r.rax = UInt64(bitPattern: Errno.intr.result)
+            regs.registers = r
+            return
+        }
+        r.rax = call.number
+        r.rip &-= 2
+        regs.registers = r
+        // A sleep or poll goes on with the time it had left (restart_block);
+        // select, pselect6 and ppoll wrote what was left into their timeout.
+        let rewritesTimeout = [SYS.select, SYS.pselect6, SYS.ppoll].contains(SyscallNumber.dispatched(call.number))
+        if !handled, !rewritesTimeout, let started = tt.callStarted {
+            tt.resumption = Resumption(entry: call, started: started)
+        }
+    }
+
     /// Lets a stopped tracee go: a syscall-enter-stop runs its (possibly
     /// changed) syscall, or skips it when the tracer set orig_rax to -1;
     /// a signal-delivery-stop delivers `signal` instead of the one it
@@ -286,6 +336,10 @@ public enum Ptrace {
             let siginfo = signal == stopped ? info : SignalDelivery.siginfo(signal: signal, code: Signals.SI_USER, pid: trace.tracer?.pid ?? 0)
             tt.pending.add(signal, info: siginfo)
             trace.injected = signal
+        }
+        if case .signal? = stop, let call = trace.interruptedCall {
+            trace.interruptedCall = nil
+            restartInterruptedCall(call, tp, tt, trace, signal: signal)
         }
         if trace.rerunsSyscall {
             trace.rerunsSyscall = false

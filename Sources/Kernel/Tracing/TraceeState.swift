@@ -65,6 +65,12 @@ public struct TraceeState {
     public var seccompEventReported = false
     /// SINGLESTEP set the trap flag (cleared again when resumed otherwise).
     public var stepping = false
+    /// The syscall that just failed with EINTR because a signal ended its
+    /// wait, until the signal-delivery-stop that follows takes it: during
+    /// that stop RAX holds its -ERESTART* code and orig_rax its number, as
+    /// on Linux, and resuming decides whether it runs again
+    /// (`Ptrace.restartInterruptedCall`).
+    public var interruptedCall: SyscallEntry?
 
     public init(tracer: Process) { self.tracer = tracer }
 }
