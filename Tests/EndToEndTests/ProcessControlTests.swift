@@ -144,4 +144,49 @@ import Testing
         #expect(rec.contains("getcpu 0 cpu 0 node 0\naffinity 8 count 1 cpu0 1\nshort -22, odd -22\nset cpu0 0\nset cpu5 -22\n"))
         #expect(rec.contains("capget bad version -22 -> 20080522\ncapget probe 0\ncapget 0\ncapset same 0\npkey_alloc -28 pkey_free -22\n"))
     }
+
+    /// The scheduling calls about the recording's parent (getppid: a process
+    /// outside the recording) get the host's answer, and a negative pid is
+    /// what Linux says: EINVAL for the policy calls, ESRCH for affinity
+    /// (Python's test_posix). Before: ESRCH for the parent, EINVAL for
+    /// affinity, so Python's sched_getaffinity(-1) doubled its set forever.
+    @Test func schedulingCallsAboutTheParentAndBadPids() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <sched.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            static void show(const char *what, long r) { printf("%s: %s\n", what, r < 0 ? strerror(errno) : "ok"); }
+            int main(void) {
+              int policy = sched_getscheduler(getppid());
+              printf("parent's policy: %s\n", policy < 0 ? strerror(errno) : policy == SCHED_OTHER || policy == SCHED_BATCH || policy == SCHED_IDLE ? "a normal one" : "other");
+              struct sched_param sp = { 99 };
+              show("parent's param", sched_getparam(getppid(), &sp));
+              printf("parent's priority: %d\n", sp.sched_priority);
+              show("getscheduler(-1)", sched_getscheduler(-1));
+              show("getparam(-1)", sched_getparam(-1, &sp));
+              show("getparam(0, NULL)", sched_getparam(0, NULL));
+              cpu_set_t set; CPU_ZERO(&set);
+              show("getaffinity(-1)", sched_getaffinity(-1, sizeof set, &set));
+              CPU_SET(0, &set);
+              show("setaffinity(-1)", sched_setaffinity(-1, sizeof set, &set));
+              show("getaffinity(0)", sched_getaffinity(0, sizeof set, &set));
+              return 0;
+            }
+            """#, name: "schedparent", in: dir)
+        #expect(out == """
+            parent's policy: a normal one
+            parent's param: ok
+            parent's priority: 0
+            getscheduler(-1): Invalid argument
+            getparam(-1): Invalid argument
+            getparam(0, NULL): Invalid argument
+            getaffinity(-1): No such process
+            setaffinity(-1): No such process
+            getaffinity(0): ok
+
+            """)
+    }
 }

@@ -264,4 +264,50 @@ import Testing
         #expect(rec.stdout == native.stdout)
         #expect(rec.status == native.status)
     }
+
+    /// A single-threaded program's blocking write that nobody reads ends at
+    /// its alarm, as Linux's does: with what fit (a socketpair, a pipe), or
+    /// EINTR when nothing did. Before, detrec made one blocking host write
+    /// and hung: the guest's timer could not fire while detrec waited
+    /// (Python's test_socket check_sendall_interrupted).
+    @Test func aloneABlockingWriteEndsAtATimersSignal() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/socket.h>
+            static volatile int alarms;
+            static void on(int s) { (void)s; alarms++; }
+            static void show(const char *what, ssize_t r, size_t n) {
+              printf("%s: %s, alarms %d\n", what, r < 0 ? strerror(errno) : r > 0 && r < (ssize_t)n ? "partial" : r == (ssize_t)n ? "all" : "none", alarms);
+            }
+            int main(void) {
+              struct sigaction sa; memset(&sa, 0, sizeof sa); sa.sa_handler = on; sigaction(SIGALRM, &sa, 0);
+              size_t n = 16 << 20; char *b = calloc(1, n);
+              int sv[2]; socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+              alarm(1); show("send", send(sv[0], b, n, 0), n);
+              /* Full now: nothing fits, so the signal makes it EINTR. */
+              alarm(1); show("write to the full socket", write(sv[0], b, n), n);
+              int p[2]; pipe(p);
+              alarm(1); show("pipe write", write(p[1], b, n), n);
+              /* Someone reads: all of it goes. */
+              int q[2]; pipe(q);
+              if (fork() == 0) { char c[65536]; size_t got = 0; ssize_t k; close(q[1]); while ((k = read(q[0], c, sizeof c)) > 0) got += k; _exit(got == 1 << 20 ? 0 : 1); }
+              close(q[0]);
+              show("pipe write with a reader", write(q[1], b, 1 << 20), 1 << 20);
+              return 0;
+            }
+            """#, name: "alonewrite", in: dir)
+        #expect(out == """
+            send: partial, alarms 1
+            write to the full socket: Interrupted system call, alarms 2
+            pipe write: partial, alarms 3
+            pipe write with a reader: all, alarms 3
+
+            """)
+    }
 }

@@ -66,9 +66,10 @@ enum HostTransfer {
     /// for the rest (a `blocked` event each time); the attempt that writes
     /// the last part, or fails, completes the call with everything written,
     /// as Linux's blocking write does. Replay parks where the recording did
-    /// and takes that result. When nothing else could run, `plain` writes
-    /// (it may block detrec; a host signal interrupts it). A signal that
-    /// ends a wait returns what was written, or EINTR.
+    /// and takes that result. When nothing else could run, detrec itself
+    /// waits for room (`alone`), until a timer's signal or a host signal;
+    /// `plain` writes a descriptor that never waits. A signal that ends a
+    /// wait returns what was written, or EINTR.
     static func write(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], flags: Int32 = 0,
                       plain: @escaping (Int32, UnsafeRawBufferPointer) -> Int64) throws -> SyscallOutcome {
         let thread = c.process.current
@@ -88,9 +89,11 @@ enum HostTransfer {
             }
             if let parked { return parked }
         }
+        let process = c.process
         let outcome = try c.hostOutcome { _ throws(Errno) -> Int64 in
             if let finished { return finished }
             guard let fd = file.hostFD else { throw .badf }
+            if mayWait(file) { return alone(process, file, fd, bytes, from: written(), flags: flags) }
             let done = written()
             let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
             return done > 0 ? Int64(done) + max(0, n) : n
@@ -102,6 +105,29 @@ enum HostTransfer {
         try FileSyscalls.echo(c, file, bytes, r)
         if r == Errno.pipe.result && flags & SocketSyscalls.MSG_NOSIGNAL == 0 { brokenPipe(c) }
         return .result(r)
+    }
+
+    /// A blocking write when no other thread could run (recording, inside
+    /// the host call): what fits is written, then detrec waits for room, but
+    /// no longer than until a timer of the process would interrupt the wait
+    /// (as a read's wait does, `TimerSyscalls.waitReady`), so an alarm ends
+    /// a write nobody reads as Linux's signal does: with what was written,
+    /// or EINTR when nothing was. Before, one blocking host write hung
+    /// detrec and the guest's timer never fired.
+    static func alone(_ p: Process, _ file: OpenFile, _ fd: Int32, _ bytes: [UInt8], from start: Int, flags: Int32) -> Int64 {
+        var done = start
+        while true {
+            let n = bytes[done...].withUnsafeBytes { writeWithoutWaiting(file, $0, flags: flags) }
+            if n > 0 {
+                done += Int(n)
+                if done >= bytes.count { return Int64(done) }
+                continue
+            }
+            if n != Errno.again.result { return done > 0 ? Int64(done) : n }
+            guard TimerSyscalls.waitReady(p, fd: fd, events: Int16(POLLOUT)) else {
+                return done > 0 ? Int64(done) : Errno.intr.result
+            }
+        }
     }
 
     /// A call with a form that does not wait (flock's LOCK_NB, F_SETLK for

@@ -89,6 +89,7 @@ enum ProcessControlSyscalls {
         t.add(SYS.membarrier, membarrier)
         t.add(SYS.personality, personality)
         t.add(SYS.sched_getscheduler) { c in
+            if let host = hostProcess(c, 0) { return try c.host { _ in hostSyscall(SYS.sched_getscheduler, Int(host)) } }
             let tid = try thread(c, 0)
             return Int64(c.process.control.policies[tid] ?? 0)
         }
@@ -101,6 +102,8 @@ enum ProcessControlSyscalls {
             return 0
         }
         t.add(SYS.sched_getparam) { c in
+            guard c.arg(1) != 0 else { throw Errno.inval }
+            if hostProcess(c, 0) != nil { return try performPassthrough(c, [.value, .out(4)]) }
             _ = try thread(c, 0)
             try c.writeValue(c.arg(1), Int32(0))
             return 0
@@ -134,6 +137,22 @@ enum ProcessControlSyscalls {
         if pid == 0 { return c.process.current.tid }
         guard c.process.family.find(pid) != nil else { throw .srch }
         return pid
+    }
+
+    /// A pid the recording never handed out that is not one of detrec's own
+    /// threads: a process outside the recording (its parent, which getppid
+    /// names), whose policy the host tells, as Linux would.
+    static func hostProcess(_ c: SyscallCall, _ i: Int) -> Int32? {
+        let pid = c.int(i), family: ProcessFamily = c.process.family
+        guard pid > 0, family.find(pid) == nil, !family.allocated(pid), !GuestPath.detrecThreads().contains(pid) else { return nil }
+        return pid
+    }
+
+    /// The thread an affinity call names: find_process_by_pid finds no
+    /// negative pid (ESRCH, where the scheduling calls say EINVAL).
+    static func affinityThread(_ c: SyscallCall, _ i: Int) throws(Errno) -> Int32 {
+        guard c.int(i) >= 0 else { throw .srch }
+        return try thread(c, i)
     }
 
     /// SCHED_OTHER, SCHED_BATCH and SCHED_IDLE (priority 0) are kept; the
@@ -335,7 +354,7 @@ enum ProcessControlSyscalls {
     static func getaffinity(_ c: SyscallCall) throws -> Int64 {
         let length = c.arg(1)
         guard length > 0, length & 7 == 0 else { throw Errno.inval }
-        _ = try thread(c, 0)
+        _ = try affinityThread(c, 0)
         try c.write(c.arg(2), Bytes.u64(1))
         return 8
     }
@@ -344,7 +363,7 @@ enum ProcessControlSyscalls {
     static func setaffinity(_ c: SyscallCall) throws -> Int64 {
         let length = min(Int(clamping: c.arg(1)), 8)
         let bytes = try c.read(c.arg(2), count: length)
-        _ = try thread(c, 0)
+        _ = try affinityThread(c, 0)
         guard let first = bytes.first, first & 1 != 0 else { throw Errno.inval }
         return 0
     }

@@ -136,6 +136,7 @@ public struct SyscallTable {
         t.family(.emulated, MemorySyscalls.register)
         t.family(.host, TimeSyscalls.register)
         t.family(.host, ClockSetting.register)
+        t.family(.emulated, HostNames.register)
         t.family(.emulated, ProcessSyscalls.register)
         t.family(.emulated, SignalSyscalls.register)
         t.family(.emulated, FutexSyscalls.register)
