@@ -16,6 +16,46 @@ import Testing
         }
     }
 
+    /// Two threads wait for the same child: the one that does not get it
+    /// is woken with ECHILD when the other reaps it (Linux's do_wait), by
+    /// waitpid and by waitid, instead of waiting forever.
+    @Test func aWaitWhoseChildAnotherThreadReapedEndsWithECHILD() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            #include <sys/wait.h>
+            static pid_t child;
+            static int byWaitid;
+            static void *waiter(void *a) {
+              int r;
+              if (byWaitid) { siginfo_t si; r = waitid(P_PID, child, &si, WEXITED); r = r == 0 ? si.si_pid : -1; }
+              else r = waitpid(child, 0, 0);
+              return (void *)(long)(r == child ? 1 : r == -1 && errno == ECHILD ? 2 : 3);
+            }
+            int main(void) {
+              for (byWaitid = 0; byWaitid < 2; byWaitid++) {
+                int fd[2]; pipe(fd);
+                child = fork();
+                if (child == 0) { char b; read(fd[0], &b, 1); _exit(0); }
+                pthread_t a, b;
+                pthread_create(&a, 0, waiter, 0);
+                pthread_create(&b, 0, waiter, 0);
+                usleep(100000);
+                write(fd[1], "x", 1);
+                void *ra, *rb;
+                pthread_join(a, &ra);
+                pthread_join(b, &rb);
+                long sum = (long)ra + (long)rb;
+                printf("%s: %s\n", byWaitid ? "waitid" : "waitpid", sum == 3 ? "one reaped it, one got ECHILD" : "wrong");
+              }
+              return 0;
+            }
+            """#, name: "waitreaped", in: dir)
+        #expect(out == "waitpid: one reaped it, one got ECHILD\nwaitid: one reaped it, one got ECHILD\n")
+    }
+
     @Test func anEventLoopPollsPipesFedByAThreadAndAProcess() throws {
         let out = try Harness.matchesNative(#"""
             #include <poll.h>

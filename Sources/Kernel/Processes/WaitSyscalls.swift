@@ -86,9 +86,10 @@ extension ProcessSyscalls {
             target == -1 || (target > 0 ? t.tid == target : owner.processGroup == group)
         }
         let tracedID: (Int32) -> Bool = { target == -1 || target == $0 }
-        guard p.family.processes.contains(where: { $0.parent === p && named($0) }) || Ptrace.traces(p, named: traced, tid: tracedID) else {
-            throw Errno.child
+        func anyToWaitFor() -> Bool {
+            p.family.processes.contains(where: { $0.parent === p && named($0) }) || Ptrace.traces(p, named: traced, tid: tracedID)
         }
+        guard anyToWaitFor() else { throw Errno.child }
         func ready() -> ChildChange? {
             change(of: p, named: named, exited: true, stopped: options & WUNTRACED != 0, continued: options & WCONTINUED != 0)
         }
@@ -105,8 +106,11 @@ extension ProcessSyscalls {
         }
         guard let change = ready() else {
             if options & WNOHANG != 0 { return .result(0) }
+            // Also when another thread reaped the last child it could wait
+            // for: the retry is ECHILD, as Linux's do_wait.
             return c.parkUnlessInterrupted(.guest {
                 ready() != nil || Ptrace.reportableStop(of: p, named: traced) != nil || Ptrace.takeEnd(of: p, tid: tracedID, consume: false) != nil
+                    || !anyToWaitFor()
             })
         }
         if statusAddress != 0 { try c.writeValue(statusAddress, change.waitStatus) }
@@ -138,14 +142,15 @@ extension ProcessSyscalls {
         }
         let p = c.process
         let matching: (Process) -> Bool = { named($0) && eligible($0, options: options) }
-        guard p.family.processes.contains(where: { $0.parent === p && matching($0) }) else { throw Errno.child }
+        func anyToWaitFor() -> Bool { p.family.processes.contains(where: { $0.parent === p && matching($0) }) }
+        guard anyToWaitFor() else { throw Errno.child }
         if infoAddress != 0 { try c.checkWritable(infoAddress, count: 128) }
         func ready() -> ChildChange? {
             change(of: p, named: matching, exited: options & WEXITED != 0, stopped: options & WUNTRACED != 0,
                    continued: options & WCONTINUED != 0)
         }
         guard let change = ready() else {
-            if options & WNOHANG == 0 && !nonBlocking { return c.parkUnlessInterrupted(.guest { ready() != nil }) }
+            if options & WNOHANG == 0 && !nonBlocking { return c.parkUnlessInterrupted(.guest { ready() != nil || !anyToWaitFor() }) }
             // Linux zeroes the siginfo when no child is ready.
             if infoAddress != 0 { try c.write(infoAddress, [UInt8](repeating: 0, count: 128)) }
             return .result(options & WNOHANG == 0 ? Errno.again.result : 0)
