@@ -37,6 +37,34 @@ import Testing
     /// execs after the first take its result: each generation's reads,
     /// in the program's own text and in a library ld.so maps, are still
     /// patched and logged, and replay the same.
+    /// A thread that reads the counter in a loop without syscalls (a busy
+    /// wait) gives the vCPU up after a slice of readings, so the thread it
+    /// waits for, sleeping on a timeout, runs and ends the wait.
+    @Test func aLoopReadingTheCounterLetsOtherThreadsRun() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            #include <x86intrin.h>
+            static volatile int stop;
+            static void *spin(void *a) {
+              unsigned long n = 0;
+              while (!stop) n += __rdtsc() & 1;
+              return (void *)n;
+            }
+            int main(void) {
+              pthread_t t;
+              pthread_create(&t, 0, spin, 0);
+              for (int i = 0; i < 5; i++) usleep(10000);
+              stop = 1;
+              pthread_join(t, 0);
+              puts("the sleeper ran");
+              return 0;
+            }
+            """#, name: "rdtscspin", in: dir)
+        #expect(out == "the sleeper ran\n")
+    }
+
     @Test func everyExecOfTheSameCodeIsPatched() throws {
         let lib = try Harness.compile(#"""
             #include <x86intrin.h>

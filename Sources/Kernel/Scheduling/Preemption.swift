@@ -318,6 +318,14 @@ extension ProcessRunner {
             machine.registers.rip = c.rip &+ 1
             return .notMine
         }
+        if process.patchedSites[c.rip] != nil, machine.registers.rflags & ProcessRunner.trapFlag == 0 {
+            // The original is itself patched (rdtsc, cpuid): it runs as its
+            // patch does, logged or answered from the CPU model. Stepped
+            // natively it would read the host's counter or, on hosts that do
+            // not trap cpuid, the host's own CPUID (found by cpuidfast).
+            machine.registers.rip = c.rip &+ 1
+            return .notMine
+        }
         // Step over the original instruction, then put the int3 back.
         process.memory.liftPatch(c.rip)
         c.debuggerStepping = machine.registers.rflags & ProcessRunner.trapFlag != 0

@@ -100,6 +100,13 @@ public final class ProcessRunner {
                         PatchedInstructions.emulateCPUID(process, at: site)
                     } else if let end = try readTimestampCounter(at: site, kind: kind) {
                         return .exited(end)
+                    } else if process.family.threads.count > 1 {
+                        // An event like a syscall's: a thread reading the
+                        // counter in a loop (a busy wait for a deadline)
+                        // gives the vCPU up after a slice of them, or it
+                        // would starve the others, its timers' waiters too.
+                        process.current.syscallsInSlice += 1
+                        if let end = try drive(.reschedule(.syscallDone)) { return .exited(end) }
                     }
                     continue
                 }
