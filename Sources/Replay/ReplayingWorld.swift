@@ -153,7 +153,7 @@ final class ReplayingWorld: HostWorld {
                 }
                 // Empty ones carry execve's files (`loadFile`); recording logs no empty fill.
                 if length > 0 {
-                    fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset))
+                    fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset, content: content))
                     written.append(HostOutcome.range(address, length))
                 }
             }

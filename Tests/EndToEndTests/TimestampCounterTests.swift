@@ -65,6 +65,27 @@ import Testing
         #expect(out == "the sleeper ran\n")
     }
 
+    /// Data that shares an executable segment with the code (linked with
+    /// `-z noseparate-code`, as libLLVM is) keeps its bytes: only the
+    /// instruction sections are scanned, so an rdtsc/cpuid pattern in
+    /// .rodata is not turned into int3 under the program's own loads,
+    /// while the real rdtsc still is.
+    @Test func dataInAnExecutableSegmentIsNotPatched() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <stdio.h>
+            static const unsigned char pat[48] = {0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,
+              0x0f,0x31,0x90,0x90,0x90,0x90,0x90,0x90,0x0f,0xa2,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90,0x90};
+            int main(void) {
+              const volatile unsigned char *p = pat;
+              printf("%02x %02x %02x %02x\n", p[16], p[17], p[24], p[25]);
+              unsigned lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+              printf("rdtsc ran\n");
+              return 0;
+            }
+            """#, name: "rodata", flags: ["-static", "-Wl,-z,noseparate-code"], in: dir)
+        #expect(out == "0f 31 0f a2\nrdtsc ran\n")
+    }
+
     @Test func everyExecOfTheSameCodeIsPatched() throws {
         let lib = try Harness.compile(#"""
             #include <x86intrin.h>

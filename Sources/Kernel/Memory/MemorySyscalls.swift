@@ -179,7 +179,10 @@ enum MemorySyscalls {
                 f.sha256.isEmpty || f.offset != offset ? nil
                     : PatchedInstructions.ScanKey(layout: .fileMapping, sha256: f.sha256, offset: offset, extent: f.length, length: length)
             }
-            PatchedInstructions.patch(p.mm, from: start, to: start + length, content: key)
+            let code = outcome.fill(at: start).flatMap { f in
+                PatchedInstructions.codeOfMapping(f.content, sha256: f.sha256, start: start, offset: f.offset, length: length)
+            }
+            PatchedInstructions.patch(p.mm, from: start, to: start + length, content: key, code: code)
         }
         // Decided from what the host call carried, the same in record and replay.
         let readOnlyView = shared && !sharedView && outcome.carried.first?.count == 17

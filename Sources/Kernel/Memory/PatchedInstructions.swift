@@ -40,7 +40,11 @@ public enum PatchedInstructions {
         patch(process.mm, from: start, to: end)
     }
 
-    static func patch(_ mm: MemoryContext, from start: UInt64, to end: UInt64, content key: ScanKey? = nil) {
+    /// `code`: where in guest memory the file's instruction sections lie
+    /// (`ELFImage.code`), when known: only they are scanned. The same
+    /// content gives the same sections, so `key` still names the result.
+    static func patch(_ mm: MemoryContext, from start: UInt64, to end: UInt64, content key: ScanKey? = nil,
+                      code: [(start: UInt64, end: UInt64)]? = nil) {
         guard end > start, end - start < 1 << 30 else { return }
         let sites: [Site]
         if let key, let known = ScanCache.shared.withLock({ $0[key] }) {
@@ -48,7 +52,15 @@ public enum PatchedInstructions {
         } else {
             // Untouched reserved pages read zero: no instruction there, and
             // reading them would give them frames (DemandFault.swift).
-            let parts = mm.machine.memory.framedParts(start, end)
+            var parts = mm.machine.memory.framedParts(start, end)
+            if let code {
+                parts = parts.flatMap { part in
+                    code.compactMap { c -> (start: UInt64, end: UInt64)? in
+                        let s = max(part.start, c.start), e = min(part.end, c.end)
+                        return s < e ? (s, e) : nil
+                    }
+                }
+            }
             sites = parts.count == 1 && parts[0] == (start, end) ? scan(mm.machine.memory, from: start, to: end)
                 : parts.flatMap { part in
                     scan(mm.machine.memory, from: part.start, to: part.end).map { Site(offset: $0.offset + UInt32(part.start - start), kind: $0.kind) }
@@ -141,11 +153,32 @@ public enum PatchedInstructions {
     /// Patches the executable parts of every mapping of a new image.
     /// `images` names, for each loaded ELF image whose content hash is
     /// known, its span and bias (see `ScanKey`).
-    public static func patchExecutable(_ process: Process, images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64)] = []) {
+    /// `code`: the image's instruction sections (`ELFImage.code`), by
+    /// unrelocated address.
+    public static func patchExecutable(_ process: Process, images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64, code: [ELFImage.Section]?)] = []) {
         for m in process.space.mappings where m.protection.contains(.execute) && !WriteXorExecute.applies(m.protection) {
-            let image = images.first { !$0.sha256.isEmpty && $0.low <= m.start && m.end <= $0.high }
-            let key = image.map { ScanKey(layout: .elfImage, sha256: $0.sha256, offset: m.start &- $0.bias, extent: 0, length: m.end - m.start) }
-            patch(process.mm, from: m.start, to: m.end, content: key)
+            let image = images.first { $0.low <= m.start && m.end <= $0.high }
+            let known = image.flatMap { $0.sha256.isEmpty ? nil : $0 }
+            let key = known.map { ScanKey(layout: .elfImage, sha256: $0.sha256, offset: m.start &- $0.bias, extent: 0, length: m.end - m.start) }
+            let code = image.flatMap { i in
+                i.code.map { $0.map { s in (start: i.bias &+ s.address, end: i.bias &+ s.address &+ s.size) } }
+            }
+            patch(process.mm, from: m.start, to: m.end, content: key, code: code)
+        }
+    }
+
+    /// Where a file mapping of `[start, start + length)` from file offset
+    /// `offset` shows the file's instruction sections, if its content is
+    /// an ELF file with section headers.
+    static func codeOfMapping(_ content: [UInt8], sha256: String, start: UInt64, offset: UInt64, length: UInt64) -> [(start: UInt64, end: UInt64)]? {
+        guard content.count >= 64, content[0] == 0x7f, content[1] == 0x45, content[2] == 0x4c, content[3] == 0x46,
+              let sections = (try? ELFImage.parse(content, sha256: sha256))?.code else { return nil }
+        return sections.compactMap { s in
+            let (sEnd, o1) = s.offset.addingReportingOverflow(s.size)
+            let (mEnd, o2) = offset.addingReportingOverflow(length)
+            guard !o1, !o2, s.offset < mEnd, offset < sEnd else { return nil }
+            let from = max(s.offset, offset), to = min(sEnd, mEnd)
+            return (start &+ (from - offset), start &+ (to - offset))
         }
     }
 

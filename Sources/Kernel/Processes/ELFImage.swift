@@ -41,6 +41,17 @@ public struct ELFImage: Sendable {
     public var segments: [Segment]
     /// The PT_INTERP path, for dynamically linked programs.
     public var interpreter: String?
+    /// The sections of instructions (SHF_EXECINSTR with file contents),
+    /// nil when the file has no section headers: the only bytes worth
+    /// scanning for rdtsc and cpuid. A loadable segment that is executable
+    /// may also hold data (.rodata, .dynsym, .eh_frame with
+    /// `-z noseparate-code`, as libLLVM), which an int3 would corrupt for
+    /// the program's own loads.
+    public var code: [Section]?
+
+    public struct Section: Equatable, Sendable {
+        public var address: UInt64, offset: UInt64, size: UInt64
+    }
 
     public static let ET_EXEC: UInt16 = 2, ET_DYN: UInt16 = 3
     public static let PT_LOAD: UInt32 = 1, PT_INTERP: UInt32 = 3, PT_PHDR: UInt32 = 6
@@ -94,8 +105,10 @@ public struct ELFImage: Sendable {
                 }
                 segments.append(s)
             }
-            return .success(ELFImage(type: ehdr.e_type, entry: ehdr.e_entry, phoff: ehdr.e_phoff,
-                                     phentsize: ehdr.e_phentsize, segments: segments, interpreter: interp))
+            var image = ELFImage(type: ehdr.e_type, entry: ehdr.e_entry, phoff: ehdr.e_phoff,
+                                 phentsize: ehdr.e_phentsize, segments: segments, interpreter: interp)
+            image.code = ELFImage.codeSections(elf, fileSize: UInt64(raw.count))
+            return .success(image)
         }
         self = try parsed.get()
     }
@@ -126,6 +139,27 @@ public struct ELFImage: Sendable {
     }
 
     public var loadSegments: [Segment] { segments.filter { $0.type == ELFImage.PT_LOAD } }
+
+    /// SHF_EXECINSTR sections that lie in the file, or nil when the
+    /// section headers are missing or cannot be read (then everything
+    /// executable is scanned, as before).
+    private static func codeSections(_ elf: OpaquePointer, fileSize: UInt64) -> [Section]? {
+        var count = 0
+        guard elf_getshdrnum(elf, &count) == 0, count > 1, count <= 65536 else { return nil }
+        var sections: [Section] = []
+        var scn = elf_nextscn(elf, nil)
+        while let s = scn {
+            var sh = GElf_Shdr()
+            guard gelf_getshdr(s, &sh) != nil else { return nil }
+            let (end, overflow) = sh.sh_offset.addingReportingOverflow(sh.sh_size)
+            if sh.sh_flags & 4 != 0, sh.sh_type != 8, sh.sh_size > 0 {   // SHF_EXECINSTR, not SHT_NOBITS
+                guard !overflow, end <= fileSize else { return nil }
+                sections.append(Section(address: sh.sh_addr, offset: sh.sh_offset, size: sh.sh_size))
+            }
+            scn = elf_nextscn(elf, s)
+        }
+        return sections
+    }
 
     /// The span of the loaded image before relocation.
     public var span: (low: UInt64, high: UInt64)? {

@@ -185,8 +185,8 @@ public enum ProgramLoader {
         let image: ELFImage
         do { image = try ELFImage.parse(bytes, sha256: programSHA) } catch { throw .elf(error) }
         let loaded = try load(image, bytes: bytes, into: process, name: process.executablePath)
-        var images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64)] = []
-        if let span = image.span { images.append((programSHA, span.low &+ loaded.bias, loaded.end, loaded.bias)) }
+        var images: [(sha256: String, low: UInt64, high: UInt64, bias: UInt64, code: [ELFImage.Section]?)] = []
+        if let span = image.span { images.append((programSHA, span.low &+ loaded.bias, loaded.end, loaded.bias, image.code)) }
         process.space.brkStart = loaded.end
         process.space.brk = loaded.end
         var entry = loaded.entry
@@ -203,7 +203,7 @@ public enum ProgramLoader {
             let interpLoaded = try load(interpImage, bytes: interpreter.bytes, into: process, name: interpreter.path, bias: at)
             entry = interpLoaded.entry
             base = interpLoaded.bias &+ span.low
-            images.append((interpreterSHA, base, interpLoaded.end, interpLoaded.bias))
+            images.append((interpreterSHA, base, interpLoaded.end, interpLoaded.bias, interpImage.code))
         }
         // binfmt_elf's BAD_ADDR: the first instruction lies in user space.
         guard entry < GuestMemory.userLimit else {

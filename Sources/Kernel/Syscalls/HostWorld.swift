@@ -261,8 +261,10 @@ public struct HostOutcome: Equatable, Sendable {
         /// the first byte filled in.
         public var sha256: String
         public var offset: UInt64
-        public init(address: UInt64, length: UInt64, sha256: String = "", offset: UInt64 = 0) {
-            self.address = address; self.length = length; self.sha256 = sha256; self.offset = offset
+        /// The whole file (shared, not copied): where its code lies.
+        public var content: [UInt8]
+        public init(address: UInt64, length: UInt64, sha256: String = "", offset: UInt64 = 0, content: [UInt8] = []) {
+            self.address = address; self.length = length; self.sha256 = sha256; self.offset = offset; self.content = content
         }
     }
 
@@ -294,7 +296,7 @@ public struct HostOutcome: Equatable, Sendable {
     public init(result: Int64, writes: [GuestWrite]) {
         self.init(result: result, fileFills: writes.compactMap { w in
             guard case .file(let address, let length, let content, let offset) = w else { return nil }
-            return FileFill(address: address, length: length, sha256: content.sha256, offset: offset)
+            return FileFill(address: address, length: length, sha256: content.sha256, offset: offset, content: content.bytes)
         }, carried: writes.compactMap { w in
             guard case .bytes(0, let data) = w else { return nil }
             return data
