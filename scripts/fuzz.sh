@@ -19,8 +19,11 @@ mkdir -p "$out"
 build() {
     case $1 in
     trace)
+        # SHA-256's SHA-extension blocks (the CDigest C target).
+        ${CC:-gcc} -O2 -c -I Sources/CDigest/include Sources/CDigest/sha256.c -o "$out/cdigest.o"
         swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name TraceFuzz \
-            -I Sources/CZstd Sources/Trace/*.swift Fuzz/TraceTarget.swift -lzstd -o "$out/trace" ;;
+            -I Sources/CZstd -I Sources/CDigest/include Sources/Trace/*.swift Fuzz/TraceTarget.swift \
+            "$out/cdigest.o" -lzstd -o "$out/trace" ;;
     elf)
         swiftc -sanitize=fuzzer,address -parse-as-library -O -module-name ELFFuzz \
             -I Sources/CElf Sources/Kernel/Processes/ELFImage.swift Fuzz/ELFTarget.swift -lelf -o "$out/elf" ;;
