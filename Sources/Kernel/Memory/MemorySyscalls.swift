@@ -145,16 +145,15 @@ enum MemorySyscalls {
             guard let fd = file.hostFD else { throw .badf }
             if sharedView {
                 // As Linux: the file must be open for reading and writing, and not sealed against writes.
-                guard Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR else { throw .acces }
+                guard SharedMemory.openForWriting(file) else { throw .acces }
                 let seals = Glibc.fcntl(fd, 1034)   // F_GET_SEALS
                 if seals > 0 && seals & (8 | 16) != 0 { throw .perm }   // F_SEAL_WRITE, F_SEAL_FUTURE_WRITE
                 // Which file this is, so replay finds the same shared object.
                 if let identity = SharedMemory.identity(of: fd) { effects.carry(identity) }
-            } else if shared, SharedObject.inode(of: fd) != nil, let identity = SharedMemory.identity(of: fd) {
+            } else if shared, let inode = SharedObject.inode(of: fd) {
                 // A read-only view of a regular file: it shows what the file
                 // gets, too. One more byte: whether mprotect may make it writable.
-                let writable: UInt8 = Glibc.fcntl(fd, F_GETFL) & O_ACCMODE == O_RDWR ? 1 : 0
-                effects.carry(identity + [writable])
+                effects.carry(inode.carried + [SharedMemory.openForWriting(file) ? 1 : 0])
             }
             try effects.fill(start, fromHostFD: fd, offset: offset, length: length)
             return Int64(start)

@@ -20,6 +20,8 @@ enum SharedFileChanges {
     static func target(number: UInt64, args: [UInt64]) -> Target {
         func arg(_ i: Int) -> UInt64 { i < args.count ? args[i] : 0 }
         func fd(_ i: Int) -> Target { .descriptor(Int32(truncatingIfNeeded: arg(i))) }
+        /// An open whose flags, argument `i`, may truncate whatever file it opens.
+        func opening(flags i: Int) -> Target { Int32(truncatingIfNeeded: arg(i)) & O_TRUNC != 0 ? .any : .none }
         switch SyscallNumber.dispatched(number) {
         case SYS.write, SYS.pwrite64, SYS.writev, SYS.pwritev, SYS.pwritev2,
              SYS.ftruncate, SYS.fallocate, SYS.ioctl, SYS.sendfile:
@@ -29,11 +31,9 @@ enum SharedFileChanges {
         case SYS.truncate, SYS.creat, SYS.openat2, SYS.io_uring_enter, SYS.io_submit:
             return .any
         case SYS.open:
-            return Int32(truncatingIfNeeded: arg(1)) & O_TRUNC != 0 ? .any : .none
-        case SYS.openat:
-            return Int32(truncatingIfNeeded: arg(2)) & O_TRUNC != 0 ? .any : .none
-        case SYS.open_by_handle_at:
-            return Int32(truncatingIfNeeded: arg(2)) & O_TRUNC != 0 ? .any : .none
+            return opening(flags: 1)
+        case SYS.openat, SYS.open_by_handle_at:
+            return opening(flags: 2)
         default:
             return .none
         }

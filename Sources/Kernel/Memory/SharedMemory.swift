@@ -81,6 +81,8 @@ public final class SharedObject {
 
     struct Inode: Equatable {
         let device: UInt64, inode: UInt64
+        /// The 16 bytes an mmap's host call carries (`SharedMemory.identity(of:)`).
+        var carried: [UInt8] { Bytes.u64(device) + Bytes.u64(inode) }
     }
 
     static func inode(of fd: Int32) -> Inode? {
@@ -154,7 +156,7 @@ enum SharedMemory {
     static func identity(of fd: Int32) -> [UInt8]? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return nil }
-        return Bytes.u64(UInt64(st.st_dev)) + Bytes.u64(UInt64(st.st_ino))
+        return SharedObject.Inode(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)).carried
     }
 
     /// File objects no process maps any more leave the recording, as the
