@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <cpuid.h>
 
+// FIPS 180-4's round constants, also the portable Swift code's.
 static const uint32_t K[64] = {
   0x428a2f98,0x71374491,0xb5c0fbcf,0xe9b5dba5,0x3956c25b,0x59f111f1,0x923f82a4,0xab1c5ed5,
   0xd807aa98,0x12835b01,0x243185be,0x550c7dc3,0x72be5d74,0x80deb1fe,0x9bdc06a7,0xc19bf174,
@@ -71,3 +72,5 @@ int cdigest_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks)
   blocks_ni(state, data, blocks);
   return 1;
 }
+
+const uint32_t *cdigest_sha256_round_constants(void) { return K; }

@@ -10,4 +10,7 @@ int cdigest_has_sha_extensions(void);
 /// extensions; returns 0 (and does nothing) on a CPU without them.
 int cdigest_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
 
+/// SHA-256's 64 round constants (FIPS 180-4, 4.2.2).
+const uint32_t *cdigest_sha256_round_constants(void);
+
 #endif
