@@ -172,4 +172,81 @@ import Testing
         #expect(rec.stdout == native.stdout)
         #expect(rec.stdout == "['0', '1', '2', '3']\n")
     }
+
+    /// status, stat, statm and comm describe the emulated process: its
+    /// umask, names (PR_SET_NAME, and a comm write naming another thread,
+    /// as pthread_setname_np does), session, group, nice value and memory.
+    @Test func statusStatAndCommAreTheProcesss() throws {
+        let exe = try Harness.compile(#"""
+            #define _GNU_SOURCE
+            #include <pthread.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <sys/prctl.h>
+            #include <sys/stat.h>
+            #include <sys/wait.h>
+            #include <unistd.h>
+            static char *field(const char *path, const char *key, char *out, size_t n) {
+              FILE *f = fopen(path, "r"); char line[512]; out[0] = 0;
+              while (f && fgets(line, sizeof line, f)) if (!strncmp(line, key, strlen(key))) { snprintf(out, n, "%s", line + strlen(key)); out[strcspn(out, "\n")] = 0; break; }
+              if (f) fclose(f); return out;
+            }
+            static long statfield(const char *path, int k) {
+              FILE *f = fopen(path, "r"); char buf[2048] = {0}; if (!f) return -1; fread(buf, 1, sizeof buf - 1, f); fclose(f);
+              char *p = strrchr(buf, ')') + 2; for (int i = 3; i < k; i++) p = strchr(p, ' ') + 1; return atol(p);
+            }
+            static pthread_barrier_t b;
+            static void *body(void *a) { (void)a; pthread_barrier_wait(&b); pthread_barrier_wait(&b); return 0; }
+            int main(void) {
+              char v[256], path[128];
+              umask(027);
+              printf("umask %s\n", field("/proc/self/status", "Umask:\t", v, sizeof v));
+              prctl(PR_SET_NAME, "renamed");
+              printf("name %s\n", field("/proc/self/status", "Name:\t", v, sizeof v));
+              FILE *c = fopen("/proc/self/comm", "r"); fgets(v, sizeof v, c); fclose(c); printf("comm %s", v);
+              pthread_barrier_init(&b, 0, 2);
+              pthread_t t; pthread_create(&t, 0, body, 0); pthread_barrier_wait(&b);
+              printf("setname %d\n", pthread_setname_np(t, "worker-1"));
+              char n[32]; pthread_getname_np(t, n, sizeof n); printf("getname %s\n", n);
+              pthread_barrier_wait(&b); pthread_join(t, 0);
+              char *heap = malloc(64 << 20); memset(heap, 1, 64 << 20);
+              long rss = statfield("/proc/self/stat", 24);
+              printf("rss>=64MiB %d\n", rss * 4096 >= (64 << 20));
+              FILE *m = fopen("/proc/self/statm", "r"); long size, res; fscanf(m, "%ld %ld", &size, &res); fclose(m);
+              printf("statm resident>=16384 %d size>=res %d\n", res >= 16384, size >= res);
+              printf("VmRSS present %d\n", field("/proc/self/status", "VmRSS:", v, sizeof v)[0] != 0);
+              printf("starttime>0 %d\n", statfield("/proc/self/stat", 22) > 0);
+              fflush(stdout); pid_t child = fork();
+              if (child == 0) {
+                setsid();
+                printf("child sid==pid %d pgrp==pid %d\n", statfield("/proc/self/stat", 6) == getpid(), statfield("/proc/self/stat", 5) == getpid());
+                snprintf(path, sizeof path, "/proc/%d/status", getpid());
+                printf("child NSsid %d\n", atoi(field(path, "NSsid:\t", v, sizeof v)) == getpid());
+                fflush(stdout); _exit(0);
+              }
+              waitpid(child, 0, 0);
+              printf("nice %ld\n", (nice(5), statfield("/proc/self/stat", 19)));
+              return 0;
+            }
+            """#, name: "procfigures", flags: ["-pthread"], in: dir)
+        let native = try Harness.run([exe])
+        let (rec, _) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.stdout == native.stdout)
+        #expect(rec.stdout == """
+            umask 0027
+            name renamed
+            comm renamed
+            setname 0
+            getname worker-1
+            rss>=64MiB 1
+            statm resident>=16384 1 size>=res 1
+            VmRSS present 1
+            starttime>0 1
+            child sid==pid 1 pgrp==pid 1
+            child NSsid 1
+            nice 5
+
+            """)
+    }
 }

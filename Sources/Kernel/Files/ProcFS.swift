@@ -233,7 +233,7 @@ public enum ProcFS {
         case ["status"]: return Array(status(p, tid: tid).utf8)
         case ["stat"]: return Array(stat(p, tid: tid, thread: thread).utf8)
         case ["statm"]: return Array(statm(p).utf8)
-        case ["comm"]: return Array((comm(p) + "\n").utf8)
+        case ["comm"]: return p.threadName(tid) + [10]
         case ["limits"]: return Array(limits(p).utf8)
         default:
             if l.rest.count == 2, l.rest[0] == "fdinfo", let file = p.files[Int32(l.rest[1]) ?? -1] {
@@ -318,97 +318,6 @@ public enum ProcFS {
             out += "VmFlags: " + flags + "\n"
         }
         return out
-    }
-
-    static func comm(_ process: Process) -> String {
-        if !process.commandName.isEmpty { return process.commandName }
-        return String(String(process.executablePath.split(separator: "/").last ?? "").prefix(15))
-    }
-
-    /// A thread's state as get_task_state shows it: parked in a call that
-    /// waits, it sleeps (S; D for a wait no signal ends, such as a vfork
-    /// parent's), so a program can tell a thread of its own is waiting.
-    static func state(_ process: Process, tid: Int32) -> String {
-        if process.zombieStatus != nil { return "Z (zombie)" }
-        if process.stoppedBy != nil { return "T (stopped)" }
-        guard let blocked = process.threads.first(where: { $0.tid == tid })?.blocked else { return "R (running)" }
-        return blocked.condition.interruptible ? "S (sleeping)" : "D (disk sleep)"
-    }
-
-    static func ppid(_ process: Process) -> Int32 { process.parent?.pid ?? (process.adoptedByInit ? 1 : getppid()) }
-
-    static func status(_ process: Process, tid: Int32) -> String {
-        let vm = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) } / 1024
-        let lockedKB = String(MemoryLocks.lockedPages(process.space, 0, GuestMemory.userLimit) * 4)
-        let vmLck = String(repeating: " ", count: max(0, 8 - lockedKB.count)) + lockedKB
-        var ignored: UInt64 = 0, caught: UInt64 = 0
-        for (signal, action) in process.signals.actions {
-            let handler = Bytes.u64(action, at: 0)
-            if handler == 1 { ignored |= 1 << UInt64(signal - 1) } else if handler > 1 { caught |= 1 << UInt64(signal - 1) }
-        }
-        let k = (process.threads.first { $0.tid == tid } ?? process.current).credentials
-        func ids(_ v: [UInt32]) -> String { v.map { String($0) }.joined(separator: "\t") }
-        // array.c: each group, then one space (even with none).
-        let groups = k.groups.map { String($0) }.joined(separator: " ") + " "
-        return """
-        Name:\t\(comm(process))
-        Umask:\t0022
-        State:\t\(state(process, tid: tid))
-        Tgid:\t\(process.pid)
-        Ngid:\t0
-        Pid:\t\(tid)
-        PPid:\t\(ppid(process))
-        TracerPid:\t0
-        Uid:\t\(ids([k.uid, k.euid, k.suid, k.fsuid]))
-        Gid:\t\(ids([k.gid, k.egid, k.sgid, k.fsgid]))
-        FDSize:\t\(process.files.limit)
-        Groups:\t\(groups)
-        VmSize:\t\(vm) kB
-        VmLck:\t\(vmLck) kB
-        Threads:\t\(process.threads.count)
-        SigPnd:\t0000000000000000
-        ShdPnd:\t0000000000000000
-        SigBlk:\t\(hex(process.signals.mask, width: 16))
-        SigIgn:\t\(hex(ignored, width: 16))
-        SigCgt:\t\(hex(caught, width: 16))
-        CapInh:\t\(hex(k.inheritable, width: 16))
-        CapPrm:\t\(hex(k.permitted, width: 16))
-        CapEff:\t\(hex(k.effective, width: 16))
-        CapBnd:\t\(hex(k.bounding, width: 16))
-        CapAmb:\t\(hex(k.ambient, width: 16))
-
-        """
-    }
-
-    /// fs/proc/array.c do_task_stat: 52 fields. Fault counts and CPU times
-    /// are the accounting's (getrusage's): the process's, or the thread's
-    /// under task/<tid>; the children's are the process's either way.
-    static func stat(_ process: Process, tid: Int32, thread: GuestThread?) -> String {
-        process.family.accounting.bringUpToDate()
-        let own = thread?.usage ?? process.ownUsage(), children = process.usage.children
-        let vsize = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) }
-        let text = process.space.mappings.first { $0.protection.contains(.execute) && $0.isFileBacked }
-        let stack = process.space.mappings.first { $0.name == "[stack]" }
-        var f: [String] = []
-        f.append(String(state(process, tid: tid).prefix(1)))
-        f += [ppid(process), getpgrp(), getsid(0)].map { String($0) }
-        f += ["0", "-1", "4194560"]                          // tty_nr tpgid flags
-        f += [own.minorFaults, children.minorFaults, own.majorFaults, children.majorFaults].map { String($0) }
-        f += [own.userNanoseconds, own.systemNanoseconds, children.userNanoseconds, children.systemNanoseconds]
-            .map { String(ResourceUsage.ticks($0)) }   // utime stime cutime cstime
-        f += ["20", "0", String(process.threads.count), "0", "0"]  // priority nice threads itrealvalue starttime
-        f += [String(vsize), "0", "18446744073709551615"]     // vsize rss rsslim
-        f += [String(text?.start ?? 0), String(text?.end ?? 0), String(stack?.end ?? 0), "0", "0"]
-        f += ["0", String(process.signals.mask), "0", "0"]    // signal blocked sigignore sigcatch
-        f += ["0", "0", "0", "17", "0", "0", "0", "0", "0", "0"]
-        f += ["0", "0", String(process.space.brkStart), "0", "0", "0", "0", "0"]
-        f.append("0")
-        return "\(tid) (\(comm(process))) " + f.joined(separator: " ") + "\n"
-    }
-
-    static func statm(_ process: Process) -> String {
-        let pages = process.space.mappings.reduce(UInt64(0)) { $0 + ($1.end - $1.start) } / 4096
-        return "\(pages) 0 0 0 0 0 0\n"
     }
 
     static func limits(_ process: Process) -> String {
@@ -520,7 +429,8 @@ extension ProcFS {
             guard !wantsDirectory else { throw .notdir }
             guard let bytes = contents(l, family: family) else { throw .noent }
             guard let fd = memfd(bytes, access: access) else { throw .nomem }
-            return Opened(hostFD: fd, generated: true)
+            // A comm file keeps its node: writes to it rename a thread (`ProcCommFile`).
+            return Opened(hostFD: fd, location: l.rest == ["comm"] ? l : nil, generated: true)
         case .memory:
             guard !wantsDirectory else { throw .notdir }
             guard let fd = memfd([]) else { throw .nomem }

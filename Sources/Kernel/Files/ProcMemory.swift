@@ -135,6 +135,8 @@ enum ProcMemoryCalls {
     /// the caller's buffer), at the process and address it carried.
     static func replayWrite(_ c: SyscallCall, _ outcome: HostOutcome, bytes: [UInt8]) throws {
         guard c.world.isReplaying, outcome.result > 0, let raw = outcome.carried.first else { return }
+        // A comm write carries 8 bytes (`ProcCommFile`); a mem write 12.
+        if raw.count == 8 { return try ProcCommFile.named(c, outcome, bytes: bytes) }
         guard raw.count == 12, Int(outcome.result) <= bytes.count else {
             throw RunStopped("the trace is damaged: a /proc/<pid>/mem write carries \(raw.count) bytes, not 12")
         }

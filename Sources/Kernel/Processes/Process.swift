@@ -168,6 +168,16 @@ public final class Process {
     /// A fault that a syscall handler raised (a bad rt_sigreturn frame):
     /// it ends the process once the syscall returns.
     public var pendingFault: FatalSignal?
+    /// When it was made, on the host's CLOCK_BOOTTIME in nanoseconds
+    /// (/proc/<pid>/stat's starttime; read while recording only, as every
+    /// generated /proc file). Not an attribute: a fork child starts anew.
+    public let startedAt: Int64 = Process.bootNanoseconds()
+
+    static func bootNanoseconds() -> Int64 {
+        var t = timespec()
+        guard clock_gettime(CLOCK_BOOTTIME, &t) == 0 else { return 0 }
+        return Int64(t.tv_sec) &* 1_000_000_000 &+ Int64(t.tv_nsec)
+    }
 
     /// Linux's layout without address randomization.
     public static let stackTop: UInt64 = Layout.systemBase - 0x1000

@@ -29,13 +29,6 @@ public struct ProcessControl {
 
     public init() {}
 
-    /// The name of thread `tid`: 16 bytes, NUL-padded, as PR_GET_NAME and
-    /// /proc/PID/task/TID/comm give it.
-    public func name(of tid: Int32, executablePath: String) -> [UInt8] {
-        let bytes = names[tid] ?? Array(Array((executablePath.split(separator: "/").last ?? "").utf8).prefix(15))
-        return bytes + [UInt8](repeating: 0, count: 16 - bytes.count)
-    }
-
     /// A thread made by clone takes its creator's name.
     public mutating func threadCreated(_ tid: Int32, by creator: Int32) {
         if let name = names[creator] { names[tid] = name }
@@ -61,6 +54,18 @@ public struct ProcessControl {
         names = [:]
         membarrierRegistrations = 0
         dumpable = 1
+    }
+}
+
+extension Process {
+    /// Thread `tid`'s name (comm, at most 15 bytes), as PR_GET_NAME and
+    /// /proc/<pid>/task/<tid>/comm give it: PR_SET_NAME's or a comm
+    /// write's, else the name exec gave (the last part of the path it was
+    /// executed by).
+    public func threadName(_ tid: Int32) -> [UInt8] {
+        if let name = control.names[tid] { return name }
+        let program = self.commandName.isEmpty ? String(self.executablePath.split(separator: "/").last ?? "") : self.commandName
+        return Array(Array(program.utf8).prefix(15))
     }
 }
 
@@ -278,7 +283,8 @@ enum ProcessControlSyscalls {
             let bytes = try c.cStringPrefix(1, limit: 15)
             p.control.names[p.current.tid] = bytes
         case PR_GET_NAME:
-            try c.write(c.arg(1), p.control.name(of: p.current.tid, executablePath: p.executablePath))
+            let name = p.threadName(p.current.tid)
+            try c.write(c.arg(1), name + [UInt8](repeating: 0, count: max(0, 16 - name.count)))
         case PR_GET_SECCOMP:
             return SeccompSyscalls.getMode(c)
         case PR_SET_SECCOMP:
