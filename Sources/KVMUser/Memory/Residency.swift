@@ -21,8 +21,8 @@ extension GuestMemory {
 extension GuestMemory {
     /// How many of `pages` pages from `va` are resident, as `residency`
     /// decides it, asking the host once per run of consecutive frames
-    /// (/proc's RSS figures count whole mappings: a page at a time would be
-    /// a host call per page of a large heap).
+    /// and walking only the page tables that exist (/proc's RSS figures
+    /// count whole mappings, a JVM's reservation of gigabytes among them).
     public func residentPages(_ va: UInt64, pages: Int) -> Int {
         var count = 0
         var run: (first: UInt64, pages: Int)?
@@ -32,13 +32,14 @@ extension GuestMemory {
             run = nil
             if vector.count < r.pages { vector = [UInt8](repeating: 0, count: r.pages) }
             let ok = vector.withUnsafeMutableBufferPointer { mincore(data.pointer(r.first), r.pages * 4096, $0.baseAddress) == 0 }
-            // Without an answer the frames count as touched, as `residency` does not.
+            // Without an answer the frames count as touched.
             count += ok ? vector[0..<r.pages].reduce(0) { $0 + Int($1 & 1) } : r.pages
         }
-        for i in 0..<max(0, pages) {
-            let (offset, o1) = UInt64(i).multipliedReportingOverflow(by: 4096)
-            let (at, o2) = va.addingReportingOverflow(offset)
-            guard !o1, !o2, let frame = frame(of: at), data.contains(frame) else { flush(); continue }
+        let (end, overflow) = va.addingReportingOverflow(UInt64(max(0, pages)) &* 4096)
+        tables.forEachLeaf(from: va, to: overflow ? GuestMemory.userLimit : min(end, GuestMemory.userLimit)) { _, slot in
+            let e = slot.pointee
+            guard e & PTE.ownsFrame != 0, data.contains(e & PTE.addressMask) else { flush(); return }
+            let frame = e & PTE.addressMask
             if let r = run, r.first &+ UInt64(r.pages) * 4096 == frame, r.pages < 1 << 16 {
                 run = (r.first, r.pages + 1)
             } else {
