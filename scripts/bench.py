@@ -170,15 +170,13 @@ def check(p, what, expect_out=None):
         raise BenchError(f"{what}: stdout differs from the recording's")
 
 
-def new_result(name, argv, env=None, detrec=None):
-    return {"name": name, "argv": argv, "env": env or [], "detrec": detrec,
-            "native": [], "record": [], "replay": [], "trace_bytes": []}
+def new_result(name, argv, env=None):
+    return {"name": name, "argv": argv, "env": env or [], "native": [], "record": [], "replay": [], "trace_bytes": []}
 
 
 def one_round(detrec, result, r, runs, work):
     """Native, record and replay of one program, back to back."""
     name, argv = result["name"], result["argv"]
-    detrec = result.get("detrec") or detrec  # a baseline binary, measured in the same run
     t, p = timed(argv)
     check(p, f"{name} (native)")
     result["native"].append(t)
@@ -284,29 +282,11 @@ def preemption_main(detrec, args):
             ("threads_256mib_eager", [bins["heap_threads"], "256", str(calls)], 2 * calls, eager),
             ("threads_256mib_eager_0", [bins["heap_threads"], "256", "0"], 0, eager),
         ]
-        # Guest 2 MiB pages (docs/preemption.md): backed with 4 KiB host
-        # pages only (DETREC_HUGE_PAGES=guest), or not used at all (off).
-        for variant in ("guest", "off"):
-            env = [f"DETREC_HUGE_PAGES={variant}"]
-            plan += [
-                (f"threads_1mib_huge_{variant}", [bins["heap_threads"], "1", str(calls)], 2 * calls, env),
-                (f"threads_1mib_huge_{variant}_0", [bins["heap_threads"], "1", "0"], 0, env),
-                (f"threads_256mib_huge_{variant}", [bins["heap_threads"], "256", str(calls)], 2 * calls, env),
-                (f"threads_256mib_huge_{variant}_0", [bins["heap_threads"], "256", "0"], 0, env),
-            ]
-        # --baseline: the same programs under another detrec, interleaved.
-        binary = {}
-        if args.baseline:
-            base = [(name, argv, n, env) for name, argv, n, env in plan
-                    if name.startswith(("threads_1mib", "threads_256mib", "timer_64mib")) and "huge" not in name]
-            for name, argv, n, env in base:
-                binary["base_" + name] = os.path.abspath(args.baseline)
-            plan += [("base_" + name, argv, n, env) for name, argv, n, env in base]
         print(f"detrec bench --preemption, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{os.cpu_count()} CPUs", flush=True)
         print(f"host: {host_summary(detrec)}", flush=True)
         exit_before = bench_exit(detrec, args.exit_iterations, args.exit_batches)
-        results = [new_result(name, argv, env, binary.get(name)) for name, argv, _, env in plan]
+        results = [new_result(name, argv, env) for name, argv, _, env in plan]
         for r in range(args.runs):
             for result in results:
                 one_round(detrec, result, r, args.runs, work)
@@ -340,20 +320,10 @@ def preemption_main(detrec, args):
     growth_eager = paired(by["threads_256mib_eager"]["record"], by["threads_1mib_eager"]["record"], div)
     print(f"the same with large checkpoints copied at once (DETREC_CHECKPOINTS=dirty-log, the scheme before): "
           f"record {ratio(growth_eager)}x")
-    growths = {}
-    for prefix, what in (("", "this binary"), ("huge_guest", "guest 2 MiB pages on 4 KiB host pages (DETREC_HUGE_PAGES=guest)"),
-                         ("huge_off", "no guest 2 MiB pages (DETREC_HUGE_PAGES=off)"), ("base", "the baseline binary")):
-        big = "threads_256mib" + ("_" + prefix if prefix.startswith("huge") else "")
-        small = "threads_1mib" + ("_" + prefix if prefix.startswith("huge") else "")
-        if prefix == "base":
-            big, small = "base_threads_256mib", "base_threads_1mib"
-        if big in by and small in by:
-            growths[prefix or "this"] = paired(by[big]["record"], by[small]["record"], div)
-            print(f"256 MiB against 1 MiB, {what}: record {ratio(growths[prefix or 'this'])}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, "bare_exit_us": exit_us, "exits_per_syscall": figures,
-                       "heap_growth": growth, "heap_growth_eager": growth_eager, "heap_growths": growths}, f, indent=2)
+                       "heap_growth": growth, "heap_growth_eager": growth_eager}, f, indent=2)
     return 0
 
 
@@ -368,8 +338,6 @@ def main():
                     help="round trips per batch for detrec bench-exit (default 10000)")
     ap.add_argument("--exit-batches", type=int, default=5, help="timed batches for detrec bench-exit (default 5)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure and raw timing to FILE")
-    ap.add_argument("--baseline", metavar="DETREC",
-                    help="with --preemption: also run the programs under this detrec binary, interleaved (rows base_*)")
     ap.add_argument("--preemption", action="store_true",
                     help="measure preemption checkpoints instead: two threads making syscalls after "
                          "touching a 1 or 256 MiB heap, and syscalls with a timer armed over 64 MiB")

@@ -93,12 +93,6 @@ public final class GuestMemory {
         self.tables = tables
         self.data = data
         frames = PageAllocator(region: data)
-        // A split 2 MiB entry translates as before, but KVM's shadow of it
-        // was built for the directory entry, which detrec rewrote from the
-        // host (KVM sees only the guest's own page-table writes).
-        tables.didSplit = { [unowned self] in
-            if self.mayHoldTranslations { self.translationsChanged = true }
-        }
     }
 
     // MARK: mapping
@@ -160,8 +154,8 @@ public final class GuestMemory {
         var out: [(start: UInt64, end: UInt64)] = []
         for gap in reserved.gaps(start, end) where gap.start < gap.end { out.append(gap) }
         for r in reserved.overlapping(start, end) {
-            tables.forEachEntry(from: r.start & ~4095, to: r.end) { va, entry in
-                guard entry & PTE.ownsFrame != 0 else { return }
+            tables.forEachLeaf(from: r.start & ~4095, to: r.end) { va, slot in
+                guard slot.pointee & PTE.ownsFrame != 0 else { return }
                 out.append((max(va, start), min(va + 4096, end)))
             }
         }
@@ -186,13 +180,8 @@ public final class GuestMemory {
     public func demandMap(_ va: UInt64, block: Int = FaultAround.first) -> Bool {
         guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
         let page = va & ~4095
-        if PTE.real(tables.entry(page)) & PTE.ownsFrame != 0 { return true }
-        let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end, first: block)
-        if mapHugeBlock(from, to, r.protection) {
-            if run, mirror == nil { data.populateHuge(PTE.real(tables.entry(from)) & PTE.addressMask) }
-            return true
-        }
         guard mapReserved(page, r.protection) else { return false }
+        let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end, first: block)
         var at = from
         while at < to {
             if at != page, !mapReserved(at, r.protection) { break }
@@ -203,31 +192,9 @@ public final class GuestMemory {
         return true
     }
 
-    /// Maps [from, to) with one 2 MiB entry and 512 fresh contiguous
-    /// frames when it is a whole aligned block of which nothing is mapped
-    /// yet (no directory entry), with a protection that allows access and no watched page: KVM's
-    /// shadow MMU can then map the block with one large entry where the
-    /// host backs it with a huge page (`PhysicalRegion.populateHuge`),
-    /// instead of a fault per 8 pages. False otherwise (nothing changed).
-    private func mapHugeBlock(_ from: UInt64, _ to: UInt64, _ protection: PageProtection) -> Bool {
-        let huge = PageTables.hugeSize
-        guard PhysicalRegion.guestHugePages, !protection.isEmpty, from & (huge - 1) == 0, to &- from == huge,
-              debugPages.isEmpty || !debugPages.keys.contains(where: { $0 >= from && $0 < to }),
-              tables.blockHasNoEntry(from) else { return false }
-        guard let frame = frames.allocateHuge() else { return false }
-        guard data.ensureRegistered(frame + huge - 4096),
-              tables.mapHuge(from, entry: PTE.leaf(frame: frame, protection: protection)) else {
-            for i in 0..<512 { frames.release(frame + UInt64(i) * 4096) }
-            return false
-        }
-        return true
-    }
-
     /// One reserved page gets a frame unless it has one; false when it
     /// has none and none can be had.
     func mapReserved(_ va: UInt64, _ protection: PageProtection) -> Bool {
-        // Looked up first: a page of a 2 MiB block has its frame (no split).
-        if tables.entry(va) & (PTE.ownsFrame | PTE.present) != 0 { return true }
         guard let slot = tables.leaf(va, create: true) else { return false }
         if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return true }
         guard let frame = freshFrame() else { return false }
@@ -251,13 +218,6 @@ public final class GuestMemory {
         frameChanges &+= 1
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
         reserved.remove(start, end)
-        // Whole 2 MiB blocks go without a split: one madvise each.
-        for (_, entry) in tables.takeHugeBlocks(from: start, to: end) {
-            let frame = entry & PTE.addressMask
-            guard data.contains(frame) else { continue }
-            data.discard(frame, bytes: PageTables.hugeSize)
-            for i in 0..<512 { release(frame + UInt64(i) * 4096, discarded: true) }
-        }
         // Frames handed out in a row mostly come back in a row: one
         // madvise per run of them, not one per page.
         var run: (start: UInt64, end: UInt64)?

@@ -9,8 +9,8 @@ extension GuestMemory {
         for r in source.reserved.ranges {
             try reserve(r.start, pages: Int((r.end - r.start) / 4096), protection: r.protection)
             var failed: UInt64?
-            source.tables.forEachEntry(from: r.start, to: r.end) { va, entry in
-                guard failed == nil, entry & PTE.ownsFrame != 0 else { return }
+            source.tables.forEachLeaf(from: r.start, to: r.end) { va, slot in
+                guard failed == nil, slot.pointee & PTE.ownsFrame != 0 else { return }
                 if !mapReserved(va, r.protection) { failed = va }
             }
             if let failed { throw GuestMemoryFault(address: failed) }
@@ -31,7 +31,8 @@ extension GuestMemory {
     public func copyContents(of source: GuestMemory, ranges: [(start: UInt64, end: UInt64)]) {
         let resident = source.residency(of: source.data.host)
         for (start, end) in ranges {
-            source.tables.forEachEntry(from: start, to: min(end, GuestMemory.userLimit)) { va, e in
+            source.tables.forEachLeaf(from: start, to: min(end, GuestMemory.userLimit)) { va, slot in
+                let e = slot.pointee
                 guard e & PTE.ownsFrame != 0 else { return }
                 let from = e & PTE.addressMask
                 guard source.data.contains(from) else { return }

@@ -17,9 +17,6 @@ struct PTE {
     static let user: UInt64 = 1 << 2
     static let accessed: UInt64 = 1 << 5
     static let dirty: UInt64 = 1 << 6
-    /// In a page-directory entry: it maps a 2 MiB page (PS). Never set in
-    /// a 4 KiB entry (where the bit is PAT).
-    static let huge: UInt64 = 1 << 7
     static let noExecute: UInt64 = 1 << 63
     static let addressMask: UInt64 = 0x000f_ffff_ffff_f000
 

@@ -28,20 +28,9 @@ final class PhysicalRegion {
     var registerSlot: ((Int) -> Bool)?
 
     init(slot: UInt32, guestBase: UInt64, size: UInt64, slotSize: UInt64? = nil) throws(KVMError) {
-        // Aligned to 2 MiB (as guestBase is): KVM maps a guest's 2 MiB
-        // page with one large entry only where guest-physical and host
-        // addresses agree modulo 2 MiB and the host backs it with a huge page.
-        let align = Int(PhysicalRegion.hugeSize)
-        let raw = mmap(nil, Int(size) + align, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
-        guard let raw, raw != MAP_FAILED else { throw .hostMemory(errno: errno) }
-        let head = (align - Int(bitPattern: raw) % align) % align
-        if head > 0 { munmap(raw, head) }
-        let p = raw + head
-        munmap(p + Int(size), align - head)
-        // No transparent huge pages unless asked for a block (`populateHuge`):
-        // a fault on one page must not back 2 MiB (and take as long to clear).
-        madvise(p, Int(size), 15 /* MADV_NOHUGEPAGE */)
+        let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let p, p != MAP_FAILED else { throw .hostMemory(errno: errno) }
         self.slot = slot
         self.guestBase = guestBase
         self.size = size
@@ -88,30 +77,6 @@ final class PhysicalRegion {
     /// Host address of a guest-physical address; the caller has checked `contains`.
     func pointer(_ gpa: UInt64) -> UnsafeMutableRawPointer { host + Int(gpa - guestBase) }
 
-    static let hugeSize: UInt64 = 2 << 20
-
-    /// Backs the aligned 2 MiB at `gpa` with host memory now, as one huge
-    /// page where the host's transparent huge pages allow it (KVM can then
-    /// map a guest 2 MiB page there with one entry), with 4 KiB pages
-    /// otherwise. The range is marked MADV_HUGEPAGE only for the populate
-    /// and goes back to MADV_NOHUGEPAGE after it (the huge page stays), so
-    /// the region stays one host mapping. Contents do not change (fresh
-    /// frames read zero). Only a speed-up: refusals are ignored.
-    func populateHuge(_ gpa: UInt64) {
-        guard contains(gpa), gpa & (PhysicalRegion.hugeSize - 1) == 0 else { return }
-        let p = pointer(gpa), n = Int(PhysicalRegion.hugeSize)
-        if PhysicalRegion.hostHugePages { madvise(p, n, 14 /* MADV_HUGEPAGE */) }
-        madvise(p, n, 23 /* MADV_POPULATE_WRITE */)
-        if PhysicalRegion.hostHugePages { madvise(p, n, 15 /* MADV_NOHUGEPAGE */) }
-    }
-
-    /// `DETREC_HUGE_PAGES`: `off` maps no guest 2 MiB pages at all,
-    /// `guest` maps them but backs them with 4 KiB host pages (for
-    /// measurements: docs/preemption.md); anything else, both.
-    static let hugePagesSetting: String = getenv("DETREC_HUGE_PAGES").map { String(cString: $0) } ?? "on"
-    static let guestHugePages = hugePagesSetting != "off"
-    static let hostHugePages = hugePagesSetting != "off" && hugePagesSetting != "guest"
-
     /// Gives pages back to the host: they read as zero afterwards.
     func discard(_ gpa: UInt64, bytes: UInt64) {
         madvise(pointer(gpa), Int(bytes), MADV_DONTNEED)
@@ -138,22 +103,6 @@ struct PageAllocator {
     }
 
     mutating func release(_ page: UInt64) { free.append(page) }
-
-    /// 512 contiguous pages aligned to 2 MiB (guest-physical), from the
-    /// top of what was handed out; the pages skipped to align go to the
-    /// free list (never handed out, so zero). Nil when none are left.
-    mutating func allocateHuge() -> UInt64? {
-        let huge = PhysicalRegion.hugeSize
-        let aligned = (next + huge - 1) & ~(huge - 1)
-        guard aligned <= end, end - aligned >= huge else { return nil }
-        var skipped = aligned
-        while skipped > next {
-            skipped -= 4096
-            free.append(skipped)
-        }
-        next = aligned + huge
-        return aligned
-    }
 
     /// How many pages `allocate` can still hand out.
     var available: UInt64 { (end - next) / 4096 + UInt64(free.count) }
