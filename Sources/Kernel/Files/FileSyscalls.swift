@@ -166,7 +166,7 @@ enum FileSyscalls {
         let file = try c.file(0)
         let count = try c.transferSize(buffer: 1, size: 2, write: false)
         let bytes = try c.read(c.arg(1), count: count)
-        if let comm = ProcCommFile.names(file) { return try ProcCommFile.write(c, comm, bytes) }
+        if let comm = ProcCommFile.location(of: file) { return try ProcCommFile.write(c, comm, bytes) }
         if let mem = file.procMemory {
             let process = c.process
             let r = try c.host { effects throws(Errno) -> Int64 in

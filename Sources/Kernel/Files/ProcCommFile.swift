@@ -6,7 +6,7 @@
 /// trace carries which thread was named (8 bytes: pid, tid), because
 /// replay does not know the descriptor is a comm file (docs/trace-format.md).
 enum ProcCommFile {
-    static func names(_ file: OpenFile) -> ProcFS.Location? {
+    static func location(of file: OpenFile) -> ProcFS.Location? {
         guard let l = file.procLocation, l.rest == ["comm"], l.selfLink == nil else { return nil }
         return l
     }
@@ -17,7 +17,7 @@ enum ProcCommFile {
         let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let (owner, thread) = ProcFS.owner(l, in: process.family) else { throw .srch }
             guard owner === process else { throw .inval }
-            let tid = thread.map { $0.tid == 0 ? owner.pid : $0.tid } ?? owner.pid
+            let tid = ProcFS.taskID(owner, thread)
             effects.carry(Bytes.i32(owner.pid) + Bytes.i32(tid))
             return Int64(bytes.count)
         }

@@ -67,6 +67,12 @@ public enum ProcFS {
         return (p, t)
     }
 
+    /// The id a location's thread goes by (its process's pid for the
+    /// main thread before it has its own, or for no thread at all).
+    static func taskID(_ p: Process, _ thread: GuestThread?) -> Int32 {
+        thread.map { $0.tid == 0 ? p.pid : $0.tid } ?? p.pid
+    }
+
     /// What the node is, nil when it does not exist.
     public static func kind(_ l: Location, family: ProcessFamily) -> Kind? {
         if l.selfLink != nil { return .link }
@@ -223,7 +229,7 @@ public enum ProcFS {
     /// come from the host).
     public static func contents(_ l: Location, family: ProcessFamily) -> [UInt8]? {
         guard let (p, thread) = owner(l, in: family) else { return nil }
-        let tid = thread.map { $0.tid == 0 ? p.pid : $0.tid } ?? p.pid
+        let tid = taskID(p, thread)
         switch l.rest {
         case ["maps"]: return Array(maps(p).utf8)
         case ["smaps"]: return Array(smaps(p).utf8)
@@ -332,13 +338,7 @@ public enum ProcFS {
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(1, n - s.count)) }
         var out = pad("Limit", 26) + pad("Soft Limit", 21) + pad("Hard Limit", 21) + pad("Units", 10) + "\n"
         for (name, resource, unit) in rows {
-            var soft = UInt64.max, hard = UInt64.max
-            if let l = process.limits[resource] {
-                (soft, hard) = l
-            } else {
-                var r = rlimit()
-                if getrlimit(__rlimit_resource_t(UInt32(resource)), &r) == 0 { soft = UInt64(r.rlim_cur); hard = UInt64(r.rlim_max) }
-            }
+            var (soft, hard) = limit(process, resource)
             if resource == 7 { soft = UInt64(process.files.limit) }
             let show = { (v: UInt64) in v == UInt64.max ? "unlimited" : String(v) }
             out += pad(name, 26) + pad(show(soft), 21) + pad(show(hard), 21) + pad(unit, 10) + "\n"

@@ -17,7 +17,7 @@ extension ProcFS {
     static func state(_ process: Process, tid: Int32) -> String {
         if process.zombieStatus != nil { return "Z (zombie)" }
         if process.stoppedBy != nil { return "T (stopped)" }
-        guard let blocked = process.threads.first(where: { $0.tid == tid })?.blocked else { return "R (running)" }
+        guard let blocked = task(process, tid)?.blocked else { return "R (running)" }
         return blocked.condition.interruptible ? "S (sleeping)" : "D (disk sleep)"
     }
 
@@ -25,7 +25,7 @@ extension ProcFS {
 
     /// fs/proc/array.c proc_pid_status, in Linux 6's order.
     static func status(_ process: Process, tid: Int32) -> String {
-        let thread = process.threads.first { $0.tid == tid } ?? process.current
+        let thread = task(process, tid) ?? process.current
         let memory = ProcMemoryFigures(process)
         var ignored: UInt64 = 0, caught: UInt64 = 0
         for (signal, action) in process.signals.actions {
@@ -41,7 +41,7 @@ extension ProcFS {
             return String(repeating: " ", count: max(0, 8 - s.count)) + s + " kB"
         }
         let umask = String(process.umask, radix: 8)
-        let queued = process.threads.reduce(queuedSignals(process.signals.shared)) { $0 + queuedSignals($1.pending) }
+        let queued = process.threads.reduce(process.signals.shared.instances) { $0 + $1.pending.instances }
         let usage = thread.usage
         return """
         Name:\t\(comm(process, tid: tid))
@@ -81,7 +81,7 @@ extension ProcFS {
         THP_enabled:\t\(process.control.transparentHugePagesDisabled ? 0 : 1)
         untag_mask:\t0xffffffffffffffff
         Threads:\t\(process.threads.count)
-        SigQ:\t\(queued)/\(limit(process, 11))
+        SigQ:\t\(queued)/\(limit(process, 11).soft)
         SigPnd:\t\(hex(thread.pending.set, width: 16))
         ShdPnd:\t\(hex(process.signals.shared.set, width: 16))
         SigBlk:\t\(hex(mask(of: thread, in: process), width: 16))
@@ -94,7 +94,7 @@ extension ProcFS {
         CapAmb:\t\(hex(k.ambient, width: 16))
         NoNewPrivs:\t\(process.control.noNewPrivileges ? 1 : 0)
         Seccomp:\t\(thread.seccomp.mode.rawValue)
-        Seccomp_filters:\t\(filterCount(thread.seccomp.filters))
+        Seccomp_filters:\t\(thread.seccomp.filters?.chainLength ?? 0)
         \(hostStatusLines.speculation)
         Cpus_allowed:\t1
         Cpus_allowed_list:\t0
@@ -120,22 +120,18 @@ extension ProcFS {
         thread === process.current ? process.signals.mask : thread.signalMask
     }
 
-    /// The signals queued (SigQ counts each instance).
-    static func queuedSignals(_ p: PendingSignals) -> Int {
-        p.set.nonzeroBitCount + p.queued.values.reduce(0) { $0 + $1.count }
-    }
-
-    static func filterCount(_ filter: SeccompFilter?) -> Int {
-        var n = 0, at = filter
-        while let f = at { n += 1; at = f.previous }
-        return n
-    }
-
-    /// A resource limit as the process sees it: its own, else detrec's.
-    static func limit(_ process: Process, _ resource: Int32) -> UInt64 {
-        if let l = process.limits[resource] { return l.soft }
+    /// A resource limit as the process sees it: its own, else detrec's
+    /// (RLIM_INFINITY when the host cannot say).
+    static func limit(_ process: Process, _ resource: Int32) -> (soft: UInt64, hard: UInt64) {
+        if let l = process.limits[resource] { return l }
         var r = rlimit()
-        return getrlimit(__rlimit_resource_t(UInt32(resource)), &r) == 0 ? UInt64(r.rlim_cur) : 0
+        guard getrlimit(__rlimit_resource_t(UInt32(resource)), &r) == 0 else { return (.max, .max) }
+        return (UInt64(r.rlim_cur), UInt64(r.rlim_max))
+    }
+
+    /// The process's thread `tid`, if it has one.
+    static func task(_ process: Process, _ tid: Int32) -> GuestThread? {
+        process.threads.first { $0.tid == tid }
     }
 
     /// fs/proc/array.c do_task_stat: 52 fields. Fault counts and CPU times
@@ -145,9 +141,8 @@ extension ProcFS {
         process.family.accounting.bringUpToDate()
         let own = thread?.usage ?? process.ownUsage(), children = process.usage.children
         let memory = ProcMemoryFigures(process)
-        let text = process.space.mappings.first { $0.protection.contains(.execute) && $0.isFileBacked }
         let stack = process.space.mappings.first { $0.name == "[stack]" }
-        let task = process.threads.first { $0.tid == tid } ?? process.current
+        let task = task(process, tid) ?? process.current
         let foreground = process.family.terminalForeground ?? -1
         var f: [String] = []
         f.append(String(state(process, tid: tid).prefix(1)))
@@ -158,8 +153,8 @@ extension ProcFS {
             .map { String(ResourceUsage.ticks($0)) }   // utime stime cutime cstime
         f += [String(20 + process.nice), String(process.nice), String(process.threads.count), "0"]  // priority nice threads itrealvalue
         f.append(String(ResourceUsage.ticks(process.startedAt)))  // starttime
-        f += [String(memory.size * 4096), String(memory.resident), String(limit(process, 5))]  // vsize rss rsslim
-        f += [String(text?.start ?? 0), String(text?.end ?? 0), String(stack?.end ?? 0), "0", "0"]
+        f += [String(memory.size * 4096), String(memory.resident), String(limit(process, 5).soft)]  // vsize rss rsslim
+        f += [String(memory.code?.lowerBound ?? 0), String(memory.code?.upperBound ?? 0), String(stack?.end ?? 0), "0", "0"]
         // signal blocked sigignore sigcatch: obsolete here (status has them), as Linux prints them.
         f += [String(task.pending.set | process.signals.shared.set), String(mask(of: task, in: process)), "0", "0"]
         f += ["0", "0", "0", "17", "0", "0", "0", "0", "0", "0"]
@@ -181,10 +176,14 @@ extension ProcFS {
 /// pages the host has backed (the RSS counters: anonymous, file, shmem).
 struct ProcMemoryFigures {
     var size: UInt64 = 0, data: UInt64 = 0, stack: UInt64 = 0, executable: UInt64 = 0, locked: UInt64 = 0
-    var text: UInt64 = 0
+    /// The program's text: the first executable file mapping
+    /// (start_code..end_code).
+    var code: Range<UInt64>?
     var residentAnonymous: UInt64 = 0, residentFile: UInt64 = 0, residentShared: UInt64 = 0
 
     var resident: UInt64 { residentAnonymous + residentFile + residentShared }
+    /// VmExe, in pages.
+    var text: UInt64 { code.map { ($0.upperBound - $0.lowerBound) / 4096 } ?? 0 }
     /// VmLib: executable mappings other than the program's text.
     var libraries: UInt64 { executable > text ? executable - text : 0 }
     /// VmPTE: the page-table pages the mappings need (one per 2 MiB),
@@ -193,10 +192,7 @@ struct ProcMemoryFigures {
 
     init(_ process: Process) {
         let mappings = process.space.mappings
-        // The program's text: the first executable file mapping (end_code - start_code).
-        if let text = mappings.first(where: { $0.protection.contains(.execute) && $0.isFileBacked }) {
-            self.text = UInt64(text.pages)
-        }
+        code = mappings.first { $0.protection.contains(.execute) && $0.isFileBacked }.map { $0.start..<$0.end }
         for m in mappings {
             let pages = UInt64(m.pages)
             size += pages

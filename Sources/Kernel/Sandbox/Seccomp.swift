@@ -19,6 +19,14 @@ public final class SeccompFilter {
         return total
     }
 
+    /// How many filters the chain holds (/proc's Seccomp_filters).
+    var chainLength: Int {
+        var n = 0
+        var f: SeccompFilter? = self
+        while let g = f { n += 1; f = g.previous }
+        return n
+    }
+
     /// Whether `other` is this filter or one of its ancestors (Linux's is_ancestor).
     func descends(from other: SeccompFilter?) -> Bool {
         guard let other else { return true }

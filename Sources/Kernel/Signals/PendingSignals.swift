@@ -13,6 +13,9 @@ public struct PendingSignals {
 
     public init() {}
 
+    /// How many signals are pending, each queued instance counted (SigQ).
+    var instances: Int { self.set.nonzeroBitCount + queued.values.reduce(0) { $0 + $1.count } }
+
     /// Adds a signal: a second standard signal merges into the pending one
     /// (keeping the first siginfo), real-time signals queue.
     mutating func add(_ signal: Int32, info siginfo: [UInt8]) {
