@@ -64,4 +64,120 @@ import Testing
         #expect(out.contains("personality 0 set 0 -> 40000\n"))
         #expect(out.contains("mknod fifo 0 is fifo 1 through it fifo\n"))
     }
+
+    /// sched_getattr/sched_setattr: the emulated policy, reset-on-fork and
+    /// nice, Linux's size rules (0 is the first version, a larger struct
+    /// needs a zero tail, otherwise E2BIG with the size written back), and
+    /// the fair class's slice as the host reports it.
+    @Test func schedAttributesMatchLinux() throws {
+        let out = try Harness.matchesNative(ProcessControlTests.prelude + #"""
+            #include <stdint.h>
+            #include <sys/resource.h>
+            struct attr { uint32_t size, policy; uint64_t flags; int32_t nice; uint32_t prio; uint64_t rt, dl, per; uint32_t umin, umax, tail[4]; };
+            static struct attr a;
+            static void get(const char *what, unsigned size) {
+              memset(&a, 0xab, sizeof a);
+              long r = syscall(SYS_sched_getattr, 0, &a, size, 0);
+              if (r < 0) { printf("%s: %d\n", what, -errno); return; }
+              printf("%s: size %u policy %u flags %llu nice %d prio %u slice %d dl %llu per %llu util %x %x tail %x\n", what, a.size, a.policy,
+                     (unsigned long long)a.flags, a.nice, a.prio, a.rt > 0, (unsigned long long)a.dl, (unsigned long long)a.per, a.umin, a.umax, a.tail[0]);
+            }
+            static void set(const char *what, unsigned size, unsigned policy, uint64_t flags, int nice) {
+              memset(&a, 0, sizeof a); a.size = size; a.policy = policy; a.flags = flags; a.nice = nice;
+              long r = syscall(SYS_sched_setattr, 0, &a, 0);
+              unsigned written = a.size;
+              printf("%s: %d size %u; scheduler %d nice %d\n", what, r < 0 ? -errno : 0, written, sched_getscheduler(0), getpriority(PRIO_PROCESS, 0));
+            }
+            static void *thread(void *p) { get("thread", 56); return p; }
+            int main(void) {
+              get("v1", 56); get("v0", 48); get("larger", 72); get("too small", 40);
+              printf("flags %d pid -1 %d null %d\n", syscall(SYS_sched_getattr, 0, &a, 56, 1) < 0 ? -errno : 0,
+                     syscall(SYS_sched_getattr, -1, &a, 56, 0) < 0 ? -errno : 0, syscall(SYS_sched_getattr, 0, NULL, 56, 0) < 0 ? -errno : 0);
+              printf("no such thread %d\n", syscall(SYS_sched_getattr, 999999, &a, 56, 0) < 0 ? -errno : 0);
+              set("nice 5", 48, SCHED_OTHER, 0, 5); get("after", 56);
+              set("batch nice 7", 48, SCHED_BATCH, 0, 7); get("after", 56);
+              set("idle keeps nice", 0, SCHED_IDLE, 0, 9); get("after", 56);
+              set("reset on fork", 48, SCHED_OTHER, 1, 8); get("after", 56);
+              pthread_t t; pthread_create(&t, NULL, thread, NULL); pthread_join(t, NULL);
+              fflush(stdout);
+              if (fork() == 0) { get("child", 56); fflush(stdout); _exit(0); }
+              wait(NULL);
+              set("keep params", 48, SCHED_BATCH, 0x10, 0); get("after", 56);
+              set("keep policy", 48, 0, 0x08, 11); get("after", 56);
+              set("size 12", 12, SCHED_OTHER, 0, 0);
+              memset(&a, 0, sizeof a); a.size = 80; a.tail[3] = 1;
+              int dirty = syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0;
+              printf("dirty tail %d size %u\n", dirty, a.size);
+              memset(&a, 0, sizeof a); a.size = 80; a.nice = 12;
+              printf("clean tail %d\n", syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0); get("after", 56);
+              set("bad policy", 48, 9, 0, 0); set("bad flags", 48, SCHED_OTHER, 0x100, 0);
+              set("priority on other", 48, SCHED_OTHER, 0, 0);
+              memset(&a, 0, sizeof a); a.size = 48; a.prio = 3;
+              printf("priority on other %d\n", syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0);
+              memset(&a, 0, sizeof a); a.size = 48; a.policy = SCHED_FIFO;
+              printf("fifo without priority %d\n", syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0);
+              memset(&a, 0, sizeof a); a.size = 48; a.policy = 6; a.rt = 10; a.dl = 5;
+              printf("deadline shorter than runtime %d\n", syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0);
+              memset(&a, 0, sizeof a); a.size = 48; a.flags = 0x20;
+              printf("clamp in a v0 struct %d\n", syscall(SYS_sched_setattr, 0, &a, 0) < 0 ? -errno : 0);
+              return 0;
+            }
+            """#, name: "sched_attr", flags: ["-static", "-pthread"], in: dir)
+        #expect(out.contains("v0: size 48 policy 0 flags 0 nice 0 prio 0 slice 1"))
+        #expect(out.contains("larger: size 56 policy 0"))
+        #expect(out.contains("too small: -22\n"))
+        #expect(out.contains("batch nice 7: 0 size 48; scheduler 3 nice 7\n"))
+        #expect(out.contains("idle keeps nice: 0 size 0; scheduler 5 nice 7\n"))
+        #expect(out.contains("keep params: 0 size 48; scheduler 0 nice 8\n"))
+        #expect(out.contains("keep policy: 0 size 48; scheduler 0 nice 11\n"))
+        #expect(out.contains("reset on fork: 0 size 48; scheduler 1073741824 nice 8\n"))
+        #expect(out.contains("child: size 56 policy 0 flags 0 nice 8"))
+        #expect(out.contains("size 12: -7 size 56;"))
+        #expect(out.contains("dirty tail -7 size 56\n"))
+    }
+
+    /// utime, utimes and futimesat (older programs and Tcl's `file mtime`
+    /// call them), relative to the emulated working directory, and
+    /// readahead.
+    @Test func legacyTimestampCallsMatchLinux() throws {
+        let out = try Harness.matchesNative(ProcessControlTests.prelude + #"""
+            #include <utime.h>
+            #include <sys/stat.h>
+            #include <sys/time.h>
+            static void stamp(const char *what, int r, const char *path) {
+              struct stat st; stat(path, &st);
+              printf("%s %d: atime %ld.%09ld mtime %ld.%09ld\n", what, r < 0 ? -errno : r, (long)st.st_atim.tv_sec, st.st_atim.tv_nsec,
+                     (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+            }
+            int main(void) {
+              char dir[64]; snprintf(dir, sizeof dir, "/tmp/detrec-utime-%d", getpid());
+              mkdir(dir, 0700); chdir(dir);
+              int f = open("file", O_CREAT | O_RDWR, 0600); write(f, "0123456789", 10);
+              struct utimbuf ub = { 1000, 2000 };
+              stamp("utime", syscall(SYS_utime, "file", &ub), "file");
+              struct timeval tv[2] = { { 3000, 500000 }, { 4000, 250 } };
+              stamp("utimes", syscall(SYS_utimes, "file", tv), "file");
+              int d = open(".", O_RDONLY | O_DIRECTORY);
+              tv[1].tv_sec = 5000;
+              stamp("futimesat", syscall(SYS_futimesat, d, "file", tv), "file");
+              tv[1].tv_sec = 6000;
+              stamp("futimesat fd", syscall(SYS_futimesat, f, NULL, tv), "file");
+              tv[0].tv_usec = 1000000;
+              stamp("bad usec", syscall(SYS_utimes, "file", tv), "file");
+              struct stat st;
+              int r = syscall(SYS_utime, "file", NULL); stat("file", &st);
+              printf("utime now %d %d\n", r, st.st_mtim.tv_sec > 6000);
+              printf("missing %d, readahead %ld", syscall(SYS_utimes, "nothing", NULL) < 0 ? -errno : 0, (long)syscall(SYS_readahead, f, 0, 4096));
+              int p[2]; pipe(p);
+              printf(", on a pipe %d\n", syscall(SYS_readahead, p[0], 0, 4096) < 0 ? -errno : 0);
+              unlink("file"); chdir("/"); rmdir(dir);
+              return 0;
+            }
+            """#, name: "legacy_utime", in: dir)
+        #expect(out.contains("utime 0: atime 1000.000000000 mtime 2000.000000000\n"))
+        #expect(out.contains("utimes 0: atime 3000.500000000 mtime 4000.000250000\n"))
+        #expect(out.contains("futimesat fd 0: atime 3000.500000000 mtime 6000.000250000\n"))
+        #expect(out.contains("bad usec -22"))
+        #expect(out.contains("utime now 0 1\n"))
+    }
 }

@@ -65,6 +65,12 @@ enum FileSyscalls {
         t.add(SYS.fallocate, passthrough(.fd, .value, .value, .value))
         t.addOutcome(SYS.flock, .host, note: "a lock held elsewhere: the thread parks, trying again every 10 ms", flock)
         t.add(SYS.utimensat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32), .value))
+        // The older forms: struct utimbuf (two longs) and struct timeval[2];
+        // futimesat's NULL path means the directory descriptor itself.
+        t.add(SYS.utime, passthrough(.path, .inputOrNull(16)))
+        t.add(SYS.utimes, passthrough(.path, .inputOrNull(32)))
+        t.add(SYS.futimesat, passthrough(.dirfd, .pathOrNull, .inputOrNull(32)))
+        t.add(SYS.readahead, passthrough(.fd, .value, .value))
     }
 
     static let LOCK_NB: Int32 = 4

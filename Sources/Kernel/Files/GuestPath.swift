@@ -311,7 +311,7 @@ struct PathRule {
         case SYS.faccessat2: return PathRule(follow: nofollowFlag(3))
         case SYS.fchownat: return PathRule(follow: nofollowFlag(4), modifying: true)
         case SYS.utimensat: return PathRule(follow: nofollowFlag(3), modifying: true)
-        case SYS.chmod, SYS.fchmodat, SYS.chown, SYS.truncate:
+        case SYS.chmod, SYS.fchmodat, SYS.chown, SYS.truncate, SYS.utime, SYS.utimes, SYS.futimesat:
             return PathRule(modifying: true)
         case SYS.lchown, SYS.unlink, SYS.unlinkat, SYS.rmdir, SYS.mkdir, SYS.mkdirat,
              SYS.rename, SYS.renameat, SYS.renameat2, SYS.link:

@@ -142,18 +142,21 @@ extension ProcessSyscalls {
         guard let targets = try priorityTargets(c) else { return try performPassthrough(c, [.value, .value, .value]) }
         guard !targets.isEmpty else { throw Errno.srch }
         let nice = min(max(c.int(2), -20), 19)
-        // Raising priority needs CAP_SYS_NICE or RLIMIT_NICE room, as the host decides.
-        if targets.contains(where: { nice < $0.nice }), !hasCapability(c, Credentials.CAP_SYS_NICE) {
-            let limit = c.process.limits[13]?.soft
-            let allowed = try c.host { _ in
-                var rl = rlimit()
-                let soft = limit ?? (getrlimit(__rlimit_resource_t(13), &rl) == 0 ? UInt64(rl.rlim_cur) : 0)
-                return 20 - Int64(nice) <= Int64(clamping: soft) ? 0 : Errno.acces.result
-            }
-            guard allowed == 0 else { return allowed }
-        }
+        if targets.contains(where: { nice < $0.nice }), !(try mayRaisePriority(c, to: nice)) { throw Errno.acces }
         for p in targets { p.nice = nice }
         return 0
+    }
+
+    /// can_nice(): lowering a nice value needs CAP_SYS_NICE or room under
+    /// RLIMIT_NICE (the guest's own limit, else the host's, recorded).
+    static func mayRaisePriority(_ c: SyscallCall, to nice: Int32) throws -> Bool {
+        if hasCapability(c, Credentials.CAP_SYS_NICE) { return true }
+        let limit = c.process.limits[13]?.soft
+        return try c.host { _ in
+            var rl = rlimit()
+            let soft = limit ?? (getrlimit(__rlimit_resource_t(13), &rl) == 0 ? UInt64(rl.rlim_cur) : 0)
+            return 20 - Int64(nice) <= Int64(clamping: soft) ? 1 : 0
+        } == 1
     }
 
     /// capable(): whether the calling thread's emulated credentials hold

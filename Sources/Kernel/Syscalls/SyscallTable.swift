@@ -157,6 +157,7 @@ public struct SyscallTable {
         t.family(.host, EventFD.register)
         t.family(.host, SelectSyscalls.register)
         t.family(.emulated, ProcessControlSyscalls.register)
+        t.family(.emulated, SchedAttributes.register)
         t.family(.host, InotifySyscalls.register)
         t.family(.host, FileSystemSyscalls.register)
         t.family(.emulated, CloseRange.register)
