@@ -64,12 +64,38 @@ final class DirtyPageLog {
             seen[word] |= bit
             pages.append(UInt32(truncatingIfNeeded: page))
         }
+        markUnlooked(word, bit)
+    }
+
+    /// Pages written or released since `takeWritten` last answered for
+    /// them: the second reader of the log, `SharedMemory.push`, which
+    /// compares only these pages of a shared view with what it stored,
+    /// not every page at every process switch. Kept apart from `pages`,
+    /// which checkpoints clear.
+    private var unlooked: [UInt64] = []
+
+    @inline(__always) private func markUnlooked(_ word: Int, _ bit: UInt64) {
+        if word >= unlooked.count { unlooked.append(contentsOf: repeatElement(0, count: max(word + 1 - unlooked.count, unlooked.count))) }
+        unlooked[word] |= bit
+    }
+
+    /// Whether the page holding `gpa` was written or released since the
+    /// last time this answered for it (only after a `harvest` does this
+    /// include the guest's own writes); the mark is cleared.
+    func takeWritten(_ gpa: UInt64) -> Bool {
+        let page = Int((gpa - region.guestBase) >> 12)
+        let word = page >> 6, bit = UInt64(1) << UInt64(page & 63)
+        guard word < unlooked.count, unlooked[word] & bit != 0 else { return false }
+        unlooked[word] &= ~bit
+        return true
     }
 
     /// The page holding `gpa` went back to the host (madvise): it reads as zero.
     func release(_ gpa: UInt64) {
-        if noting { noted.append(UInt32(truncatingIfNeeded: (gpa - region.guestBase) >> 12)) }
-        released.append(UInt32(truncatingIfNeeded: (gpa - region.guestBase) >> 12))
+        let page = Int((gpa - region.guestBase) >> 12)
+        if noting { noted.append(UInt32(truncatingIfNeeded: page)) }
+        released.append(UInt32(truncatingIfNeeded: page))
+        markUnlooked(page >> 6, UInt64(1) << UInt64(page & 63))
     }
 
     /// Adds what the guest wrote below `highest` (one past the highest

@@ -193,14 +193,20 @@ enum SharedMemory {
     /// `writeBack`; anonymous memory only needs pushing when another memory
     /// takes the vCPU).
     static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false) {
+        // Only a ranged push (around host writes, munmap) looks at views the guest cannot write.
+        let views = mm.sharedViews.filter { (!filesOnly || $0.object.file != nil) && ($0.guestWritable || from != nil) }
+        guard !views.isEmpty else { return }
         var page = [UInt8](repeating: 0, count: 4096)
         var before: [PageKey: [UInt8]] = [:]
         // Only two views of one object can show a page twice.
         let objects = Set(mm.sharedViews.map { ObjectIdentifier($0.object) })
         let twice = objects.count < mm.sharedViews.count
-        // Only a ranged push (around host writes, munmap) looks at views the guest cannot write.
-        for view in mm.sharedViews where (!filesOnly || view.object.file != nil) && (view.guestWritable || from != nil) {
+        // A page nobody wrote since a push last looked at it still holds
+        // what that push stored (or, never written, what the view pulled).
+        let written = mm.machine.memory.writtenPages()
+        for view in views {
             forEachPage(view, from: from, to: to) { address, index in
+                guard written.take(address) else { return }
                 let ok = page.withUnsafeMutableBytes { b in
                     (try? mm.machine.memory.read(into: b, from: address, access: .kernel)) != nil
                 }
