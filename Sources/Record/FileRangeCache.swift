@@ -42,25 +42,29 @@ struct FileRangeCache {
         let read = try HostFile.dataExtents(fd, from: base, count: size)
         // The file may have shrunk meanwhile.
         guard base + read.size > offset else { return nil }
-        let stored = StoredRange(base: base, size: read.size,
-                                 extents: read.extents.map { StoredRange.Extent(start: $0.start, length: $0.length) },
-                                 data: read.data)
-        let encoded: [UInt8]
-        do { encoded = try stored.encode() } catch { throw .nomem }
-        let range = FileRange(sha256: SHA256.hex(encoded), base: base, size: read.size,
-                              extents: read.extents, data: read.data, stored: encoded)
+        var range = FileRange(sha256: "", base: base, size: read.size, extents: read.extents, data: read.data)
+        do { range.stored = try Self.encode(range) } catch { throw .nomem }
+        range.sha256 = SHA256.hex(range.stored)
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        let cost = read.data.count + encoded.count
-        if !identity.isRecent(now: now), read.size == size, cost <= Self.byteLimit {
-            entries.append((key, range))
-            bytes += cost
+        if !identity.isRecent(now: now), read.size == size, read.data.count <= Self.byteLimit {
+            // The trace has it once this mapping is logged: the cache keeps only what fills memory.
+            var kept = range
+            kept.stored = []
+            entries.append((key, kept))
+            bytes += kept.data.count
             while entries.count > Self.entryLimit || bytes > Self.byteLimit, !entries.isEmpty {
-                let r = entries.removeFirst().range
-                bytes -= r.data.count + r.stored.count
+                bytes -= entries.removeFirst().range.data.count
             }
         }
         return range
+    }
+
+    /// The range as the trace stores it (`StoredRange`).
+    static func encode(_ range: FileRange) throws(TraceError) -> [UInt8] {
+        try StoredRange(base: range.base, size: range.size,
+                        extents: range.extents.map { StoredRange.Extent(start: $0.start, length: $0.length) },
+                        data: range.data).encode()
     }
 
     /// Whether the file starts as an ELF file does.

@@ -93,8 +93,18 @@ final class RecordingWorld: HostWorld {
                 logged.append(.stored(address: address, length: length, sha256: content.sha256, offset: offset))
             case .range(let address, let length, let range, let offset):
                 if !storedHashes.contains(range.sha256) {
-                    // Hashed once already, when it was read (`FileRangeCache`).
-                    do { try writer.storeFile(range.stored, sha256: range.sha256) } catch {
+                    // Encoded and hashed once already, when it was read
+                    // (`FileRangeCache`), which keeps no encoding: one from
+                    // there whose mapping was not logged is encoded again.
+                    do {
+                        let bytes = range.stored.isEmpty ? try FileRangeCache.encode(range) : range.stored
+                        guard range.stored.isEmpty ? SHA256.hex(bytes) == range.sha256 : true else {
+                            throw RunStopped("internal error: a mapped file's range encodes differently the second time")
+                        }
+                        try writer.storeFile(bytes, sha256: range.sha256)
+                    } catch let stop as RunStopped {
+                        throw stop
+                    } catch {
                         throw RunStopped("cannot store a mapped file: \(error)")
                     }
                     storedHashes.insert(range.sha256)

@@ -64,25 +64,23 @@ public struct StoredRange: Equatable, Sendable {
     /// The encoded object; throws for fields `problem` refuses.
     public func encode() throws(TraceError) -> [UInt8] {
         if let problem { throw .invalidInput(reason: "stored range not written: \(problem)") }
-        var out: [UInt8] = []
-        out.reserveCapacity(Self.fixedSize + 16 * extents.count + data.count / 2 + 64)
-        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        var head: [UInt8] = []
+        head.reserveCapacity(Self.fixedSize + 16 * extents.count)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { head.append(contentsOf: $0) } }
         put(Self.magic)
         put(base)
         put(size)
         put(UInt32(extents.count))
         for e in extents { put(e.start); put(e.length) }
         put(UInt64(data.count))
-        if !data.isEmpty {
-            do {
-                _ = try data.withUnsafeBytes { src in
-                    Result { () throws(Zstd.Failure) in try Zstd.Compressor().compress(src, appendingTo: &out) }
-                }.get()
-            } catch {
-                throw .invalidInput(reason: "cannot compress a stored range: \(error.message)")
-            }
+        guard !data.isEmpty else { return head }
+        do {
+            return try data.withUnsafeBytes { src in
+                Result { () throws(Zstd.Failure) in try Zstd.compressed(src, prefix: head) }
+            }.get()
+        } catch {
+            throw .invalidInput(reason: "cannot compress a stored range: \(error.message)")
         }
-        return out
     }
 
     /// Decodes an object `encode` wrote; anything else is an error naming

@@ -14,46 +14,57 @@ extension HostFile {
     public static func dataExtents(_ fd: Int32, from: UInt64, count: UInt64) throws(Errno) -> (size: UInt64, extents: [FileRange.Extent], data: [UInt8]) {
         let limit = UInt64(Int64.max)
         guard from <= limit, count <= limit - from else { throw .inval }
-        let saved = lseek(fd, 0, SEEK_CUR)
-        defer { if saved >= 0 { _ = lseek(fd, saved, SEEK_SET) } }
         let end = from + count
+        // First where the data is, then one buffer for all of it.
         var extents: [FileRange.Extent] = []
-        var data: [UInt8] = []
-        var pos = from
-        while pos < end {
-            var start = UInt64(pos), stop = end
-            let d = lseek(fd, off_t(pos), HostFile.seekData)
-            if d < 0 {
-                let e = errno
-                if e == ENXIO { break }     // only a hole up to the end of the file
-                guard e == EINVAL else { throw Errno(e) }
-            } else {
-                start = UInt64(d)
+        do {
+            let saved = lseek(fd, 0, SEEK_CUR)
+            defer { if saved >= 0 { _ = lseek(fd, saved, SEEK_SET) } }
+            var pos = from
+            while pos < end {
+                let d = lseek(fd, off_t(pos), HostFile.seekData)
+                if d < 0 {
+                    let e = errno
+                    if e == ENXIO { break }     // only a hole up to the end of the file
+                    guard e == EINVAL else { throw Errno(e) }
+                    extents.append(FileRange.Extent(start: pos - from, length: end - pos))
+                    break
+                }
+                let start = UInt64(d)
                 guard start < end else { break }
                 let h = lseek(fd, d, HostFile.seekHole)
-                if h > d { stop = min(end, UInt64(h)) }
+                let stop = h > d ? min(end, UInt64(h)) : end
+                extents.append(FileRange.Extent(start: start - from, length: stop - start))
+                pos = stop
             }
-            let wanted = Int(stop - start)
-            let at = data.count
-            data.append(contentsOf: repeatElement(0, count: wanted))
-            var got = 0
-            while got < wanted {
-                let n = data.withUnsafeMutableBytes { b in
-                    b.baseAddress.map { pread(fd, $0 + at + got, wanted - got, off_t(start) + off_t(got)) } ?? 0
-                }
-                if n < 0, errno == EINTR { continue }
-                if n < 0 { throw Errno(errno) }
-                if n == 0 { break }
-                got += n
-            }
-            if got > 0 { extents.append(FileRange.Extent(start: start - from, length: UInt64(got))) }
-            if got < wanted {
-                // The file ends here now.
-                data.removeLast(wanted - got)
-                return (start + UInt64(got) - from, extents, data)
-            }
-            pos = stop
         }
-        return (count, extents, data)
+        let total = extents.reduce(0) { $0 + Int($1.length) }
+        var failure: Errno?
+        var size = count
+        let data = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            initialized = 0
+            guard let base = buffer.baseAddress else { return }
+            for (i, e) in extents.enumerated() {
+                let wanted = Int(e.length)
+                var got = 0
+                while got < wanted {
+                    let n = pread(fd, base + initialized + got, wanted - got, off_t(from + e.start) + off_t(got))
+                    if n < 0, errno == EINTR { continue }
+                    if n < 0 { failure = Errno(errno); return }
+                    if n == 0 { break }
+                    got += n
+                }
+                initialized += got
+                if got < wanted {
+                    // The file ends here now.
+                    extents.removeSubrange((got > 0 ? i + 1 : i)...)
+                    if got > 0 { extents[i].length = UInt64(got) }
+                    size = e.start + UInt64(got)
+                    return
+                }
+            }
+        }
+        if let failure { throw failure }
+        return (size, extents, data)
     }
 }
