@@ -39,7 +39,8 @@ struct FileRangeCache {
             entries.append(entry)
             return entry.range
         }
-        let read = try HostFile.dataExtents(fd, from: base, count: size)
+        // More data than a stored range may hold is ENOMEM (it would not fit in detrec's memory either).
+        let read = try HostFile.dataExtents(fd, from: base, count: size, maxData: StoredRange.maxData)
         // The file may have shrunk meanwhile.
         guard base + read.size > offset else { return nil }
         var range = FileRange(sha256: "", base: base, size: read.size, extents: read.extents, data: read.data)

@@ -10,8 +10,9 @@ extension HostFile {
     /// holes between them are not read: they are zeros. Where the file
     /// system cannot tell (EINVAL), all of it is data. The file offset is
     /// put back where it was. `size` is how much of the range the file
-    /// still had: less than `count` when it shrank meanwhile.
-    public static func dataExtents(_ fd: Int32, from: UInt64, count: UInt64) throws(Errno) -> (size: UInt64, extents: [FileRange.Extent], data: [UInt8]) {
+    /// still had: less than `count` when it shrank meanwhile. More than
+    /// `maxData` bytes of data is ENOMEM, before anything is allocated.
+    public static func dataExtents(_ fd: Int32, from: UInt64, count: UInt64, maxData: UInt64 = UInt64(Int.max)) throws(Errno) -> (size: UInt64, extents: [FileRange.Extent], data: [UInt8]) {
         let limit = UInt64(Int64.max)
         guard from <= limit, count <= limit - from else { throw .inval }
         let end = from + count
@@ -38,7 +39,9 @@ extension HostFile {
                 pos = stop
             }
         }
-        let total = extents.reduce(0) { $0 + Int($1.length) }
+        let sum = extents.reduce(UInt64(0)) { $0 + $1.length }
+        guard sum <= maxData, sum <= UInt64(Int.max) else { throw .nomem }
+        let total = Int(sum)
         var failure: Errno?
         var size = count
         let data = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
