@@ -4,6 +4,7 @@
 //   0: an events block payload (event count from the next byte, format 3 or 4)
 //   1: header.json
 //   2: a whole events file, read by TraceReader behind a fixed header
+//   3: a stored range (files/<sha256> of a file mapping, format 5)
 // A crash, a Swift trap or a failed precondition is a finding.
 import Glibc
 
@@ -12,7 +13,7 @@ public func traceFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 2 else { return 0 }
     let input = UnsafeRawBufferPointer(start: data, count: size)
     let rest = UnsafeRawBufferPointer(rebasing: input[2...])
-    switch input[0] % 3 {
+    switch input[0] % 4 {
     case 0:
         let version: UInt32 = input[1] & 0x80 != 0 ? 3 : 4
         let count = Int(input[1] & 0x7f) + 1
@@ -33,8 +34,14 @@ public func traceFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             let bytes = try! HeaderJSON.encode(header, pretty: false)
             precondition((try? HeaderJSON.decode(bytes, path: "fuzz")) == header)
         }
-    default:
+    case 2:
         FuzzTraceDirectory.shared.read(rest)
+    default:
+        // What decodes is valid, and encodes to bytes that decode the same.
+        guard let range = try? StoredRange.decode(Array(rest)) else { return 0 }
+        precondition(range.problem == nil, "decoded an invalid stored range")
+        let again = try! range.encode()
+        precondition((try? StoredRange.decode(again)) == range, "a re-encoded stored range decodes differently")
     }
     return 0
 }

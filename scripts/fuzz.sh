@@ -35,9 +35,11 @@ seed() {
     mkdir -p "$corpus"
     case $1 in
     trace)
-        # Mode bytes (Fuzz/TraceTarget.swift): 1 = header.json, 2 = events file.
+        # Mode bytes (Fuzz/TraceTarget.swift): 1 = header.json, 2 = events file, 3 = stored range.
         { printf '\001\000'; cat traces/hello-random/header.json; } > "$corpus/seed-header"
-        { printf '\002\000'; cat traces/hello-random/events; } > "$corpus/seed-events" ;;
+        { printf '\002\000'; cat traces/hello-random/events; } > "$corpus/seed-events"
+        # 3 = a stored range: base 0, 4096 bytes, no extents (all of it a hole).
+        printf '\003\000DRSR\000\000\000\000\000\000\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' > "$corpus/seed-range" ;;
     elf)
         printf 'int main(void) { return 0; }\n' > "$out/seed.c"
         gcc -static -O1 -o "$corpus/seed-static" "$out/seed.c"

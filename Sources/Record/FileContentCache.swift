@@ -3,7 +3,7 @@ import Kernel
 import Trace
 
 /// The whole contents of the host files a recording loads (exec's
-/// programs, interpreters and scripts) or maps (file-backed mmap), read
+/// programs, interpreters and scripts; mappings use `FileRangeCache`), read
 /// and hashed once per host identity (device, inode, size, modification
 /// and change times): a shell, make or a process pool loads the same
 /// programs and libraries again and again. A file whose identity may

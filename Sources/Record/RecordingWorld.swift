@@ -12,6 +12,7 @@ final class RecordingWorld: HostWorld {
     private var writes: [GuestWrite] = []
     private var storedHashes: Set<String> = []
     private var files = FileContentCache()
+    private var ranges = FileRangeCache()
     private var lastFlush = RecordingWorld.now()
 
     /// The syscall descriptions: calls that can wait by their nature flush
@@ -66,7 +67,9 @@ final class RecordingWorld: HostWorld {
         if hostCalled { throw RunStopped("internal error: \(SyscallNames.name(current?.number ?? 0)) made two host calls; its recording could not replay") }
         hostCalled = true
         if let n = current?.number, table.waitsByNature(SyscallNumber.dispatched(n)) { try flush() }
-        var effects = HostEffects(memory: memory, fileContent: { [unowned self] fd throws(Errno) in try self.fileContent(of: fd) })
+        var effects = HostEffects(memory: memory, fileRange: { [unowned self] fd, offset, length throws(Errno) in
+            try self.ranges.range(of: fd, offset: offset, length: length)
+        })
         let result: Int64
         do { result = try body(&effects) } catch { result = error.result }
         writes = effects.writes
@@ -88,6 +91,25 @@ final class RecordingWorld: HostWorld {
                     storedHashes.insert(content.sha256)
                 }
                 logged.append(.stored(address: address, length: length, sha256: content.sha256, offset: offset))
+            case .range(let address, let length, let range, let offset):
+                if !storedHashes.contains(range.sha256) {
+                    // Encoded and hashed once already, when it was read
+                    // (`FileRangeCache`), which keeps no encoding: one from
+                    // there whose mapping was not logged is encoded again.
+                    do {
+                        let bytes = range.stored.isEmpty ? try FileRangeCache.encode(range) : range.stored
+                        guard range.stored.isEmpty ? SHA256.hex(bytes) == range.sha256 : true else {
+                            throw RunStopped("internal error: a mapped file's range encodes differently the second time")
+                        }
+                        try writer.storeFile(bytes, sha256: range.sha256)
+                    } catch let stop as RunStopped {
+                        throw stop
+                    } catch {
+                        throw RunStopped("cannot store a mapped file: \(error)")
+                    }
+                    storedHashes.insert(range.sha256)
+                }
+                logged.append(.storedRange(address: address, length: length, sha256: range.sha256, offset: offset))
             }
         }
         writes = []

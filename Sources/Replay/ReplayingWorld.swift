@@ -14,6 +14,7 @@ final class ReplayingWorld: HostWorld {
     private var current: SyscallRecord?
     private var hostCalled = false
     private var storedCache: [String: [UInt8]] = [:]
+    private var rangeCache: [String: FileRange] = [:]
     /// Index of the event `peeked` holds (or the next one to read).
     private var index: Int { reader.nextEventIndex - (peeked == nil ? 0 : 1) }
     /// The index of the next event to replay (the gdb stub's `monitor when`).
@@ -156,6 +157,19 @@ final class ReplayingWorld: HostWorld {
                     fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset, content: content))
                     written.append(HostOutcome.range(address, length))
                 }
+            case .storedRange(let address, let length, let sha, let offset):
+                let range = try storedRange(sha)
+                guard range.covers(offset: offset, length: length) else {
+                    throw RunStopped("the trace is damaged: a mapped range lies outside its stored range \(sha)")
+                }
+                guard ReplayingWorld.mayFill(address: address, length: length, in: s) else {
+                    throw diverged("the recorded file contents at 0x\(String(address, radix: 16)) (\(length) bytes) are not a mapping the program made")
+                }
+                do { try range.fill(memory, at: address, offset: offset, length: length) } catch {
+                    throw diverged("the recorded mapping at 0x\(String(address, radix: 16)) does not fit the replayed memory")
+                }
+                fills.append(HostOutcome.FileFill(address: address, length: length, sha256: sha, offset: offset, content: range.wholeFile))
+                written.append(HostOutcome.range(address, length))
             }
         }
         return HostOutcome(result: s.result, fileFills: fills, carried: carried, written: written)
@@ -191,6 +205,20 @@ final class ReplayingWorld: HostWorld {
             let c = try reader.storedFile(sha256: sha)
             storedCache[sha] = c
             return c
+        } catch {
+            throw RunStopped("the trace is damaged: \(error)")
+        }
+    }
+
+    /// A file mapping's stored range (`StoredRange`), decoded once.
+    private func storedRange(_ sha: String) throws -> FileRange {
+        if let r = rangeCache[sha] { return r }
+        do {
+            let r = try StoredRange.decode(try reader.storedFile(sha256: sha))
+            let range = FileRange(sha256: sha, base: r.base, size: r.size,
+                                  extents: r.extents.map { FileRange.Extent(start: $0.start, length: $0.length) }, data: r.data)
+            rangeCache[sha] = range
+            return range
         } catch {
             throw RunStopped("the trace is damaged: \(error)")
         }

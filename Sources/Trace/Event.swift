@@ -5,11 +5,16 @@ public enum MemoryWrite: Equatable, Sendable {
     /// `length` bytes of the stored file `sha256`, starting at `offset`, written at `address`.
     /// Lets mmap/read of a stored file cost a reference instead of a copy.
     case stored(address: UInt64, length: UInt64, sha256: String, offset: UInt64)
+    /// `length` bytes of a file from file offset `offset`, written at `address`, from the
+    /// stored range `sha256` (`StoredRange`: the file's data extents, compressed; holes
+    /// are zeros), which covers them. A file mapping's content (format 5).
+    case storedRange(address: UInt64, length: UInt64, sha256: String, offset: UInt64)
 
     public var address: UInt64 {
         switch self {
         case let .bytes(address, _): return address
         case let .stored(address, _, _, _): return address
+        case let .storedRange(address, _, _, _): return address
         }
     }
 
@@ -18,6 +23,7 @@ public enum MemoryWrite: Equatable, Sendable {
         switch self {
         case let .bytes(_, data): return UInt64(data.count)
         case let .stored(_, length, _, _): return length
+        case let .storedRange(_, length, _, _): return length
         }
     }
 }

@@ -17,6 +17,8 @@ enum EventEncoding {
     enum WriteKind: UInt8 {
         case bytes = 1
         case stored = 2
+        /// Format 5 on.
+        case storedRange = 3
     }
 
     /// Most literal bytes (`.bytes` data plus atRandom) one event may carry; the reader refuses
@@ -55,7 +57,7 @@ enum EventEncoding {
                 switch w {
                 case let .bytes(_, data):
                     dataBytes += data.count
-                case let .stored(_, _, sha256, _):
+                case let .stored(_, _, sha256, _), let .storedRange(_, _, sha256, _):
                     guard let raw = SHA256.rawDigest(fromHex: sha256) else {
                         throw .invalidInput(reason: "stored memory write names \"\(sha256)\", not a lowercase hex SHA-256")
                     }
@@ -86,6 +88,13 @@ enum EventEncoding {
                     out.append(contentsOf: data)
                 case let .stored(address, length, _, offset):
                     out.append(WriteKind.stored.rawValue)
+                    put(address, &out)
+                    put(length, &out)
+                    put(offset, &out)
+                    out.append(contentsOf: digests[nextDigest])
+                    nextDigest += 1
+                case let .storedRange(address, length, _, offset):
+                    out.append(WriteKind.storedRange.rawValue)
                     put(address, &out)
                     put(length, &out)
                     put(offset, &out)
@@ -212,7 +221,8 @@ enum EventEncoding {
             for _ in 0..<writeCount {
                 let wstart = c.pos
                 let wtag = try c.u8()
-                switch WriteKind(rawValue: wtag) {
+                // Stored ranges exist from format 5 on: before, the tag is unknown.
+                switch WriteKind(rawValue: wtag).flatMap({ $0 == .storedRange && version < 5 ? nil : $0 }) {
                 case .bytes:
                     let address = try c.u64()
                     let n = Int(try c.u32())
@@ -228,6 +238,13 @@ enum EventEncoding {
                     let digest = try c.bytes(32)
                     writes.append(.stored(address: address, length: length,
                                           sha256: SHA256.hexString(digest), offset: offset))
+                case .storedRange:
+                    let address = try c.u64()
+                    let length = try c.u64()
+                    let offset = try c.u64()
+                    let digest = try c.bytes(32)
+                    writes.append(.storedRange(address: address, length: length,
+                                               sha256: SHA256.hexString(digest), offset: offset))
                 case nil:
                     throw DecodingError(problem: .malformed("unknown memory write kind 0x\(String(wtag, radix: 16))"),
                                         payloadOffset: wstart)

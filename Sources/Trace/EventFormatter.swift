@@ -109,6 +109,9 @@ public struct EventFormatter {
         case let .stored(address, length, sha256, offset):
             return "{\"kind\":\"stored\",\"address\":\"\(hex(address))\",\"length\":\(length),"
                 + "\"sha256\":\(jsonString(sha256)),\"offset\":\(offset)}"
+        case let .storedRange(address, length, sha256, offset):
+            return "{\"kind\":\"storedRange\",\"address\":\"\(hex(address))\",\"length\":\(length),"
+                + "\"sha256\":\(jsonString(sha256)),\"offset\":\(offset)}"
         }
     }
 

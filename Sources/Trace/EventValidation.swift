@@ -55,6 +55,10 @@ enum EventValidation {
             guard length > 0 else { return "an empty file write at 0x\(String(address, radix: 16))" }
             guard offset <= UInt64.max - length else { return "file range \(offset)+\(length) overflows" }
             return range(address, length)
+        case let .storedRange(address, length, _, offset):
+            guard length > 0 else { return "an empty file range at 0x\(String(address, radix: 16))" }
+            guard offset <= UInt64.max - length else { return "file range \(offset)+\(length) overflows" }
+            return range(address, length)
         }
     }
 

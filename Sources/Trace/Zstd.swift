@@ -43,6 +43,25 @@ enum Zstd {
         }
     }
 
+    /// Compresses `src` as one frame into a new array, without zeroing a
+    /// bound-sized buffer first (a stored range can be a large file).
+    static func compressed(_ src: UnsafeRawBufferPointer, prefix: [UInt8]) throws(Failure) -> [UInt8] {
+        let bound = ZSTD_compressBound(src.count)
+        guard ZSTD_isError(bound) == 0 else { throw Failure(message: errorName(bound)) }
+        var written = 0
+        let out = [UInt8](unsafeUninitializedCapacity: prefix.count + bound) { buf, initialized in
+            initialized = 0
+            guard let base = buf.baseAddress else { return }
+            prefix.withUnsafeBufferPointer { p in
+                if let from = p.baseAddress { base.initialize(from: from, count: p.count) }
+            }
+            written = ZSTD_compress(base + prefix.count, bound, src.baseAddress, src.count, Zstd.level)
+            initialized = prefix.count + (ZSTD_isError(written) == 0 ? written : 0)
+        }
+        guard ZSTD_isError(written) == 0 else { throw Failure(message: errorName(written)) }
+        return out
+    }
+
     final class Decompressor {
         private let dctx: OpaquePointer?
 

@@ -49,6 +49,7 @@ func everyKindEvents() -> [Event] {
         .syscall(SyscallRecord(tid: 101, ticks: 77, rip: 0x40_3000, number: 9,
                                args: [0, 8192, 1, 2, 3, 4096], result: 0x7f00_0000_0000,
                                writes: [.stored(address: 0x7f00_0000_0000, length: 8192, sha256: sha, offset: 4096),
+                                        .storedRange(address: 0x7f00_0000_4000, length: 100, sha256: sha, offset: 1 << 32),
                                         .bytes(address: 0, data: []),
                                         .bytes(address: 0x1000, data: [1, 2, 3])])),
         .syscall(SyscallRecord(tid: Int32.max, ticks: UInt64.max, rip: UInt64.max, number: UInt64.max,

@@ -219,13 +219,16 @@ public final class GuestMemory {
         let end = min(start.saturatingAdd(pages: pages), GuestMemory.userLimit)
         reserved.remove(start, end)
         // Frames handed out in a row mostly come back in a row: one
-        // madvise per run of them, not one per page.
+        // madvise per run of them, not one per page. Frames from the free
+        // list come in descending order: a run either way (as `populate`).
         var run: (start: UInt64, end: UInt64)?
         tables.forEachLeaf(from: start, to: end) { _, slot in
             let frame = slot.pointee & PTE.addressMask
             if data.contains(frame) {
                 if let r = run, r.end == frame {
                     run = (r.start, frame + 4096)
+                } else if let r = run, r.start == frame + 4096 {
+                    run = (frame, r.end)
                 } else {
                     if let r = run { data.discard(r.start, bytes: r.end - r.start) }
                     run = (frame, frame + 4096)

@@ -191,10 +191,15 @@ enum SharedMemory {
     /// of one segment), the one that changed it wins over the stale one.
     /// `filesOnly`: only views of files (around a host call, for
     /// `writeBack`; anonymous memory only needs pushing when another memory
-    /// takes the vCPU).
-    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false) {
-        // Only a ranged push (around host writes, munmap) looks at views the guest cannot write.
-        let views = mm.sharedViews.filter { (!filesOnly || $0.object.file != nil) && ($0.guestWritable || from != nil) }
+    /// takes the vCPU). `hostWrites`: the range is what a host call just
+    /// wrote, which may be in views the guest cannot write (a
+    /// /proc/self/mem write, a file's change read again): the only push
+    /// that looks at those, since nothing else changes them. Anywhere
+    /// else, a page of a read-only view that its object lacks shows the
+    /// file, and storing it would write it back: an munmap of a
+    /// MAP_SHARED read-only view of a sparse file would fill its holes.
+    static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false, hostWrites: Bool = false) {
+        let views = mm.sharedViews.filter { (!filesOnly || $0.object.file != nil) && ($0.guestWritable || (hostWrites && from != nil)) }
         guard !views.isEmpty else { return }
         var page = [UInt8](repeating: 0, count: 4096)
         var before: [PageKey: [UInt8]] = [:]

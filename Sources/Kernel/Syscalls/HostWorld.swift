@@ -7,6 +7,9 @@ public enum GuestWrite: Equatable, Sendable {
     /// `length` bytes of a file's content from `offset` (file-backed mmap);
     /// the world stores the content once, by its hash.
     case file(address: UInt64, length: UInt64, content: FileContent, offset: UInt64)
+    /// `length` bytes of a file from `offset` (file-backed mmap), from
+    /// `range`, which covers them; the world stores the range once, by its hash.
+    case range(address: UInt64, length: UInt64, range: FileRange, offset: UInt64)
 }
 
 /// A file's whole content and its SHA-256, as stored in a trace.
@@ -261,7 +264,8 @@ public struct HostOutcome: Equatable, Sendable {
         /// the first byte filled in.
         public var sha256: String
         public var offset: UInt64
-        /// The whole file (shared, not copied): where its code lies.
+        /// The whole file (shared, not copied) when it was stored whole
+        /// (`FileRange.wholeFile`): where its code lies. Otherwise empty.
         public var content: [UInt8]
         public init(address: UInt64, length: UInt64, sha256: String = "", offset: UInt64 = 0, content: [UInt8] = []) {
             self.address = address; self.length = length; self.sha256 = sha256; self.offset = offset; self.content = content
@@ -295,8 +299,13 @@ public struct HostOutcome: Equatable, Sendable {
     /// The outcome of a recording's host work: `writes` are what it wrote.
     public init(result: Int64, writes: [GuestWrite]) {
         self.init(result: result, fileFills: writes.compactMap { w in
-            guard case .file(let address, let length, let content, let offset) = w else { return nil }
-            return FileFill(address: address, length: length, sha256: content.sha256, offset: offset, content: content.bytes)
+            switch w {
+            case .file(let address, let length, let content, let offset):
+                return FileFill(address: address, length: length, sha256: content.sha256, offset: offset, content: content.bytes)
+            case .range(let address, let length, let range, let offset):
+                return FileFill(address: address, length: length, sha256: range.sha256, offset: offset, content: range.wholeFile)
+            case .bytes: return nil
+            }
         }, carried: writes.compactMap { w in
             guard case .bytes(0, let data) = w else { return nil }
             return data
@@ -304,7 +313,8 @@ public struct HostOutcome: Equatable, Sendable {
             switch w {
             case .bytes(0, _): return nil
             case .bytes(let address, let data): return HostOutcome.range(address, UInt64(data.count))
-            case .file(let address, let length, _, _): return length > 0 ? HostOutcome.range(address, length) : nil
+            case .file(let address, let length, _, _), .range(let address, let length, _, _):
+                return length > 0 ? HostOutcome.range(address, length) : nil
             }
         })
     }
@@ -326,13 +336,15 @@ public struct HostOutcome: Equatable, Sendable {
 public struct HostEffects {
     public let memory: GuestMemory
     public private(set) var writes: [GuestWrite] = []
-    /// Reads and hashes a whole host file for a file-backed mapping (the
-    /// recording world caches it and stores it in the trace).
-    let fileContent: (Int32) throws(Errno) -> FileContent
+    /// The bytes of a host file for a file-backed mapping, from the file
+    /// descriptor, a file offset and a length: a range covering those of
+    /// them the file has, or nil when it ends at or before the offset (the
+    /// recording world reads, caches and stores it: `FileRanges`).
+    let fileRange: (Int32, UInt64, UInt64) throws(Errno) -> FileRange?
 
-    public init(memory: GuestMemory, fileContent: @escaping (Int32) throws(Errno) -> FileContent) {
+    public init(memory: GuestMemory, fileRange: @escaping (Int32, UInt64, UInt64) throws(Errno) -> FileRange?) {
         self.memory = memory
-        self.fileContent = fileContent
+        self.fileRange = fileRange
     }
 
     /// Writes a syscall's output into a guest buffer with the guest's rights.
@@ -365,12 +377,12 @@ public struct HostEffects {
 
     /// Fills a new file-backed mapping from a host file (ignoring the
     /// page protection: the mapping may be read-only to the guest).
+    /// Only the file's data is written: the holes of a sparse file read as
+    /// the fresh pages' zeros.
     public mutating func fill(_ address: UInt64, fromHostFD fd: Int32, offset: UInt64, length: UInt64) throws(Errno) {
-        let content = try fileContent(fd)
-        let size = UInt64(content.bytes.count)
-        guard offset < size, length > 0 else { return }
-        let n = min(length, size - offset)
-        do { try memory.fill(address, with: content.bytes[Int(offset)..<Int(offset + n)]) } catch { throw .fault }
-        writes.append(.file(address: address, length: n, content: content, offset: offset))
+        guard length > 0, let range = try fileRange(fd, offset, length), offset >= range.base, offset < range.end else { return }
+        let n = min(length, range.end - offset)
+        do { try range.fill(memory, at: address, offset: offset, length: n) } catch { throw .fault }
+        writes.append(.range(address: address, length: n, range: range, offset: offset))
     }
 }

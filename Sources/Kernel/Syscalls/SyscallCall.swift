@@ -234,7 +234,7 @@ public struct SyscallCall {
         }
         // Since the push above only the host work wrote guest memory.
         for r in outcome.written {
-            SharedMemory.push(mm, from: r.lowerBound & ~4095, to: r.upperBound, filesOnly: true)
+            SharedMemory.push(mm, from: r.lowerBound & ~4095, to: r.upperBound, filesOnly: true, hostWrites: true)
         }
         return outcome
     }
