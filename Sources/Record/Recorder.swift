@@ -46,6 +46,10 @@ public struct Recorder {
             execfn = interp
             executable = try Recorder.readFile(interp)
         }
+        // What execve says of it (ENOEXEC), as a shell reports it (126).
+        if case .failure(let error) = Result(catching: { try ELFImage(executable) }) {
+            throw RunStopped("\(execfn): cannot execute: \(error) (execve: exec format error)", status: 126)
+        }
         let path = Recorder.realPath(execfn)
         // A dynamic program's interpreter is stored too: replay must not
         // depend on the host's ld.so.

@@ -50,6 +50,24 @@ import Testing
         #expect(rep.stderr.hasPrefix("detrec:"))
     }
 
+    /// A file exec cannot run (no #! line, a truncated ELF) is the shell's
+    /// 126 with execve's reason, not a bare parser message.
+    @Test func unrunnableProgram() throws {
+        let script = dir.appendingPathComponent("no-shebang")
+        try "echo hi\n".write(to: script, atomically: true, encoding: .utf8)
+        chmod(script.path, 0o755)
+        let rec = try Harness.record([script.path], trace: dir.appendingPathComponent("no-shebang-trace"))
+        #expect(rec.status == 126)
+        #expect(rec.stderr.contains("\(script.path): cannot execute: not an ELF file (execve: exec format error)"))
+        let truncated = dir.appendingPathComponent("truncated")
+        let head = try Data(contentsOf: URL(fileURLWithPath: "/bin/true")).prefix(100)
+        try head.write(to: truncated)
+        chmod(truncated.path, 0o755)
+        let cut = try Harness.record([truncated.path], trace: dir.appendingPathComponent("truncated-trace"))
+        #expect(cut.status == 126)
+        #expect(cut.stderr.contains("cannot execute: malformed ELF"))
+    }
+
     func recordedHello() throws -> URL {
         let exe = try Harness.compile("#include <stdio.h>\nint main(void){ for (int i = 0; i < 3; i++) printf(\"line %d\\n\", i); return 0; }",
                                       name: "lines", in: dir)
