@@ -23,30 +23,8 @@ import Testing
         let m = try testMachine(running: [0x66, 0x90, 0xeb, 0xfc])
         try m.memory.insertPatch(loop)
 
-        // A no-op handler: the signal only has to make KVM_RUN return.
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in }
-        sigemptyset(&action.sa_mask)
-        var previous = sigaction()
-        sigaction(SIGURG, &action, &previous)
-        defer { sigaction(SIGURG, &previous, nil) }
-        var urgent = sigset_t(), mask = sigset_t()
-        sigemptyset(&urgent)
-        sigaddset(&urgent, SIGURG)
-        pthread_sigmask(SIG_UNBLOCK, &urgent, &mask)
-        defer { pthread_sigmask(SIG_SETMASK, &mask, nil) }
-
-        let context = Kicker(target: pthread_self())
-        var kicker = pthread_t()
-        pthread_create(&kicker, nil, { raw in
-            guard let raw else { return nil }
-            let context = Unmanaged<Kicker>.fromOpaque(raw).takeRetainedValue()
-            while !context.stop.load(ordering: .relaxed) {
-                pthread_kill(context.target, SIGURG)
-                usleep(20)
-            }
-            return nil
-        }, Unmanaged.passRetained(context).toOpaque())
+        let kicking = Kicking()
+        defer { kicking.stop() }
 
         var breakpoints = 0, interruptions = 0
         var misplaced: [UInt64] = [], inside: [UInt64] = []
@@ -65,11 +43,87 @@ import Testing
                 breakpoints = .max
             }
         }
-        context.stop.store(true, ordering: .relaxed)
-        pthread_join(kicker, nil)
+        kicking.stop()
         #expect(misplaced.isEmpty, "\(misplaced.count) #BPs delivered away from the int3 (\(interruptions) interruptions)")
         #expect(inside.isEmpty, "\(inside.count) interrupted runs stopped inside the patched instruction")
         print("InterruptedRunTests: \(breakpoints) #BPs, \(interruptions) interruptions, \(UserMachine.exceptionsDeliveredAfterInterrupt) with one in flight")
+    }
+
+    /// The same for a step's #DB: the guest single-steps (TF) through a
+    /// run of one-byte nops, and at each interruption the host moves RIP
+    /// to the second nop. The exit after that must be the #DB of that nop
+    /// (RIP one past it), not a #DB left in flight and delivered with the
+    /// new RIP.
+    @Test func noInterruptedRunLeavesAStepInFlight() throws {
+        let moved = Self.code + 1
+        // loop: nop × 8; jmp loop
+        let m = try testMachine(running: [UInt8](repeating: 0x90, count: 8) + [0xeb, 0xf6])
+        m.registers.rflags |= 0x100
+        let kicking = Kicking()
+        defer { kicking.stop() }
+
+        var steps = 0, interruptions = 0, justMoved = false
+        var early: [UInt64] = []
+        while steps < 20_000 {
+            switch try m.run() {
+            case .exception(let e) where e.vector == GuestException.debug:
+                steps += 1
+                if justMoved && e.rip != moved + 1 { early.append(e.rip) }
+                justMoved = false
+                m.registers.rflags |= 0x100
+            case .interrupted:
+                interruptions += 1
+                m.registers.rip = moved
+                justMoved = true
+            case let other:
+                Issue.record("unexpected exit \(other) at 0x\(String(m.registers.rip, radix: 16))")
+                steps = .max
+            }
+        }
+        kicking.stop()
+        #expect(early.isEmpty, "\(early.count) steps ended elsewhere than past the instruction they stepped (\(interruptions) interruptions)")
+        print("InterruptedRunTests: \(steps) steps, \(interruptions) interruptions, \(UserMachine.exceptionsDeliveredAfterInterrupt) with one in flight")
+    }
+}
+
+/// A thread that signals the calling thread every 20 µs (SIGURG, with a
+/// handler that does nothing: the signal only has to make KVM_RUN return)
+/// until `stop`.
+private final class Kicking {
+    private let context: Kicker
+    private var thread = pthread_t()
+    private var previous = sigaction()
+    private var mask = sigset_t()
+    private var running = true
+
+    init() {
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in }
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGURG, &action, &previous)
+        var urgent = sigset_t()
+        sigemptyset(&urgent)
+        sigaddset(&urgent, SIGURG)
+        pthread_sigmask(SIG_UNBLOCK, &urgent, &mask)
+        context = Kicker(target: pthread_self())
+        pthread_create(&thread, nil, { raw in
+            guard let raw else { return nil }
+            let context = Unmanaged<Kicker>.fromOpaque(raw).takeRetainedValue()
+            while !context.stop.load(ordering: .relaxed) {
+                pthread_kill(context.target, SIGURG)
+                usleep(20)
+            }
+            return nil
+        }, Unmanaged.passRetained(context).toOpaque())
+    }
+
+    func stop() {
+        guard running else { return }
+        running = false
+        context.stop.store(true, ordering: .relaxed)
+        pthread_join(thread, nil)
+        pthread_sigmask(SIG_SETMASK, &mask, nil)
+        sigaction(SIGURG, &previous, nil)
     }
 }
 
