@@ -139,6 +139,7 @@ public final class UserMachine {
         var r = registers.kvm
         try vcpu.ioctl("KVM_SET_REGS", CKVM_SET_REGS, &r)
         vcpu.run.pointee.immediate_exit = 0
+        interruptionDeferred = false
         memory.translationsChanged = false
     }
 
@@ -337,21 +338,28 @@ public final class UserMachine {
     /// interrupted run. One it reports as injected or pending; or a #BP,
     /// which it does not report but whose vector it leaves in `nr`: then
     /// RIP is just past an int3 (detrec's patch, the guest's own 0xCC, or
-    /// `int 3`), outside the entry stubs (a delivered one would have left
-    /// RIP there). `nr` may also be left over from a #BP delivered before:
-    /// then the guest only runs on to its next exit, which is harmless.
+    /// `int 3`; PVM, where the int3 trapped to the host) or on it (VMX and
+    /// SVM, re-injecting one whose delivery took an exit), outside the
+    /// entry stubs (a delivered one would have left RIP there). `nr` may
+    /// also be left over from a #BP delivered before: then the guest only
+    /// runs on to its next exit (at once when RIP is on an int3), which is
+    /// harmless.
     private func exceptionInFlight() throws(KVMError) -> Bool {
         var events = kvm_vcpu_events()
         try vcpu.ioctl("KVM_GET_VCPU_EVENTS", CKVM_GET_VCPU_EVENTS, &events)
         if events.exception.injected != 0 || events.exception.pending != 0 { return true }
         let rip = registers.rip
         guard events.exception.nr == UInt8(GuestException.breakpoint), rip < Layout.systemBase, rip >= 2 else { return false }
+        // The bytes as the CPU sees them: detrec's int3 where it patched.
         func byte(_ va: UInt64) -> UInt8? {
             if memory.patches[va] != nil { return 0xCC }
             return (try? memory.read(va, count: 1, access: .kernel))?.first
         }
-        let last = byte(rip - 1)
-        return last == 0xCC || (last == 0x03 && byte(rip - 2) == 0xCD)
+        func int3(endingAt end: UInt64) -> Bool {
+            let last = byte(end - 1)
+            return last == 0xCC || (last == 0x03 && byte(end - 2) == 0xCD)
+        }
+        return int3(endingAt: rip) || byte(rip) == 0xCC || (byte(rip) == 0xCD && byte(rip + 1) == 0x03)
     }
 
     /// One KVM_RUN. `writingRegisters`: whether `registers` go to KVM
