@@ -139,6 +139,7 @@ public final class UserMachine {
         var r = registers.kvm
         try vcpu.ioctl("KVM_SET_REGS", CKVM_SET_REGS, &r)
         vcpu.run.pointee.immediate_exit = 0
+        interruptionDeferred = false
         memory.translationsChanged = false
     }
 
@@ -291,15 +292,91 @@ public final class UserMachine {
     }
 
     /// Runs user code until the next SYSCALL, exception or host signal.
+    ///
+    /// An interrupted run never leaves an exception in flight. Under PVM
+    /// every exception the guest raises (an int3 detrec planted, a step's
+    /// #DB, a fault) leaves the guest for the host kernel, which queues it
+    /// for delivery through the guest IDT at the next entry. When the
+    /// watchdog's signal lands in between, KVM_RUN returns EINTR with the
+    /// exception still queued and RIP already past an int3 (site+1, inside
+    /// the patched instruction). KVM keeps it across a register write and
+    /// delivers it with whatever RIP the vCPU gets next (another thread's,
+    /// a rolled-back one), and KVM_GET_VCPU_EVENTS does not report a queued
+    /// #BP (a "soft" exception: the API has no instruction length for it).
+    /// So such a run enters the guest again with its registers untouched:
+    /// KVM delivers the exception, the stub exits, and the caller gets that
+    /// exit, handled once as if no signal had come; the interruption
+    /// follows at the next `run`, before the guest runs again.
     public func run() throws(KVMError) -> Exit {
+        if interruptionDeferred {
+            interruptionDeferred = false
+            return .interrupted
+        }
+        var exit = try enter(writingRegisters: true)
+        var attempts = 0
+        while exit == .interrupted, attempts < UserMachine.deliveryAttempts, try exceptionInFlight() {
+            attempts += 1
+            UserMachine.exceptionsDeliveredAfterInterrupt += 1
+            exit = try enter(writingRegisters: false)
+            interruptionDeferred = exit != .interrupted
+        }
+        return exit
+    }
+
+    /// How often an interrupted run re-enters to deliver an exception in
+    /// flight before it reports the interruption anyway (a signal storm).
+    static let deliveryAttempts = 16
+    /// A run was interrupted while an exception was in flight; `run` gave
+    /// the exception's exit and owes the interruption.
+    private var interruptionDeferred = false
+    /// Interrupted runs that re-entered to deliver an exception in flight,
+    /// in every machine of this detrec process (`PreemptionStats`). Only
+    /// the vCPU thread runs machines.
+    nonisolated(unsafe) public private(set) static var exceptionsDeliveredAfterInterrupt = 0
+
+    /// Whether KVM may still hold an exception the guest raised, after an
+    /// interrupted run. One it reports as injected or pending; or a #BP,
+    /// which it does not report but whose vector it leaves in `nr`: then
+    /// RIP is just past an int3 (detrec's patch, the guest's own 0xCC, or
+    /// `int 3`; PVM, where the int3 trapped to the host) or on it (VMX and
+    /// SVM, re-injecting one whose delivery took an exit), outside the
+    /// entry stubs (a delivered one would have left RIP there). `nr` may
+    /// also be left over from a #BP delivered before: then the guest only
+    /// runs on to its next exit (at once when RIP is on an int3), which is
+    /// harmless.
+    private func exceptionInFlight() throws(KVMError) -> Bool {
+        var events = kvm_vcpu_events()
+        try vcpu.ioctl("KVM_GET_VCPU_EVENTS", CKVM_GET_VCPU_EVENTS, &events)
+        if events.exception.injected != 0 || events.exception.pending != 0 { return true }
+        let rip = registers.rip
+        guard events.exception.nr == UInt8(GuestException.breakpoint), rip < Layout.systemBase, rip >= 2 else { return false }
+        // The bytes as the CPU sees them: detrec's int3 where it patched.
+        func byte(_ va: UInt64) -> UInt8? {
+            if memory.patches[va] != nil { return 0xCC }
+            return (try? memory.read(va, count: 1, access: .kernel))?.first
+        }
+        func int3(endingAt end: UInt64) -> Bool {
+            let last = byte(end - 1)
+            return last == 0xCC || (last == 0x03 && byte(end - 2) == 0xCD)
+        }
+        return int3(endingAt: rip) || byte(rip) == 0xCC || (byte(rip) == 0xCD && byte(rip + 1) == 0x03)
+    }
+
+    /// One KVM_RUN. `writingRegisters`: whether `registers` go to KVM
+    /// first (always, but when re-entering to deliver an exception in
+    /// flight, which a register write would move or drop).
+    private func enter(writingRegisters: Bool) throws(KVMError) -> Exit {
         if memory.translationsChanged {
             try vm.invalidateTranslations(in: tables.region)
             memory.translationsChanged = false
         }
         memory.mayHoldTranslations = true
         let run = vcpu.run
-        run.pointee.s.regs.regs = registers.kvm
-        var dirty = CKVM_SYNC_X86_REGS
+        var dirty: UInt32 = 0
+        if writingRegisters {
+            run.pointee.s.regs.regs = registers.kvm
+            dirty |= CKVM_SYNC_X86_REGS
+        }
         if sregsDirty {
             run.pointee.s.regs.sregs = sregs
             dirty |= CKVM_SYNC_X86_SREGS

@@ -74,7 +74,9 @@ public enum PreemptionStats {
     public static var rerunsThroughRefeeds = 0
     public static let wanted = getenv("DETREC_PREEMPTION_STATS").map { String(cString: $0) == "1" } ?? false
     public static var summary: String {
-        "preemption: \(checkpoints) checkpoints, \(joined) slices joined a window, \(rerunsThroughRefeeds) re-runs through refeeds"
+        "preemption: \(checkpoints) checkpoints, \(joined) slices joined a window, "
+            + "\(UserMachine.exceptionsDeliveredAfterInterrupt) exceptions in flight delivered after an interrupt, "
+            + "\(rerunsThroughRefeeds) re-runs through refeeds"
     }
 }
 
