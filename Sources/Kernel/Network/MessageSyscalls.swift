@@ -56,8 +56,11 @@ enum MessageSyscalls {
         var control: [UInt8]
         /// Where each SCM_RIGHTS descriptor sits in `control`, and its file.
         var rights: [(offset: Int, file: OpenFile)]
+        /// Where a relative Unix socket path in `name` leads from (`UnixSocketPath`).
+        let cwd: WorkingDirectory
 
         init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
+            cwd = c.process.cwd
             let header = try c.read(address, count: headerSize)
             let nameAddress = Bytes.u64(header, at: 0), nameLength = Int(Bytes.u32(header, at: 8))
             name = nameAddress == 0 || nameLength == 0 ? [] : try c.read(nameAddress, count: min(nameLength, 128))
@@ -97,7 +100,7 @@ enum MessageSyscalls {
                 control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
             }
             var name = self.name, data = self.data
-            return name.withUnsafeMutableBytes { n in
+            return UnixSocketPath.resolving(self.name, against: cwd) { name.withUnsafeMutableBytes { n in
                 data.withUnsafeMutableBytes { d in
                     control.withUnsafeMutableBytes { ctl in
                         var vector = iovec(iov_base: d.baseAddress, iov_len: d.count)
@@ -113,7 +116,7 @@ enum MessageSyscalls {
                         }
                     }
                 }
-            }
+            } }
         }
     }
 
