@@ -180,7 +180,7 @@ enum SocketSyscalls {
             if r == Errno.pipe.result && flags & MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
             return .result(r)
         }
-        return try HostTransfer.write(c, file, bytes, flags: flags | MSG_NOSIGNAL, plain: send)
+        return try HostTransfer.write(c, file, bytes, flags: flags, plain: send)
     }
 
     static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {

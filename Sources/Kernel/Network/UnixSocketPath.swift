@@ -25,7 +25,7 @@ enum UnixSocketPath {
 
     /// detrec's own working directory, to come back to (opened on first use;
     /// detrec never changes it otherwise).
-    nonisolated(unsafe) static let detrecDirectory: Int32 =
+    static let detrecDirectory: Int32 =
         Glibc.open(".", WorkingDirectorySyscalls.O_PATH | O_DIRECTORY | O_CLOEXEC)
 
     /// Runs the host call `body` (a result or -errno) from the directory
