@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// sendmsg on a blocking socket that is full waits as write(2) does: the
+/// sendmsg on a blocking socket that is full waits as write(2) does (and
+/// recvmsg's MSG_WAITALL as recv's does): the
 /// thread parks while the reader runs (before, detrec made one blocking
 /// host call and the program deadlocked), the SCM_RIGHTS descriptor goes
 /// with the first part, a timer's signal ends the wait of a lone thread
@@ -88,5 +89,52 @@ import Testing
         #expect(out.contains("reader got 1048576 sum 4060610560, descriptor in call 0: usable\nsendmsg 1048576\n"))
         #expect(out.contains("interrupted: partial 1 signal 14\n"))
         #expect(out.contains("send -1 Broken pipe signal 13\nsend nosignal -1 signal 0\nsendmsg -1 Broken pipe signal 13\nsendmsg nosignal -1 signal 0\n"))
+    }
+
+    /// recvmsg with MSG_WAITALL (no address, no control buffer) parks for
+    /// the rest while the writer thread runs, as recv's MSG_WAITALL does;
+    /// before, one blocking host recvmsg deadlocked the recording. A peer
+    /// that closes ends it with what arrived; msg_flags and msg_controllen
+    /// as Linux writes them.
+    @Test func recvmsgWaitAllParks() throws {
+        let out = try Harness.matchesNative(#"""
+            // recvmsg with MSG_WAITALL into two iovecs while another thread writes in
+            // small pieces; then the peer closes early: what arrived, and msg_flags.
+            #include <stdio.h>
+            #include <string.h>
+            #include <pthread.h>
+            #include <unistd.h>
+            #include <sys/socket.h>
+            #include <sys/uio.h>
+            static int sv[2];
+            static void *writer(void *a) {
+                (void)a;
+                static char b[4096];
+                for (int i = 0; i < 64; i++) { memset(b, 'a' + i % 26, sizeof b); write(sv[1], b, sizeof b); usleep(1000); }
+                write(sv[1], "tail", 4);
+                close(sv[1]);
+                return 0;
+            }
+            int main(void) {
+                socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+                pthread_t t; pthread_create(&t, 0, writer, 0);
+                static char one[100000], two[162144];
+                struct iovec v[2] = {{one, sizeof one}, {two, sizeof two}};
+                struct msghdr m = {.msg_iov = v, .msg_iovlen = 2, .msg_flags = 0x7777};
+                ssize_t n = recvmsg(sv[0], &m, MSG_WAITALL);
+                unsigned sum = 0;
+                for (int i = 0; i < (int)sizeof one; i++) sum = sum * 31 + (unsigned char)one[i];
+                for (int i = 0; i < (int)sizeof two; i++) sum = sum * 31 + (unsigned char)two[i];
+                printf("recvmsg waitall %zd sum %u flags %x controllen %zu\n", n, sum, m.msg_flags, m.msg_controllen);
+                char rest[8192];
+                struct iovec r = {rest, sizeof rest};
+                struct msghdr m2 = {.msg_iov = &r, .msg_iovlen = 1};
+                n = recvmsg(sv[0], &m2, MSG_WAITALL | MSG_CMSG_CLOEXEC);
+                printf("until close %zd: %.4s flags %x\n", n, n >= 4 ? rest + n - 4 : "", m2.msg_flags);
+                pthread_join(t, 0);
+                return 0;
+            }
+            """#, name: "waitall", flags: ["-static", "-pthread"], in: dir)
+        #expect(out == "recvmsg waitall 262144 sum 2760638464 flags 0 controllen 0\nuntil close 4: tail flags 40000000\n")
     }
 }

@@ -21,10 +21,13 @@ enum MessageSyscalls {
 
     static func register(_ t: inout SyscallTable) {
         t.addOutcome(SYS.sendmsg, .host, note: "a blocking socket is written in parts while other threads run", sendmsg)
-        t.addOutcome(SYS.recvmsg, .host) { c in
+        t.addOutcome(SYS.recvmsg, .host, note: "MSG_WAITALL without an address or control buffer parks for the rest while other threads run") { c in
             let file = try c.file(0)
             let message = try Incoming(c, at: c.arg(1))
             let flags = c.int(2)
+            if ReceiveAll.applies(flags), message.nameAddress == 0, message.controlCapacity == 0 {
+                return try ReceiveAll.receiveMessage(c, file, header: message.header, vectors: message.vectors, flags: flags)
+            }
             if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
             var received: [Int32] = []
             let r = try c.host { effects throws(Errno) -> Int64 in
