@@ -164,4 +164,49 @@ import Testing
             """#, name: "fexec", in: dir)
         #expect(out == "ran as fexecve: fexecve\nran as execveat: execveat\nrelative to a directory\nbad flags: -1\n")
     }
+
+    /// argv and envp are bytes, not UTF-8 text: a value with \xff reaches
+    /// the new program (its environment, arguments, /proc/self/environ and
+    /// cmdline) unchanged. Before, detrec decoded them as UTF-8 and the
+    /// child saw U+FFFD (CPython's test_subprocess test_undecodable_env).
+    @Test func argumentsAndEnvironmentAreBytes() throws {
+        let out = try Harness.matchesNative(#"""
+            // execve with an environment variable and an argument that are not UTF-8;
+            // the child prints them as hex, and its /proc/self/environ and cmdline.
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <fcntl.h>
+            #include <sys/wait.h>
+            static void hex(const char *what, const char *s) {
+                printf("%s:", what);
+                for (const unsigned char *p = (const unsigned char *)s; *p; p++) printf(" %02x", *p);
+                printf("\n");
+            }
+            static void proc(const char *file, const char *prefix) {
+                char buf[65536]; int fd = open(file, O_RDONLY); ssize_t n = read(fd, buf, sizeof buf - 1); close(fd);
+                for (ssize_t i = 0; i < n; i += strlen(buf + i) + 1)
+                    if (strncmp(buf + i, prefix, strlen(prefix)) == 0) { hex(file, buf + i); }
+            }
+            int main(int argc, char **argv) {
+                if (argc > 1) {
+                    hex("env", getenv("test"));
+                    hex("arg", argv[1]);
+                    proc("/proc/self/environ", "test=");
+                    proc("/proc/self/cmdline", "abc");
+                    return 0;
+                }
+                char *args[] = {argv[0], "abc\xff\xfe", NULL};
+                char *env[] = {"test=abc\xff", "X\xc3=1", NULL};
+                pid_t p = fork();
+                if (p == 0) { execve("/proc/self/exe", args, env); _exit(127); }
+                int st; waitpid(p, &st, 0);
+                printf("status %d\n", WEXITSTATUS(st));
+                return 0;
+            }
+            """#, name: "envbytes", in: dir)
+        #expect(out.contains("env: 61 62 63 ff\narg: 61 62 63 ff fe\n"))
+        #expect(out.contains("/proc/self/cmdline: 61 62 63 ff fe\nstatus 0\n"))
+    }
 }

@@ -148,4 +148,58 @@ int main(void) {
 """#, name: "clonepidfd", in: dir)
         #expect(out.contains("waitid 0 status 3\n"))
     }
+
+    /// pidfd_send_signal takes a /proc/<pid> directory as its pidfd, as
+    /// Linux's pidfd_to_pid does (CPython's test_signal
+    /// test_pidfd_send_signal); a task/<tid> directory or another file is
+    /// EBADF, a reaped process's directory ESRCH. Before, every
+    /// descriptor that was not a pidfd was EBADF.
+    @Test func procDirectoryAsPidfd() throws {
+        let out = try Harness.matchesNative(#"""
+            // pidfd_send_signal with a /proc/<pid> directory as the pidfd (Linux's
+            // pidfd_to_pid accepts it), a task/<tid> directory and a file (EBADF),
+            // a reaped child's directory (ESRCH).
+            #define _GNU_SOURCE
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/syscall.h>
+            #include <sys/wait.h>
+            static volatile sig_atomic_t got;
+            static void on(int s) { got = s; }
+            static long send(int fd, int sig) { long r = syscall(SYS_pidfd_send_signal, fd, sig, NULL, 0); return r < 0 ? -errno : r; }
+            int main(void) {
+                signal(SIGUSR1, on);
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%d", getpid());
+                int self = open(path, O_DIRECTORY | O_CLOEXEC);
+                long r = send(self, SIGUSR1);
+                printf("self dir: %ld, got %d\n", r, got);
+                int slf = open("/proc/self", O_DIRECTORY | O_CLOEXEC);
+                got = 0; r = send(slf, SIGUSR1);
+                printf("/proc/self: %ld, got %d\n", r, got);
+                snprintf(path, sizeof path, "/proc/%d/task/%d", getpid(), getpid());
+                int task = open(path, O_DIRECTORY | O_CLOEXEC);
+                printf("task dir: %ld\n", send(task, SIGUSR1));
+                int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+                printf("status file: %ld\n", send(status, SIGUSR1));
+                printf("not open: %ld\n", send(99, SIGUSR1));
+                pid_t child = fork();
+                if (child == 0) { pause(); _exit(0); }
+                snprintf(path, sizeof path, "/proc/%d", child);
+                int cd = open(path, O_DIRECTORY | O_CLOEXEC);
+                printf("child dir, signal 0: %ld\n", send(cd, 0));
+                printf("child dir, SIGTERM: %ld\n", send(cd, SIGTERM));
+                int st; waitpid(child, &st, 0);
+                printf("child ended by signal %d\n", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+                printf("reaped child dir: %ld\n", send(cd, 0));
+                return 0;
+            }
+            """#, name: "pidfdproc", in: dir)
+        #expect(out.hasPrefix("self dir: 0, got 10\n/proc/self: 0, got 10\ntask dir: -9\n"))
+        #expect(out.contains("child ended by signal 15\nreaped child dir: -3\n"))
+    }
 }

@@ -44,11 +44,13 @@ enum HostTransfer {
 
     /// Writes `bytes` without waiting for room: how many were written, or
     /// -errno (-EAGAIN when there was none).
+    /// `flags`: a socket's send flags (never a SIGPIPE for detrec: the
+    /// guest's comes from `write`).
     static func writeWithoutWaiting(_ file: OpenFile, _ bytes: UnsafeRawBufferPointer, flags: Int32 = 0) -> Int64 {
         guard let fd = file.hostFD else { return Errno.badf.result }
         if kind(file) == .socket {
             return hostSyscall(SYS.sendto, Int(fd), Int(bitPattern: bytes.baseAddress), bytes.count,
-                               Int(flags | SocketSyscalls.MSG_DONTWAIT), 0, 0)
+                               Int(flags | SocketSyscalls.MSG_DONTWAIT | SocketSyscalls.MSG_NOSIGNAL), 0, 0)
         }
         var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count)
         let r = hostSyscall(SYS.pwritev2, Int(fd), Int(bitPattern: withUnsafeMutablePointer(to: &vector) { $0 }), 1, -1, -1, RWF_NOWAIT)
@@ -69,11 +71,21 @@ enum HostTransfer {
     /// and takes that result. When nothing else could run, detrec itself
     /// waits for room (`alone`), until a timer's signal or a host signal;
     /// `plain` writes a descriptor that never waits. A signal that ends a
-    /// wait returns what was written, or EINTR.
+    /// wait returns what was written, or EINTR. `flags`: the guest's send
+    /// flags (EPIPE sends SIGPIPE unless MSG_NOSIGNAL is among them).
+    /// `part`, when given, writes a part without waiting in place of
+    /// `writeWithoutWaiting` (sendmsg: its address and ancillary data go
+    /// with the first part, `first`).
     static func write(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8], flags: Int32 = 0,
+                      part: ((_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ first: Bool) -> Int64)? = nil,
                       plain: @escaping (Int32, UnsafeRawBufferPointer) -> Int64) throws -> SyscallOutcome {
         let thread = c.process.current
         func written() -> Int { Int(clamping: max(0, min(thread.transferred, Int64(bytes.count)))) }
+        let attempt: (UnsafeRawBufferPointer, Bool) -> Int64 = { b, first in
+            guard let part else { return writeWithoutWaiting(file, b, flags: flags) }
+            guard let fd = file.hostFD else { return Errno.badf.result }
+            return part(fd, b, first)
+        }
         var finished: Int64?
         if c.interrupted {
             finished = thread.transferred > 0 ? Int64(written()) : Errno.intr.result
@@ -81,7 +93,8 @@ enum HostTransfer {
             let readiness = HostReadiness(fd: file.hostFD ?? -1, events: Int16(POLLOUT))
             let parked = c.park(.host(readiness)) {
                 guard mayWait(file) else { return true }
-                let n = bytes[written()...].withUnsafeBytes { writeWithoutWaiting(file, $0, flags: flags) }
+                let start = written()
+                let n = bytes[start...].withUnsafeBytes { attempt($0, start == 0) }
                 if n > 0 { thread.transferred += n }
                 if n == Errno.again.result || (n >= 0 && written() < bytes.count) { return false }
                 finished = n < 0 && written() == 0 ? n : Int64(written())
@@ -93,7 +106,7 @@ enum HostTransfer {
         let outcome = try c.hostOutcome { _ throws(Errno) -> Int64 in
             if let finished { return finished }
             guard let fd = file.hostFD else { throw .badf }
-            if mayWait(file) { return alone(process, file, fd, bytes, from: written(), flags: flags) }
+            if mayWait(file) { return alone(process, fd, bytes, from: written(), attempt) }
             let done = written()
             let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
             return done > 0 ? Int64(done) + max(0, n) : n
@@ -114,10 +127,11 @@ enum HostTransfer {
     /// a write nobody reads as Linux's signal does: with what was written,
     /// or EINTR when nothing was. Before, one blocking host write hung
     /// detrec and the guest's timer never fired.
-    static func alone(_ p: Process, _ file: OpenFile, _ fd: Int32, _ bytes: [UInt8], from start: Int, flags: Int32) -> Int64 {
+    static func alone(_ p: Process, _ fd: Int32, _ bytes: [UInt8], from start: Int,
+                      _ attempt: (UnsafeRawBufferPointer, Bool) -> Int64) -> Int64 {
         var done = start
         while true {
-            let n = bytes[done...].withUnsafeBytes { writeWithoutWaiting(file, $0, flags: flags) }
+            let n = bytes[done...].withUnsafeBytes { attempt($0, done == 0) }
             if n > 0 {
                 done += Int(n)
                 if done >= bytes.count { return Int64(done) }

@@ -234,8 +234,8 @@ public enum ProcFS {
         case ["maps"]: return Array(maps(p).utf8)
         case ["smaps"]: return Array(smaps(p).utf8)
         case ["auxv"]: return p.auxv
-        case ["cmdline"]: return p.argv.flatMap { Array($0.utf8) + [0] }
-        case ["environ"]: return p.envp.flatMap { Array($0.utf8) + [0] }
+        case ["cmdline"]: return p.argv.flatMap { $0 + [0] }
+        case ["environ"]: return p.envp.flatMap { $0 + [0] }
         case ["status"]: return Array(status(p, tid: tid).utf8)
         case ["stat"]: return Array(stat(p, tid: tid, thread: thread).utf8)
         case ["statm"]: return Array(statm(p).utf8)

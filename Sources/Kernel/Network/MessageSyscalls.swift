@@ -20,21 +20,14 @@ enum MessageSyscalls {
     static let maxVectors = 1024, maxControl = 64 << 10
 
     static func register(_ t: inout SyscallTable) {
-        t.add(SYS.sendmsg) { c in
-            let file = try c.file(0)
-            let message = try Outgoing(c, at: c.arg(1))
-            let flags = c.int(2)
-            let r = try c.host { _ throws(Errno) -> Int64 in
-                guard let h = file.hostFD else { throw .badf }
-                return try message.send(h, flags: flags)
-            }
-            try FileSyscalls.echo(c, file, message.data, r)
-            return r
-        }
-        t.addOutcome(SYS.recvmsg, .host) { c in
+        t.addOutcome(SYS.sendmsg, .host, note: "a blocking socket is written in parts while other threads run", sendmsg)
+        t.addOutcome(SYS.recvmsg, .host, note: "MSG_WAITALL without an address or control buffer parks for the rest while other threads run") { c in
             let file = try c.file(0)
             let message = try Incoming(c, at: c.arg(1))
             let flags = c.int(2)
+            if ReceiveAll.applies(flags), message.nameAddress == 0, message.controlCapacity == 0 {
+                return try ReceiveAll.receiveMessage(c, file, header: message.header, vectors: message.vectors, flags: flags)
+            }
             if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
             var received: [Int32] = []
             let r = try c.host { effects throws(Errno) -> Int64 in
@@ -49,6 +42,33 @@ enum MessageSyscalls {
         t.addOutcome(SYS.recvmmsg, .host, recvmmsg)
     }
 
+    /// sendmsg. A blocking socket is written as write(2) is
+    /// (`HostTransfer.write`): without waiting, the thread parking until
+    /// there is room for the rest; the address and ancillary data go with
+    /// the first part (a datagram goes whole or not at all). EPIPE sends
+    /// SIGPIPE unless MSG_NOSIGNAL.
+    static func sendmsg(_ c: SyscallCall) throws -> SyscallOutcome {
+        let file = try c.file(0)
+        let message = try Outgoing(c, at: c.arg(1))
+        let flags = c.int(2)
+        let whole = message.data.count
+        if flags & SocketSyscalls.MSG_DONTWAIT != 0 {
+            let r = try c.host { _ throws(Errno) -> Int64 in
+                guard let h = file.hostFD else { throw .badf }
+                return message.data.withUnsafeBytes { message.send(h, $0, first: true, flags: flags) }
+            }
+            try FileSyscalls.echo(c, file, message.data, r)
+            if r == Errno.pipe.result && flags & SocketSyscalls.MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
+            return .result(r)
+        }
+        return try HostTransfer.write(c, file, message.data, flags: flags, part: { h, part, first in
+            message.send(h, part, first: first, flags: flags | SocketSyscalls.MSG_DONTWAIT)
+        }, plain: { h, part in
+            // Only the call's first host part comes here: nothing was written yet.
+            message.send(h, part, first: part.count == whole, flags: flags)
+        })
+    }
+
     /// A message to send: everything read from the guest before the host part.
     struct Outgoing {
         var name: [UInt8]
@@ -56,8 +76,11 @@ enum MessageSyscalls {
         var control: [UInt8]
         /// Where each SCM_RIGHTS descriptor sits in `control`, and its file.
         var rights: [(offset: Int, file: OpenFile)]
+        /// Where a relative Unix socket path in `name` leads from (`UnixSocketPath`).
+        let cwd: WorkingDirectory
 
         init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
+            cwd = c.process.cwd
             let header = try c.read(address, count: headerSize)
             let nameAddress = Bytes.u64(header, at: 0), nameLength = Int(Bytes.u32(header, at: 8))
             name = nameAddress == 0 || nameLength == 0 ? [] : try c.read(nameAddress, count: min(nameLength, 128))
@@ -88,32 +111,34 @@ enum MessageSyscalls {
             }
         }
 
-        /// The host sendmsg, with the host descriptors in SCM_RIGHTS.
-        func send(_ h: Int32, flags: Int32) throws(Errno) -> Int64 {
-            var control = self.control
-            for (offset, file) in rights {
-                guard let fd = file.hostFD else { throw .badf }
-                file.mayBeHeldOutside()
-                control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
-            }
-            var name = self.name, data = self.data
-            return name.withUnsafeMutableBytes { n in
-                data.withUnsafeMutableBytes { d in
-                    control.withUnsafeMutableBytes { ctl in
-                        var vector = iovec(iov_base: d.baseAddress, iov_len: d.count)
-                        return withUnsafeMutablePointer(to: &vector) { v in
-                            var m = msghdr()
-                            m.msg_name = n.count == 0 ? nil : n.baseAddress
-                            m.msg_namelen = socklen_t(n.count)
-                            m.msg_iov = v
-                            m.msg_iovlen = 1
-                            m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
-                            m.msg_controllen = ctl.count
-                            return withUnsafePointer(to: &m) { hostSyscall(SYS.sendmsg, Int(h), Int(bitPattern: $0), Int(flags | SocketSyscalls.MSG_NOSIGNAL)) }
-                        }
-                    }
+        /// The host sendmsg of `part` of the data (all of it, or what a
+        /// blocking send has left), with the address and the ancillary data
+        /// (host descriptors in SCM_RIGHTS) when it is the `first` part.
+        func send(_ h: Int32, _ part: UnsafeRawBufferPointer, first: Bool, flags: Int32) -> Int64 {
+            var control = first ? self.control : []
+            if first {
+                for (offset, file) in rights {
+                    guard let fd = file.hostFD else { return Errno.badf.result }
+                    file.mayBeHeldOutside()
+                    control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
                 }
             }
+            var name = first ? self.name : []
+            return UnixSocketPath.resolving(name, against: cwd) { name.withUnsafeMutableBytes { n in
+                control.withUnsafeMutableBytes { ctl in
+                    var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress), iov_len: part.count)
+                    return withUnsafeMutablePointer(to: &vector) { v in
+                        var m = msghdr()
+                        m.msg_name = n.count == 0 ? nil : n.baseAddress
+                        m.msg_namelen = socklen_t(n.count)
+                        m.msg_iov = v
+                        m.msg_iovlen = 1
+                        m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
+                        m.msg_controllen = ctl.count
+                        return withUnsafePointer(to: &m) { hostSyscall(SYS.sendmsg, Int(h), Int(bitPattern: $0), Int(flags | SocketSyscalls.MSG_NOSIGNAL)) }
+                    }
+                }
+            } }
         }
     }
 
@@ -294,7 +319,7 @@ enum MessageSyscalls {
             guard let h = file.hostFD else { throw .badf }
             var sent: Int64 = 0
             for (i, m) in messages.enumerated() {
-                let n = try m.send(h, flags: flags)
+                let n = m.data.withUnsafeBytes { m.send(h, $0, first: true, flags: flags) }
                 if n < 0 { return sent > 0 ? sent : n }
                 try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: n)))
                 sent += 1

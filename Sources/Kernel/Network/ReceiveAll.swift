@@ -1,6 +1,7 @@
 import Glibc
 
-/// recv/recvfrom with MSG_WAITALL on a blocking socket: Linux waits until
+/// recv/recvfrom, and recvmsg without an address or ancillary data, with
+/// MSG_WAITALL on a blocking socket: Linux waits until
 /// the whole buffer is filled (or the peer shuts down, an error, or a
 /// signal). A host call like that would block detrec while other threads
 /// could run, so the recorder takes what has arrived without waiting
@@ -20,6 +21,50 @@ enum ReceiveAll {
 
     /// recvfrom(fd, buffer, count, flags, NULL, NULL) with MSG_WAITALL.
     static func receive(_ c: SyscallCall, _ file: OpenFile, buffer: UInt64, count: Int, flags: Int32) throws -> SyscallOutcome {
+        try receive(c, file, count: count, flags: flags, take: { fd, b, f in
+            (hostSyscall(SYS.recvfrom, Int(fd), Int(bitPattern: b.baseAddress), b.count, Int(f), 0, 0), 0)
+        }, deliver: { effects, total, _ throws(Errno) in
+            if !total.isEmpty { try effects.write(buffer, total) }
+        })
+    }
+
+    /// recvmsg(fd, msg, flags) with MSG_WAITALL and neither an address nor
+    /// a control buffer (the only form taken here): the same, scattered
+    /// into the message's iovecs, then msg_controllen 0 and msg_flags (the
+    /// host calls' flags, with MSG_CMSG_CLOEXEC only as the guest asked)
+    /// written as ____sys_recvmsg does; msg_namelen is left alone with no
+    /// msg_name, as Linux leaves it.
+    static func receiveMessage(_ c: SyscallCall, _ file: OpenFile, header: UInt64, vectors: [(UInt64, Int)],
+                               flags: Int32) throws -> SyscallOutcome {
+        let count = vectors.reduce(0) { $0 + $1.1 }
+        return try receive(c, file, count: count, flags: flags, take: { fd, b, f in
+            var vector = iovec(iov_base: b.baseAddress, iov_len: b.count)
+            return withUnsafeMutablePointer(to: &vector) { v in
+                var m = msghdr()
+                m.msg_iov = v
+                m.msg_iovlen = 1
+                let n = withUnsafeMutablePointer(to: &m) { hostSyscall(SYS.recvmsg, Int(fd), Int(bitPattern: $0), Int(f)) }
+                return (n, m.msg_flags)
+            }
+        }, deliver: { effects, total, seen throws(Errno) in
+            var at = 0
+            for (base, length) in vectors where at < total.count {
+                let take = min(length, total.count - at)
+                try effects.write(base, total[at..<at + take])
+                at += take
+            }
+            try effects.write(header + 40, Bytes.u64(0))
+            try effects.write(header + 48, Bytes.i32(seen & ~MessageSyscalls.MSG_CMSG_CLOEXEC | flags & MessageSyscalls.MSG_CMSG_CLOEXEC))
+        })
+    }
+
+    /// The shared shape: `take` is one host receive into a buffer with the
+    /// given flags (its result and the msg_flags it reported), `deliver`
+    /// writes what was received to the guest (in the host part; not on an
+    /// error with nothing received).
+    static func receive(_ c: SyscallCall, _ file: OpenFile, count: Int, flags: Int32,
+                        take: @escaping (Int32, UnsafeMutableRawBufferPointer, Int32) -> (Int64, Int32),
+                        deliver: @escaping (inout HostEffects, [UInt8], Int32) throws(Errno) -> Void) throws -> SyscallOutcome {
         let thread = c.process.current
         var finished: Int64?
         if c.interrupted {
@@ -30,12 +75,12 @@ enum ReceiveAll {
                 guard let fd = file.hostFD, HostTransfer.mayWait(file) else { return true }
                 let want = count - thread.received.count
                 var chunk = [UInt8](repeating: 0, count: max(want, 0))
-                let n = chunk.withUnsafeMutableBytes { b in
-                    hostSyscall(SYS.recvfrom, Int(fd), Int(bitPattern: b.baseAddress), want,
-                                Int(flags & ~MSG_WAITALL | SocketSyscalls.MSG_DONTWAIT), 0, 0)
+                let (n, seen) = chunk.withUnsafeMutableBytes { b in
+                    take(fd, b, flags & ~MSG_WAITALL | SocketSyscalls.MSG_DONTWAIT)
                 }
                 if n == Errno.again.result { return false }
                 if n > 0 { thread.received += chunk[0..<Int(n)] }
+                if n >= 0 { thread.receivedFlags |= seen }
                 // A datagram is one whole message whatever its size.
                 if n > 0 && thread.received.count < count && isStream(fd) { return false }
                 finished = n < 0 && thread.received.isEmpty ? n : Int64(thread.received.count)
@@ -44,6 +89,7 @@ enum ReceiveAll {
             if let parked { return parked }
         }
         let received = thread.received
+        var seen = thread.receivedFlags
         return .result(try c.host { effects throws(Errno) -> Int64 in
             var total = received
             var result = finished
@@ -52,13 +98,12 @@ enum ReceiveAll {
                 guard let h = file.hostFD else { throw .badf }
                 let want = count - total.count
                 var rest = [UInt8](repeating: 0, count: max(want, 0))
-                let n = rest.withUnsafeMutableBytes { b in
-                    hostSyscall(SYS.recvfrom, Int(h), Int(bitPattern: b.baseAddress), want, Int(flags), 0, 0)
-                }
+                let (n, more) = rest.withUnsafeMutableBytes { b in take(h, b, flags) }
                 if n > 0 { total += rest[0..<min(Int(n), want)] }
+                if n >= 0 { seen |= more }
                 result = n < 0 && total.isEmpty ? n : Int64(total.count)
             }
-            if !total.isEmpty { try effects.write(buffer, total) }
+            if let result, result >= 0 { try deliver(&effects, total, seen) }
             return result ?? 0
         })
     }

@@ -11,7 +11,7 @@ enum SocketSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.socket, socket)
         t.add(SYS.socketpair, socketpair)
-        t.add(SYS.bind, passthrough(.fd, .inputSized(sizeArg: 2), .value))
+        t.add(SYS.bind, .host, note: "a relative Unix socket path is bound in the process's working directory", bind)
         t.addOutcome(SYS.connect, .host, note: "a blocking connect becomes a non-blocking one the thread parks on", connect)
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
@@ -25,6 +25,23 @@ enum SocketSyscalls {
         t.addOutcome(SYS.recvfrom, .host, note: "MSG_WAITALL parks for the rest while other threads run; MSG_TRUNC on TCP discards", recvfrom)
     }
 
+    /// bind(2), with the process's umask and, for a relative Unix socket
+    /// path, its working directory (`UnixSocketPath`).
+    static func bind(_ c: SyscallCall) throws -> Int64 {
+        let file = try c.file(0)
+        let address = try c.read(c.arg(1), count: min(try c.size(2), 4096))
+        let cwd = c.process.cwd
+        let umask = c.process.umask
+        return try c.host { _ throws(Errno) -> Int64 in
+            guard let h = file.hostFD else { throw .badf }
+            return try UnixSocketPath.resolving(address, against: cwd) { () throws(Errno) -> Int64 in
+                FileCreationMask.applying(umask) {
+                    address.withUnsafeBytes { hostSyscall(SYS.bind, Int(h), Int(bitPattern: $0.baseAddress), address.count) }
+                }
+            }
+        }
+    }
+
     /// connect(2). While other threads could run, a blocking socket
     /// connects without waiting (O_NONBLOCK for the one call) and the
     /// thread parks until the socket is writable; then SO_ERROR says how it
@@ -35,8 +52,11 @@ enum SocketSyscalls {
         let address = try c.read(c.arg(1), count: length)
         let fd = file.hostFD ?? -1   // none on replay, which never calls the host
         let thread = c.process.current
+        let cwd = c.process.cwd
         let call = { () -> Int64 in
-            address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), length) }
+            UnixSocketPath.resolving(address, against: cwd) {
+                address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), length) }
+            }
         }
         return try HostTransfer.withoutWaiting(c, on: { .host(HostReadiness(fd: fd, events: Int16(POLLOUT))) }, attempt: {
             if thread.connecting {
@@ -141,11 +161,14 @@ enum SocketSyscalls {
         var address: [UInt8] = []
         if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
         let flags = c.int(3)
+        let cwd = c.process.cwd
         // Datagrams go whole or not at all: only a stream is written in parts.
         let send: (Int32, UnsafeRawBufferPointer) -> Int64 = { h, b in
-            address.withUnsafeBytes { a in
-                hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
-                            Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
+            UnixSocketPath.resolving(address, against: cwd) {
+                address.withUnsafeBytes { a in
+                    hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
+                                Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
+                }
             }
         }
         if flags & MSG_DONTWAIT != 0 || !address.isEmpty {
@@ -157,7 +180,7 @@ enum SocketSyscalls {
             if r == Errno.pipe.result && flags & MSG_NOSIGNAL == 0 { HostTransfer.brokenPipe(c) }
             return .result(r)
         }
-        return try HostTransfer.write(c, file, bytes, flags: flags | MSG_NOSIGNAL, plain: send)
+        return try HostTransfer.write(c, file, bytes, flags: flags, plain: send)
     }
 
     static func recvfrom(_ c: SyscallCall) throws -> SyscallOutcome {

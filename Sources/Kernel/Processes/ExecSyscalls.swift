@@ -27,10 +27,11 @@ public enum ExecSyscalls {
         return lent && result == 0 ? .yield : .result(result)
     }
 
-    /// A NULL-terminated array of strings (argv, envp).
-    static func strings(_ c: SyscallCall, _ address: UInt64) throws(Errno) -> [String] {
+    /// A NULL-terminated array of strings (argv, envp), as bytes: they
+    /// need not be UTF-8.
+    static func strings(_ c: SyscallCall, _ address: UInt64) throws(Errno) -> [[UInt8]] {
         guard address != 0 else { return [] }
-        var out: [String] = []
+        var out: [[UInt8]] = []
         var total = 0
         while true {
             let p: UInt64 = try c.readValue(address + UInt64(out.count) * 8)
@@ -39,7 +40,7 @@ public enum ExecSyscalls {
             do { bytes = try c.memory.readCString(p, limit: 131_072) } catch { throw .fault }
             total += bytes.count + 1
             guard out.count < 65536, total < 2 << 20 else { throw Errno(E2BIG) }
-            out.append(String(decoding: bytes, as: UTF8.self))
+            out.append(bytes)
         }
     }
 
@@ -165,7 +166,7 @@ public enum ExecSyscalls {
             depth += 1
             guard depth <= 4 else { throw Errno(ELOOP) }
             guard !interp.isEmpty else { throw Errno(ENOEXEC) }
-            argv = [interp] + (arg.map { [$0] } ?? []) + [programPath] + argv.dropFirst()
+            argv = [Array(interp.utf8)] + (arg.map { [Array($0.utf8)] } ?? []) + [Array(programPath.utf8)] + argv.dropFirst()
             programPath = interp
             absolute = WorkingDirectory.resolve(interp, against: p.cwd.path)
             program = try load(interp, nil)
@@ -222,7 +223,7 @@ public enum ExecSyscalls {
             || credentials.fsgid != before.fsgid || credentials.permitted & ~before.permitted != 0 {
             p.control.dumpable = p.control.suidDumpable
         }
-        let info = StartupInfo(argv: argv, envp: envp, execPath: programPath, exePath: absolute, atRandom: random,
+        let info = StartupInfo(argvBytes: argv, envpBytes: envp, execPath: programPath, exePath: absolute, atRandom: random,
                                uid: credentials.uid, euid: credentials.euid, gid: credentials.gid, egid: credentials.egid,
                                pid: p.pid, credentials: credentials)
         let mask = p.signals.mask

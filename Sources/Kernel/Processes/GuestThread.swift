@@ -66,6 +66,8 @@ public final class GuestThread {
     /// Bytes a MSG_WAITALL receive has taken in earlier attempts, written to
     /// the guest when it completes (recording only; `ReceiveAll`).
     var received: [UInt8] = []
+    /// The msg_flags those receives reported (recvmsg), OR'd.
+    var receivedFlags: Int32 = 0
     /// The current call is a connect that went on without waiting.
     var connecting = false
     /// Its CPU time and counters, measured while recording (`ResourceUsage`).

@@ -13,9 +13,9 @@ public enum InitialStack {
         }
         let execfn = try push(Array(info.execPath.utf8) + [0])
         var envPointers: [UInt64] = []
-        for e in info.envp.reversed() { envPointers.insert(try push(Array(e.utf8) + [0]), at: 0) }
+        for e in info.envpBytes.reversed() { envPointers.insert(try push(e + [0]), at: 0) }
         var argPointers: [UInt64] = []
-        for a in info.argv.reversed() { argPointers.insert(try push(Array(a.utf8) + [0]), at: 0) }
+        for a in info.argvBytes.reversed() { argPointers.insert(try push(a + [0]), at: 0) }
         let platform = try push(Array("x86_64".utf8) + [0])
         sp &= ~15
         let random = try push(info.atRandom.count == 16 ? info.atRandom : [UInt8](repeating: 0, count: 16))
@@ -25,7 +25,7 @@ public enum InitialStack {
         vector.append((31, execfn))    // AT_EXECFN
         vector.append((15, platform))  // AT_PLATFORM
         vector.append((0, 0))          // AT_NULL
-        var words: [UInt64] = [UInt64(info.argv.count)]
+        var words: [UInt64] = [UInt64(info.argvBytes.count)]
         words += argPointers + [0] + envPointers + [0]
         for (k, v) in vector { words += [k, v] }
         sp = (sp - UInt64(words.count) * 8) & ~15

@@ -20,8 +20,8 @@ public struct ProcessAttributes {
     public var chaos: Scheduler.Chaos?
     /// The auxiliary vector as built (for /proc/self/auxv), argv and envp; exec sets them.
     public var auxv: [UInt8] = []
-    public var argv: [String] = []
-    public var envp: [String] = []
+    public var argv: [[UInt8]] = []
+    public var envp: [[UInt8]] = []
     /// The task's name (/proc/<pid>/comm): the last part of the path it was
     /// executed by, at most 15 bytes.
     public var commandName = ""

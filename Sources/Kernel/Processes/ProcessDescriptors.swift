@@ -29,7 +29,7 @@ enum ProcessDescriptors {
 
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.pidfd_open, .emulated, note: "processes of the recording; readable (poll, epoll) once it ends; no PIDFD_THREAD", open)
-        t.add(SYS.pidfd_send_signal, .emulated, note: "kill's permission rules; thread, group and process-group scopes", sendSignal)
+        t.add(SYS.pidfd_send_signal, .emulated, note: "kill's permission rules; thread, group and process-group scopes; a /proc/<pid> directory as the pidfd", sendSignal)
         t.add(SYS.pidfd_getfd, .emulated, note: "the same open file, O_CLOEXEC; PTRACE_MODE_ATTACH_REALCREDS", getfd)
     }
 
@@ -76,25 +76,47 @@ enum ProcessDescriptors {
         return named
     }
 
+    /// What pidfd_send_signal's descriptor names: a pidfd's process, or a
+    /// /proc/<pid> directory's (Linux's pidfd_to_pid also takes procfs's
+    /// thread-group directory, not a task/<tid> one, nor another file):
+    /// the pid, and the process while it exists (running or a zombie), or
+    /// -errno. Replay does not know a descriptor is a /proc directory, so
+    /// the trace carries its pid (4 bytes).
+    static func signalTarget(_ c: SyscallCall) throws -> Result<(pid: Int32, process: Process?), Errno> {
+        guard let file = c.process.files[c.int(0)] else { return .failure(.badf) }
+        if let named = file.pidfd { return .success((named.pid, named.live)) }
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
+            guard let l = file.procLocation, l.tid == nil, l.rest.isEmpty, l.selfLink == nil else { throw .badf }
+            effects.carry(Bytes.i32(l.pid))
+            return 0
+        }
+        guard outcome.result == 0 else { return .failure(Errno(Int32(truncatingIfNeeded: -outcome.result))) }
+        guard let raw = outcome.carried.first, raw.count == 4 else {
+            throw RunStopped("the trace is damaged: pidfd_send_signal on a /proc directory carries no pid")
+        }
+        let pid = Int32(bitPattern: Bytes.u32(raw, at: 0))
+        return .success((pid, c.process.family.processes.first { $0.pid == pid }))
+    }
+
     static func sendSignal(_ c: SyscallCall) throws -> Int64 {
         let signal = c.int(1), infoAddress = c.arg(2), flags = UInt32(truncatingIfNeeded: c.arg(3))
         let scopes = SIGNAL_THREAD | SIGNAL_THREAD_GROUP | SIGNAL_PROCESS_GROUP
         guard flags & ~scopes == 0, flags.nonzeroBitCount <= 1 else { throw Errno.inval }
-        let named = try pidfd(c, 0)
+        let (pid, live) = try signalTarget(c).get()
         let p = c.process
         var info: [UInt8]
         if infoAddress != 0 {
             info = try c.read(infoAddress, count: 128)
             guard Int32(bitPattern: Bytes.u32(info, at: 0)) == signal else { throw Errno.inval }
             let code = Int32(bitPattern: Bytes.u32(info, at: 8))
-            if (named.process !== p || flags & (SIGNAL_THREAD | SIGNAL_PROCESS_GROUP) != 0)
+            if (pid != p.pid || flags & (SIGNAL_THREAD | SIGNAL_PROCESS_GROUP) != 0)
                 && (code >= 0 || code == Signals.SI_TKILL) { throw Errno.perm }
         } else {
             info = SignalDelivery.siginfo(signal: signal, code: flags & SIGNAL_THREAD != 0 ? Signals.SI_TKILL : Signals.SI_USER,
                                           pid: p.pid, uid: p.uid)
         }
         guard signal >= 0, signal <= 64 else { throw Errno.inval }
-        guard let target = named.live else { throw Errno.srch }
+        guard let target = live else { throw Errno.srch }
         if flags & SIGNAL_PROCESS_GROUP != 0 {
             return try SignalSending.send(c, to: -target.processGroup, signal: signal, info: info)
         }

@@ -2,8 +2,13 @@ import KVMUser
 
 /// What the initial stack and auxiliary vector carry besides the ELF itself.
 public struct StartupInfo: Sendable, Equatable {
-    public var argv: [String]
-    public var envp: [String]
+    /// argv and envp as the kernel copies them: byte strings, which need
+    /// not be UTF-8 (an environment may hold any byte but NUL).
+    public var argvBytes: [[UInt8]]
+    public var envpBytes: [[UInt8]]
+    /// The same, decoded (bytes that are not UTF-8 replaced): for display.
+    public var argv: [String] { argvBytes.map { String(decoding: $0, as: UTF8.self) } }
+    public var envp: [String] { envpBytes.map { String(decoding: $0, as: UTF8.self) } }
     /// AT_EXECFN: the path as given to exec.
     public var execPath: String
     /// The executable's absolute path (/proc/self/exe).
@@ -15,12 +20,20 @@ public struct StartupInfo: Sendable, Equatable {
     /// The first thread's credentials (exec: as its rules leave them).
     public var credentials: Credentials
 
-    public init(argv: [String], envp: [String], execPath: String, exePath: String, atRandom: [UInt8],
+    public init(argvBytes: [[UInt8]], envpBytes: [[UInt8]], execPath: String, exePath: String, atRandom: [UInt8],
                 uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32, pid: Int32 = 0, credentials: Credentials? = nil) {
         self.pid = pid
         self.credentials = credentials ?? Credentials(uid: uid, euid: euid, gid: gid, egid: egid)
-        self.argv = argv; self.envp = envp; self.execPath = execPath; self.exePath = exePath; self.atRandom = atRandom
+        self.argvBytes = argvBytes; self.envpBytes = envpBytes
+        self.execPath = execPath; self.exePath = exePath; self.atRandom = atRandom
         self.uid = uid; self.euid = euid; self.gid = gid; self.egid = egid
+    }
+
+    public init(argv: [String], envp: [String], execPath: String, exePath: String, atRandom: [UInt8],
+                uid: UInt32, euid: UInt32, gid: UInt32, egid: UInt32, pid: Int32 = 0, credentials: Credentials? = nil) {
+        self.init(argvBytes: argv.map { Array($0.utf8) }, envpBytes: envp.map { Array($0.utf8) }, execPath: execPath,
+                  exePath: exePath, atRandom: atRandom, uid: uid, euid: euid, gid: gid, egid: egid, pid: pid,
+                  credentials: credentials)
     }
 }
 
@@ -241,10 +254,10 @@ public enum ProgramLoader {
         process.current = process.threads[0]
         process.mm.loaded = process.current
         process.current.credentials = info.credentials
-        process.argv = info.argv
+        process.argv = info.argvBytes
         // Linux names the task after the path it was executed by (before symlinks).
         process.commandName = String(String(info.execPath.split(separator: "/").last ?? "").prefix(15))
-        process.envp = info.envp
+        process.envp = info.envpBytes
         process.machine.start(entry: entry, stack: sp)
     }
 }

@@ -343,6 +343,7 @@ public final class ProcessRunner {
         if resumed == nil {
             thread.transferred = 0
             thread.received = []
+            thread.receivedFlags = 0
             thread.connecting = false
             FIFOOpen.abandon(thread)
         }
