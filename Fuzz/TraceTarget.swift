@@ -5,6 +5,7 @@
 //   1: header.json
 //   2: a whole events file, read by TraceReader behind a fixed header
 //   3: a stored range (files/<sha256> of a file mapping, format 5)
+//   4: a compressed stored file (files/<sha256> of an exec'd file, format 6)
 // A crash, a Swift trap or a failed precondition is a finding.
 import Glibc
 
@@ -13,7 +14,7 @@ public func traceFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 2 else { return 0 }
     let input = UnsafeRawBufferPointer(start: data, count: size)
     let rest = UnsafeRawBufferPointer(rebasing: input[2...])
-    switch input[0] % 4 {
+    switch input[0] % 5 {
     case 0:
         let version: UInt32 = input[1] & 0x80 != 0 ? 3 : 4
         let count = Int(input[1] & 0x7f) + 1
@@ -36,12 +37,21 @@ public func traceFuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     case 2:
         FuzzTraceDirectory.shared.read(rest)
-    default:
+    case 3:
         // What decodes is valid, and encodes to bytes that decode the same.
         guard let range = try? StoredRange.decode(Array(rest)) else { return 0 }
         precondition(range.problem == nil, "decoded an invalid stored range")
         let again = try! range.encode()
         precondition((try? StoredRange.decode(again)) == range, "a re-encoded stored range decodes differently")
+    default:
+        // What decodes has the size its header declares, and re-encodes to
+        // an object that decodes the same.
+        let bytes = Array(rest)
+        guard let contents = try? CompressedFile.decode(bytes) else { return 0 }
+        let declared = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self)) }
+        precondition(UInt64(contents.count) == declared, "a compressed file decoded to another size than it declares")
+        precondition((try? CompressedFile.decode(try! CompressedFile.encode(contents))) == contents,
+                     "a re-encoded compressed file decodes differently")
     }
     return 0
 }

@@ -35,11 +35,17 @@ seed() {
     mkdir -p "$corpus"
     case $1 in
     trace)
-        # Mode bytes (Fuzz/TraceTarget.swift): 1 = header.json, 2 = events file, 3 = stored range.
+        # Mode bytes (Fuzz/TraceTarget.swift): 1 = header.json, 2 = events file, 3 = stored range, 4 = stored file.
         { printf '\001\000'; cat traces/hello-random/header.json; } > "$corpus/seed-header"
         { printf '\002\000'; cat traces/hello-random/events; } > "$corpus/seed-events"
         # 3 = a stored range: base 0, 4096 bytes, no extents (all of it a hole).
-        printf '\003\000DRSR\000\000\000\000\000\000\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' > "$corpus/seed-range" ;;
+        printf '\003\000DRSR\000\000\000\000\000\000\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' > "$corpus/seed-range"
+        # 4 = a compressed stored file: the fixture's header.json, compressed (needs the zstd tool).
+        if command -v zstd >/dev/null; then
+            { printf '\004\000DRSF'
+              python3 -c 'import os,struct,sys; sys.stdout.buffer.write(struct.pack("<Q", os.path.getsize(sys.argv[1])))' traces/hello-random/header.json
+              zstd -q -1 -c --no-check traces/hello-random/header.json; } > "$corpus/seed-file"
+        fi ;;
     elf)
         printf 'int main(void) { return 0; }\n' > "$out/seed.c"
         gcc -static -O1 -o "$corpus/seed-static" "$out/seed.c"

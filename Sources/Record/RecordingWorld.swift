@@ -101,7 +101,7 @@ final class RecordingWorld: HostWorld {
                         guard range.stored.isEmpty ? SHA256.hex(bytes) == range.sha256 : true else {
                             throw RunStopped("internal error: a mapped file's range encodes differently the second time")
                         }
-                        try writer.storeFile(bytes, sha256: range.sha256)
+                        try writer.storeRange(bytes, sha256: range.sha256)
                     } catch let stop as RunStopped {
                         throw stop
                     } catch {

@@ -23,6 +23,8 @@ public enum TraceError: Error, Equatable, CustomStringConvertible, Sendable {
     case missingStoredFile(sha256: String)
     /// files/<sha256> exists but its contents do not hash to its name.
     case storedFileMismatch(sha256: String)
+    /// files/<sha256> is a compressed file (format 6) that does not decode.
+    case corruptStoredFile(sha256: String, reason: String)
     /// A system call on `path` failed; `message` is strerror(errno).
     case io(path: String, message: String)
     /// TraceWriter refuses to write into a directory that already has files in it.
@@ -55,6 +57,8 @@ public enum TraceError: Error, Equatable, CustomStringConvertible, Sendable {
             return "stored file \(sha256) is missing from the trace's files/ directory"
         case let .storedFileMismatch(sha256):
             return "stored file \(sha256) is corrupt: its contents do not match its SHA-256"
+        case let .corruptStoredFile(sha256, reason):
+            return "stored file \(sha256) is corrupt: \(reason)"
         case let .io(path, message):
             return "\(path): \(message)"
         case let .directoryNotEmpty(path):

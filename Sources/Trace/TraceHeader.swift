@@ -4,7 +4,7 @@ import Glibc
 
 /// The trace format version this detrec writes and the newest it reads.
 /// Bump it whenever the encoding of anything in the trace changes (see docs/trace-format.md).
-public let traceFormatVersion: UInt32 = 5
+public let traceFormatVersion: UInt32 = 6
 
 /// One CPUID leaf as the recording host reported it to the guest, so replay can present
 /// exactly the same CPU.

@@ -90,14 +90,25 @@ public final class TraceReader {
         return events
     }
 
-    /// Contents of files/<sha256>, verified against its hash.
+    /// Contents of files/<sha256>, verified against its hash: from format 6
+    /// an object that starts with "DRSF" is a compressed file, decompressed
+    /// here (`corruptStoredFile` when it does not decode); any other object
+    /// (a stored range, any file of an older trace) is its own content.
     public func storedFile(sha256: String) throws(TraceError) -> [UInt8] {
         guard SHA256.isValidHex(sha256) else {
             throw .invalidInput(reason: "\"\(sha256)\" is not a lowercase hex SHA-256")
         }
         let path = directory + "/files/" + sha256
         guard FileIO.kind(of: path) == .other else { throw .missingStoredFile(sha256: sha256) }
-        let contents = try FileIO.readFile(path)
+        var contents = try FileIO.readFile(path)
+        if header.formatVersion >= 6, CompressedFile.hasMagic(contents) {
+            do {
+                contents = try CompressedFile.decode(contents)
+            } catch {
+                guard case let .invalidInput(reason) = error else { throw error }
+                throw .corruptStoredFile(sha256: sha256, reason: reason)
+            }
+        }
         if !verifiedFiles.contains(sha256) {
             guard SHA256.hex(contents) == sha256 else { throw .storedFileMismatch(sha256: sha256) }
             verifiedFiles.insert(sha256)

@@ -16,6 +16,8 @@ public final class TraceWriter {
     private var buffer: [UInt8] = []
     private var bufferedEvents = 0
     private var finished = false
+    /// Names of the objects in files/ (only this writer writes there).
+    private var stored: Set<String> = []
     /// Bytes of the events file known to hold complete blocks; a failed write is cut back to it.
     private var eventsBytes: UInt64 = 0
 
@@ -64,7 +66,9 @@ public final class TraceWriter {
         }
     }
 
-    /// Stores `contents` as files/<sha256> unless already there; returns the sha256 hex.
+    /// Stores the whole file `contents` as files/<sha256>, compressed
+    /// (`CompressedFile`, format 6), unless already there; returns the
+    /// sha256 hex of `contents`.
     @discardableResult
     public func storeFile(_ contents: [UInt8]) throws(TraceError) -> String {
         let hex = SHA256.hex(contents)
@@ -72,14 +76,29 @@ public final class TraceWriter {
         return hex
     }
 
-    /// Stores contents whose SHA-256 (`hex`) the caller has just computed,
-    /// without hashing them a second time (a 30 MB compiler exec'd once).
+    /// Stores a whole file whose SHA-256 (`hex`) the caller has just
+    /// computed, without hashing it a second time (a 30 MB compiler exec'd
+    /// once); compressed, the name still that of `contents`.
     public func storeFile(_ contents: [UInt8], sha256 hex: String) throws(TraceError) {
-        let path = directory + "/files/" + hex
-        var st = stat()
-        if stat(path, &st) == 0, UInt64(st.st_size) == UInt64(contents.count) { return }
-        try FileIO.writeFileAtomically(path, contents)
-        totalBytes += UInt64(contents.count)
+        guard !stored.contains(hex) else { return }
+        try storeObject(try CompressedFile.encode(contents), named: hex)
+    }
+
+    /// Stores a stored range's encoding (`StoredRange.encode`, compressed
+    /// already) as it is, named by `hex`, the SHA-256 of `encoded`.
+    public func storeRange(_ encoded: [UInt8], sha256 hex: String) throws(TraceError) {
+        guard !stored.contains(hex) else { return }
+        guard !CompressedFile.hasMagic(encoded) else {
+            throw .invalidInput(reason: "a stored range cannot start as a compressed file does")
+        }
+        try storeObject(encoded, named: hex)
+    }
+
+    private func storeObject(_ bytes: [UInt8], named hex: String) throws(TraceError) {
+        guard SHA256.isValidHex(hex) else { throw .invalidInput(reason: "\"\(hex)\" is not a lowercase hex SHA-256") }
+        try FileIO.writeFileAtomically(directory + "/files/" + hex, bytes)
+        stored.insert(hex)
+        totalBytes += UInt64(bytes.count)
     }
 
     /// Reads the file at `path` and stores it; returns its description for the header or

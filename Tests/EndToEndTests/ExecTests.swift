@@ -47,6 +47,34 @@ import Testing
         #expect(out == "after exec: INT default 1, USR2 ignored 1, TERM default 1, USR1 blocked 1, fd 5 open 1, fd 6 open 0, pending USR1 1\n")
     }
 
+    /// What an exec loads is stored once per content and compressed
+    /// (docs/trace-format.md, stored files): a static program that execs
+    /// itself costs about half its size, and replays as it ran natively.
+    @Test func execLoadedFilesAreStoredCompressed() throws {
+        let s = Scratch("execstore"); defer { s.remove() }
+        let exe = try compile(#"""
+            #include <stdio.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              if (argc > 1) { printf("after exec: %s\n", argv[1]); return 7; }
+              printf("before exec\n");
+              fflush(stdout);
+              execl("/proc/self/exe", argv[0], "child", (char *)0);
+              perror("exec");
+              return 1;
+            }
+            """#)
+        let native = try run([exe], in: s.path)
+        #expect(native.stdout == "before exec\nafter exec: child\n" && native.status == 7, "\(native)")
+        let r = try recordAndReplay(exe, replays: 1, in: s)
+        #expect(r.record.stdout == native.stdout && r.record.status == native.status, "native: \(native)\nrecorded: \(r.record)")
+        var st = stat()
+        #expect(stat(exe, &st) == 0)
+        let stored = SparseMappingTests.bytesUnder(r.trace + "/files")
+        // Uncompressed, files/ held the program whole (and it is loaded twice).
+        #expect(stored > 0 && stored < UInt64(st.st_size) * 2 / 3, "files/ holds \(stored) bytes for a \(st.st_size)-byte program")
+    }
+
     /// Exec reads a file again when it changed, however soon after the last
     /// exec of it (the recording keeps exec'd files by host identity).
     @Test func execLoadsAFileRewrittenInPlace() throws {

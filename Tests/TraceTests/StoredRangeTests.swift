@@ -71,7 +71,10 @@ import Testing
         let dir = tmp.sub("t")
         let w = try TraceWriter(directory: dir, header: sampleHeader())
         let encoded = try Self.sparse.encode()
-        let sha = try w.storeFile(encoded)
+        let sha = SHA256.hex(encoded)
+        try w.storeRange(encoded, sha256: sha)
+        // Compressed already: stored as it is.
+        #expect(try readBytes(dir + "/files/" + sha) == encoded)
         try w.append(.syscall(SyscallRecord(tid: 1, ticks: 0, rip: 0x401000, number: 9, args: [0, 4 << 30, 1, 1, 3, 0],
                                             result: 0x7f00_0000_0000,
                                             writes: [.storedRange(address: 0x7f00_0000_0000, length: 4 << 30, sha256: sha, offset: 0)])))
