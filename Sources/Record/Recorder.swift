@@ -15,6 +15,10 @@ public struct Recorder {
         /// The CPU the program sees (`--cpu`); nil: the portable default.
         public var cpuModel: CPUModel?
         public var detrecVersion: String
+        /// The program and its arguments as bytes, as detrec's own execve
+        /// got them (`program`/`arguments` are their UTF-8 repairs); nil:
+        /// those strings' bytes.
+        public var commandBytes: [[UInt8]]?
 
         public init(program: String, arguments: [String], traceDirectory: String, detrecVersion: String) {
             self.program = program
@@ -36,13 +40,13 @@ public struct Recorder {
     public func record(_ options: Options) throws -> Outcome {
         let stdio = Launch.inheritedDescriptors()
         var execfn = try Recorder.resolve(options.program)
-        var argv = [options.program] + options.arguments
+        var argv = options.commandBytes ?? ([options.program] + options.arguments).map { Array($0.utf8) }
         var executable = try Recorder.readFile(execfn)
         // A #! script runs its interpreter, as execve would.
         var depth = 0
         while let (interp, arg) = ExecSyscalls.scriptInterpreter(executable), depth < 4 {
             depth += 1
-            argv = [interp] + (arg.map { [$0] } ?? []) + [execfn] + argv.dropFirst()
+            argv = [Array(interp.utf8)] + (arg.map { [Array($0.utf8)] } ?? []) + [Array(execfn.utf8)] + argv.dropFirst()
             execfn = interp
             executable = try Recorder.readFile(interp)
         }
@@ -64,10 +68,10 @@ public struct Recorder {
         let inherited = Launch.inheritedSignals()
         let inheritedState = InheritedState.ofThisProcess()
         let envp = Recorder.environment()
-        let header = TraceHeader(
+        var header = TraceHeader(
             detrecVersion: options.detrecVersion,
-            argv: argv,
-            envp: envp,
+            argv: [],
+            envp: [],
             cwd: Recorder.currentDirectory(),
             executable: StoredFile(path: path, sha256: SHA256.hex(executable), size: UInt64(executable.count)),
             cpuid: cpuid.leaves.map { CPUIDEntry(function: $0.function, index: $0.index, flags: $0.flags,
@@ -87,6 +91,7 @@ public struct Recorder {
                 "uid": String(getuid()), "euid": String(geteuid()),
                 "gid": String(getgid()), "egid": String(getegid()),
             ].merging(inheritedState.extra) { a, _ in a })
+        header.setStrings(argv: argv, envp: envp)
         let writer = try TraceWriter(directory: options.traceDirectory, header: header)
         try writer.storeFile(executable)
         if let interpreter { try writer.storeFile(interpreter.bytes) }
@@ -94,7 +99,7 @@ public struct Recorder {
         HostSignals.install()
         Watchdog.start(interval: 2)
 
-        let info = StartupInfo(argv: header.argv, envp: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
+        let info = StartupInfo(argvBytes: argv, envpBytes: envp, execPath: execfn, exePath: path, atRandom: try world.startupRandom(),
                                uid: getuid(), euid: geteuid(), gid: getgid(), egid: getegid(), pid: getpid(),
                                credentials: inheritedState.credentials)
         let termination: Termination
@@ -147,11 +152,12 @@ public struct Recorder {
         }
     }
 
-    static func environment() -> [String] {
-        var out: [String] = []
+    /// detrec's environment as bytes (a variable need not be UTF-8).
+    static func environment() -> [[UInt8]] {
+        var out: [[UInt8]] = []
         var p = environ
         while let entry = p.pointee {
-            out.append(String(cString: entry))
+            out.append(Array(UnsafeRawBufferPointer(start: entry, count: strlen(entry))))
             p += 1
         }
         return out

@@ -52,7 +52,7 @@ public struct Replayer {
         func id(_ key: String) -> UInt32 { header.extra[key].flatMap { UInt32($0) } ?? 0 }
         let stdio = (header.extra["stdio"] ?? "0,1,2").split(separator: ",").compactMap { Int32($0) }
         let inherited = InheritedState(extra: header.extra, pid: Int32(bitPattern: id("pid")))
-        let info = StartupInfo(argv: header.argv, envp: header.envp, execPath: header.extra["execfn"] ?? header.executable.path,
+        let info = StartupInfo(argvBytes: try header.argvBytes(), envpBytes: try header.envpBytes(), execPath: header.extra["execfn"] ?? header.executable.path,
                                exePath: header.executable.path,
                                atRandom: try world.startupRandom(),
                                uid: id("uid"), euid: id("euid"), gid: id("gid"), egid: id("egid"),

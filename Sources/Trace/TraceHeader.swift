@@ -60,6 +60,11 @@ public struct TraceHeader: Codable, Equatable, Sendable {
     public var recordedAt: String
     /// Room for later additions that older readers can ignore.
     public var extra: [String: String]
+    /// The arguments and environment as bytes, in hex, when one of them
+    /// is not UTF-8 (`argv`/`envp` then show it repaired, for people):
+    /// execve passes bytes, and replay must give the program the same.
+    public var argvHex: [String]?
+    public var envpHex: [String]?
 
     public init(formatVersion: UInt32 = traceFormatVersion, detrecVersion: String,
                 argv: [String], envp: [String], cwd: String, executable: StoredFile,
@@ -79,7 +84,7 @@ public struct TraceHeader: Codable, Equatable, Sendable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case formatVersion, detrecVersion, argv, envp, cwd, executable, cpuid, xcr0, host, recordedAt, extra
+        case formatVersion, detrecVersion, argv, envp, cwd, executable, cpuid, xcr0, host, recordedAt, extra, argvHex, envpHex
     }
 
     public init(from decoder: any Decoder) throws {
@@ -96,6 +101,62 @@ public struct TraceHeader: Codable, Equatable, Sendable {
         recordedAt = try c.decode(String.self, forKey: .recordedAt)
         // Optional so hand-written or future-trimmed headers still load.
         extra = try c.decodeIfPresent([String: String].self, forKey: .extra) ?? [:]
+        argvHex = try c.decodeIfPresent([String].self, forKey: .argvHex)
+        envpHex = try c.decodeIfPresent([String].self, forKey: .envpHex)
+    }
+
+    /// Sets `argv`/`envp` from bytes, and the hex forms when needed.
+    public mutating func setStrings(argv rawArgv: [[UInt8]], envp rawEnvp: [[UInt8]]) {
+        argv = rawArgv.map { String(decoding: $0, as: UTF8.self) }
+        envp = rawEnvp.map { String(decoding: $0, as: UTF8.self) }
+        let lossy = { (raw: [[UInt8]], text: [String]) in zip(raw, text).contains { Array($0.1.utf8) != $0.0 } }
+        argvHex = lossy(rawArgv, argv) ? rawArgv.map(TraceHeader.hex) : nil
+        envpHex = lossy(rawEnvp, envp) ? rawEnvp.map(TraceHeader.hex) : nil
+    }
+
+    /// The arguments as the program got them: the hex form when present
+    /// (checked: one entry per argument, valid hex), else the text.
+    public func argvBytes() throws(TraceError) -> [[UInt8]] { try TraceHeader.bytes(argv, argvHex, "argvHex") }
+    public func envpBytes() throws(TraceError) -> [[UInt8]] { try TraceHeader.bytes(envp, envpHex, "envpHex") }
+
+    static func bytes(_ text: [String], _ hex: [String]?, _ key: String) throws(TraceError) -> [[UInt8]] {
+        guard let hex else { return text.map { Array($0.utf8) } }
+        guard hex.count == text.count else { throw .invalidInput(reason: "header.json: \(key) has \(hex.count) entries for \(text.count)") }
+        var out: [[UInt8]] = []
+        for h in hex {
+            guard let b = unhex(h) else { throw .invalidInput(reason: "header.json: \(key) holds a string that is not hex") }
+            out.append(b)
+        }
+        return out
+    }
+
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func unhex(_ s: String) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 48...57: return c - 48
+            case 97...102: return c - 87
+            default: return nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
+        }
+        return out
     }
 
     /// The current UTC time as ISO-8601 ("2025-01-31T12:34:56Z"), for `recordedAt`.

@@ -46,6 +46,7 @@ struct RecordCommand: ParsableCommand {
         var options = Recorder.Options(program: program, arguments: Array(argv.dropFirst()),
                                        traceDirectory: directory, detrecVersion: Detrec.version)
         options.strict = strict
+        options.commandBytes = Self.rawTail(matching: argv)
         if let cpu {
             guard let model = CPUModel(rawValue: cpu) else {
                 fail("record: unknown --cpu \(cpu) (choose \(CPUModel.allCases.map(\.rawValue).joined(separator: ", ")))", status: 2)
@@ -79,5 +80,20 @@ struct RecordCommand: ParsableCommand {
         } catch {
             fail("record: \(error)")
         }
+    }
+
+    /// The last `argv.count` words of detrec's own command line as bytes,
+    /// when they are the words `argv` repaired (ArgumentParser sees UTF-8
+    /// strings; execve passes bytes, which a file name need not be).
+    static func rawTail(matching argv: [String]) -> [[UInt8]]? {
+        let count = Int(CommandLine.argc)
+        guard argv.count <= count else { return nil }
+        var raw: [[UInt8]] = []
+        for i in (count - argv.count)..<count {
+            guard let word = CommandLine.unsafeArgv[i] else { return nil }
+            raw.append(Array(UnsafeRawBufferPointer(start: word, count: strlen(word))))
+        }
+        guard raw.map({ String(decoding: $0, as: UTF8.self) }) == argv else { return nil }
+        return raw
     }
 }

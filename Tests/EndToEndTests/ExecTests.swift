@@ -237,4 +237,43 @@ import Testing
         #expect(out.contains("env: 61 62 63 ff\narg: 61 62 63 ff fe\n"))
         #expect(out.contains("/proc/self/cmdline: 61 62 63 ff fe\nstatus 0\n"))
     }
+
+    /// The recorded command itself: detrec started with an argument and an
+    /// environment variable that are not UTF-8 gives the program those
+    /// bytes, in the recording and in its replay.
+    @Test func recordedCommandKeepsItsBytes() throws {
+        let child = try Harness.compile(#"""
+            #include <stdio.h>
+            #include <stdlib.h>
+            static void hex(const char *what, const char *s) {
+                printf("%s:", what);
+                for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) printf(" %02x", *p);
+                printf("\n");
+            }
+            int main(int argc, char **argv) { hex("arg", argc > 1 ? argv[1] : 0); hex("env", getenv("test")); return 0; }
+            """#, name: "bytes_child", in: dir)
+        let launcher = try Harness.compile(#"""
+            #include <string.h>
+            #include <unistd.h>
+            // argv[1]: detrec, or "-" to run the child natively; argv[2]: the trace; argv[3]: the child.
+            int main(int argc, char **argv) {
+                char *env[] = {"test=abc\xfe", "PATH=/usr/bin:/bin", NULL};
+                if (strcmp(argv[1], "-") == 0) {
+                    char *args[] = {argv[3], "x\xffy", NULL};
+                    execve(argv[3], args, env);
+                } else {
+                    char *args[] = {argv[1], "record", "-q", "-o", argv[2], "--", argv[3], "x\xffy", NULL};
+                    execve(argv[1], args, env);
+                }
+                return 127;
+            }
+            """#, name: "bytes_launcher", in: dir)
+        let trace = dir.appendingPathComponent("bytes-trace")
+        let native = try Harness.run([launcher, "-", trace.path, child])
+        #expect(native.stdout == "arg: 78 ff 79\nenv: 61 62 63 fe\n")
+        let rec = try Harness.run([launcher, Harness.detrec, trace.path, child])
+        #expect(rec.stdout == native.stdout, "\(rec.stderr)")
+        let rep = try Harness.replay(trace)
+        #expect(rep.stdout == native.stdout, "\(rep.stderr)")
+    }
 }
