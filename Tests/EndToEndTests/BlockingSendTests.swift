@@ -137,4 +137,72 @@ import Testing
             """#, name: "waitall", flags: ["-static", "-pthread"], in: dir)
         #expect(out == "recvmsg waitall 262144 sum 2760638464 flags 0 controllen 0\nuntil close 4: tail flags 40000000\n")
     }
+
+    /// sendmmsg on a full blocking socket, stream (1 MiB in four messages)
+    /// and datagram (40 messages, one of no bytes, past the queue's
+    /// length): it parks between messages while the reader thread runs;
+    /// before, one blocking host call deadlocked the recording on the
+    /// datagram queue. Then EPIPE raises SIGPIPE as send's does.
+    @Test func sendmmsgParksBetweenMessages() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <pthread.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include <string.h>
+            #include <errno.h>
+            #include <sys/socket.h>
+            #include <unistd.h>
+            static int sv[2], dgram, count;
+            static volatile sig_atomic_t caught;
+            static void on(int s) { caught = s; }
+            static void *reader(void *a) {
+                static char buf[65536]; long n, got = 0, sum = 0, msgs = 0, want = (long)a;
+                while (dgram ? msgs < count : got < want) {
+                    n = recv(sv[1], buf, sizeof buf, 0);
+                    if (n < 0 || (!dgram && n == 0)) break;
+                    for (long i = 0; i < n; i++) sum += (unsigned char)buf[i];
+                    got += n; msgs++;
+                }
+                printf("reader: %ld messages %ld bytes sum %ld\n", dgram ? msgs : 0, got, sum);
+                return 0;
+            }
+            static void run(int type, int n, int size) {
+                dgram = type == SOCK_DGRAM; count = n;
+                socketpair(AF_UNIX, type, 0, sv);
+                static struct mmsghdr m[64]; static struct iovec v[64];
+                char *data = malloc((size_t)n * size);
+                for (long i = 0; i < (long)n * size; i++) data[i] = (char)(i * 7);
+                memset(m, 0, sizeof m);
+                long want = 0;
+                for (int i = 0; i < n; i++) {
+                    v[i].iov_base = data + (long)i * size; v[i].iov_len = (i == 3 && dgram) ? 0 : size; want += v[i].iov_len;
+                    m[i].msg_hdr.msg_iov = &v[i]; m[i].msg_hdr.msg_iovlen = 1; m[i].msg_len = 12345;
+                }
+                pthread_t t; pthread_create(&t, 0, reader, (void *)want);
+                int r = sendmmsg(sv[0], m, n, 0);
+                long lens = 0; for (int i = 0; i < n; i++) lens += m[i].msg_len;
+                pthread_join(t, 0);
+                printf("sendmmsg %s: %d lengths %ld msg 3 %u\n", dgram ? "dgram" : "stream", r, lens, m[3].msg_len);
+                close(sv[0]); close(sv[1]); free(data);
+            }
+            int main(void) {
+                run(SOCK_STREAM, 4, 256 * 1024);
+                run(SOCK_DGRAM, 40, 4096);
+                signal(SIGPIPE, on);
+                socketpair(AF_UNIX, SOCK_STREAM, 0, sv); close(sv[1]);
+                struct iovec v = {"x", 1}; struct mmsghdr m = {.msg_hdr = {.msg_iov = &v, .msg_iovlen = 1}};
+                int r = sendmmsg(sv[0], &m, 1, 0);
+                printf("sendmmsg %d %s signal %d\n", r, r < 0 ? strerror(errno) : "", (int)caught);
+                caught = 0;
+                r = sendmmsg(sv[0], &m, 1, MSG_NOSIGNAL);
+                printf("nosignal %d signal %d\n", r, (int)caught);
+                return 0;
+            }
+            """#, name: "sendmmsg_parks", flags: ["-static", "-pthread"], in: dir)
+        #expect(out.contains("reader: 0 messages 1048576 bytes sum 133693440\nsendmmsg stream: 4 lengths 1048576 msg 3 262144\n"))
+        #expect(out.contains("reader: 40 messages 159744 bytes sum 20367360\nsendmmsg dgram: 40 lengths 159744 msg 3 0\n"))
+        #expect(out.contains("sendmmsg -1 Broken pipe signal 13\nnosignal -1 signal 0\n"))
+    }
 }

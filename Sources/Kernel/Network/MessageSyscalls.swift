@@ -38,7 +38,7 @@ enum MessageSyscalls {
             if r >= 0 { try message.install(c, received: received, closeOnExec: flags & MSG_CMSG_CLOEXEC != 0) }
             return .result(r)
         }
-        t.add(SYS.sendmmsg, sendmmsg)
+        t.addOutcome(SYS.sendmmsg, .host, note: "a blocking socket is written message by message while other threads run", sendmmsg)
         t.addOutcome(SYS.recvmmsg, .host, recvmmsg)
     }
 
@@ -307,21 +307,71 @@ enum MessageSyscalls {
     /// Where the `i`-th struct mmsghdr's msg_len is.
     static func lengthField(_ base: UInt64, _ i: Int) -> UInt64 { base &+ UInt64(i * multiSize + headerSize) }
 
-    /// sendmmsg: each message sent in turn in one host part; msg_len of
-    /// each sent one written back. An error after the first message ends
-    /// the call with the count sent, as Linux's.
-    static func sendmmsg(_ c: SyscallCall) throws -> Int64 {
+    /// sendmmsg: each message sent in turn; msg_len of each sent one
+    /// written back. An error after the first message ends the call with
+    /// the count sent, as Linux's. On a blocking socket while other threads
+    /// could run, the messages go out without waiting and the thread parks
+    /// until there is room for the rest (as `HostTransfer.write` does for
+    /// one buffer), so a reader thread of the same recording gets to run.
+    static func sendmmsg(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
         let base = c.arg(1)
         let messages = try headers(c) { address throws(Errno) in try Outgoing(c, at: address) }
         let flags = c.int(3)
+        let thread = c.process.current
+        var progress = MultiProgress(thread.transferred)
+        var finished: Int64?
+        var failure: Int64?
+        if c.interrupted {
+            finished = progress.sent(partial: true) > 0 ? Int64(progress.sent(partial: true)) : Errno.intr.result
+        } else if flags & SocketSyscalls.MSG_DONTWAIT == 0 {
+            let readiness = HostReadiness(fd: file.hostFD ?? -1, events: Int16(POLLOUT))
+            let parked = c.park(.host(readiness)) {
+                guard HostTransfer.mayWait(file), let h = file.hostFD else { return true }
+                while progress.message < messages.count {
+                    let m = messages[progress.message]
+                    let n = m.data[progress.offset...].withUnsafeBytes {
+                        m.send(h, $0, first: progress.offset == 0, flags: flags | SocketSyscalls.MSG_DONTWAIT)
+                    }
+                    if n == Errno.again.result { thread.transferred = progress.raw; return false }
+                    if n < 0 {
+                        failure = n
+                        finished = progress.message > 0 ? Int64(progress.message) : n
+                        return true
+                    }
+                    progress.advance(by: Int(n), of: m.data.count)
+                    thread.transferred = progress.raw
+                }
+                finished = Int64(messages.count)
+                return true
+            }
+            if let parked { return parked }
+        }
+        let sentMessages = progress
         let r = try c.host { effects throws(Errno) -> Int64 in
+            if let finished {
+                // Every message before the current one went whole; an
+                // interrupted one counts with what it sent.
+                for i in 0..<max(0, Int(finished)) {
+                    let length = i < sentMessages.message ? messages[i].data.count : sentMessages.offset
+                    try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: length)))
+                }
+                return finished
+            }
             guard let h = file.hostFD else { throw .badf }
-            var sent: Int64 = 0
-            for (i, m) in messages.enumerated() {
-                let n = m.data.withUnsafeBytes { m.send(h, $0, first: true, flags: flags) }
-                if n < 0 { return sent > 0 ? sent : n }
-                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: n)))
+            // One blocking host send each, from where earlier attempts got
+            // (nothing else can run now, so waiting in the host is safe).
+            for i in 0..<min(sentMessages.message, messages.count) {
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: messages[i].data.count)))
+            }
+            var sent = Int64(sentMessages.message)
+            var offset = sentMessages.offset
+            for i in min(sentMessages.message, messages.count)..<messages.count {
+                let m = messages[i]
+                let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
+                if n < 0 { failure = n; return sent > 0 ? sent : n }
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: Int(n) + offset)))
+                offset = 0
                 sent += 1
             }
             return sent
@@ -333,7 +383,29 @@ enum MessageSyscalls {
             sentBytes += m.data.prefix(Int(n))
         }
         try FileSyscalls.echo(c, file, sentBytes, Int64(sentBytes.count))
-        return r
+        if (r == Errno.pipe.result || failure == Errno.pipe.result) && flags & SocketSyscalls.MSG_NOSIGNAL == 0 {
+            HostTransfer.brokenPipe(c)
+        }
+        return .result(r)
+    }
+
+    /// How far a blocking sendmmsg got in earlier attempts, kept in the
+    /// thread's `transferred` (the message index above bit 40, the bytes of
+    /// it sent below): a message of no bytes still counts as one sent.
+    struct MultiProgress {
+        var message: Int
+        var offset: Int
+        init(_ raw: Int64) {
+            message = Int(raw >> 40)
+            offset = Int(raw & (1 << 40 - 1))
+        }
+        var raw: Int64 { Int64(message) << 40 | Int64(offset) }
+        mutating func advance(by n: Int, of length: Int) {
+            offset += n
+            if offset >= length { message += 1; offset = 0 }
+        }
+        /// Messages sent so far, with a partly sent one when `partial`.
+        func sent(partial: Bool) -> Int { message + (partial && offset > 0 ? 1 : 0) }
     }
 
     /// recvmmsg: messages received in turn in one host part (after the
