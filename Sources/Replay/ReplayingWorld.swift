@@ -256,7 +256,15 @@ final class ReplayingWorld: HostWorld {
         throw RunStopped("the trace is damaged: the program ended, but the recording goes on with event \(index), \(describe(e))")
     }
 
+    /// The first process's end, the trace's last event. It is read here,
+    /// not only dropped: when the first process ended before the last one
+    /// (a child it killed dies after it), nothing has read it yet.
     func processExit(status: Int32) throws {
+        let what = "the end of the first process with status \(status)"
+        guard let e = try peek() else { throw ranOut(what) }
+        guard case .exit(let tid, let recorded) = e, recorded == status, tid == currentThread else {
+            throw diverged("the program met \(what); the recording has \(describe(e))")
+        }
         consume()
     }
 

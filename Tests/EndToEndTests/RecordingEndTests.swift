@@ -66,6 +66,31 @@ import Testing
     /// A subreaper (PR_SET_CHILD_SUBREAPER) adopts its grandchild when
     /// the child between them ends: getppid names it, it gets SIGCHLD for
     /// it and waits for it.
+    /// The first process kills its child and exits before the child dies:
+    /// the recording ends with the child's death, then the first process's
+    /// end, and replay reads that end too (it stopped one event short and
+    /// called the trace damaged).
+    @Test func aChildKilledByTheFirstProcessDiesAfterIt() throws {
+        let exe = try Harness.compile(#"""
+            #include <signal.h>
+            #include <stdio.h>
+            #include <unistd.h>
+            int main(void) {
+              pid_t c = fork();
+              if (c == 0) { for (;;) pause(); }
+              usleep(100000);
+              printf("killing the child\n");
+              fflush(stdout);
+              kill(c, SIGTERM);
+              return 3;
+            }
+            """#, name: "kill_then_exit", in: dir)
+        let native = try Harness.run([exe])
+        let (rec, _) = try Harness.roundTrip([exe], in: dir)
+        #expect(rec.stdout == native.stdout)
+        #expect(rec.status == 3, "\(rec.stderr)")
+    }
+
     @Test func aSubreaperAdoptsItsOrphanedGrandchild() throws {
         let out = try Harness.matchesNative(#"""
             #include <signal.h>
