@@ -33,14 +33,7 @@ public enum CompressedFile {
         head.reserveCapacity(headerSize)
         withUnsafeBytes(of: magic.littleEndian) { head.append(contentsOf: $0) }
         withUnsafeBytes(of: UInt64(contents.count).littleEndian) { head.append(contentsOf: $0) }
-        guard !contents.isEmpty else { return head }
-        do {
-            return try contents.withUnsafeBytes { src in
-                Result { () throws(Zstd.Failure) in try Zstd.compressed(src, prefix: head) }
-            }.get()
-        } catch {
-            throw .invalidInput(reason: "cannot compress a stored file: \(error.message)")
-        }
+        return try Zstd.storedObject(head: head, data: contents, what: "file")
     }
 
     /// The file's bytes from an object `encode` wrote; anything else is an
@@ -51,22 +44,6 @@ public enum CompressedFile {
         guard hasMagic(bytes) else { throw bad("bad magic") }
         let size = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 4, as: UInt64.self)) }
         guard size <= maxSize else { throw bad("\(size) bytes exceed \(maxSize)") }
-        let frame = bytes[headerSize...]
-        if size == 0 {
-            guard frame.isEmpty else { throw bad("\(frame.count) bytes follow an empty file") }
-            return []
-        }
-        // zstd expands a frame at most 2^15-fold: a size the frame cannot
-        // reach is refused before anything is allocated for it.
-        guard !frame.isEmpty, size / StoredRange.maxExpansion <= UInt64(frame.count) else {
-            throw bad("\(frame.count) compressed bytes cannot hold \(size)")
-        }
-        do {
-            return try frame.withUnsafeBytes { src in
-                Result { () throws(Zstd.Failure) in try Zstd.Decompressor().decompress(src, expectedSize: Int(size)) }
-            }.get()
-        } catch {
-            throw bad("zstd: \(error.message)")
-        }
+        return try Zstd.storedFrame(bytes[headerSize...], size: size, what: "file", bad)
     }
 }

@@ -86,15 +86,8 @@ enum EventEncoding {
                     put(address, &out)
                     put(UInt32(data.count), &out)
                     out.append(contentsOf: data)
-                case let .stored(address, length, _, offset):
-                    out.append(WriteKind.stored.rawValue)
-                    put(address, &out)
-                    put(length, &out)
-                    put(offset, &out)
-                    out.append(contentsOf: digests[nextDigest])
-                    nextDigest += 1
-                case let .storedRange(address, length, _, offset):
-                    out.append(WriteKind.storedRange.rawValue)
+                case let .stored(address, length, _, offset), let .storedRange(address, length, _, offset):
+                    if case .stored = w { out.append(WriteKind.stored.rawValue) } else { out.append(WriteKind.storedRange.rawValue) }
                     put(address, &out)
                     put(length, &out)
                     put(offset, &out)
@@ -222,7 +215,8 @@ enum EventEncoding {
                 let wstart = c.pos
                 let wtag = try c.u8()
                 // Stored ranges exist from format 5 on: before, the tag is unknown.
-                switch WriteKind(rawValue: wtag).flatMap({ $0 == .storedRange && version < 5 ? nil : $0 }) {
+                let kind = WriteKind(rawValue: wtag).flatMap { $0 == .storedRange && version < 5 ? nil : $0 }
+                switch kind {
                 case .bytes:
                     let address = try c.u64()
                     let n = Int(try c.u32())
@@ -231,20 +225,13 @@ enum EventEncoding {
                         throw c.error("memory writes of one syscall exceed \(maxEventDataBytes) bytes")
                     }
                     writes.append(.bytes(address: address, data: try c.bytes(n)))
-                case .stored:
+                case .stored, .storedRange:
                     let address = try c.u64()
                     let length = try c.u64()
                     let offset = try c.u64()
-                    let digest = try c.bytes(32)
-                    writes.append(.stored(address: address, length: length,
-                                          sha256: SHA256.hexString(digest), offset: offset))
-                case .storedRange:
-                    let address = try c.u64()
-                    let length = try c.u64()
-                    let offset = try c.u64()
-                    let digest = try c.bytes(32)
-                    writes.append(.storedRange(address: address, length: length,
-                                               sha256: SHA256.hexString(digest), offset: offset))
+                    let sha256 = SHA256.hexString(try c.bytes(32))
+                    writes.append(kind == .stored ? .stored(address: address, length: length, sha256: sha256, offset: offset)
+                                                  : .storedRange(address: address, length: length, sha256: sha256, offset: offset))
                 case nil:
                     throw DecodingError(problem: .malformed("unknown memory write kind 0x\(String(wtag, radix: 16))"),
                                         payloadOffset: wstart)

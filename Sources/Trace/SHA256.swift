@@ -162,13 +162,28 @@ public enum SHA256 {
 
     /// Inverse of hexString for valid 64-digit names; nil otherwise.
     static func rawDigest(fromHex s: String) -> [UInt8]? {
-        guard isValidHex(s) else { return nil }
+        isValidHex(s) ? bytes(fromHex: s) : nil
+    }
+
+    /// Inverse of hexString for any length of lowercase hex; nil for an
+    /// odd length or any other character.
+    static func bytes(fromHex s: String) -> [UInt8]? {
+        let u = Array(s.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: return c - 0x30
+            case 0x61...0x66: return c - 0x61 + 10
+            default: return nil
+            }
+        }
         var out = [UInt8]()
-        out.reserveCapacity(32)
-        var hi: UInt8 = 0
-        for (i, u) in s.utf8.enumerated() {
-            let v: UInt8 = u <= 0x39 ? u - 0x30 : u - 0x61 + 10
-            if i % 2 == 0 { hi = v } else { out.append(hi << 4 | v) }
+        out.reserveCapacity(u.count / 2)
+        var i = 0
+        while i < u.count {
+            guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
+            out.append(hi << 4 | lo)
+            i += 2
         }
         return out
     }

@@ -34,10 +34,8 @@ public struct StoredRange: Equatable, Sendable {
     static let magic: UInt32 = 0x5253_5244    // "DRSR"
     static let fixedSize = 4 + 8 + 8 + 4 + 8
     /// Most data bytes one range may hold (64 GiB): what a decoder may be
-    /// made to allocate. zstd cannot expand a frame by more than its block
-    /// limit over an RLE block (128 KiB from 4 bytes), which bounds it too.
+    /// made to allocate (`Zstd.storedFrame` bounds it by the frame's length too).
     public static let maxData: UInt64 = 1 << 36
-    static let maxExpansion: UInt64 = 1 << 15
 
     public init(base: UInt64, size: UInt64, extents: [Extent], data: [UInt8]) {
         self.base = base; self.size = size; self.extents = extents; self.data = data
@@ -73,14 +71,7 @@ public struct StoredRange: Equatable, Sendable {
         put(UInt32(extents.count))
         for e in extents { put(e.start); put(e.length) }
         put(UInt64(data.count))
-        guard !data.isEmpty else { return head }
-        do {
-            return try data.withUnsafeBytes { src in
-                Result { () throws(Zstd.Failure) in try Zstd.compressed(src, prefix: head) }
-            }.get()
-        } catch {
-            throw .invalidInput(reason: "cannot compress a stored range: \(error.message)")
-        }
+        return try Zstd.storedObject(head: head, data: data, what: "range")
     }
 
     /// Decodes an object `encode` wrote; anything else is an error naming
@@ -109,22 +100,7 @@ public struct StoredRange: Equatable, Sendable {
         let total = load(UInt64.self)
         let frame = bytes[pos...]
         guard total <= maxData else { throw bad("\(total) data bytes exceed \(maxData)") }
-        let data: [UInt8]
-        if total == 0 {
-            guard frame.isEmpty else { throw bad("\(frame.count) bytes follow an empty range") }
-            data = []
-        } else {
-            guard !frame.isEmpty, total / maxExpansion <= UInt64(frame.count) else {
-                throw bad("\(frame.count) compressed bytes cannot hold \(total)")
-            }
-            do {
-                data = try frame.withUnsafeBytes { src in
-                    Result { () throws(Zstd.Failure) in try Zstd.Decompressor().decompress(src, expectedSize: Int(total)) }
-                }.get()
-            } catch {
-                throw bad("zstd: \(error.message)")
-            }
-        }
+        let data = try Zstd.storedFrame(frame, size: total, what: "range", bad)
         let range = StoredRange(base: base, size: size, extents: extents, data: data)
         if let problem = range.problem { throw bad(problem) }
         return range

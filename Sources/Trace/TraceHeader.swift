@@ -110,8 +110,8 @@ public struct TraceHeader: Codable, Equatable, Sendable {
         argv = rawArgv.map { String(decoding: $0, as: UTF8.self) }
         envp = rawEnvp.map { String(decoding: $0, as: UTF8.self) }
         let lossy = { (raw: [[UInt8]], text: [String]) in zip(raw, text).contains { Array($0.1.utf8) != $0.0 } }
-        argvHex = lossy(rawArgv, argv) ? rawArgv.map(TraceHeader.hex) : nil
-        envpHex = lossy(rawEnvp, envp) ? rawEnvp.map(TraceHeader.hex) : nil
+        argvHex = lossy(rawArgv, argv) ? rawArgv.map(SHA256.hexString) : nil
+        envpHex = lossy(rawEnvp, envp) ? rawEnvp.map(SHA256.hexString) : nil
     }
 
     /// The arguments as the program got them: the hex form when present
@@ -124,37 +124,8 @@ public struct TraceHeader: Codable, Equatable, Sendable {
         guard hex.count == text.count else { throw .invalidInput(reason: "header.json: \(key) has \(hex.count) entries for \(text.count)") }
         var out: [[UInt8]] = []
         for h in hex {
-            guard let b = unhex(h) else { throw .invalidInput(reason: "header.json: \(key) holds a string that is not hex") }
+            guard let b = SHA256.bytes(fromHex: h) else { throw .invalidInput(reason: "header.json: \(key) holds a string that is not hex") }
             out.append(b)
-        }
-        return out
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func unhex(_ s: String) -> [UInt8]? {
-        let u = Array(s.utf8)
-        guard u.count % 2 == 0 else { return nil }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 48...57: return c - 48
-            case 97...102: return c - 87
-            default: return nil
-            }
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(u.count / 2)
-        var i = 0
-        while i < u.count {
-            guard let hi = nibble(u[i]), let lo = nibble(u[i + 1]) else { return nil }
-            out.append(hi << 4 | lo)
-            i += 2
         }
         return out
     }

@@ -84,4 +84,44 @@ enum Zstd {
             return out
         }
     }
+
+    /// zstd cannot expand a frame by more than its block limit over an RLE
+    /// block (128 KiB from 4 bytes).
+    static let maxExpansion: UInt64 = 1 << 15
+
+    /// A stored object: `head`, then `data` as one frame (nothing when
+    /// `data` is empty), the inverse of `storedFrame`.
+    static func storedObject(head: [UInt8], data: [UInt8], what: String) throws(TraceError) -> [UInt8] {
+        guard !data.isEmpty else { return head }
+        do {
+            return try data.withUnsafeBytes { src in
+                Result { () throws(Failure) in try compressed(src, prefix: head) }
+            }.get()
+        } catch {
+            throw .invalidInput(reason: "cannot compress a stored \(what): \(error.message)")
+        }
+    }
+
+    /// The one frame of a stored object (a stored range, a compressed
+    /// file), which must decompress to exactly `size` bytes and is absent
+    /// when `size` is 0. The bytes are untrusted: a size the frame cannot
+    /// reach is refused before anything is allocated for it. `what` names
+    /// the object in the messages `bad` makes into errors.
+    static func storedFrame(_ frame: ArraySlice<UInt8>, size: UInt64, what: String,
+                            _ bad: (String) -> TraceError) throws(TraceError) -> [UInt8] {
+        if size == 0 {
+            guard frame.isEmpty else { throw bad("\(frame.count) bytes follow an empty \(what)") }
+            return []
+        }
+        guard !frame.isEmpty, size / maxExpansion <= UInt64(frame.count) else {
+            throw bad("\(frame.count) compressed bytes cannot hold \(size)")
+        }
+        do {
+            return try frame.withUnsafeBytes { src in
+                Result { () throws(Failure) in try Decompressor().decompress(src, expectedSize: Int(size)) }
+            }.get()
+        } catch {
+            throw bad("zstd: \(error.message)")
+        }
+    }
 }

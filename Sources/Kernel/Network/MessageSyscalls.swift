@@ -349,24 +349,22 @@ enum MessageSyscalls {
         }
         let sentMessages = progress
         let r = try c.host { effects throws(Errno) -> Int64 in
+            // The messages earlier attempts sent went whole.
+            let done = min(sentMessages.message, messages.count)
+            for i in 0..<done {
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: messages[i].data.count)))
+            }
             if let finished {
-                // Every message before the current one went whole; an
-                // interrupted one counts with what it sent.
-                for i in 0..<max(0, Int(finished)) {
-                    let length = i < sentMessages.message ? messages[i].data.count : sentMessages.offset
-                    try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: length)))
-                }
+                // An interrupted one counts with what it sent.
+                if finished > Int64(done) { try effects.write(lengthField(base, done), Bytes.u32(UInt32(truncatingIfNeeded: sentMessages.offset))) }
                 return finished
             }
             guard let h = file.hostFD else { throw .badf }
             // One blocking host send each, from where earlier attempts got
             // (nothing else can run now, so waiting in the host is safe).
-            for i in 0..<min(sentMessages.message, messages.count) {
-                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: messages[i].data.count)))
-            }
-            var sent = Int64(sentMessages.message)
+            var sent = Int64(done)
             var offset = sentMessages.offset
-            for i in min(sentMessages.message, messages.count)..<messages.count {
+            for i in done..<messages.count {
                 let m = messages[i]
                 let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
                 if n < 0 { failure = n; return sent > 0 ? sent : n }
