@@ -51,14 +51,15 @@ public struct Recorder {
             executable = try Recorder.readFile(interp)
         }
         // What execve says of it (ENOEXEC), as a shell reports it (126).
-        if case .failure(let error) = Result(catching: { try ELFImage(executable) }) {
+        let image: ELFImage
+        do { image = try ELFImage(executable) } catch {
             throw RunStopped("\(execfn): cannot execute: \(error) (execve: exec format error)", status: 126)
         }
         let path = Recorder.realPath(execfn)
         // A dynamic program's interpreter is stored too: replay must not
         // depend on the host's ld.so.
         var interpreter: (path: String, bytes: [UInt8])?
-        if let image = try? ELFImage(executable), let interp = image.interpreter {
+        if let interp = image.interpreter {
             interpreter = (interp, try Recorder.readFile(interp))
         }
         let device = try KVMDevice()
