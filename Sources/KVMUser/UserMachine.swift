@@ -333,6 +333,8 @@ public final class UserMachine {
     /// in every machine of this detrec process (`PreemptionStats`). Only
     /// the vCPU thread runs machines.
     nonisolated(unsafe) public private(set) static var exceptionsDeliveredAfterInterrupt = 0
+    /// Dirty page log harvests in every machine of this detrec process (`PreemptionStats`).
+    public static var dirtyLogHarvests: Int { DirtyPageLog.harvests }
 
     /// Whether KVM may still hold an exception the guest raised, after an
     /// interrupted run. One it reports as injected or pending; or a #BP,

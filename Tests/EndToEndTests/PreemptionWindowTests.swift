@@ -57,7 +57,8 @@ import Testing
         #expect(rec.stdout == native.stdout)
         // The computing slices were preempted from windows that held the preads.
         let reruns = rec.stderr.split(separator: "\n").first { $0.hasPrefix("preemption: ") }
-            .flatMap { $0.split(separator: " ").dropLast(3).last }.flatMap { Int($0) }
+            .flatMap { $0.split(separator: ",").first { $0.hasSuffix(" re-runs through refeeds") } }
+            .flatMap { $0.split(separator: " ").first }.flatMap { Int($0) }
         #expect((reruns ?? 0) >= 1, "\(rec.stderr)")
         #expect(try Harness.dumpJSON(trace).contains { $0["kind"] as? String == "preempt" })
     }

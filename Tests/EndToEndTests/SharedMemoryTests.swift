@@ -377,4 +377,38 @@ import Testing
         #expect(out.contains("turn 17 process 2 saw"))
         #expect(out.hasSuffix("total \(171 + 18 * 1000 + 54)\n"))
     }
+
+    /// A read-only MAP_SHARED view (glibc's gconv cache, locale files) and
+    /// many reads into ordinary memory: the reads' writes miss the view, so
+    /// nothing asks KVM's dirty page log, which once armed write-protects
+    /// every page the guest writes (a single-threaded program needs no
+    /// checkpoint either). It once made a harvest at every read.
+    @Test func hostWritesOutsideSharedViewsLeaveTheDirtyLogAlone() throws {
+        let path = dir.appendingPathComponent("view-\(UUID().uuidString.prefix(8))").path
+        try Data(repeating: 0x61, count: 8192).write(to: URL(fileURLWithPath: path))
+        let exe = try Harness.compile(#"""
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <sys/mman.h>
+            #include <unistd.h>
+            int main(int argc, char **argv) {
+              int fd = open(argv[1], O_RDONLY);
+              const char *view = mmap(NULL, 8192, PROT_READ, MAP_SHARED, fd, 0);
+              if (view == MAP_FAILED) return 2;
+              char buf[64];
+              long sum = 0;
+              for (int i = 0; i < 200; i++) sum += pread(fd, buf, sizeof buf, i * 8);
+              printf("%ld %c\n", sum, view[4096]);
+              return 0;
+            }
+            """#, name: "viewreads", in: dir)
+        let native = try Harness.run([exe, path])
+        let (rec, _) = try Harness.roundTrip([exe, path], in: dir, environment: ["DETREC_PREEMPTION_STATS": "1"])
+        #expect(rec.status == 0, "\(rec)")
+        #expect(rec.stdout == native.stdout)
+        let harvests = rec.stderr.split(separator: "\n").first { $0.hasPrefix("preemption: ") }
+            .flatMap { $0.split(separator: ",").first { $0.hasSuffix(" dirty page log harvests") } }
+            .flatMap { $0.split(separator: " ").first }.flatMap { Int($0) }
+        #expect(harvests == 0, "\(rec.stderr)")
+    }
 }

@@ -33,6 +33,10 @@ final class DirtyPageLog {
     private(set) var failure: String?
     /// Whether KVM logs the region's writes now (`arm`, `disarm`).
     private(set) var armed = false
+    /// Harvests in every log of this detrec process (`PreemptionStats`):
+    /// an armed log makes KVM write-protect what it logs, so a process that
+    /// needs none should take none. Only the vCPU thread harvests.
+    nonisolated(unsafe) private(set) static var harvests = 0
 
     init(vm: VirtualMachine, region: PhysicalRegion) {
         self.vm = vm
@@ -103,6 +107,7 @@ final class DirtyPageLog {
     /// refuses the log: the caller must not trust `pages` then.
     func harvest(below highest: UInt64) -> Bool {
         guard failure == nil else { return false }
+        DirtyPageLog.harvests += 1
         if !armed, !arm(below: highest) { return false }
         let usedPages = pages(below: highest)
         guard usedPages > 0 else { return true }

@@ -199,7 +199,13 @@ enum SharedMemory {
     /// file, and storing it would write it back: an munmap of a
     /// MAP_SHARED read-only view of a sparse file would fill its holes.
     static func push(_ mm: MemoryContext, from: UInt64? = nil, to: UInt64? = nil, filesOnly: Bool = false, hostWrites: Bool = false) {
-        let views = mm.sharedViews.filter { (!filesOnly || $0.object.file != nil) && ($0.guestWritable || (hostWrites && from != nil)) }
+        // Only views in the range: a host call's write elsewhere must not
+        // harvest (and so arm) the dirty page log, which makes KVM
+        // write-protect every page the guest writes from then on.
+        let views = mm.sharedViews.filter { v in
+            (!filesOnly || v.object.file != nil) && (v.guestWritable || (hostWrites && from != nil))
+                && v.start < (to ?? v.end) && (from ?? v.start) < v.end
+        }
         guard !views.isEmpty else { return }
         var page = [UInt8](repeating: 0, count: 4096)
         var before: [PageKey: [UInt8]] = [:]

@@ -76,7 +76,8 @@ public enum PreemptionStats {
     public static var summary: String {
         "preemption: \(checkpoints) checkpoints, \(joined) slices joined a window, "
             + "\(UserMachine.exceptionsDeliveredAfterInterrupt) exceptions in flight delivered after an interrupt, "
-            + "\(rerunsThroughRefeeds) re-runs through refeeds"
+            + "\(rerunsThroughRefeeds) re-runs through refeeds, "
+            + "\(UserMachine.dirtyLogHarvests) dirty page log harvests"
     }
 }
 
