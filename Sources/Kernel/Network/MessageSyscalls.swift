@@ -76,15 +76,15 @@ enum MessageSyscalls {
         var control: [UInt8]
         /// Where each SCM_RIGHTS descriptor sits in `control`, and its file.
         var rights: [(offset: Int, file: OpenFile)]
-        /// Where a relative Unix socket path in `name` leads from (`UnixSocketPath`).
-        let cwd: WorkingDirectory
+        /// Where the host call of a Unix socket path in `name` goes (`UnixSocketPath`).
+        var target: UnixSocketPath.Target
 
         init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
-            cwd = c.process.cwd
             let header = try c.read(address, count: headerSize)
             let nameAddress = Bytes.u64(header, at: 0), nameLength = Int(Bytes.u32(header, at: 8))
             name = nameAddress == 0 || nameLength == 0 ? [] : try c.read(nameAddress, count: min(nameLength, 128))
             guard nameLength <= 128 || nameAddress == 0 else { throw .inval }
+            target = UnixSocketPath.target(name, c, binding: false)
             let vectors = try iovecs(c, at: Bytes.u64(header, at: 16), count: Bytes.u64(header, at: 24))
             data = []
             for (base, length) in vectors {
@@ -123,8 +123,9 @@ enum MessageSyscalls {
                     control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
                 }
             }
-            var name = first ? self.name : []
-            return UnixSocketPath.resolving(name, against: cwd) { name.withUnsafeMutableBytes { n in
+            return UnixSocketPath.resolving(first ? target : .asIs([])) { name in
+                var name = name
+                return name.withUnsafeMutableBytes { n in
                 control.withUnsafeMutableBytes { ctl in
                     var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress), iov_len: part.count)
                     return withUnsafeMutablePointer(to: &vector) { v in
