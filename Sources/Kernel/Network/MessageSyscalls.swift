@@ -393,6 +393,7 @@ enum MessageSyscalls {
             if let parked { return parked }
         }
         let sentMessages = progress
+        let process = c.process
         let r = try c.host { effects throws(Errno) -> Int64 in
             // The messages earlier attempts sent went whole.
             let done = min(sentMessages.message, messages.count)
@@ -405,15 +406,51 @@ enum MessageSyscalls {
                 return finished
             }
             guard let h = file.hostFD else { throw .badf }
-            // One blocking host send each, from where earlier attempts got
-            // (nothing else can run now, so waiting in the host is safe).
             var sent = Int64(done)
             var offset = sentMessages.offset
+            guard HostTransfer.mayWait(file), flags & SocketSyscalls.MSG_DONTWAIT == 0 else {
+                // A socket that never waits: one host send each.
+                for i in done..<messages.count {
+                    let m = messages[i]
+                    let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
+                    if n < 0 { failure = n; return sent > 0 ? sent : n }
+                    try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: Int(n) + offset)))
+                    offset = 0
+                    sent += 1
+                }
+                return sent
+            }
+            // Nothing else could run: each message goes without waiting and
+            // detrec waits for room itself, but no longer than until a timer
+            // of the process would interrupt the wait (as `HostTransfer.alone`
+            // does for write): the message it cut counts with what it sent
+            // (Linux's sendmsg returns the partial count), else the call
+            // returns the messages sent before, or EINTR.
             for i in done..<messages.count {
                 let m = messages[i]
-                let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
-                if n < 0 { failure = n; return sent > 0 ? sent : n }
-                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: Int(n) + offset)))
+                while true {
+                    let n = m.data[offset...].withUnsafeBytes {
+                        m.send(h, $0, first: offset == 0, flags: flags | SocketSyscalls.MSG_DONTWAIT)
+                    }
+                    if n >= 0 {
+                        offset += Int(n)
+                        if offset >= m.data.count { break }
+                        continue
+                    }
+                    if n != Errno.again.result {
+                        if offset > 0 { break }
+                        failure = n
+                        return sent > 0 ? sent : n
+                    }
+                    guard TimerSyscalls.waitReady(process, fd: h, events: Int16(POLLOUT)) else {
+                        if offset > 0 {
+                            try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: offset)))
+                            return sent + 1
+                        }
+                        return sent > 0 ? sent : Errno.intr.result
+                    }
+                }
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: offset)))
                 offset = 0
                 sent += 1
             }
