@@ -85,4 +85,80 @@ import Testing
         #expect(out.contains("unlink 0 \nunlink dgram 0 \nbind again 0 \nunlink again 0 \n"))
         #expect(out.contains("rmdir 0 \n"))
     }
+
+    /// An absolute path through /proc (/proc/self/fd/N/..., /proc/self/cwd/...)
+    /// names the guest's descriptor and working directory, never detrec's:
+    /// bind creates the socket in the guest's directory and getsockname
+    /// reports the name as given; connect, sendto and sendmsg reach it; a name
+    /// in /proc itself binds nowhere and connects to nothing.
+    @Test func procPathsNameTheGuestsFiles() throws {
+        let out = try Harness.matchesNative(#"""
+            #include <errno.h>
+            #include <fcntl.h>
+            #include <stddef.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/socket.h>
+            #include <sys/stat.h>
+            #include <sys/un.h>
+            static socklen_t mk(struct sockaddr_un *a, const char *p) {
+              memset(a, 0, sizeof *a); a->sun_family = AF_UNIX; strncpy(a->sun_path, p, sizeof a->sun_path - 1);
+              return offsetof(struct sockaddr_un, sun_path) + strlen(p) + 1;
+            }
+            static void show(const char *what, long r) { printf("%s %ld %s\n", what, r, r < 0 ? strerror(errno) : ""); fflush(stdout); }
+            int main(int argc, char **argv) {
+              mkdir(argv[1], 0755);
+              show("chdir", chdir(argv[1]));
+              mkdir("sub", 0755);
+              // Make the guest's descriptor numbers differ from detrec's: open a few.
+              for (int i = 0; i < 5; i++) open("/", O_RDONLY);
+              int dir = open("sub", O_RDONLY | O_DIRECTORY);
+              char p[128]; struct sockaddr_un a, got; socklen_t len, gl;
+              snprintf(p, sizeof p, "/proc/self/fd/%d/fd.sock", dir);
+              len = mk(&a, p);
+              int s = socket(AF_UNIX, SOCK_STREAM, 0);
+              show("bind fd", bind(s, (struct sockaddr *)&a, len));
+              gl = sizeof got; memset(&got, 0, sizeof got);
+              show("getsockname", getsockname(s, (struct sockaddr *)&got, &gl));
+              printf("name %s same %d len %u\n", got.sun_path + (strncmp(got.sun_path, "/proc/self/fd/", 14) == 0 ? 0 : 0), strcmp(got.sun_path, p) == 0, gl);
+              struct stat st;
+              show("stat sub/fd.sock", stat("sub/fd.sock", &st));
+              show("listen", listen(s, 1));
+              int k = socket(AF_UNIX, SOCK_STREAM, 0);
+              len = mk(&a, "/proc/self/cwd/sub/fd.sock");
+              show("connect cwd", connect(k, (struct sockaddr *)&a, len));
+              int acc = accept(s, 0, 0);
+              show("write", write(k, "hi", 2));
+              char buf[8] = {0}; show("read", read(acc, buf, sizeof buf)); printf("got %s\n", buf);
+              len = mk(&a, "/proc/self/cwd/c.sock");
+              int d = socket(AF_UNIX, SOCK_DGRAM, 0);
+              show("bind cwd dgram", bind(d, (struct sockaddr *)&a, len));
+              show("stat c.sock", stat("c.sock", &st));
+              int e = socket(AF_UNIX, SOCK_DGRAM, 0);
+              show("sendto", sendto(e, "one", 3, 0, (struct sockaddr *)&a, len));
+              struct iovec v = { "two", 3 };
+              struct msghdr m = { .msg_name = &a, .msg_namelen = len, .msg_iov = &v, .msg_iovlen = 1 };
+              show("sendmsg", sendmsg(e, &m, 0));
+              memset(buf, 0, sizeof buf); show("recv", recv(d, buf, sizeof buf, 0)); printf("got %s\n", buf);
+              memset(buf, 0, sizeof buf); show("recv", recv(d, buf, sizeof buf, 0)); printf("got %s\n", buf);
+              // A name in the guest's /proc itself.
+              len = mk(&a, "/proc/self/x.sock");
+              int f = socket(AF_UNIX, SOCK_STREAM, 0);
+              show("bind in proc", bind(f, (struct sockaddr *)&a, len));
+              len = mk(&a, "/proc/self/status");
+              show("connect proc file", connect(f, (struct sockaddr *)&a, len));
+              unlink("sub/fd.sock"); unlink("c.sock"); rmdir("sub");
+              chdir("/"); show("rmdir", rmdir(argv[1]));
+              return 0;
+            }
+            """#, name: "procsock", args: [dir.appendingPathComponent("pcwd").path], in: dir)
+        #expect(out.contains("bind fd 0 \ngetsockname 0 \n"))
+        #expect(out.contains("same 1"))
+        #expect(out.contains("stat sub/fd.sock 0 \n"))
+        #expect(out.contains("connect cwd 0 \n"))
+        #expect(out.contains("stat c.sock 0 \n"))
+        #expect(out.contains("got one\n") && out.contains("got two\n"))
+        #expect(out.contains("rmdir 0 \n"))
+    }
 }

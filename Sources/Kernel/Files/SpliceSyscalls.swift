@@ -53,18 +53,69 @@ enum SpliceSyscalls {
     }
 
     /// Before a move into an inherited stdout/stderr, recording only: how
-    /// to capture what moves (`MovedBytes`), nil for any other output. An
-    /// input whose bytes cannot be read back (a datagram socket; for
-    /// copy_file_range, which takes regular files only, any pipe or
-    /// socket) is refused with EINVAL, Linux's answer for the inputs it
-    /// cannot move from, rather than printing nothing on replay.
+    /// to capture what moves (`MovedBytes`; a datagram socket's head
+    /// datagram, `Capture.record`), nil for any other output. An input whose
+    /// bytes cannot be read back (for copy_file_range, which takes regular
+    /// files only, any pipe or socket) is refused with EINVAL, Linux's answer
+    /// for the inputs it cannot move from, rather than printing nothing on
+    /// replay.
     static func captureIfEchoed(_ output: OpenFile, input: Int32, offset: Int64?, count: Int,
-                                nonblocking: Bool, pipes: Bool = true) throws(Errno) -> MovedBytes? {
+                                nonblocking: Bool, pipes: Bool = true) throws(Errno) -> Capture? {
         guard output.echo != nil else { return nil }
+        if pipes, let record = try Capture.record(input, count: count, nonblocking: nonblocking) { return record }
         switch MovedBytes.prepare(input: input, offset: offset, count: count, nonblocking: nonblocking, pipes: pipes) {
-        case .success(let capture)?: return capture
+        case .success(let capture)?: return .moved(capture)
         case .failure(let e)?: throw e
         case nil: throw .inval
+        }
+    }
+
+    /// What a move into an inherited stdout/stderr will carry.
+    enum Capture {
+        case moved(MovedBytes)
+        /// A datagram or seqpacket socket's next record, peeked: a splice
+        /// from it reads that one record (the rest of a longer one is
+        /// dropped, as recvmsg drops it), so what moves is the peek's bytes.
+        case peeked([UInt8], limit: Int)
+
+        /// A datagram or seqpacket socket's capture; nil for any other input.
+        static func record(_ fd: Int32, count: Int, nonblocking: Bool) throws(Errno) -> Capture? {
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return nil }
+            var type: Int32 = 0
+            var len = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0,
+                  type == Int32(SOCK_DGRAM.rawValue) || type == Int32(SOCK_SEQPACKET.rawValue) else { return nil }
+            var head = [UInt8](repeating: 0, count: max(0, min(count, 1 << 20)))
+            // Waits for a record as the move itself would (unless nonblocking).
+            let n = head.withUnsafeMutableBytes { b -> Int in
+                while true {
+                    let r = recv(fd, b.baseAddress, b.count, Int32(MSG_PEEK) | (nonblocking ? Int32(MSG_DONTWAIT) : 0))
+                    if r < 0, errno == EINTR { continue }
+                    return r < 0 ? -Int(errno) : r
+                }
+            }
+            guard n >= 0 else { throw Errno(Int32(clamping: -n)) }
+            // An empty record moves nothing whatever the length asked.
+            return .peeked(Array(head.prefix(n)), limit: n == 0 ? count : n)
+        }
+
+        var limit: Int {
+            switch self {
+            case .moved(let m): return m.limit
+            case .peeked(_, let limit): return limit
+            }
+        }
+
+        func bytes(input fd: Int32, moved: Int64) -> [UInt8] {
+            switch self {
+            case .moved(let m): return m.bytes(input: fd, moved: moved)
+            case .peeked(let head, _): return moved > 0 ? Array(head.prefix(Int(moved))) : []
+            }
+        }
+
+        func close() {
+            if case .moved(let m) = self { m.close() }
         }
     }
 

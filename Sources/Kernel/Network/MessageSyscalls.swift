@@ -21,13 +21,11 @@ enum MessageSyscalls {
 
     static func register(_ t: inout SyscallTable) {
         t.addOutcome(SYS.sendmsg, .host, note: "a blocking socket is written in parts while other threads run", sendmsg)
-        t.addOutcome(SYS.recvmsg, .host, note: "MSG_WAITALL without an address or control buffer parks for the rest while other threads run") { c in
+        t.addOutcome(SYS.recvmsg, .host, note: "MSG_WAITALL parks for the rest while other threads run; a message with descriptors ends it") { c in
             let file = try c.file(0)
             let message = try Incoming(c, at: c.arg(1))
             let flags = c.int(2)
-            if ReceiveAll.applies(flags), message.nameAddress == 0, message.controlCapacity == 0 {
-                return try ReceiveAll.receiveMessage(c, file, header: message.header, vectors: message.vectors, flags: flags)
-            }
+            if ReceiveAll.applies(flags) { return try ReceiveAll.receiveMessage(c, file, message, flags: flags) }
             if flags & SocketSyscalls.MSG_DONTWAIT == 0, let parked = c.waitUntilReady(file, events: Int16(POLLIN)) { return parked }
             var received: [Int32] = []
             let r = try c.host { effects throws(Errno) -> Int64 in
@@ -76,15 +74,15 @@ enum MessageSyscalls {
         var control: [UInt8]
         /// Where each SCM_RIGHTS descriptor sits in `control`, and its file.
         var rights: [(offset: Int, file: OpenFile)]
-        /// Where a relative Unix socket path in `name` leads from (`UnixSocketPath`).
-        let cwd: WorkingDirectory
+        /// Where the host call of a Unix socket path in `name` goes (`UnixSocketPath`).
+        var target: UnixSocketPath.Target
 
         init(_ c: SyscallCall, at address: UInt64) throws(Errno) {
-            cwd = c.process.cwd
             let header = try c.read(address, count: headerSize)
             let nameAddress = Bytes.u64(header, at: 0), nameLength = Int(Bytes.u32(header, at: 8))
             name = nameAddress == 0 || nameLength == 0 ? [] : try c.read(nameAddress, count: min(nameLength, 128))
             guard nameLength <= 128 || nameAddress == 0 else { throw .inval }
+            target = UnixSocketPath.target(name, c, binding: false)
             let vectors = try iovecs(c, at: Bytes.u64(header, at: 16), count: Bytes.u64(header, at: 24))
             data = []
             for (base, length) in vectors {
@@ -123,8 +121,9 @@ enum MessageSyscalls {
                     control.replaceSubrange(offset..<offset + 4, with: Bytes.i32(fd))
                 }
             }
-            var name = first ? self.name : []
-            return UnixSocketPath.resolving(name, against: cwd) { name.withUnsafeMutableBytes { n in
+            return UnixSocketPath.resolving(first ? target : .asIs([])) { name in
+                var name = name
+                return name.withUnsafeMutableBytes { n in
                 control.withUnsafeMutableBytes { ctl in
                     var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress), iov_len: part.count)
                     return withUnsafeMutablePointer(to: &vector) { v in
@@ -171,12 +170,35 @@ enum MessageSyscalls {
 
         var total: Int { vectors.reduce(0) { $0 + $1.1 } }
 
-        /// The host recvmsg; writes data, address, ancillary data (with
-        /// guest numbers for received descriptors, whose host descriptors
-        /// go to `received`) and the header's lengths and flags.
-        func receive(_ h: Int32, flags: Int32, _ effects: inout HostEffects, numbering probe: inout FileTable,
-                     _ received: inout [Int32]) throws(Errno) -> Int64 {
-            var data = [UInt8](repeating: 0, count: total)
+        /// What one host recvmsg returned, before it reaches the guest.
+        struct Received {
+            var result: Int64
+            var data: [UInt8]
+            var name: [UInt8]
+            var nameLength: UInt32
+            var control: [UInt8]
+            var flags: Int32
+
+            /// Whether the control data holds descriptors, or was cut
+            /// (MSG_CTRUNC): a stream receive stops after such a message.
+            var carriesRights: Bool {
+                if flags & 0x8 != 0 { return true }
+                var cursor = 0
+                while cursor + 16 <= control.count {
+                    let length = Int(Bytes.u64(control, at: cursor))
+                    guard length >= 16, length <= control.count - cursor else { return false }
+                    if Int32(bitPattern: Bytes.u32(control, at: cursor + 8)) == SOL_SOCKET,
+                       Int32(bitPattern: Bytes.u32(control, at: cursor + 12)) == SCM_RIGHTS { return true }
+                    cursor += (length + 7) & ~7
+                }
+                return false
+            }
+        }
+
+        /// The host recvmsg into buffers of the guest's sizes (`room` bytes
+        /// of data), received descriptors close-on-exec in detrec.
+        func hostReceive(_ h: Int32, flags: Int32, room: Int? = nil) -> Received {
+            var data = [UInt8](repeating: 0, count: room ?? total)
             var name = [UInt8](repeating: 0, count: nameCapacity)
             var control = [UInt8](repeating: 0, count: controlCapacity)
             var m = msghdr()
@@ -198,15 +220,38 @@ enum MessageSyscalls {
                     }
                 }
             }
-            guard n >= 0 else { return n }
+            guard n >= 0 else { return Received(result: n, data: [], name: [], nameLength: 0, control: [], flags: 0) }
             // MSG_TRUNC may report more than the buffers hold.
+            data.removeSubrange(min(Int(n), data.count)...)
+            control.removeSubrange(min(Int(m.msg_controllen), control.count)...)
+            return Received(result: n, data: data, name: name, nameLength: UInt32(m.msg_namelen), control: control,
+                            flags: m.msg_flags)
+        }
+
+        /// The host recvmsg; writes data, address, ancillary data (with
+        /// guest numbers for received descriptors, whose host descriptors
+        /// go to `received`) and the header's lengths and flags.
+        func receive(_ h: Int32, flags: Int32, _ effects: inout HostEffects, numbering probe: inout FileTable,
+                     _ received: inout [Int32]) throws(Errno) -> Int64 {
+            let got = hostReceive(h, flags: flags)
+            guard got.result >= 0 else { return got.result }
+            try deliver(got, guestFlags: flags, &effects, numbering: &probe, &received)
+            return got.result
+        }
+
+        /// Writes what `got` holds to the guest's message (`guestFlags`: the
+        /// call's flags, for MSG_CMSG_CLOEXEC).
+        func deliver(_ got: Received, guestFlags flags: Int32, _ effects: inout HostEffects, numbering probe: inout FileTable,
+                     _ received: inout [Int32]) throws(Errno) {
+            let data = got.data
+            var control = got.control
             var at = 0
-            for (base, length) in vectors where at < min(Int(n), data.count) {
-                let take = min(length, min(Int(n), data.count) - at)
+            for (base, length) in vectors where at < data.count {
+                let take = min(length, data.count - at)
                 try effects.write(base, data[at..<at + take])
                 at += take
             }
-            var controlLength = min(Int(m.msg_controllen), control.count)
+            var controlLength = control.count
             var truncated = false
             // Received descriptors get the guest numbers they will have.
             var cursor = 0
@@ -240,13 +285,13 @@ enum MessageSyscalls {
                 }
                 cursor += (length + 7) & ~7
             }
-            if nameCapacity > 0 { try effects.write(nameAddress, Array(name.prefix(min(Int(m.msg_namelen), nameCapacity)))) }
+            if nameCapacity > 0 { try effects.write(nameAddress, Array(got.name.prefix(min(Int(got.nameLength), nameCapacity)))) }
             if controlLength > 0 { try effects.write(controlAddress, Array(control.prefix(controlLength))) }
-            try effects.write(header + 8, Bytes.u32(UInt32(m.msg_namelen)))
+            // With no msg_name Linux leaves msg_namelen alone (____sys_recvmsg).
+            if nameAddress != 0 { try effects.write(header + 8, Bytes.u32(got.nameLength)) }
             try effects.write(header + 40, Bytes.u64(UInt64(controlLength)))
             // The flag detrec always adds shows only when the guest asked for it, as Linux's does.
-            try effects.write(header + 48, Bytes.i32(m.msg_flags & ~MSG_CMSG_CLOEXEC | flags & MSG_CMSG_CLOEXEC | (truncated ? 0x8 : 0)))   // MSG_CTRUNC
-            return n
+            try effects.write(header + 48, Bytes.i32(got.flags & ~MSG_CMSG_CLOEXEC | flags & MSG_CMSG_CLOEXEC | (truncated ? 0x8 : 0)))   // MSG_CTRUNC
         }
 
         /// Installs the descriptors the guest's control buffer now names
@@ -348,6 +393,7 @@ enum MessageSyscalls {
             if let parked { return parked }
         }
         let sentMessages = progress
+        let process = c.process
         let r = try c.host { effects throws(Errno) -> Int64 in
             // The messages earlier attempts sent went whole.
             let done = min(sentMessages.message, messages.count)
@@ -360,15 +406,51 @@ enum MessageSyscalls {
                 return finished
             }
             guard let h = file.hostFD else { throw .badf }
-            // One blocking host send each, from where earlier attempts got
-            // (nothing else can run now, so waiting in the host is safe).
             var sent = Int64(done)
             var offset = sentMessages.offset
+            guard HostTransfer.mayWait(file), flags & SocketSyscalls.MSG_DONTWAIT == 0 else {
+                // A socket that never waits: one host send each.
+                for i in done..<messages.count {
+                    let m = messages[i]
+                    let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
+                    if n < 0 { failure = n; return sent > 0 ? sent : n }
+                    try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: Int(n) + offset)))
+                    offset = 0
+                    sent += 1
+                }
+                return sent
+            }
+            // Nothing else could run: each message goes without waiting and
+            // detrec waits for room itself, but no longer than until a timer
+            // of the process would interrupt the wait (as `HostTransfer.alone`
+            // does for write): the message it cut counts with what it sent
+            // (Linux's sendmsg returns the partial count), else the call
+            // returns the messages sent before, or EINTR.
             for i in done..<messages.count {
                 let m = messages[i]
-                let n = m.data[offset...].withUnsafeBytes { m.send(h, $0, first: offset == 0, flags: flags) }
-                if n < 0 { failure = n; return sent > 0 ? sent : n }
-                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: Int(n) + offset)))
+                while true {
+                    let n = m.data[offset...].withUnsafeBytes {
+                        m.send(h, $0, first: offset == 0, flags: flags | SocketSyscalls.MSG_DONTWAIT)
+                    }
+                    if n >= 0 {
+                        offset += Int(n)
+                        if offset >= m.data.count { break }
+                        continue
+                    }
+                    if n != Errno.again.result {
+                        if offset > 0 { break }
+                        failure = n
+                        return sent > 0 ? sent : n
+                    }
+                    guard TimerSyscalls.waitReady(process, fd: h, events: Int16(POLLOUT)) else {
+                        if offset > 0 {
+                            try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: offset)))
+                            return sent + 1
+                        }
+                        return sent > 0 ? sent : Errno.intr.result
+                    }
+                }
+                try effects.write(lengthField(base, i), Bytes.u32(UInt32(truncatingIfNeeded: offset)))
                 offset = 0
                 sent += 1
             }

@@ -11,7 +11,7 @@ enum SocketSyscalls {
     static func register(_ t: inout SyscallTable) {
         t.add(SYS.socket, socket)
         t.add(SYS.socketpair, socketpair)
-        t.add(SYS.bind, .host, note: "a relative Unix socket path is bound in the process's working directory", bind)
+        t.add(SYS.bind, .host, note: "a relative Unix socket path is bound in the process's working directory, one through /proc in the guest's", bind)
         t.addOutcome(SYS.connect, .host, note: "a blocking connect becomes a non-blocking one the thread parks on", connect)
         t.add(SYS.listen, passthrough(.fd, .value))
         t.add(SYS.shutdown, passthrough(.fd, .value))
@@ -30,15 +30,17 @@ enum SocketSyscalls {
     static func bind(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
         let address = try c.read(c.arg(1), count: min(try c.size(2), 4096))
-        let cwd = c.process.cwd
+        let target = UnixSocketPath.target(address, c, binding: true)
         let umask = c.process.umask
         return try c.host { _ throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
-            return try UnixSocketPath.resolving(address, against: cwd) { () throws(Errno) -> Int64 in
+            let r = try UnixSocketPath.resolving(target) { address throws(Errno) -> Int64 in
                 FileCreationMask.applying(umask) {
                     address.withUnsafeBytes { hostSyscall(SYS.bind, Int(h), Int(bitPattern: $0.baseAddress), address.count) }
                 }
             }
+            if r == 0 { UnixSocketPath.bound(h, target) }
+            return r
         }
     }
 
@@ -52,10 +54,10 @@ enum SocketSyscalls {
         let address = try c.read(c.arg(1), count: length)
         let fd = file.hostFD ?? -1   // none on replay, which never calls the host
         let thread = c.process.current
-        let cwd = c.process.cwd
+        let target = UnixSocketPath.target(address, c, binding: false)
         let call = { () -> Int64 in
-            UnixSocketPath.resolving(address, against: cwd) {
-                address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), length) }
+            UnixSocketPath.resolving(target) { address in
+                address.withUnsafeBytes { hostSyscall(SYS.connect, Int(fd), Int(bitPattern: $0.baseAddress), $0.count) }
             }
         }
         return try HostTransfer.withoutWaiting(c, on: { .host(HostReadiness(fd: fd, events: Int16(POLLOUT))) }, attempt: {
@@ -102,17 +104,29 @@ enum SocketSyscalls {
         return Int(min(n, 4096))
     }
 
-    /// Runs a host call that fills a sockaddr and its length, copying both back.
+    /// Runs a host call that fills a sockaddr and its length, copying both
+    /// back; `adjust`, when given, replaces the whole address the host
+    /// reported before it is copied.
     static func withAddress(_ c: SyscallCall, _ effects: inout HostEffects, address: Int, length: Int, capacity: Int?,
+                            adjust: (([UInt8]) -> [UInt8])? = nil,
                             _ call: (Int, Int) -> Int64) throws(Errno) -> Int64 {
-        var buffer = [UInt8](repeating: 0, count: capacity ?? 0)
-        var len = UInt32(capacity ?? 0)
+        // Room for any sockaddr the host reports, so `adjust` sees it whole.
+        let room = adjust == nil ? capacity ?? 0 : max(capacity ?? 0, 128)
+        var buffer = [UInt8](repeating: 0, count: room)
+        var len = UInt32(room)
         let r = buffer.withUnsafeMutableBytes { b in
             withUnsafeMutablePointer(to: &len) { l in
                 capacity == nil ? call(0, 0) : call(Int(bitPattern: b.baseAddress), Int(bitPattern: l))
             }
         }
         if r >= 0, let capacity {
+            if let adjust, len <= UInt32(room) {
+                // As the kernel: the address cut to the caller's room, the length its own.
+                let whole = adjust(Array(buffer.prefix(Int(len))))
+                try effects.write(c.arg(address), Array(whole.prefix(capacity)))
+                try effects.write(c.arg(length), Bytes.u32(UInt32(whole.count)))
+                return r
+            }
             try effects.write(c.arg(address), Array(buffer.prefix(min(Int(len), capacity))))
             try effects.write(c.arg(length), Bytes.u32(len))
         }
@@ -137,7 +151,9 @@ enum SocketSyscalls {
         guard let capacity = try addressSlot(c, address: 1, length: 2) else { throw Errno.fault }
         return try c.host { effects throws(Errno) -> Int64 in
             guard let h = file.hostFD else { throw .badf }
-            return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity) { a, l in
+            // A socket bound through the guest's /proc keeps the name it was given.
+            let adjust: (([UInt8]) -> [UInt8])? = number == SYS.getsockname ? { UnixSocketPath.ownName(h, $0) } : nil
+            return try withAddress(c, &effects, address: 1, length: 2, capacity: capacity, adjust: adjust) { a, l in
                 hostSyscall(number, Int(h), a, l)
             }
         }
@@ -161,10 +177,10 @@ enum SocketSyscalls {
         var address: [UInt8] = []
         if c.arg(4) != 0 { address = try c.read(c.arg(4), count: Int(min(c.arg(5), 128))) }
         let flags = c.int(3)
-        let cwd = c.process.cwd
+        let target = UnixSocketPath.target(address, c, binding: false)
         // Datagrams go whole or not at all: only a stream is written in parts.
         let send: (Int32, UnsafeRawBufferPointer) -> Int64 = { h, b in
-            UnixSocketPath.resolving(address, against: cwd) {
+            UnixSocketPath.resolving(target) { address in
                 address.withUnsafeBytes { a in
                     hostSyscall(SYS.sendto, Int(h), Int(bitPattern: b.baseAddress), b.count, Int(flags | MSG_NOSIGNAL),
                                 Int(bitPattern: address.isEmpty ? nil : a.baseAddress), address.count)
