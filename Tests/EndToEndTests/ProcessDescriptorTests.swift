@@ -187,6 +187,10 @@ int main(void) {
                 int status = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
                 printf("status file: %ld\n", send(status, SIGUSR1));
                 printf("not open: %ld\n", send(99, SIGUSR1));
+                int opath = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                got = 0;
+                printf("O_PATH dir: %ld, got %d\n", send(opath, SIGUSR1), got);
+                printf("flags: plain O_PATH %d, O_PATH one %d\n", (fcntl(slf, F_GETFL) & O_PATH) != 0, (fcntl(opath, F_GETFL) & O_PATH) != 0);
                 pid_t child = fork();
                 if (child == 0) { pause(); _exit(0); }
                 snprintf(path, sizeof path, "/proc/%d", child);
@@ -200,6 +204,7 @@ int main(void) {
             }
             """#, name: "pidfdproc", in: dir)
         #expect(out.hasPrefix("self dir: 0, got 10\n/proc/self: 0, got 10\ntask dir: -9\n"))
+        #expect(out.contains("O_PATH dir: -9, got 0\nflags: plain O_PATH 0, O_PATH one 1\n"))
         #expect(out.contains("child ended by signal 15\nreaped child dir: -3\n"))
     }
 }

@@ -395,8 +395,12 @@ public enum ProcFS {
     /// Paths relative to it never reach the host: `GuestPath` resolves them.
     static let O_PATH: Int32 = 0o10000000
 
-    static func directoryHandle() -> Int32? {
-        let fd = Glibc.open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC)
+    /// The host's open flags follow the guest's O_PATH, so that the calls
+    /// that look at them (F_GETFL, pidfd_send_signal's EBADF for O_PATH)
+    /// answer as for a descriptor of the guest's own /proc. Reading it
+    /// is emulated either way (its listing), and a read is EISDIR.
+    static func directoryHandle(path: Bool = true) -> Int32? {
+        let fd = Glibc.open("/proc", (path ? O_PATH : O_RDONLY) | O_DIRECTORY | O_CLOEXEC)
         return fd >= 0 ? fd : nil
     }
 }
@@ -422,7 +426,7 @@ extension ProcFS {
         switch kind {
         case .directory:
             guard access == O_RDONLY, flags & O_CREAT == 0 else { throw Errno(EISDIR) }
-            guard let fd = directoryHandle() else { throw .nomem }
+            guard let fd = directoryHandle(path: flags & O_PATH != 0) else { throw .nomem }
             return Opened(hostFD: fd, listing: listing(l, family: family) ?? [], location: l)
 
         case .file:

@@ -87,6 +87,8 @@ enum ProcessDescriptors {
         if let named = file.pidfd { return .success((named.pid, named.live)) }
         let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
             guard let l = file.procLocation, l.tid == nil, l.rest.isEmpty, l.selfLink == nil else { throw .badf }
+            // An O_PATH descriptor is no file to the call (fdget): EBADF.
+            if let fd = file.hostFD, Glibc.fcntl(fd, F_GETFL) & ProcFS.O_PATH != 0 { throw .badf }
             effects.carry(Bytes.i32(l.pid))
             return 0
         }
