@@ -71,4 +71,62 @@ import Testing
             """#, name: "pmemwrite", in: dir)
         #expect(out == "child sees written\nparent 8 moved 8; own before\n")
     }
+
+    /// readv, writev and pwritev on a /proc/PID/mem, the process's own and
+    /// a child's: as read/write/pwrite64 (they once reached the placeholder
+    /// memfd: readv read nothing, writev "wrote" without writing).
+    @Test func vectorCallsOnProcMem() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <fcntl.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/uio.h>
+            #include <sys/wait.h>
+            static char word[32] = "original text";
+            static char other[32] = "other";
+            int main(void) {
+              setvbuf(stdout, NULL, _IONBF, 0);
+              int self = open("/proc/self/mem", O_RDWR);
+              lseek(self, (off_t)(unsigned long)word, SEEK_SET);
+              char a[5] = {0}, b[9] = {0};
+              struct iovec rv[2] = {{a, 4}, {b, 8}};
+              ssize_t r = readv(self, rv, 2);
+              off_t pos = lseek(self, 0, SEEK_CUR) - (off_t)(unsigned long)word;
+              printf("readv %zd [%s][%s] moved %ld\n", r, a, b, (long)pos);
+              struct iovec wv[2] = {{"NEW", 3}, {"ER", 2}};
+              lseek(self, (off_t)(unsigned long)word, SEEK_SET);
+              printf("writev %zd: %s\n", writev(self, wv, 2), word);
+              struct iovec pv[1] = {{"PWV", 3}};
+              printf("pwritev %zd: %s\n", pwritev(self, pv, 1, (off_t)(unsigned long)other), other);
+              int go[2]; pipe(go);
+              pid_t c = fork();
+              if (c == 0) {
+                char x; read(go[0], &x, 1);
+                printf("child sees %s / %s\n", word, other);
+                return 0;
+              }
+              char path[64]; snprintf(path, sizeof path, "/proc/%d/mem", c);
+              int m = open(path, O_RDWR);
+              lseek(m, (off_t)(unsigned long)word, SEEK_SET);
+              struct iovec cv[2] = {{"chi", 3}, {"ld!", 4}};
+              ssize_t w1 = writev(m, cv, 2);
+              struct iovec cp[1] = {{"pv", 3}};
+              ssize_t w2 = pwritev(m, cp, 1, (off_t)(unsigned long)other);
+              write(go[1], "g", 1);
+              int st; waitpid(c, &st, 0);
+              printf("parent %zd %zd; own %s / %s\n", w1, w2, word, other);
+              return 0;
+            }
+            """#, name: "pmemvec", in: dir)
+        #expect(out == """
+            readv 12 [orig][inal tex] moved 12
+            writev 5: NEWERnal text
+            pwritev 3: PWVer
+            child sees child! / pv
+            parent 7 3; own NEWERnal text / PWVer
+
+            """)
+    }
 }

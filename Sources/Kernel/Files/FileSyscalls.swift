@@ -172,6 +172,14 @@ enum FileSyscalls {
         let file = try c.file(0)
         let count = try c.transferSize(buffer: 1, size: 2, write: false)
         let bytes = try c.read(c.arg(1), count: count)
+        return try write(c, file, bytes)
+    }
+
+    /// write(2) and writev(2) of `bytes`. Into a /proc/<pid>/mem the
+    /// recording writes the memory (at the file offset); replay, which
+    /// sees a plain file, writes the carried bytes again in
+    /// `HostTransfer.write` (`ProcMemoryCalls.replayWrite`).
+    static func write(_ c: SyscallCall, _ file: OpenFile, _ bytes: [UInt8]) throws -> SyscallOutcome {
         if let comm = ProcCommFile.location(of: file) { return try ProcCommFile.write(c, comm, bytes) }
         if let mem = file.procMemory {
             let process = c.process
@@ -244,6 +252,20 @@ enum FileSyscalls {
         let vectors = try reachable(c, try iovecs(c, 1, count: Int(c.int(2))), write: true)
         let total = vectors.reduce(0) { $0 + $1.1 }
         let offset = c.long(3)
+        if let mem = file.procMemory {
+            // The memory at the file offset (or the given one), scattered.
+            return try c.host { effects throws(Errno) -> Int64 in
+                let bytes = try mem.read(at: positioned ? UInt64(bitPattern: offset) : mem.offset, count: total).get()
+                var at = 0
+                for (base, len) in vectors where at < bytes.count {
+                    let take = min(len, bytes.count - at)
+                    try effects.write(base, bytes[at..<at + take])
+                    at += take
+                }
+                if !positioned { mem.offset &+= UInt64(bytes.count) }
+                return Int64(bytes.count)
+            }
+        }
         return try c.host { effects throws(Errno) -> Int64 in
             guard let fd = file.hostFD else { throw .badf }
             var buffer = [UInt8](unsafeUninitializedCapacity: total) { _, n in n = total }
@@ -273,19 +295,26 @@ enum FileSyscalls {
     /// writev(2): the gathered bytes, written as `write` writes them.
     static func writev(_ c: SyscallCall) throws -> SyscallOutcome {
         let file = try c.file(0)
-        return try HostTransfer.write(c, file, try gather(c), plain: plainWrite)
+        return try write(c, file, try gather(c))
     }
 
     static func pwritev(_ c: SyscallCall) throws -> Int64 {
         let file = try c.file(0)
         let bytes = try gather(c)
         let offset = c.long(3)
-        let r = try c.host { _ throws(Errno) -> Int64 in
+        let process = c.process
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
+            if let mem = file.procMemory {
+                return ProcMemoryCalls.write(mem, at: UInt64(bitPattern: offset), bytes, advance: false,
+                                             effects: &effects, process: process, others: true)
+            }
             guard let fd = file.hostFD else { throw .badf }
             let n = bytes.withUnsafeBytes { b in pwrite(fd, b.baseAddress, b.count, Int(offset)) }
             return n < 0 ? -Int64(errno) : Int64(n)
         }
-        try echo(c, file, bytes, r)
-        return r
+        // Another process's memory, written again from what the recording carried.
+        if !outcome.carried.isEmpty { try ProcMemoryCalls.replayWrite(c, outcome, bytes: bytes) }
+        try echo(c, file, bytes, outcome.result)
+        return outcome.result
     }
 }

@@ -46,7 +46,7 @@ public final class ProcMemory {
     /// the trace (`HostEffects.carry`), so that replay writes the same
     /// bytes there (`ProcMemoryCalls.replayWrite`), as PTRACE_POKEDATA does.
     /// `others`: whether another process's memory may be written (pwrite64
-    /// and write(2), whose replay writes the carried bytes again; writev stays EPERM).
+    /// write(2), writev and pwritev, whose replay writes the carried bytes again).
     func write(at address: UInt64, _ bytes: [UInt8], effects: inout HostEffects, caller: Process,
                others: Bool) -> Result<Int, Errno> {
         guard let p = process, p.zombieStatus == nil else { return .success(0) }
