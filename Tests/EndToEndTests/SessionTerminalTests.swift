@@ -74,4 +74,58 @@ import Testing
 
             """)
     }
+
+    /// ^C and ^\\ written into the master of a pty that a recorded session
+    /// controls (forkpty) raise SIGINT and SIGQUIT in its foreground group,
+    /// as the line discipline does; ^V^C (VLNEXT) is input, no signal.
+    @Test func controlCharactersWrittenToTheMasterSignalTheForegroundGroup() throws {
+        let out = try Harness.matchesNative(#"""
+            #define _GNU_SOURCE
+            #include <pty.h>
+            #include <signal.h>
+            #include <stdio.h>
+            #include <string.h>
+            #include <unistd.h>
+            #include <sys/wait.h>
+            static volatile sig_atomic_t got[32];
+            static void on(int s) { got[s]++; }
+            static int waitfor(int m, const char *word) {
+              static char seen[4096]; static int n;
+              while (!strstr(seen, word)) {
+                if (n >= (int)sizeof seen - 1) return -1;
+                ssize_t r = read(m, seen + n, sizeof seen - 1 - n);
+                if (r <= 0) return -1;
+                n += r; seen[n] = 0;
+              }
+              return 0;
+            }
+            int main(void) {
+              int m;
+              pid_t c = forkpty(&m, NULL, NULL, NULL);
+              if (c == 0) {
+                signal(SIGINT, on); signal(SIGQUIT, on);
+                printf("ready\n"); fflush(stdout);
+                while (got[SIGINT] == 0) pause();
+                printf("int %d\n", (int)got[SIGINT]); fflush(stdout);
+                while (got[SIGQUIT] == 0) pause();
+                printf("quit %d\n", (int)got[SIGQUIT]); fflush(stdout);
+                char line[64] = {0};
+                ssize_t r = read(0, line, sizeof line - 1);
+                printf("int %d line %zd %d.\n", (int)got[SIGINT], r, line[0]); fflush(stdout);
+                return 0;
+              }
+              if (waitfor(m, "ready") < 0) return 2;
+              write(m, "\x03", 1);
+              if (waitfor(m, "int 1") < 0) return 3;
+              write(m, "\x1c", 1);
+              if (waitfor(m, "quit 1") < 0) return 4;
+              write(m, "\x16\x03\n", 3);
+              if (waitfor(m, "line 2 3.") < 0) return 5;
+              int st; waitpid(c, &st, 0);
+              printf("child exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+              return 0;
+            }
+            """#, name: "ptysignals", in: dir)
+        #expect(out == "child exit 0\n")
+    }
 }

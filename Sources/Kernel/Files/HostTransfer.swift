@@ -103,18 +103,32 @@ enum HostTransfer {
             if let parked { return parked }
         }
         let process = c.process
-        let outcome = try c.hostOutcome { _ throws(Errno) -> Int64 in
-            if let finished { return finished }
-            guard let fd = file.hostFD else { throw .badf }
-            if mayWait(file) { return alone(process, fd, bytes, from: written(), attempt) }
-            let done = written()
-            let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
-            return done > 0 ? Int64(done) + max(0, n) : n
+        let terminal = TerminalSignals.mayRaise(file)
+        let outcome = try c.hostOutcome { effects throws(Errno) -> Int64 in
+            let r: Int64
+            if let finished {
+                r = finished
+            } else {
+                guard let fd = file.hostFD else { throw .badf }
+                if mayWait(file) {
+                    r = alone(process, fd, bytes, from: written(), attempt)
+                } else {
+                    let done = written()
+                    let n = bytes[done...].withUnsafeBytes { plain(fd, $0) }
+                    r = done > 0 ? Int64(done) + max(0, n) : n
+                }
+            }
+            if terminal, r > 0, let fd = file.hostFD { TerminalSignals.note(fd, bytes.prefix(Int(r)), &effects) }
+            return r
         }
         let r = outcome.result
-        // A write(2) the recording made into another process's /proc/<pid>/mem
-        // (replay does not know the descriptor is one): its bytes go there again.
-        if !outcome.carried.isEmpty { try ProcMemoryCalls.replayWrite(c, outcome, bytes: bytes) }
+        if terminal {
+            try TerminalSignals.send(c, outcome)
+        } else if !outcome.carried.isEmpty {
+            // A write(2) the recording made into another process's /proc/<pid>/mem
+            // (replay does not know the descriptor is one): its bytes go there again.
+            try ProcMemoryCalls.replayWrite(c, outcome, bytes: bytes)
+        }
         try FileSyscalls.echo(c, file, bytes, r)
         if r == Errno.pipe.result && flags & SocketSyscalls.MSG_NOSIGNAL == 0 { brokenPipe(c) }
         return .result(r)

@@ -6,8 +6,9 @@ import Glibc
 /// those sessions on the host, so Linux's tty->ctrl.session and
 /// tty->ctrl.pgrp are kept here, per terminal device, and the job-control
 /// ioctls of such a session are answered from them
-/// (drivers/tty/tty_jobctrl.c). Not emulated: the signals a terminal sends
-/// (^C typed into the master, SIGTTOU, the hang-up when the leader exits).
+/// (drivers/tty/tty_jobctrl.c). ^C, ^\\ and ^Z written into the master
+/// signal the foreground group (`TerminalSignals`). Not emulated: SIGTTOU,
+/// and the hang-up when the leader exits.
 struct SessionTerminals {
     struct Control: Equatable {
         var session: Int32
