@@ -28,6 +28,34 @@ import Testing
         #expect(r.overlapping(0x1800, 0x5000).map { [$0.start, $0.end] } == [[0x1800, 0x2000], [0x4000, 0x5000]])
     }
 
+    /// Ranges with a source (a lazily filled file mapping) split with it,
+    /// keep their offsets through mprotect and merge only when one's
+    /// source continues the other's; a first touch fills the page from it.
+    @Test func sourcesSplitMergeAndFill() throws {
+        let bytes = (0..<(8 * 4096)).map { UInt8(truncatingIfNeeded: $0 / 4096 + 1) }
+        guard let content = PageContent(extents: [PageContent.Extent(start: 0, length: UInt64(bytes.count))], data: bytes,
+                                        end: UInt64(bytes.count) - 10) else { Issue.record("no content"); return }
+        var r = ReservedRanges()
+        r.insert(0x10000, 0x18000, protection: .read, source: PageSource(content: content, offset: 0))
+        r.protect(0x12000, 0x13000, .rw)
+        #expect(r.ranges.map { $0.source?.offset } == [0, 0x2000, 0x3000])
+        r.protect(0x12000, 0x13000, .read)
+        #expect(r.ranges.count == 1, "a source continuing its neighbour's merges again")
+        // The same content at an offset that does not continue: no merge.
+        r.insert(0x18000, 0x19000, protection: .read, source: PageSource(content: content, offset: 0))
+        #expect(r.ranges.count == 2)
+
+        let m = try testMachine(running: Self.program)
+        let va: UInt64 = 0x100_0000_0000
+        try m.memory.reserve(va, pages: 8, protection: .read)
+        #expect(m.memory.attach(content, offset: 4096, at: va, length: 7 * 4096 - 10).isEmpty)
+        #expect(try m.memory.peek(va + 4096 - 1, count: 2) == [2, 3], "peek reads the source without a frame")
+        #expect(m.memory.isUntouchedReserved(va))
+        #expect(try m.memory.read(va + 3 * 4096, count: 1, access: .kernel) == [5])
+        #expect(!m.memory.isUntouchedReserved(va), "its block was filled")
+        #expect(try m.memory.read(va + 7 * 4096 - 11, count: 2, access: .kernel) == [8, 0], "past the fill: zero")
+    }
+
     @Test func terabytesCostNothingUntilTouched() throws {
         let m = try testMachine(running: Self.program)
         let before = m.memory.framesAvailable

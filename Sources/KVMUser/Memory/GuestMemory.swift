@@ -70,6 +70,9 @@ public final class GuestMemory {
     var dirty: DirtyPageLog?
     /// The data region at the last checkpoint, when checkpoints use `dirty`.
     var mirror: MemoryMirror?
+    /// The last full copy taken (`captureAll`), which a lazily filled page
+    /// is added to (`fillFresh`).
+    weak var latestFullCopy: MemorySnapshot?
     /// Why checkpoints copy every page instead (no log, or it failed).
     var fullCopyReason: String?
     /// Why the mirror copies every changed page at once, even many
@@ -129,11 +132,34 @@ public final class GuestMemory {
     /// Reserves [start, start + pages*4096) with `protection`, replacing
     /// whatever was there: no frame until a page is touched (`demandMap`),
     /// when it reads as zero, as a fresh mapped page does.
-    public func reserve(_ start: UInt64, pages: Int, protection: PageProtection) throws(GuestMemoryFault) {
+    /// `source`: what the pages read at their first touch instead of zeros.
+    public func reserve(_ start: UInt64, pages: Int, protection: PageProtection, source: PageSource? = nil) throws(GuestMemoryFault) {
         try checkRange(start, pages: pages)
         guard pages > 0 else { return }
         unmap(start, pages: pages)
-        reserved.insert(start, start + UInt64(pages) * 4096, protection: protection)
+        reserved.insert(start, start + UInt64(pages) * 4096, protection: protection, source: source)
+    }
+
+    /// A file mapping's fill: the untouched reserved pages of [va, va +
+    /// length) read `content` from `offset` on (at `va`) when first touched
+    /// (`demandMap`), instead of being written now. Returns the parts of
+    /// [va, va + length) that must be written now: pages that have frames
+    /// or are not reserved (all of it when `va` is not page-aligned).
+    public func attach(_ content: PageContent, offset: UInt64, at va: UInt64, length: UInt64) -> [(start: UInt64, end: UInt64)] {
+        guard length > 0 else { return [] }
+        let (end, overflow) = va.addingReportingOverflow(length)
+        guard va & 4095 == 0, !overflow, end <= GuestMemory.userLimit, !reserved.isEmpty else { return [(va, end)] }
+        let pageEnd = (end + 4095) & ~4095
+        var now: [(start: UInt64, end: UInt64)] = reserved.gaps(va, pageEnd).map { ($0.start, min($0.end, end)) }
+        reserved.setSource(va, pageEnd, PageSource(content: content, offset: offset))
+        for r in reserved.overlapping(va, pageEnd) {
+            tables.forEachLeaf(from: r.start, to: r.end) { page, slot in
+                guard slot.pointee & PTE.ownsFrame != 0, page < end else { return }
+                now.append((max(page, va), min(page + 4096, end)))
+            }
+        }
+        now.sort { $0.start < $1.start }
+        return now.filter { $0.start < $0.end }
     }
 
     /// Whether `va` is on a reserved page that has no frame yet.
@@ -146,14 +172,16 @@ public final class GuestMemory {
         return r
     }
 
-    /// The parts of [start, end) that are not untouched reserved pages, in
-    /// order: what a scan of the range's bytes must read (the rest reads
-    /// zero, and reading it would give it frames).
+    /// The parts of [start, end) that are not untouched reserved pages
+    /// without a source, in order: what a scan of the range's bytes must
+    /// read with `peek` (the rest reads zero, and reading it would give it
+    /// frames).
     public func framedParts(_ start: UInt64, _ end: UInt64) -> [(start: UInt64, end: UInt64)] {
         guard start < end, !reserved.isEmpty else { return start < end ? [(start, end)] : [] }
         var out: [(start: UInt64, end: UInt64)] = []
         for gap in reserved.gaps(start, end) where gap.start < gap.end { out.append(gap) }
         for r in reserved.overlapping(start, end) {
+            if r.source != nil { out.append((r.start, r.end)); continue }
             tables.forEachLeaf(from: r.start & ~4095, to: r.end) { va, slot in
                 guard slot.pointee & PTE.ownsFrame != 0 else { return }
                 out.append((max(va, start), min(va + 4096, end)))
@@ -180,26 +208,83 @@ public final class GuestMemory {
     public func demandMap(_ va: UInt64, block: Int = FaultAround.first) -> Bool {
         guard va < GuestMemory.userLimit, let r = reserved.range(containing: va) else { return false }
         let page = va & ~4095
-        guard mapReserved(page, r.protection) else { return false }
+        var fresh: [(va: UInt64, frame: UInt64)] = []
+        switch takeFrame(page, r) {
+        case .failed: return false
+        case .fresh(let frame): fresh.append((page, frame))
+        case .had: break
+        }
         let (from, to, run) = faultAround.block(for: page, start: r.start, end: r.end, first: block)
         var at = from
-        while at < to {
-            if at != page, !mapReserved(at, r.protection) { break }
+        blocks: while at < to {
+            if at != page {
+                switch takeFrame(at, r) {
+                case .failed: break blocks
+                case .fresh(let frame): fresh.append((at, frame))
+                case .had: break
+                }
+            }
             at += 4096
         }
-        if run, !r.protection.isEmpty { populate(from, count: Int(at - from)) }
+        if let source = r.source {
+            // Backed on the host with one madvise, then filled.
+            populate(from, count: Int(at - from))
+            for f in fresh { fillFresh(f.frame, va: f.va, source.advanced(by: f.va - r.start)) }
+        } else if run, !r.protection.isEmpty {
+            populate(from, count: Int(at - from))
+        }
         reapplyDebugProtection(from, pages: Int((to - from) / 4096))
         return true
     }
 
-    /// One reserved page gets a frame unless it has one; false when it
-    /// has none and none can be had.
-    func mapReserved(_ va: UInt64, _ protection: PageProtection) -> Bool {
-        guard let slot = tables.leaf(va, create: true) else { return false }
-        if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return true }
-        guard let frame = freshFrame() else { return false }
-        slot.pointee = PTE.leaf(frame: frame, protection: protection)
-        return true
+    /// One page of the reserved range `r` gets a frame unless it has one,
+    /// with the bytes of `r`'s source when it has one and `fill` (a fork
+    /// copies the parent's page instead); false when it has none and none
+    /// can be had.
+    func mapReserved(_ va: UInt64, _ r: ReservedRange, fill: Bool = true) -> Bool {
+        switch takeFrame(va, r) {
+        case .failed: return false
+        case .had: return true
+        case .fresh(let frame):
+            if fill, let source = r.source { fillFresh(frame, va: va, source.advanced(by: va - r.start)) }
+            return true
+        }
+    }
+
+    private enum Taken { case had, fresh(UInt64), failed }
+
+    /// A frame (zero) for the page at `va` of `r` unless it has one.
+    private func takeFrame(_ va: UInt64, _ r: ReservedRange) -> Taken {
+        guard let slot = tables.leaf(va, create: true) else { return .failed }
+        if slot.pointee & PTE.ownsFrame != 0 || slot.pointee & PTE.present != 0 { return .had }
+        guard let frame = freshFrame() else { return .failed }
+        slot.pointee = PTE.leaf(frame: frame, protection: r.protection)
+        return .fresh(frame)
+    }
+
+    /// Writes a fresh frame for the page at `va` with its source's bytes,
+    /// and the int3s of the patches on it (their originals are kept already:
+    /// `insertPatch`). A preemption checkpoint's idea of a page it has not
+    /// seen is zero, which this page no longer is though the slice's page
+    /// tables now map it: so the checkpoint learns the bytes too, the
+    /// mirror getting them (and the log a mark, for when a checkpoint
+    /// discards the frame's old copy) or the latest full copy the page.
+    /// A rollback then leaves the page as filled, as a replay (which fills
+    /// it at the same first touch) has it.
+    private func fillFresh(_ frame: UInt64, va: UInt64, _ source: PageSource) {
+        let p = data.pointer(frame)
+        source.content.copy(from: source.offset, count: 4096, to: p)
+        if !patches.isEmpty {
+            for (address, _) in patches where address & ~4095 == va {
+                p.storeBytes(of: 0xCC as UInt8, toByteOffset: Int(address & 4095), as: UInt8.self)
+            }
+        }
+        dirty?.mark(frame)
+        if let mirror, fullCopyReason == nil, dirty != nil {
+            mirror.page(Int((frame - data.guestBase) / 4096)).copyMemory(from: p, byteCount: 4096)
+        } else if let snapshot = latestFullCopy {
+            snapshot.add(frame, p)
+        }
     }
 
     /// A zero frame KVM has a memslot for, or nil when none is left.
@@ -306,7 +391,7 @@ public final class GuestMemory {
         let movedRanges = reserved.overlapping(from, from + length)
         reserved.remove(from, from + length)
         reserved.remove(to, to + length)
-        for r in movedRanges { reserved.insert(r.start - from + to, r.end - from + to, protection: r.protection) }
+        for r in movedRanges { reserved.insert(r.start - from + to, r.end - from + to, protection: r.protection, source: r.source) }
         var moved: [(UInt64, UInt64)] = []
         tables.forEachLeaf(from: from, to: from + UInt64(pages) * 4096) { va, slot in
             moved.append((va - from, slot.pointee))
@@ -389,6 +474,40 @@ public final class GuestMemory {
         if write { dirty?.mark(frame) }
         let offset = Int(va & 4095)
         return (data.pointer(frame) + offset, 4096 - offset)
+    }
+
+    /// The bytes of [va, va + count) as a read with detrec's rights shows
+    /// them, without giving untouched reserved pages frames: those read
+    /// their source's bytes (or zeros). The rdtsc scan of a mapping filled
+    /// lazily reads this (`PatchedInstructions`).
+    public func peek(_ va: UInt64, count: Int) throws(GuestMemoryFault) -> [UInt8] {
+        guard count > 0 else { return [] }
+        let (end, overflow) = va.addingReportingOverflow(UInt64(count))
+        guard !overflow, end <= GuestMemory.userLimit else { throw GuestMemoryFault(address: va) }
+        var out = [UInt8](repeating: 0, count: count)
+        var at = va
+        while at < end {
+            let n = Int(min(end, (at & ~4095) + 4096) - at)
+            let done = Int(at - va)
+            if let r = untouchedReservation(at) {
+                if let source = r.source {
+                    out.withUnsafeMutableBytes { b in
+                        guard let base = b.baseAddress else { return }
+                        source.content.copy(from: source.offset &+ (at - r.start), count: n, to: base + done)
+                    }
+                }
+            } else {
+                guard let (p, _) = hostSpan(at, write: false, access: .kernel) else { throw GuestMemoryFault(address: at) }
+                out.withUnsafeMutableBytes { b in
+                    guard let base = b.baseAddress else { return }
+                    (base + done).copyMemory(from: p, byteCount: n)
+                }
+            }
+            at += UInt64(n)
+        }
+        // Patches on unfilled pages hold the source's bytes as originals too.
+        if !patches.isEmpty { out.withUnsafeMutableBytes { showOriginals($0, at: va) } }
+        return out
     }
 
     /// Whether a reserved page of this protection takes the access.
@@ -577,6 +696,13 @@ public final class GuestMemory {
     /// Writes an int3 (0xCC) at `va`, ignoring page protection, and
     /// remembers what was there. Each insert needs its own remove.
     public func insertPatch(_ va: UInt64) throws(GuestMemoryFault) {
+        if let r = untouchedReservation(va), let source = r.source {
+            // Its page is not filled yet: the original comes from the
+            // source, and the int3 goes in with the fill (`fillFresh`).
+            if patches[va] == nil { patches[va] = source.content.bytes(from: source.offset &+ (va - r.start), count: 1)[0] }
+            holders[va, default: 0] += 1
+            return
+        }
         guard let (p, _) = hostSpan(va, write: true, access: .kernel) else { throw GuestMemoryFault(address: va) }
         if patches[va] == nil { patches[va] = p.load(as: UInt8.self) }
         p.storeBytes(of: 0xCC as UInt8, as: UInt8.self)
@@ -595,6 +721,7 @@ public final class GuestMemory {
         guard left <= 0 else { holders[va] = left; return }
         holders[va] = nil
         guard let original = patches.removeValue(forKey: va) else { return }
+        if isUntouchedReserved(va) { return }  // never filled: its int3 was never written
         if let (p, _) = hostSpan(va, write: true, access: .kernel), p.load(as: UInt8.self) == 0xCC {
             p.storeBytes(of: original, as: UInt8.self)
         }

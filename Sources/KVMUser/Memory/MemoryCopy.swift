@@ -7,11 +7,14 @@ extension GuestMemory {
     /// (`copyContents` then copies it). Untouched pages stay untouched.
     public func copyReservations(of source: GuestMemory) throws(GuestMemoryFault) {
         for r in source.reserved.ranges {
-            try reserve(r.start, pages: Int((r.end - r.start) / 4096), protection: r.protection)
+            // A file mapping's source goes too: the child's untouched pages
+            // read the file as the parent's would.
+            try reserve(r.start, pages: Int((r.end - r.start) / 4096), protection: r.protection, source: r.source)
             var failed: UInt64?
             source.tables.forEachLeaf(from: r.start, to: r.end) { va, slot in
                 guard failed == nil, slot.pointee & PTE.ownsFrame != 0 else { return }
-                if !mapReserved(va, r.protection) { failed = va }
+                // Not filled: `copyContents` copies the parent's page.
+                if !mapReserved(va, r, fill: false) { failed = va }
             }
             if let failed { throw GuestMemoryFault(address: failed) }
         }

@@ -51,6 +51,21 @@ public final class MemorySnapshot {
         capacity = max(pages, capacity * 2)
         copies = realloc(copies, capacity * 4096)
     }
+
+    /// A full copy learns a page filled since it was taken (a lazily filled
+    /// file page, `GuestMemory.fillFresh`): restoring it keeps those bytes,
+    /// where it would otherwise zero a page it never saw.
+    func add(_ frame: UInt64, _ bytes: UnsafeRawPointer) {
+        guard mirror == nil else { return }
+        if let i = copied.firstIndex(of: frame) {
+            copies.map { ($0 + i * 4096).copyMemory(from: bytes, byteCount: 4096) }
+            return
+        }
+        reserve(copied.count + 1)
+        guard let base = copies else { copied.removeAll(); capacity = 0; return }
+        (base + copied.count * 4096).copyMemory(from: bytes, byteCount: 4096)
+        copied.append(frame)
+    }
 }
 
 /// A snapshot that is no longer the memory's latest checkpoint.
@@ -133,6 +148,7 @@ extension GuestMemory {
         }
         snapshot.mirror = nil
         captureAll(into: snapshot)
+        latestFullCopy = snapshot
     }
 
     /// Puts every page back as it was at `snapshot`. The page tables must

@@ -39,6 +39,17 @@ extension Process {
             WriteXorExecute.protect(self, m, from: from, to: to)
             return
         }
+        if DemandFault.reservesFile(m) {
+            // Filled at their first touch from the source the mapping's
+            // fill gives them (`FileRange.fill`).
+            for part in m.pageTableParts(from: from, to: to) {
+                let pages = Int((part.end - part.start) / 4096)
+                if !m.options.contains(.noReserve), UInt64(pages) > memory.framesAvailable { throw .nomem }
+                do { try memory.reserve(part.start, pages: pages, protection: part.protection) } catch { throw .nomem }
+            }
+            WriteXorExecute.protect(self, m, from: from, to: to)
+            return
+        }
         for part in m.pageTableParts(from: from, to: to) {
             do { try memory.map(part.start, pages: Int((part.end - part.start) / 4096), protection: part.protection) } catch {
                 throw .nomem

@@ -30,6 +30,19 @@ enum DemandFault {
         return m.options.contains(.noReserve) || m.end - m.start >= largeMapping
     }
 
+    /// Whether `m`, a private file mapping, is reserved and its pages
+    /// filled from the file at their first touch rather than all at mmap
+    /// (as Linux reads a file's pages at their first fault): ld.so maps a
+    /// whole library before it maps each segment over it, and a program
+    /// touches a few dozen pages of libc's 2 MiB, a JVM a few of its 128 MiB
+    /// of modules. Shared mappings stay filled at mmap (`SharedMemory`
+    /// keeps them coherent with the file and other views), and so do locked
+    /// ones (mlock faults every page in) and small ones, for which a fault
+    /// (a VM exit) costs more than copying their few pages.
+    static func reservesFile(_ m: Mapping) -> Bool {
+        !m.shared && m.isFileBacked && !m.options.contains(.locked) && m.end - m.start >= largeMapping
+    }
+
     /// Whether brk's growth by `bytes` is reserved (the heap is private
     /// anonymous memory; glibc grows it by at least 128 KiB at a time).
     static func brkReserves(_ bytes: UInt64) -> Bool { bytes >= largeMapping }
@@ -62,7 +75,10 @@ enum DemandFault {
         // one, faults again once mapped, and is SIGSEGV then.
         // Committed memory takes 2 MiB a fault: its frames are promised
         // anyway, and a heap touched in random order pays a fault per 2 MiB.
-        let sparse = p.space.mapping(containing: e.address)?.options.contains(.noReserve) ?? true
+        // A file mapping's pages are copied from the file: a fault maps no
+        // more than Linux's fault-around (64 KiB), or runs growing from it.
+        let m = p.space.mapping(containing: e.address)
+        let sparse = m.map { $0.options.contains(.noReserve) || $0.isFileBacked } ?? true
         if p.memory.demandMap(e.address, block: sparse ? FaultAround.first : FaultAround.most) { return .mapped }
         p.report("out of guest memory at a page fault on 0x\(String(e.address, radix: 16)) (\(p.memory.framesAvailable) frames left): the process is killed with SIGKILL, as Linux's OOM killer would",
                  key: 0x2_0000_0040, rip: rip)

@@ -44,14 +44,28 @@ public struct FileRange: Equatable, Sendable {
         base == 0 && extents.count == 1 && extents[0].start == 0 && UInt64(data.count) == size ? data : []
     }
 
-    /// Writes the file's bytes [offset, offset + length) at `address`,
-    /// ignoring page protection (`GuestMemory.fill`): only the extents'
+    /// Puts the file's bytes [offset, offset + length) at `address`,
+    /// ignoring page protection. Reserved pages (a large private file
+    /// mapping: `LazyFileMapping`) get them as their source, filled at
+    /// their first touch, as Linux reads a file page at its first fault;
+    /// other pages are written now (`GuestMemory.fill`): only the extents'
     /// bytes. The holes are left alone: the pages of a mapping being
-    /// filled are fresh, so they read as zeros already. The caller checks
-    /// `covers` first.
+    /// filled are fresh, so they read as zeros already. Record and replay
+    /// both come here with the same range (replay's from the trace), so
+    /// they take the same first-touch faults. The caller checks `covers`
+    /// first.
     public func fill(_ memory: GuestMemory, at address: UInt64, offset: UInt64, length: UInt64) throws(GuestMemoryFault) {
         guard covers(offset: offset, length: length) else { return }
-        let from = offset - base, to = from + length
+        let from = offset - base
+        guard let content = PageContent(extents: extents.map { PageContent.Extent(start: $0.start, length: $0.length) },
+                                        data: data, end: from + length) else { throw GuestMemoryFault(address: address) }
+        for part in memory.attach(content, offset: from, at: address, length: length) {
+            try write(memory, at: part.start, from: from + (part.start - address), to: from + (part.end - address))
+        }
+    }
+
+    /// Writes the range's bytes [from, to) (offsets from `base`) at `address`.
+    private func write(_ memory: GuestMemory, at address: UInt64, from: UInt64, to: UInt64) throws(GuestMemoryFault) {
         var at = 0
         for e in extents {
             defer { at += Int(e.length) }

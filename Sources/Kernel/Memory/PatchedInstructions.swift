@@ -50,8 +50,9 @@ public enum PatchedInstructions {
         if let key, let known = ScanCache.shared.withLock({ $0[key] }) {
             sites = known
         } else {
-            // Untouched reserved pages read zero: no instruction there, and
-            // reading them would give them frames (DemandFault.swift).
+            // Untouched reserved pages read zero (no instruction there), or
+            // their source's bytes; reading them with `peek` gives them no
+            // frames (DemandFault.swift).
             var parts = mm.machine.memory.framedParts(start, end)
             if let code {
                 parts = parts.flatMap { part in
@@ -88,7 +89,7 @@ public enum PatchedInstructions {
     /// now (none when the range cannot be read).
     static func scan(_ memory: GuestMemory, from start: UInt64, to end: UInt64) -> [Site] {
         let size = Int(end - start)
-        guard let code = try? memory.read(start, count: size, access: .kernel) else { return [] }
+        guard let code = try? memory.peek(start, count: size) else { return [] }
         let max = 4096
         var offsets = [UInt32](repeating: 0, count: max)
         var kinds = [UInt8](repeating: 0, count: max)
