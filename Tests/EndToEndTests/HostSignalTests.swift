@@ -144,4 +144,56 @@ import Testing
     @Test func anIgnoredSignalLetsASleepGoOnWithTheTimeLeft() throws { try waitsItsTimeDespite("sleep") }
 
     @Test func anIgnoredSignalLetsAPollGoOnWithTheTimeLeft() throws { try waitsItsTimeDespite("poll") }
+
+    /// Other programs signal a daemon through its pid file, which names
+    /// detrec when it records: `nginx -s reopen` is SIGUSR1, a terminal's
+    /// resize SIGWINCH. They were not passed on, so SIGUSR1 killed detrec
+    /// itself (no end in the trace, nothing for a replay to follow).
+    static let daemon = #"""
+        #include <errno.h>
+        #include <signal.h>
+        #include <stdio.h>
+        #include <string.h>
+        #include <unistd.h>
+        static volatile int usr1, winch;
+        static void on(int s) {
+          if (s == SIGUSR1) { usr1++; write(1, "usr1\n", 5); } else { winch++; write(1, "winch\n", 6); }
+        }
+        int main(void) {
+          struct sigaction sa; memset(&sa, 0, sizeof sa);
+          sa.sa_handler = on; sa.sa_flags = SA_RESTART;
+          sigaction(SIGUSR1, &sa, 0); sigaction(SIGWINCH, &sa, 0);
+          printf("ready\n"); fflush(stdout);
+          char b[8];
+          ssize_t n = read(0, b, sizeof b);
+          printf("read %zd usr1 %d winch %d\n", n, usr1, winch);
+          printf("waiting\n"); fflush(stdout);
+          n = read(0, b, sizeof b);   /* SIGUSR2, at its default, ends the program here */
+          printf("not reached %zd\n", n);
+          return 0;
+        }
+        """#
+
+    @Test func aDaemonsSignalsReachItsHandlersAndAnUnhandledOneEndsIt() throws {
+        let exe = try Harness.compile(Self.daemon, name: "host_signal_daemon", in: dir)
+        let trace = dir.appendingPathComponent("host-daemon")
+        var pipeFDs: [Int32] = [0, 0]
+        pipe(&pipeFDs)
+        defer { close(pipeFDs[0]); close(pipeFDs[1]) }
+        let child = try spawn([Harness.detrec, "record", "-q", "-o", trace.path, "--", exe], stdin: .fd(pipeFDs[0]),
+                              in: Harness.scratch.path)
+        child.waitUntil { child.stdoutSoFar.contains("ready") && child.sleepsInHostPoll }
+        child.signal(SIGUSR1)
+        child.waitUntil { child.stdoutSoFar.contains("usr1") && child.sleepsInHostPoll }
+        child.signal(SIGWINCH)
+        child.waitUntil { child.stdoutSoFar.contains("winch") && child.sleepsInHostPoll }
+        _ = "hi\n".withCString { write(pipeFDs[1], $0, strlen($0)) }
+        child.waitUntil { child.stdoutSoFar.contains("waiting") && child.sleepsInHostPoll }
+        child.signal(SIGUSR2)
+        let r = child.wait()
+        // Killed by SIGUSR2 as the program would be, the trace ending there.
+        #expect(r.status == 128 + SIGUSR2, "\(r.stderr)")
+        #expect(r.stdout == "ready\nusr1\nwinch\nread 3 usr1 1 winch 1\nwaiting\n")
+        try replaysTheSame(Harness.Run(status: r.status, stdout: r.stdout, stderr: r.stderr), trace)
+    }
 }

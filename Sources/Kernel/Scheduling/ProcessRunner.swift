@@ -187,21 +187,26 @@ public final class ProcessRunner {
 
     /// A host signal reached detrec while it records. When the program
     /// would die of it (the first process leaves it at its default,
-    /// unblocked), or it comes again before the program took the first,
-    /// the recording ends here as the program would; otherwise it waits in
-    /// `outsideQueue` for the next event, and the program gets it there.
-    /// Once the first process has ended, there is nobody to take it: one
-    /// whose default is to end the process ends the recording
-    /// (`RecordingEnd.swift`).
+    /// unblocked), or a user's stop signal (`Signals.endRecordingWhenRepeated`)
+    /// comes again before the program took the first, the recording ends
+    /// here as the program would; otherwise it waits in `outsideQueue` for
+    /// the next event, and the program gets it there. Once the first
+    /// process has ended, there is nobody to take it: a stop signal whose
+    /// default is to end the process ends the recording
+    /// (`RecordingEnd.swift`); any other is dropped, as Linux drops a
+    /// signal for a pid that is gone.
     private func hostSignalArrived(_ signal: Int32, rip: UInt64) throws -> Termination? {
+        let insistent = Signals.endRecordingWhenRepeated.contains(signal)
         if rootEnd != nil {
-            guard ProcessRunner.terminatesByDefault(signal) else { return nil }
+            guard insistent, ProcessRunner.terminatesByDefault(signal) else { return nil }
             return try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: rip, address: 0))
         }
-        if outsideQueue.contains(signal) || SignalDelivery.terminatesOnArrival(root, signal: signal) {
+        if (insistent && outsideQueue.contains(signal)) || SignalDelivery.terminatesOnArrival(root, signal: signal) {
             return try endRecording(FatalSignal(signal: signal, code: Signals.fromOutside, rip: rip, address: 0))
         }
-        outsideQueue.append(signal)
+        // A standard signal already pending is not queued twice (Linux's
+        // legacy_queue).
+        if !outsideQueue.contains(signal) { outsideQueue.append(signal) }
         return nil
     }
 

@@ -6,9 +6,23 @@ public enum Signals {
     public static let SIGTRAP: Int32 = 5, SIGABRT: Int32 = 6, SIGBUS: Int32 = 7, SIGFPE: Int32 = 8
     public static let SIGKILL: Int32 = 9, SIGSEGV: Int32 = 11, SIGPIPE: Int32 = 13, SIGTERM: Int32 = 15
 
-    /// The host signals a recording passes on to the program (Ctrl-C, Ctrl-\\,
-    /// kill of detrec, a closed terminal).
-    public static let fromHost: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    /// The host signals a recording passes on to the program: Ctrl-C,
+    /// Ctrl-\\, kill of detrec, a closed terminal, and the signals other
+    /// programs send it for the program to act on (a daemon's pid file
+    /// names detrec: `nginx -s reopen` is SIGUSR1, a terminal's resize
+    /// SIGWINCH). Not passed on: the ones detrec's own faults raise (SEGV,
+    /// BUS, ILL, FPE, TRAP, ABRT, SYS, XFSZ, XCPU), the ones it uses
+    /// (SIGVTALRM: the watchdog's kick; SIGCHLD; SIGPIPE, ignored so a write
+    /// returns EPIPE), job control of detrec itself (STOP, TSTP, TTIN,
+    /// TTOU, CONT), SIGKILL, SIGIO/SIGURG (host descriptors' owner is
+    /// detrec), and real-time signals (they queue; `outsideQueue` does not).
+    public static let fromHost: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+                                           10, 12, 14, 28, 30]   // USR1 USR2 ALRM WINCH PWR
+    /// The ones a user sends to stop a recording (Ctrl-C, kill, a closed
+    /// terminal): sent again before the program took the first, or after
+    /// the first process ended, they end the recording as they would end
+    /// the program. Any other is one pending signal, as Linux keeps it.
+    public static let endRecordingWhenRepeated: Set<Int32> = [SIGINT, SIGTERM, SIGHUP, SIGQUIT]
 
     public static func name(_ signal: Int32) -> String {
         let names: [Int32: String] = [1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP",
