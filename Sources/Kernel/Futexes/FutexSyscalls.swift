@@ -33,7 +33,9 @@ enum FutexSyscalls {
             if c.int(1) & PRIVATE_FLAG == 0, let key = SharedMemory.futexKey(p.mm, address) {
                 return .result(Int64(SharedMemory.wake(p.family, key, count: count(c.arg(2)), bitset: bitset)))
             }
-            return .result(Int64(p.wake(address, count: count(c.arg(2)), bitset: bitset)))
+            let woken = p.wake(address, count: count(c.arg(2)), bitset: bitset)
+            if woken > 0 { p.current.syscallsInSlice = max(p.current.syscallsInSlice, Scheduler.slice) }
+            return .result(Int64(woken))
         case REQUEUE, CMP_REQUEUE:
             // futex_requeue refuses negative counts before anything else
             // (FUTEX_WAKE takes a negative one as "all").
