@@ -43,24 +43,37 @@ struct MovedBytes {
             return .success(MovedBytes(start: nil, copy: (read: ends[0], write: ends[1]), limit: Int(n)))
         }
         if st.st_mode & S_IFMT == S_IFSOCK {
-            var type: Int32 = 0
-            var len = socklen_t(MemoryLayout<Int32>.size)
-            guard pipes, getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0, type == Int32(SOCK_STREAM.rawValue) else { return nil }
-            var head = [UInt8](repeating: 0, count: max(0, min(count, 1 << 20)))
-            // Waits for data as the move itself would (unless nonblocking).
-            let n = head.withUnsafeMutableBytes { b -> Int in
-                while true {
-                    let r = recv(fd, b.baseAddress, b.count, Int32(MSG_PEEK) | (nonblocking ? Int32(MSG_DONTWAIT) : 0))
-                    if r < 0, errno == EINTR { continue }
-                    return r < 0 ? -Int(errno) : r
-                }
+            guard pipes, socketType(fd) == Int32(SOCK_STREAM.rawValue) else { return nil }
+            return peek(fd, count: count, nonblocking: nonblocking).map { head in
+                MovedBytes(start: nil, copy: nil, limit: head.count, peeked: head)
             }
-            guard n >= 0 else { return .failure(Errno(Int32(clamping: -n))) }
-            return .success(MovedBytes(start: nil, copy: nil, limit: n, peeked: Array(head.prefix(n))))
         }
         let position = offset ?? Int64(lseek(fd, 0, SEEK_CUR))
         guard position >= 0 else { return nil }
         return .success(MovedBytes(start: position, copy: nil, limit: count))
+    }
+
+    /// SO_TYPE of the socket open on `fd`, nil when it does not answer.
+    static func socketType(_ fd: Int32) -> Int32? {
+        var type: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 ? type : nil
+    }
+
+    /// The head of the socket's input (up to `count` bytes, at most 1 MiB),
+    /// peeked: it waits for data as the move itself would (unless
+    /// `nonblocking`), and a datagram socket gives its next record.
+    static func peek(_ fd: Int32, count: Int, nonblocking: Bool) -> Result<[UInt8], Errno> {
+        var head = [UInt8](repeating: 0, count: max(0, min(count, 1 << 20)))
+        let n = head.withUnsafeMutableBytes { b -> Int in
+            while true {
+                let r = recv(fd, b.baseAddress, b.count, Int32(MSG_PEEK) | (nonblocking ? Int32(MSG_DONTWAIT) : 0))
+                if r < 0, errno == EINTR { continue }
+                return r < 0 ? -Int(errno) : r
+            }
+        }
+        guard n >= 0 else { return .failure(Errno(Int32(clamping: -n))) }
+        return .success(Array(head.prefix(n)))
     }
 
     /// After the host call moved `moved` bytes: exactly those bytes.

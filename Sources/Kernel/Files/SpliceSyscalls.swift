@@ -82,22 +82,11 @@ enum SpliceSyscalls {
         static func record(_ fd: Int32, count: Int, nonblocking: Bool) throws(Errno) -> Capture? {
             var st = stat()
             guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK else { return nil }
-            var type: Int32 = 0
-            var len = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0,
+            guard let type = MovedBytes.socketType(fd),
                   type == Int32(SOCK_DGRAM.rawValue) || type == Int32(SOCK_SEQPACKET.rawValue) else { return nil }
-            var head = [UInt8](repeating: 0, count: max(0, min(count, 1 << 20)))
-            // Waits for a record as the move itself would (unless nonblocking).
-            let n = head.withUnsafeMutableBytes { b -> Int in
-                while true {
-                    let r = recv(fd, b.baseAddress, b.count, Int32(MSG_PEEK) | (nonblocking ? Int32(MSG_DONTWAIT) : 0))
-                    if r < 0, errno == EINTR { continue }
-                    return r < 0 ? -Int(errno) : r
-                }
-            }
-            guard n >= 0 else { throw Errno(Int32(clamping: -n)) }
+            let head = try MovedBytes.peek(fd, count: count, nonblocking: nonblocking).get()
             // An empty record moves nothing whatever the length asked.
-            return .peeked(Array(head.prefix(n)), limit: n == 0 ? count : n)
+            return .peeked(head, limit: head.isEmpty ? count : head.count)
         }
 
         var limit: Int {

@@ -13,6 +13,20 @@ import Glibc
 /// same. Other ancillary data (SCM_CREDENTIALS, timestamps) passes as the
 /// host has it: a credential's pid is the host's (detrec's) pid.
 enum MessageSyscalls {
+    /// A host msghdr over one vector, with the name and control buffers
+    /// (an empty one passed as NULL, as the guest's own would be).
+    static func header(name: UnsafeMutableRawBufferPointer, vector: UnsafeMutablePointer<iovec>,
+                       control: UnsafeMutableRawBufferPointer) -> msghdr {
+        var m = msghdr()
+        m.msg_name = name.count == 0 ? nil : name.baseAddress
+        m.msg_namelen = socklen_t(name.count)
+        m.msg_iov = vector
+        m.msg_iovlen = 1
+        m.msg_control = control.count == 0 ? nil : control.baseAddress
+        m.msg_controllen = control.count
+        return m
+    }
+
     static let SOL_SOCKET: Int32 = 1, SCM_RIGHTS: Int32 = 1
     static let MSG_CMSG_CLOEXEC: Int32 = 0x4000_0000, MSG_WAITFORONE: Int32 = 0x10000
     static let headerSize = 56, multiSize = 64
@@ -127,13 +141,7 @@ enum MessageSyscalls {
                 control.withUnsafeMutableBytes { ctl in
                     var vector = iovec(iov_base: UnsafeMutableRawPointer(mutating: part.baseAddress), iov_len: part.count)
                     return withUnsafeMutablePointer(to: &vector) { v in
-                        var m = msghdr()
-                        m.msg_name = n.count == 0 ? nil : n.baseAddress
-                        m.msg_namelen = socklen_t(n.count)
-                        m.msg_iov = v
-                        m.msg_iovlen = 1
-                        m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
-                        m.msg_controllen = ctl.count
+                        var m = header(name: n, vector: v, control: ctl)
                         return withUnsafePointer(to: &m) { hostSyscall(SYS.sendmsg, Int(h), Int(bitPattern: $0), Int(flags | SocketSyscalls.MSG_NOSIGNAL)) }
                     }
                 }
@@ -207,12 +215,7 @@ enum MessageSyscalls {
                     control.withUnsafeMutableBytes { ctl in
                         var vector = iovec(iov_base: d.baseAddress, iov_len: d.count)
                         return withUnsafeMutablePointer(to: &vector) { v in
-                            m.msg_name = nb.count == 0 ? nil : nb.baseAddress
-                            m.msg_namelen = socklen_t(nb.count)
-                            m.msg_iov = v
-                            m.msg_iovlen = 1
-                            m.msg_control = ctl.count == 0 ? nil : ctl.baseAddress
-                            m.msg_controllen = ctl.count
+                            m = MessageSyscalls.header(name: nb, vector: v, control: ctl)
                             return withUnsafeMutablePointer(to: &m) {
                                 hostSyscall(SYS.recvmsg, Int(h), Int(bitPattern: $0), Int(flags | MSG_CMSG_CLOEXEC))
                             }
