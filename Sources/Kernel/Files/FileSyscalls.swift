@@ -256,12 +256,7 @@ enum FileSyscalls {
             // The memory at the file offset (or the given one), scattered.
             return try c.host { effects throws(Errno) -> Int64 in
                 let bytes = try mem.read(at: positioned ? UInt64(bitPattern: offset) : mem.offset, count: total).get()
-                var at = 0
-                for (base, len) in vectors where at < bytes.count {
-                    let take = min(len, bytes.count - at)
-                    try effects.write(base, bytes[at..<at + take])
-                    at += take
-                }
+                try VectorTransfers.scatter(bytes, count: bytes.count, over: vectors, &effects)
                 if !positioned { mem.offset &+= UInt64(bytes.count) }
                 return Int64(bytes.count)
             }
@@ -273,12 +268,7 @@ enum FileSyscalls {
                 positioned ? pread(fd, b.baseAddress, total, Int(offset)) : Glibc.read(fd, b.baseAddress, total)
             }
             guard n >= 0 else { return -Int64(errno) }
-            var at = 0
-            for (base, len) in vectors where at < n {
-                let take = min(len, n - at)
-                try effects.write(base, buffer[at..<at + take])
-                at += take
-            }
+            try VectorTransfers.scatter(buffer, count: n, over: vectors, &effects)
             return Int64(n)
         }
     }

@@ -65,6 +65,16 @@ struct TerminalFacts {
         return (ma & 0xffff_f000) << 32 | (ma & 0xfff) << 8 | (mi & 0xffff_ff00) << 12 | (mi & 0xff)
     }
 
+    /// The device of the slave of the pseudo-terminal master open on `fd`
+    /// (TIOCGPTN), nil when it is none.
+    static func slaveDevice(ofMaster fd: Int32) -> UInt64? {
+        var n: UInt32 = 0
+        let TIOCGPTN: UInt32 = 0x8004_5430
+        guard withUnsafeMutablePointer(to: &n, { hostSyscall(SYS.ioctl, Int(fd), Int(TIOCGPTN), Int(bitPattern: $0)) }) == 0 else { return nil }
+        // Unix98 slaves are majors 136-143 (UNIX98_PTY_MAJOR_COUNT).
+        return device(major: 136 + n / 256, minor: n % 256)
+    }
+
     /// 0 and the facts, or the host's -errno for the descriptor.
     static func read(_ c: SyscallCall) throws -> (Int64, TerminalFacts?) {
         let file = try c.file(0)
@@ -82,14 +92,9 @@ struct TerminalFacts {
             let terminal = isatty(h) == 1
             var device = UInt64(st.st_rdev)
             var master = false
-            if st.st_mode & S_IFMT == S_IFCHR, device == ptmx {
-                var n: UInt32 = 0
-                let TIOCGPTN: UInt32 = 0x8004_5430
-                if withUnsafeMutablePointer(to: &n, { hostSyscall(SYS.ioctl, Int(h), Int(TIOCGPTN), Int(bitPattern: $0)) }) == 0 {
-                    // Unix98 slaves are majors 136-143 (UNIX98_PTY_MAJOR_COUNT).
-                    device = TerminalFacts.device(major: 136 + n / 256, minor: n % 256)
-                    master = true
-                }
+            if st.st_mode & S_IFMT == S_IFCHR, device == ptmx, let slave = slaveDevice(ofMaster: h) {
+                device = slave
+                master = true
             }
             // The trace keeps a byte for it; the caller's emulated credentials decide.
             let admin = ProcessSyscalls.hasCapability(c, Credentials.CAP_SYS_ADMIN)

@@ -23,10 +23,8 @@ enum TerminalSignals {
     static func note(_ fd: Int32, _ written: ArraySlice<UInt8>, _ effects: inout HostEffects) {
         guard !written.isEmpty else { return }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFCHR, UInt64(st.st_rdev) == TerminalFacts.ptmx else { return }
-        var n: UInt32 = 0
-        let TIOCGPTN: UInt32 = 0x8004_5430
-        guard withUnsafeMutablePointer(to: &n, { hostSyscall(SYS.ioctl, Int(fd), Int(TIOCGPTN), Int(bitPattern: $0)) }) == 0 else { return }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFCHR, UInt64(st.st_rdev) == TerminalFacts.ptmx,
+              let device = TerminalFacts.slaveDevice(ofMaster: fd) else { return }
         var t = termios()
         guard tcgetattr(fd, &t) == 0, t.c_lflag & tcflag_t(ISIG) != 0 else { return }
         let cc = withUnsafeBytes(of: t.c_cc) { Array($0) }
@@ -34,8 +32,6 @@ enum TerminalSignals {
         let signals = raised(by: written, intr: cc[Int(VINTR)], quit: cc[Int(VQUIT)], suspend: cc[Int(VSUSP)],
                              literalNext: t.c_lflag & tcflag_t(IEXTEN) != 0 ? cc[Int(VLNEXT)] : 0)
         guard !signals.isEmpty else { return }
-        // Unix98 slaves are majors 136-143 (UNIX98_PTY_MAJOR_COUNT).
-        let device = TerminalFacts.device(major: 136 + n / 256, minor: n % 256)
         effects.carry(Bytes.u64(device) + signals)
     }
 
