@@ -50,7 +50,8 @@ public struct PageSource: Equatable, @unchecked Sendable {
 /// own (0 is its first byte). Immutable, shared by every range cut from
 /// one mapping, and by a fork's child.
 public final class PageContent {
-    public struct Extent: Sendable {
+    /// A run of data: its offset from the content's first byte, and its length.
+    public struct Extent: Equatable, Sendable {
         public var start: UInt64
         public var length: UInt64
         public init(start: UInt64, length: UInt64) { self.start = start; self.length = length }

@@ -7,12 +7,9 @@ import KVMUser
 /// (its stored range). A mapping of a 4 GiB sparse file with a few bytes
 /// written costs those bytes, in the trace and in memory.
 public struct FileRange: Equatable, Sendable {
-    public struct Extent: Equatable, Sendable {
-        /// Offset of the extent's first byte from `base`.
-        public var start: UInt64
-        public var length: UInt64
-        public init(start: UInt64, length: UInt64) { self.start = start; self.length = length }
-    }
+    /// A data extent: its first byte's offset from `base`, and its length
+    /// (the one type a lazily filled mapping reads them as).
+    public typealias Extent = PageContent.Extent
 
     /// The name the trace stores it under (SHA-256 of `stored`).
     public var sha256: String
@@ -57,8 +54,9 @@ public struct FileRange: Equatable, Sendable {
     public func fill(_ memory: GuestMemory, at address: UInt64, offset: UInt64, length: UInt64) throws(GuestMemoryFault) {
         guard covers(offset: offset, length: length) else { return }
         let from = offset - base
-        guard let content = PageContent(extents: extents.map { PageContent.Extent(start: $0.start, length: $0.length) },
-                                        data: data, end: from + length) else { throw GuestMemoryFault(address: address) }
+        guard let content = PageContent(extents: extents, data: data, end: from + length) else {
+            throw GuestMemoryFault(address: address)
+        }
         for part in memory.attach(content, offset: from, at: address, length: length) {
             try write(memory, at: part.start, from: from + (part.start - address), to: from + (part.end - address))
         }
